@@ -1,0 +1,5 @@
+"""``python -m lth_suite`` runs the CLI."""
+
+from .cli import main
+
+main()

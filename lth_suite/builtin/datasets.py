@@ -1,0 +1,157 @@
+"""Built-in datasets: digits (embedded, offline), MNIST (torchvision or raw IDX), npz."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..data import DataInfo, DatasetParams, RawData
+from ..errors import DataError
+from ..hookspecs import hookimpl
+from ..registry import RegisterFn
+from ..seeding import derive_seed
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+class DigitsParams(DatasetParams):
+    """scikit-learn's bundled 8x8 digits; a test split is carved out of its 1,797 images."""
+
+    test: float = Field(default=0.2, gt=0, lt=1, description="fraction held out for testing")
+
+
+class MNISTParams(DatasetParams):
+    """MNIST through torchvision, or a folder holding the four raw IDX files."""
+
+    root: Path = Field(default=Path("data"), description="folder holding or receiving MNIST")
+    download: bool = Field(default=True, description="download when not found under root")
+
+
+class NpzParams(DatasetParams):
+    """Your own data: an .npz with x, y and optionally x_test, y_test."""
+
+    path: Path = Field(description="the .npz file")
+    test: float = Field(default=0.2, gt=0, lt=1,
+                        description="fraction held out for testing when x_test is absent")
+
+
+def carve_test(x: torch.Tensor, y: torch.Tensor, fraction: float,
+               seed: int) -> tuple[torch.Tensor, ...]:
+    """Split (x, y) into train and test parts with a seeded permutation."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(derive_seed(seed, "test")))
+    size = max(1, int(round(fraction * len(y))))
+    test, train = order[:size], order[size:]
+    return x[train], y[train], x[test], y[test]
+
+
+def standardize(x_train: torch.Tensor, x_test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero mean, unit variance with the training split's statistics."""
+    mean, std = x_train.mean(), x_train.std().clamp_min(1e-8)
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+def load_digits(params: DigitsParams, seed: int) -> RawData:
+    """The embedded default: needs no download."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    x_train, y_train, x_test, y_test = carve_test(x, y, params.test, params.split_seed)
+    x_train, x_test = standardize(x_train, x_test)
+    return RawData(x_train, y_train, x_test, y_test, DataInfo("digits", (1, 8, 8), 10))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST's format), gzipped or not."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path}: truncated IDX file")
+    return data.reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz", folder / "MNIST" / "raw" / stem,
+                      folder / "MNIST" / "raw" / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _mnist_arrays(params: MNISTParams) -> dict[str, np.ndarray]:
+    found = {key: _find_idx(params.root, stem) for key, stem in MNIST_FILES.items()}
+    if all(found.values()):
+        return {key: read_idx(path) for key, path in found.items()}  # type: ignore[arg-type]
+    from torchvision.datasets import MNIST
+
+    try:
+        parts = {split: MNIST(str(params.root), train=split, download=params.download)
+                 for split in (True, False)}
+    except Exception as exc:  # torchvision raises RuntimeError or URLError variants
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        verb = "download failed" if params.download else "download is off"
+        raise DataError(f"MNIST not found under {params.root} and {verb}: set dataset.root to "
+                        f"a folder that holds it ({reason})") from None
+    return {"x_train": parts[True].data.numpy(), "y_train": parts[True].targets.numpy(),
+            "x_test": parts[False].data.numpy(), "y_test": parts[False].targets.numpy()}
+
+
+def load_mnist(params: MNISTParams, seed: int) -> RawData:
+    """MNIST, normalised with its own mean and standard deviation."""
+    arrays = _mnist_arrays(params)
+
+    def images(key: str) -> torch.Tensor:
+        x = torch.from_numpy(arrays[key].astype(np.float32) / 255.0).unsqueeze(1)
+        return (x - MNIST_MEAN) / MNIST_STD
+
+    def labels(key: str) -> torch.Tensor:
+        return torch.from_numpy(arrays[key].astype(np.int64))
+
+    return RawData(images("x_train"), labels("y_train"), images("x_test"), labels("y_test"),
+                   DataInfo("mnist", (1, 28, 28), 10))
+
+
+def load_npz(params: NpzParams, seed: int) -> RawData:
+    """Arrays from a user's .npz; uint8 images are scaled to [0, 1]."""
+    if not params.path.is_file():
+        raise DataError(f"dataset.path: {params.path} does not exist")
+    with np.load(params.path) as arrays:
+        missing = {"x", "y"} - set(arrays.files)
+        if missing:
+            raise DataError(f"{params.path}: missing array(s) {', '.join(sorted(missing))}")
+        loaded = {k: arrays[k] for k in arrays.files}
+
+    def features(a: np.ndarray) -> torch.Tensor:
+        scale = 255.0 if a.dtype == np.uint8 else 1.0
+        return torch.from_numpy(a.astype(np.float32) / scale)
+
+    x, y = features(loaded["x"]), torch.from_numpy(loaded["y"].astype(np.int64))
+    if "x_test" in loaded and "y_test" in loaded:
+        x_test, y_test = features(loaded["x_test"]), torch.from_numpy(loaded["y_test"].astype(np.int64))
+        x_train, y_train = x, y
+    else:
+        x_train, y_train, x_test, y_test = carve_test(x, y, params.test, params.split_seed)
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    return RawData(x_train, y_train, x_test, y_test,
+                   DataInfo(params.path.stem, tuple(x.shape[1:]), classes))
+
+
+@hookimpl
+def lth_register_datasets(register: RegisterFn) -> None:
+    """Register ``digits``, ``mnist`` and ``npz``."""
+    register("digits", load_digits, DigitsParams, "scikit-learn's 8x8 digits, embedded")
+    register("mnist", load_mnist, MNISTParams, "MNIST via torchvision or raw IDX files")
+    register("npz", load_npz, NpzParams, "arrays x, y (x_test, y_test) from an .npz file")

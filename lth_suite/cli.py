@@ -1,0 +1,183 @@
+"""The ``lth-suite`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import LthError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Lottery Ticket Hypothesis experiments, tracked in MLflow.")
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="experiment spec (YAML)", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-s", help="override a spec field: KEY=VALUE, VALUE parsed as YAML (repeatable)")]
+UriOpt = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: sqlite mlflow.db in this folder)")]
+
+
+def _fail(error: LthError) -> None:
+    for line in error.lines():
+        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _load(spec_path: Path, overrides: list[str] | None):
+    from .plugins import load_plugins
+    from .spec_loading import load_spec
+
+    plugins = load_plugins()
+    return plugins, load_spec(spec_path, plugins.registry, overrides or [])
+
+
+@app.command()
+def run(spec: SpecArg, set_: SetOpt = None, tracking_uri: UriOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, load data and "
+                                              "build the model; train and log nothing")] = False,
+        ) -> None:
+    """Run an experiment: train, prune, rewind, retrain, level after level."""
+    from .experiment import prepare
+
+    try:
+        plugins, experiment_spec = _load(spec, set_)
+        experiment = prepare(experiment_spec, plugins)
+        if dry_run:
+            _print_plan(experiment)
+            return
+        from .progress import ConsoleProgress
+        from .runner import LotteryRunner
+        from .tracking import open_tracker, resolve_tracking_uri
+
+        tracker = open_tracker(resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
+        _print_plan(experiment)
+        runner = LotteryRunner(experiment, tracker, ConsoleProgress(experiment.trainings()))
+        finished = runner.run()
+    except LthError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print("interrupted: the open runs were ended as KILLED")
+        raise typer.Exit(130) from None
+    _print_summary(finished.summary, runner.progress.elapsed())
+    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}")
+    out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
+              + (f" --tracking-uri {tracker.uri}" if tracking_uri else ""), highlight=False)
+
+
+def _print_plan(experiment) -> None:
+    spec, sizes = experiment.spec, experiment.data.sizes()
+    params = sum(layer.numel for layer in experiment.layers)
+    err.print(
+        f"{spec.experiment.name} [{experiment.hash}]: {spec.model.name} on "
+        f"{experiment.data.info.name} (train {sizes['train']}, validation {sizes['validation']}, "
+        f"test {sizes['test']}), {params:,} prunable weights; {spec.pruning.levels} levels x "
+        f"{spec.experiment.replicates} replicate(s), branches {', '.join(experiment.branches())}: "
+        f"{experiment.trainings()} trainings of {experiment.config.total} iterations on "
+        f"{experiment.device}", highlight=False, markup=False)
+
+
+def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
+    branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
+                      key=lambda b: (b != "ticket", b))
+    table = Table(title=f"test accuracy at the early-stop iteration ({seconds:.1f} s)")
+    table.add_column("level", justify="right")
+    table.add_column("weights left", justify="right")
+    for branch in branches:
+        table.add_column(branch, justify="right")
+    for row in rows:
+        cells = [f"{row.get(f'{b}/early_stop_test_accuracy', float('nan')):.4f}"
+                 if f"{b}/early_stop_test_accuracy" in row else "-" for b in branches]
+        table.add_row(str(int(row["level"])), f"{100 * row['density']:.1f}%", *cells)
+    out.print(table)
+
+
+@app.command()
+def validate(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Check a spec (and its plugin params) without running it."""
+    from .spec_loading import spec_hash
+
+    try:
+        _, experiment_spec = _load(spec, set_)
+    except LthError as error:
+        _fail(error)
+    out.print(f"{spec}: valid (hash {spec_hash(experiment_spec)})", highlight=False, markup=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON schema, plugins' params included, for editors."""
+    from .plugins import load_plugins
+    from .spec_loading import json_schema
+
+    try:
+        plugins = load_plugins()
+    except LthError as error:
+        _fail(error)
+    sys.stdout.write(json.dumps(json_schema(plugins.registry), indent=2) + "\n")
+
+
+@app.command()
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+            ) -> None:
+    """List the loaded plugins, their versions and what each provides."""
+    from .plugins import load_plugins
+
+    try:
+        loaded = load_plugins()
+    except LthError as error:
+        _fail(error)
+    rows = [{"plugin": info.name, "version": info.version, "distribution": info.distribution,
+             "provides": info.provides} for info in loaded.infos.values()]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="lth-suite plugins")
+    for column in ("plugin", "version", "provides"):
+        table.add_column(column)
+    for row in rows:
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items())
+        table.add_row(row["plugin"], row["version"], provides or "(hooks only)")
+    out.print(table)
+
+
+@app.command()
+def ui(tracking_uri: UriOpt = None,
+       port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000) -> None:
+    """Start the MLflow UI on 127.0.0.1 for the configured store."""
+    from .tracking import resolve_tracking_uri, ui_command
+    import subprocess
+
+    uri = resolve_tracking_uri(tracking_uri, None)
+    err.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)", highlight=False)
+    try:
+        raise typer.Exit(subprocess.call(ui_command(uri, port)))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def version_callback(value: bool) -> None:
+    """Print the version and exit."""
+    if value:
+        out.print(f"lth-suite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=version_callback,
+                                                is_eager=True, help="show the version")] = False,
+          ) -> None:
+    """Lottery Ticket Hypothesis experiments, tracked in MLflow."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

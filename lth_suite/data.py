@@ -1,0 +1,116 @@
+"""In-memory datasets: tensors on the device, batches drawn by index, no DataLoader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import DataError
+from .seeding import derive_seed
+
+
+class DatasetParams(BaseModel):
+    """Params every dataset accepts; plugin params models subclass this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    validation: float = Field(
+        default=0.1, gt=0,
+        description="held out of the training data for early stopping: a fraction (<1) "
+        "or a number of examples",
+    )
+    subset: int | None = Field(default=None, ge=1, description="train on this many examples")
+    split_seed: int = Field(default=0, ge=0, description="seed of the validation split")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What an architecture needs to know about the data."""
+
+    name: str
+    input_shape: tuple[int, ...]  # per example, e.g. (1, 28, 28)
+    num_classes: int
+    synthetic: bool = False
+
+
+@dataclass
+class RawData:
+    """What a dataset plugin returns: training and test arrays, already normalised."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    info: DataInfo
+
+
+@dataclass
+class Splits:
+    """Train, validation and test tensors, all on one device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    info: DataInfo
+
+    def to(self, device: torch.device) -> Splits:
+        """The same splits on ``device``."""
+        moved = {k: getattr(self, k).to(device) for k in
+                 ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        return Splits(info=self.info, **moved)
+
+    def sizes(self) -> dict[str, int]:
+        """Number of examples per split."""
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+
+def split_validation(raw: RawData, params: DatasetParams) -> Splits:
+    """Hold a validation split out of the training data, then take the subset."""
+    total = len(raw.y_train)
+    size = int(round(params.validation * total)) if params.validation < 1 else int(params.validation)
+    if params.validation >= 1 and params.validation != int(params.validation):
+        raise DataError("dataset.validation: a count of examples must be a whole number")
+    if size < 1 or size >= total:
+        raise DataError(f"dataset.validation: {size} validation examples leave no training "
+                        f"data out of {total}")
+    generator = torch.Generator().manual_seed(derive_seed(params.split_seed, "validation"))
+    order = torch.randperm(total, generator=generator)
+    val, train = order[:size], order[size:]
+    if params.subset is not None:
+        if params.subset > len(train):
+            raise DataError(f"dataset.subset: {params.subset} is more than the "
+                            f"{len(train)} training examples")
+        train = train[: params.subset]
+    return Splits(raw.x_train[train], raw.y_train[train], raw.x_train[val], raw.y_train[val],
+                  raw.x_test, raw.y_test, raw.info)
+
+
+class BatchOrder:
+    """Batch indices of any iteration, reproducible from a seed.
+
+    Each epoch is its own seeded permutation, so training can start at any
+    iteration (late rewinding, resume) and draw the same batches as a full run.
+    The last partial batch of an epoch is dropped.
+    """
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int, device: torch.device):
+        if batch_size > n_examples:
+            raise DataError(f"training.batch_size: {batch_size} is larger than the "
+                            f"{n_examples} training examples")
+        self.n, self.batch_size, self.seed, self.device = n_examples, batch_size, seed, device
+        self.per_epoch = n_examples // batch_size
+        self._epoch, self._perm = -1, torch.empty(0)
+
+    def indices(self, iteration: int) -> torch.Tensor:
+        """The example indices of the batch at ``iteration``."""
+        epoch, step = divmod(iteration, self.per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+            self._perm = torch.randperm(self.n, generator=generator).to(self.device)
+            self._epoch = epoch
+        return self._perm[step * self.batch_size: (step + 1) * self.batch_size]

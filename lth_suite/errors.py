@@ -1,0 +1,44 @@
+"""Errors that the CLI turns into one-line messages and exit code 2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class LthError(Exception):
+    """A user-facing error: bad input, missing data, unknown plugin; never a bug."""
+
+    exit_code = 2
+
+    def lines(self) -> list[str]:
+        """The message as one or more one-line errors."""
+        return [str(self)]
+
+
+class SpecError(LthError):
+    """One or more problems with an experiment spec, each naming its field."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.source}: " if self.source else ""
+        return [f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}" for loc, msg in self.problems]
+
+
+class UnknownComponentError(LthError):
+    """A spec names a component that no loaded plugin registered."""
+
+    def __init__(self, kind: str, name: str, known: Sequence[str]):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        super().__init__(f"unknown {kind} '{name}' (known: {', '.join(self.known) or 'none'})")
+
+
+class DataError(LthError):
+    """A dataset that cannot be found, read or split as asked."""
+
+
+class TrackingError(LthError):
+    """A tracking store that cannot be reached or used."""

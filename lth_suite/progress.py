@@ -1,0 +1,91 @@
+"""Progress reporting for long trainings: silent for the API, rich for the CLI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+
+Tick = Callable[[int], None]
+
+
+class Progress(Protocol):
+    """What the runner tells about its work."""
+
+    def begin(self, label: str, start: int, total: int) -> Tick:
+        """A training starts; the returned callable receives the iteration just done."""
+        ...
+
+    def end(self, label: str, summary: dict[str, float]) -> None:
+        """A training ended with these summary metrics."""
+        ...
+
+    def level_done(self, level: int, row: dict[str, float]) -> None:
+        """Every replicate and branch of a level finished."""
+        ...
+
+    def elapsed(self) -> float:
+        """Seconds since the experiment started."""
+        ...
+
+
+class SilentProgress:
+    """Reports nothing; keeps the time."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def begin(self, label: str, start: int, total: int) -> Tick:
+        """No bar."""
+        return lambda iteration: None
+
+    def end(self, label: str, summary: dict[str, float]) -> None:
+        """Nothing to say."""
+
+    def level_done(self, level: int, row: dict[str, float]) -> None:
+        """Nothing to say."""
+
+    def elapsed(self) -> float:
+        """Seconds since construction."""
+        return time.perf_counter() - self.started
+
+
+class ConsoleProgress(SilentProgress):
+    """A progress bar per training on stderr, and one line per finished training."""
+
+    def __init__(self, total_trainings: int, console: Console | None = None):
+        super().__init__()
+        self.console = console or Console(stderr=True)
+        self.total_trainings, self.done = total_trainings, 0
+        self._bar: RichBar | None = None
+
+    def begin(self, label: str, start: int, total: int) -> Tick:
+        """Show a bar that advances every 1% of the training."""
+        self._bar = RichBar(TextColumn(f"[{self.done + 1}/{self.total_trainings}] {label}"),
+                            BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=self.console, transient=True)
+        self._bar.start()
+        task = self._bar.add_task(label, total=total, completed=start)
+        every = max(1, (total - start) // 100)
+        bar = self._bar
+
+        def tick(iteration: int) -> None:
+            if iteration % every == 0 or iteration == total:
+                bar.update(task, completed=iteration)
+
+        return tick
+
+    def end(self, label: str, summary: dict[str, float]) -> None:
+        """Replace the bar with one line of results."""
+        if self._bar is not None:
+            self._bar.stop()
+        self.done += 1
+        self.console.print(
+            f"[{self.done}/{self.total_trainings}] {label}: density {summary['density']:.3f}, "
+            f"test acc {summary['early_stop_test_accuracy']:.4f} at early stop "
+            f"(it {int(summary['early_stop_iteration'])}), final {summary['final_test_accuracy']:.4f}",
+            highlight=False, markup=False, soft_wrap=True)

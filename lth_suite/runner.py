@@ -1,0 +1,184 @@
+"""The level loop: train, prune, rewind, retrain; ticket and controls; level-major.
+
+All replicates finish a level before the next level starts, so every level's
+summary (mean and spread over replicates) is logged as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from statistics import mean
+
+import torch
+
+from .errors import LthError
+from .events import BranchResult, ExperimentFinished, LevelFinished
+from .experiment import Experiment
+from .masks import Mask
+from .progress import Progress, SilentProgress
+from .pruning import PruneRequest, random_mask_like, target_groups
+from .rewinding import RewindContext, RewindPoint
+from .seeding import derive_seed
+from .spec_loading import canonical, to_yaml
+from .tracking import Tracker
+from .training import snapshot, train
+
+
+@dataclass
+class ReplicateState:
+    """What later levels of one replicate need from earlier ones."""
+
+    init_state: dict[str, torch.Tensor]
+    captured_state: dict[str, torch.Tensor] | None
+    dense: BranchResult  # level 0
+    last: BranchResult  # the latest ticket
+
+
+class LotteryRunner:
+    """Runs one experiment end to end and logs it through a ``Tracker``."""
+
+    def __init__(self, experiment: Experiment, tracker: Tracker,
+                 progress: Progress | None = None):
+        self.x = experiment
+        self.tracker = tracker
+        self.progress = progress or SilentProgress()
+        self.states: dict[int, ReplicateState] = {}
+        self.model = experiment.build_model(experiment.spec.experiment.seed)
+
+    def run(self) -> ExperimentFinished:
+        """Every level of every replicate; runs end FAILED or KILLED if anything stops it."""
+        spec = self.x.spec
+        parent = self.tracker.start_experiment(
+            experiment=spec.tracking.experiment or spec.experiment.name,
+            run_name=f"{spec.experiment.name}-{self.x.hash[:8]}",
+            params=spec.model_dump(mode="json"),
+            tags={"lth_suite.spec_hash": self.x.hash,
+                  "lth_suite.plugins": json.dumps(self.x.plugins.versions()),
+                  "lth_suite.dataset_synthetic": str(self.x.data.info.synthetic).lower()},
+            spec_yaml=to_yaml(spec),
+        )
+        try:
+            levels = [self._run_level(level, parent) for level in range(spec.pruning.levels + 1)]
+            finished = ExperimentFinished(spec, self.x.hash, levels, parent,
+                                          [lv_summary(event) for event in levels])
+            for name, analyzer in self.x.analyzers:
+                values = analyzer.after_experiment(finished)
+                self.tracker.log_metrics(parent, {f"{name}/{k}": v for k, v in values.items()})
+            self.x.plugins.hook.lth_experiment_finished(event=finished)
+            self.tracker.log_metrics(parent, {"wall_time_s": self.progress.elapsed()})
+            self.tracker.end_run(parent)
+        except KeyboardInterrupt:
+            self.tracker.end_all("KILLED")
+            raise
+        except BaseException:
+            self.tracker.end_all("FAILED")
+            raise
+        return finished
+
+    def _run_level(self, level: int, parent: str) -> LevelFinished:
+        branches = []
+        for replicate in range(self.x.spec.experiment.replicates):
+            branches += self._dense(replicate) if level == 0 else self._pruned(replicate, level)
+        event = LevelFinished(self.x.spec, level, self.x.layers, branches,
+                              {r: s.init_state for r, s in self.states.items()}, parent)
+        metrics = lv_summary(event)
+        for name, analyzer in self.x.analyzers:
+            metrics.update({f"{name}/{k}": v for k, v in analyzer.after_level(event).items()})
+        self.tracker.log_metrics(parent, metrics, step=level)
+        self.x.plugins.hook.lth_level_finished(event=event)
+        self.progress.level_done(level, lv_summary(event))
+        return event
+
+    def _dense(self, replicate: int) -> list[BranchResult]:
+        seed = self.x.spec.experiment.seed
+        init_state = snapshot(self.x.build_model(derive_seed(seed, "init", replicate)))
+        mask = Mask.dense(self.model, self.x.layers)
+        capture = self.x.rewind.capture_iteration(self.x.config)
+        dense = self._train(replicate, 0, "ticket", mask, RewindPoint(init_state), capture)
+        captured = dense.result.captured.get(capture) if capture is not None else None
+        self.states[replicate] = ReplicateState(init_state, captured, dense, dense)
+        return [dense]
+
+    def _pruned(self, replicate: int, level: int) -> list[BranchResult]:
+        spec, state = self.x.spec, self.states[replicate]
+        source = state.dense if spec.pruning.strategy == "oneshot" else state.last
+        base_mask = Mask.dense(self.model, self.x.layers) if spec.pruning.strategy == "oneshot" \
+            else source.mask
+        self.model.load_state_dict(source.result.state)
+        mask = self._prune(replicate, level, base_mask, state)
+        point = self.x.rewind(RewindContext(state.init_state, state.captured_state,
+                                            source.result.state, self.x.config))
+        ticket = self._train(replicate, level, "ticket", mask, point)
+        results = [ticket]
+        seed = spec.experiment.seed
+        if spec.controls.reinit:
+            fresh = snapshot(self.x.build_model(derive_seed(seed, "reinit", replicate, level)))
+            results.append(self._train(replicate, level, "reinit", mask,
+                                       RewindPoint(fresh, point.start_iteration, point.constant_lr)))
+        if spec.controls.random_prune:
+            generator = torch.Generator().manual_seed(derive_seed(seed, "random", replicate, level))
+            random_mask = random_mask_like(mask, generator)
+            results.append(self._train(replicate, level, "random_prune", random_mask, point))
+        state.last = ticket
+        return results
+
+    def _prune(self, replicate: int, level: int, base: Mask, state: ReplicateState) -> Mask:
+        rules = self.x.spec.pruning
+        groups = target_groups(self.x.layers, base, rules, level)
+        generator = torch.Generator().manual_seed(
+            derive_seed(self.x.spec.experiment.seed, "prune", replicate, level))
+        request = PruneRequest(self.model, base, self.x.layers, groups, level, generator,
+                               state.init_state, self.x.data)
+        mask = self.x.criterion(request).to(self.x.device)
+        kept = mask.kept()
+        wrong = [names for names, keep in groups if sum(kept[n] for n in names) != keep]
+        if set(mask) != set(base) or not mask.is_subset_of(base) or wrong:
+            raise LthError(f"criterion '{rules.criterion.name}' returned an invalid mask at level "
+                           f"{level}: it must keep a subset of the current mask with the target "
+                           f"count per group{f' (wrong: {wrong[0]})' if wrong else ''}")
+        return mask
+
+    def _train(self, replicate: int, level: int, branch: str, mask: Mask, point: RewindPoint,
+               capture: int | None = None) -> BranchResult:
+        x, tracking = self.x, self.x.spec.tracking
+        name = f"r{replicate}-level{level}-{branch}"
+        run = self.tracker.start_child(name, {
+            "replicate": replicate, "level": level, "branch": branch,
+            "density": round(mask.density(), 6),
+            **{f"density.{k}": round(v, 6) for k, v in mask.layer_density().items()}})
+        self.model.load_state_dict(point.state)
+        tick = self.progress.begin(name, point.start_iteration, x.config.total)
+        result = train(self.model, mask, x.data, x.config,
+                       data_seed=derive_seed(x.spec.experiment.seed, "data", replicate),
+                       start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                       capture_at=frozenset() if capture is None else frozenset({capture}),
+                       progress=tick)
+        branch_result = BranchResult(replicate, level, branch, mask, result, run)
+        self.tracker.log_history(run, result.history)
+        self.tracker.log_metrics(run, branch_result.summary)
+        self.tracker.log_training_artifacts(run, mask,
+                                            result.state if tracking.log_state_dicts else None)
+        last_level = level == x.spec.pruning.levels
+        if branch == "ticket" and (tracking.log_models == "all"
+                                   or (tracking.log_models == "final" and last_level)):
+            self.tracker.log_model(run, self.model, f"ticket-r{replicate}-level{level}",
+                                   x.data.x_test[:2])
+        self.tracker.end_run(run)
+        self.progress.end(name, branch_result.summary)
+        return branch_result
+
+
+def lv_summary(event: LevelFinished) -> dict[str, float]:
+    """Density and each branch's accuracy at one level: mean, and min/max over replicates."""
+    tickets = event.of("ticket")
+    row: dict[str, float] = {"level": float(event.level),
+                             "density": mean(t.mask.density() for t in tickets)}
+    for branch in sorted({b.branch for b in event.branches}):
+        results = event.of(branch)
+        for key in ("early_stop_test_accuracy", "final_test_accuracy", "early_stop_iteration"):
+            values = [r.summary[key] for r in results]
+            row[f"{branch}/{key}"] = mean(values)
+            if len(values) > 1:
+                row[f"{branch}/{key}_min"], row[f"{branch}/{key}_max"] = min(values), max(values)
+    return row

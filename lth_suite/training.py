@@ -1,0 +1,184 @@
+"""Train and evaluate one masked network on in-memory tensors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import BatchOrder, Splits
+from .masks import Mask
+from .spec import Training
+
+EVAL_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A ``Training`` section resolved to iterations for one training split."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    batch_size: int
+    total: int
+    warmup: int
+    milestones: tuple[int, ...]
+    gamma: float
+    eval_every: int
+    per_epoch: int  # iterations in one epoch
+
+    @classmethod
+    def resolve(cls, training: Training, n_train: int) -> TrainConfig:
+        """Turn epochs into iterations for ``n_train`` training examples."""
+        per_epoch = max(1, n_train // training.batch_size)
+        schedule = training.schedule
+        return cls(
+            optimizer=training.optimizer, lr=training.lr, momentum=training.momentum,
+            nesterov=training.nesterov, weight_decay=training.weight_decay,
+            batch_size=training.batch_size,
+            total=training.duration.to_iterations(per_epoch),
+            warmup=schedule.warmup.to_iterations(per_epoch),
+            milestones=tuple(sorted(m.to_iterations(per_epoch) for m in schedule.milestones)),
+            gamma=schedule.gamma, eval_every=training.eval_every, per_epoch=per_epoch,
+        )
+
+    def lr_at(self, iteration: int) -> float:
+        """Learning rate of the step taken at ``iteration``: warmup, then milestones."""
+        lr = self.lr * self.gamma ** sum(iteration >= m for m in self.milestones)
+        if self.warmup and iteration < self.warmup:
+            lr *= (iteration + 1) / self.warmup
+        return lr
+
+
+@dataclass
+class TrainResult:
+    """The trained weights and the metrics of one training."""
+
+    state: dict[str, torch.Tensor]
+    history: list[dict[str, float]]  # one row per evaluation, with "iteration"
+    captured: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def early_stop(self) -> dict[str, float]:
+        """The evaluation row with the lowest validation loss (first one on ties)."""
+        return min(self.history, key=lambda row: (row["val_loss"], row["iteration"]))
+
+    def summary(self) -> dict[str, float]:
+        """Early-stop iteration and test accuracy there and at the end."""
+        best, last = self.early_stop, self.history[-1]
+        return {
+            "early_stop_iteration": best["iteration"],
+            "early_stop_val_loss": best["val_loss"],
+            "early_stop_test_accuracy": best["test_accuracy"],
+            "final_test_accuracy": last["test_accuracy"],
+            "final_test_loss": last["test_loss"],
+        }
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the model's state dict."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """A fresh optimizer: momentum or Adam state would otherwise revive pruned weights."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device
+    fused = device.type in ("cpu", "cuda")
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                           nesterov=config.nesterov, weight_decay=config.weight_decay, fused=fused)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy over a whole split."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(y), EVAL_BATCH):
+        logits = model(x[start: start + EVAL_BATCH])
+        target = y[start: start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(dim=1) == target).sum()
+    model.train(was_training)
+    return loss_sum.item() / len(y), correct.item() / len(y)
+
+
+def train(
+    model: nn.Module,
+    mask: Mask,
+    data: Splits,
+    config: TrainConfig,
+    *,
+    data_seed: int,
+    start_iteration: int = 0,
+    constant_lr: float | None = None,
+    capture_at: frozenset[int] = frozenset(),
+    progress: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place from ``start_iteration`` to ``config.total``.
+
+    Gradients of pruned weights are zeroed before each step and the mask is
+    re-applied after it, so pruned weights stay exactly zero whatever the optimizer.
+    """
+    params = dict(model.named_parameters())
+    masked = [(params[name], keep.to(params[name].dtype)) for name, keep in mask.items()]
+    mask.apply_(model)
+    optimizer = make_optimizer(model, config)
+    order = BatchOrder(len(data.y_train), config.batch_size, data_seed, data.x_train.device)
+    history: list[dict[str, float]] = []
+    captured: dict[int, dict[str, torch.Tensor]] = {}
+    loss_sum = torch.zeros((), device=data.x_train.device)
+    steps_since_eval = 0
+
+    def record(iteration: int) -> None:
+        nonlocal loss_sum, steps_since_eval
+        row = {"iteration": float(iteration)}
+        if steps_since_eval:
+            row["train_loss"] = loss_sum.item() / steps_since_eval
+        row["val_loss"], row["val_accuracy"] = evaluate(model, data.x_val, data.y_val)
+        row["test_loss"], row["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+        history.append(row)
+        loss_sum, steps_since_eval = torch.zeros_like(loss_sum), 0
+
+    model.train()
+    record(start_iteration)
+    current_lr = math.nan
+    for iteration in range(start_iteration, config.total):
+        if iteration in capture_at:
+            captured[iteration] = snapshot(model)
+        lr = constant_lr if constant_lr is not None else config.lr_at(iteration)
+        if lr != current_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            current_lr = lr
+        batch = order.indices(iteration)
+        loss = F.cross_entropy(model(data.x_train[batch]), data.y_train[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for param, keep in masked:
+                param.grad.mul_(keep)
+            optimizer.step()
+            for param, keep in masked:
+                param.mul_(keep)
+            loss_sum += loss.detach()
+        steps_since_eval += 1
+        done = iteration + 1
+        if done % config.eval_every == 0 or done == config.total:
+            record(done)
+        if progress is not None:
+            progress(done)
+    if config.total in capture_at:
+        captured[config.total] = snapshot(model)
+    return TrainResult(state=snapshot(model), history=history, captured=captured)
