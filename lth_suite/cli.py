@@ -22,6 +22,8 @@ err = Console(stderr=True)
 SpecArg = Annotated[Path, typer.Argument(help="experiment spec (YAML)", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", "-s", help="override a spec field: KEY=VALUE, VALUE parsed as YAML (repeatable)")]
+OverridesOpt = Annotated[Optional[str], typer.Option(
+    "--overrides", help="several overrides in one string, separated by ';' (for mlflow run)")]
 UriOpt = Annotated[Optional[str], typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: sqlite mlflow.db in this folder)")]
 
@@ -41,15 +43,17 @@ def _load(spec_path: Path, overrides: list[str] | None):
 
 
 @app.command()
-def run(spec: SpecArg, set_: SetOpt = None, tracking_uri: UriOpt = None,
+def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
+        tracking_uri: UriOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, load data and "
                                               "build the model; train and log nothing")] = False,
         ) -> None:
     """Run an experiment: train, prune, rewind, retrain, level after level."""
     from .experiment import prepare
 
+    extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
     try:
-        plugins, experiment_spec = _load(spec, set_)
+        plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
         experiment = prepare(experiment_spec, plugins)
         if dry_run:
             _print_plan(experiment)

@@ -90,7 +90,7 @@ class Mask(Mapping[str, torch.Tensor]):
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, keep in self._tensors.items():
-                params[name].mul_(keep)
+                params[name].mul_(keep.to(params[name].device))
 
     def equals(self, other: Mask) -> bool:
         """Same tensors, same values."""
@@ -126,26 +126,29 @@ def keep_top(scores: Mapping[str, torch.Tensor], mask: Mask,
              groups: list[tuple[list[str], int]]) -> Mask:
     """Keep, in each group of tensors, the ``keep`` highest-scoring currently kept weights.
 
-    Pruned weights never come back: their score is treated as -inf. Ties are broken
-    by position, so the result is deterministic.
+    Only currently kept weights are candidates, so pruned weights never come back
+    whatever their score (even when kept weights score -inf or NaN; NaN ranks
+    lowest). Ties are broken by position, so the result is deterministic.
     """
-    new = {name: torch.zeros_like(keep) for name, keep in mask.items()}
+    new = {name: keep.clone() for name, keep in mask.items()}
     for names, keep in groups:
-        flat = torch.cat([
-            torch.where(mask[n], scores[n].detach().to(torch.float64), -torch.inf).reshape(-1)
-            for n in names
-        ]).cpu()
-        available = int(sum(int(mask[n].sum()) for n in names))
-        keep = max(0, min(keep, available))
-        order = torch.argsort(flat, descending=True, stable=True)[:keep]
+        for n in names:
+            if scores[n].numel() != mask[n].numel():
+                raise ValueError(f"scores of {n} have shape {tuple(scores[n].shape)}, "
+                                 f"its mask {tuple(mask[n].shape)}")
+        kept = torch.cat([mask[n].detach().reshape(-1).cpu() for n in names])
+        flat = torch.cat([scores[n].detach().to("cpu", torch.float64).reshape(-1)
+                          for n in names])
+        candidates = kept.nonzero().squeeze(1)
+        values = flat[candidates]
+        values = torch.where(torch.isnan(values), -torch.inf, values)
+        count = max(0, min(int(keep), candidates.numel()))
+        order = torch.argsort(values, descending=True, stable=True)[:count]
         chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-        chosen[order] = True
+        chosen[candidates[order]] = True
         offset = 0
         for n in names:
             size = mask[n].numel()
             new[n] = chosen[offset: offset + size].reshape(mask[n].shape).to(mask[n].device)
             offset += size
-    for name in mask:
-        if not any(name in names for names, _ in groups):
-            new[name] = mask[name].clone()
     return Mask(new)

@@ -7,8 +7,11 @@ names) restricts which of them load; set it empty to load none.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -74,23 +77,39 @@ def _new_manager() -> pluggy.PluginManager:
     return manager
 
 
+def _normalize(name: str) -> str:
+    """PEP 503 form, so ``lth-foo``, ``LTH_Foo`` and ``lth.foo`` name the same plugin."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _allowed_names() -> set[str] | None:
     raw = os.environ.get(LOAD_ENV)
     if raw is None:
         return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
+    return {_normalize(part.strip()) for part in raw.split(",") if part.strip()}
 
 
 def _installed_plugins() -> list[tuple[str, ModuleType | object, str, str]]:
     """(name, plugin object, distribution, version) for each allowed entry point."""
     allowed = _allowed_names()
-    found = []
+    entries = []
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry.dist.name if entry.dist else entry.name
         version = entry.dist.version if entry.dist else "unknown"
-        if allowed is not None and entry.name not in allowed and dist not in allowed:
+        if allowed is not None and not {_normalize(entry.name), _normalize(dist)} & allowed:
             continue
-        found.append((dist, entry.load(), dist, version))
+        entries.append((entry, dist, version))
+    per_dist = Counter(dist for _, dist, _ in entries)
+    found = []
+    for entry, dist, version in entries:
+        # A distribution may declare several entry points; each is its own plugin then.
+        name = dist if per_dist[dist] == 1 else f"{dist}:{entry.name}"
+        try:
+            plugin = entry.load()
+        except Exception as exc:  # a broken third-party install must not look like our bug
+            raise LthError(f"plugin {name} ({dist} {version}): cannot load entry point "
+                           f"{entry.value!r}: {type(exc).__name__}: {exc}") from None
+        found.append((name, plugin, dist, version))
     return found
 
 
@@ -110,10 +129,7 @@ def load_plugins(extra: list[object] | None = None, installed: bool = True) -> P
     for plugin in extra or []:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         _add(manager, infos, plugin, name, "(in process)", "n/a")
-    try:
-        manager.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise LthError(f"plugin {exc.plugin_name}: {exc}") from None
+    _check_hook_names(manager)
     registry = Registry()
     for kind in KINDS:
         _collect(manager, registry, infos, kind)
@@ -128,7 +144,25 @@ def _add(manager: pluggy.PluginManager, infos: dict[str, PluginInfo], plugin: ob
         manager.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
         raise LthError(f"plugin {name}: {exc}") from None
+    except ValueError as exc:  # pluggy: the same object under a second name
+        first = manager.get_name(plugin)
+        raise LthError(f"plugin '{name}' is the same object as plugin '{first}'"
+                       if first else f"plugin {name}: {exc}") from None
     infos[name] = PluginInfo(name=name, version=version, distribution=dist)
+
+
+def _check_hook_names(manager: pluggy.PluginManager) -> None:
+    """A hook implementation that matches no hookspec is a typo: fail, naming it."""
+    known = sorted(name for name in vars(hookspecs) if name.startswith("lth_"))
+    for name, caller in vars(manager.hook).items():
+        if name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(known)})"
+            raise LthError(f"plugin {impl.plugin_name}: unknown hook '{name}'{hint}")
 
 
 def _collect(manager: pluggy.PluginManager, registry: Registry,
@@ -143,4 +177,10 @@ def _collect(manager: pluggy.PluginManager, registry: Registry,
             registry.add(Component(kind, name, factory, params_model, description, _plugin))
             infos[_plugin].provides.setdefault(kind, []).append(name)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except LthError:
+            raise
+        except Exception as exc:  # name the plugin whose registration broke
+            raise LthError(f"plugin {plugin_name}: {impl.function.__name__} failed: "
+                           f"{type(exc).__name__}: {exc}") from exc

@@ -54,6 +54,14 @@ class Registry:
     def add(self, component: Component) -> None:
         """Add a component; a name already taken in its kind is an error."""
         table = self.tables[component.kind]
+        if not isinstance(component.name, str) or not component.name.strip() \
+                or component.name != component.name.strip():
+            raise LthError(f"{component.kind} {component.name!r} from {component.plugin}: "
+                           "a component name must be a non-empty string without "
+                           "surrounding spaces")
+        if not callable(component.factory):
+            raise LthError(f"{component.kind} '{component.name}' from {component.plugin}: "
+                           "factory is not callable")
         if component.name in table:
             first = table[component.name].plugin
             raise LthError(

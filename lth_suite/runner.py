@@ -182,3 +182,13 @@ def lv_summary(event: LevelFinished) -> dict[str, float]:
             if len(values) > 1:
                 row[f"{branch}/{key}_min"], row[f"{branch}/{key}_max"] = min(values), max(values)
     return row
+
+
+def run_experiment(spec, plugins, tracking_uri: str,
+                   progress: Progress | None = None) -> ExperimentFinished:
+    """Prepare and run a validated spec, logging to ``tracking_uri``: the Python API."""
+    from .experiment import prepare
+    from .tracking import open_tracker
+
+    experiment = prepare(spec, plugins)
+    return LotteryRunner(experiment, open_tracker(tracking_uri), progress).run()

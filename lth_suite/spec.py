@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -26,7 +27,8 @@ from pydantic_core import core_schema
 class Strict(BaseModel):
     """Base of every spec section: unknown fields are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan pass ``gt``/``lt`` bounds only partly (lr=.inf would), so refuse them outright.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Duration:
@@ -111,8 +113,10 @@ class ComponentSpec(Strict):
         if isinstance(data, str):
             return {"name": data, "params": {}}
         if isinstance(data, dict) and "params" not in data:
-            rest = {k: v for k, v in data.items() if k != "name"}
-            return {"name": data.get("name"), "params": rest}
+            flat = {"params": {k: v for k, v in data.items() if k != "name"}}
+            if "name" in data:  # a missing name must read "Field required", not "not a string"
+                flat["name"] = data["name"]
+            return flat
         return data
 
     @model_serializer(mode="plain")
@@ -148,6 +152,13 @@ class Training(Strict):
     duration: Duration = Field(default=Duration(50000, "it"))
     schedule: Schedule = Field(default_factory=Schedule)
     eval_every: int = Field(default=1000, ge=1, description="iterations between evaluations")
+
+    @field_validator("duration")
+    @classmethod
+    def _trains_at_all(cls, duration: Duration) -> Duration:
+        if duration.amount <= 0:
+            raise ValueError("a training duration must be greater than 0")
+        return duration
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> Training:

@@ -29,6 +29,8 @@ def _problems(error: ValidationError, prefix: Sequence[Any] = ()) -> list[tuple[
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"
+        elif item["type"] == "value_error":  # pydantic prefixes "Value error, "
+            message = str(item.get("ctx", {}).get("error", message)) or message
         problems.append((_loc([*prefix, *loc]), message))
     return problems
 
@@ -78,22 +80,29 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return result
 
 
+def _check_component(path: str, kind: str, component: ComponentSpec, registry: Registry,
+                     ) -> tuple[ComponentSpec | None, list[tuple[str, str]]]:
+    """The component with its params validated and defaults filled, or its problems."""
+    try:
+        model: type[BaseModel] = registry.get(kind, component.name).params_model
+    except UnknownComponentError as exc:
+        return None, [(f"{path}.name", str(exc))]
+    try:
+        params = model.model_validate(component.params).model_dump(mode="json")
+    except ValidationError as exc:
+        return None, _problems(exc, path.split("."))
+    return ComponentSpec(name=component.name, params=params), []
+
+
 def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
     """Validate every component's params against its plugin's model; fill defaults."""
     problems: list[tuple[str, str]] = []
     resolved: dict[str, ComponentSpec] = {}
     for path, kind, component in spec.components():
-        try:
-            model: type[BaseModel] = registry.get(kind, component.name).params_model
-        except UnknownComponentError as exc:
-            problems.append((f"{path}.name", str(exc)))
-            continue
-        try:
-            params = model.model_validate(component.params).model_dump(mode="json")
-        except ValidationError as exc:
-            problems.extend(_problems(exc, path.split(".")))
-            continue
-        resolved[path] = ComponentSpec(name=component.name, params=params)
+        checked, found = _check_component(path, kind, component, registry)
+        problems += found
+        if checked is not None:
+            resolved[path] = checked
     if problems:
         raise SpecError(problems)
     data = spec.model_dump(mode="json")
@@ -109,12 +118,44 @@ def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
     return ExperimentSpec.model_validate(data)
 
 
+def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
+    """(field path, kind, raw value) of each component written in an unvalidated spec."""
+    if not isinstance(data, dict):
+        return []
+    found = [(path, kind, data[key]) for path, key, kind in
+             (("model", "model", "architecture"), ("dataset", "dataset", "dataset"),
+              ("rewind", "rewind", "rewind")) if key in data]
+    pruning = data.get("pruning")
+    if isinstance(pruning, dict) and "criterion" in pruning:
+        found.append(("pruning.criterion", "criterion", pruning["criterion"]))
+    analyzers = data.get("analyzers")
+    if isinstance(analyzers, list):
+        found += [(f"analyzers.{i}", "analyzer", a) for i, a in enumerate(analyzers)]
+    return found
+
+
+def _component_problems(data: Any, registry: Registry,
+                        known: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Plugin problems of a spec whose core failed, so one pass reports every error."""
+    problems = []
+    for path, kind, raw in _raw_components(data):
+        if any(loc == path or loc.startswith(f"{path}.") for loc, _ in known):
+            continue  # already reported
+        try:
+            component = ComponentSpec.model_validate(raw)
+        except ValidationError:
+            continue
+        problems += _check_component(path, kind, component, registry)[1]
+    return problems
+
+
 def build_spec(data: dict[str, Any], registry: Registry, source: str | None = None) -> ExperimentSpec:
     """Validate a spec mapping, including plugin params; ``SpecError`` lists every problem."""
     try:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems(exc), source) from None
+        problems = _problems(exc)
+        raise SpecError(problems + _component_problems(data, registry, problems), source) from None
     try:
         return _resolve_params(spec, registry)
     except SpecError as exc:
@@ -150,6 +191,7 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     schema = ExperimentSpec.model_json_schema()
     definitions = schema.setdefault("$defs", {})
     options: dict[str, list[dict[str, Any]]] = {}
+    bare: dict[str, list[str]] = {}
     for component in registry.all():
         params = component.params_model.model_json_schema(ref_template="#/$defs/{model}")
         for name, sub in params.pop("$defs", {}).items():
@@ -162,6 +204,11 @@ def json_schema(registry: Registry) -> dict[str, Any]:
         if component.description:
             params["description"] = component.description
         options.setdefault(component.kind, []).append(params)
+        if params["required"] == ["name"]:  # the spec also takes a bare name then
+            bare.setdefault(component.kind, []).append(component.name)
+    for kind, names in bare.items():
+        options[kind].append({"type": "string", "enum": names,
+                              "description": f"a {kind} by name, default params"})
     slots = {"model": "architecture", "dataset": "dataset", "rewind": "rewind"}
     for field, kind in slots.items():
         schema["properties"][field] = {"oneOf": options.get(kind, [])}

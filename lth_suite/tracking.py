@@ -18,7 +18,7 @@ from typing import Any
 
 import mlflow
 import torch
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from . import __version__
@@ -83,6 +83,7 @@ class Tracker:
         mlflow.set_tracking_uri(uri)  # the model logging API reads the global URI
         self.client = MlflowClient(uri)
         self.parent_id: str | None = None
+        self.experiment_id: str | None = None
         self._open: list[str] = []
         self._adopted_parent = False
 
@@ -103,9 +104,11 @@ class Tracker:
         adopted = os.environ.get("MLFLOW_RUN_ID")
         if adopted:
             self.parent_id, self._adopted_parent = adopted, True
+            self.experiment_id = self.client.get_run(adopted).info.experiment_id
             self.client.set_tag(adopted, "mlflow.runName", run_name)
         else:
-            run = self.client.create_run(self._experiment_id(experiment), run_name=run_name)
+            self.experiment_id = self._experiment_id(experiment)
+            run = self.client.create_run(self.experiment_id, run_name=run_name)
             self.parent_id = run.info.run_id
         self._open.append(self.parent_id)
         self._log(self.parent_id, params=flatten(params), tags=all_tags)
@@ -114,9 +117,8 @@ class Tracker:
 
     def start_child(self, name: str, params: Mapping[str, Any]) -> str:
         """A nested run under the parent, with its params."""
-        assert self.parent_id is not None, "start_experiment first"
-        parent = self.client.get_run(self.parent_id)
-        run = self.client.create_run(parent.info.experiment_id, run_name=name,
+        assert self.parent_id is not None and self.experiment_id is not None, "start_experiment first"
+        run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={"mlflow.parentRunId": self.parent_id})
         self._open.append(run.info.run_id)
         self._log(run.info.run_id, params={k: str(v) for k, v in params.items()})
@@ -147,8 +149,11 @@ class Tracker:
                   example: torch.Tensor) -> str:
         """The trained network as an MLflow model that ``mlflow.pytorch.load_model`` reads."""
         cpu_model = copy.deepcopy(model).cpu().eval()
+        # Created here so the model lands in this experiment, not the fluent default one.
+        logged = mlflow.initialize_logged_model(name=name, source_run_id=run_id,
+                                                experiment_id=self.experiment_id)
         info = mlflow.pytorch.log_model(
-            cpu_model, name=name, run_id=run_id,
+            cpu_model, name=name, run_id=run_id, model_id=logged.model_id,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             input_example=example.detach().cpu().numpy(),
         )
@@ -164,7 +169,6 @@ class Tracker:
 
     def end_all(self, status: str) -> None:
         """End every run still open, children first (FAILED or KILLED)."""
-        assert status in RunStatus.all_status() or status in ("FAILED", "KILLED")
         for run_id in reversed(list(self._open)):
             self.end_run(run_id, status)
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from .data import BatchOrder, Splits
 from .masks import Mask
+from .seeding import derive_seed
 from .spec import Training
 
 EVAL_BATCH = 8192
@@ -114,6 +115,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
+def _generators(device: torch.device) -> list[torch.Generator]:
+    """The default generators that dropout and other in-model randomness draw from."""
+    generators = [torch.default_generator]
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        generators.append(torch.cuda.default_generators[index])
+    return generators
+
+
 def train(
     model: nn.Module,
     mask: Mask,
@@ -130,12 +140,36 @@ def train(
 
     Gradients of pruned weights are zeroed before each step and the mask is
     re-applied after it, so pruned weights stay exactly zero whatever the optimizer.
+    Randomness inside the model (dropout) is seeded per iteration from ``data_seed``,
+    so a training is reproducible and can start at any iteration; the caller's
+    global RNG state is left as it was.
     """
+    device = data.x_train.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _train(model, mask, data, config, data_seed=data_seed,
+                      start_iteration=start_iteration, constant_lr=constant_lr,
+                      capture_at=capture_at, progress=progress)
+
+
+def _train(
+    model: nn.Module,
+    mask: Mask,
+    data: Splits,
+    config: TrainConfig,
+    *,
+    data_seed: int,
+    start_iteration: int,
+    constant_lr: float | None,
+    capture_at: frozenset[int],
+    progress: Callable[[int], None] | None,
+) -> TrainResult:
     params = dict(model.named_parameters())
-    masked = [(params[name], keep.to(params[name].dtype)) for name, keep in mask.items()]
+    masked = [(params[name], keep.to(device=params[name].device, dtype=params[name].dtype))
+              for name, keep in mask.items()]
     mask.apply_(model)
     optimizer = make_optimizer(model, config)
     order = BatchOrder(len(data.y_train), config.batch_size, data_seed, data.x_train.device)
+    generators = _generators(data.x_train.device)
     history: list[dict[str, float]] = []
     captured: dict[int, dict[str, torch.Tensor]] = {}
     loss_sum = torch.zeros((), device=data.x_train.device)
@@ -163,12 +197,16 @@ def train(
                 group["lr"] = lr
             current_lr = lr
         batch = order.indices(iteration)
+        step_seed = derive_seed(data_seed, "step", iteration)
+        for generator in generators:
+            generator.manual_seed(step_seed)
         loss = F.cross_entropy(model(data.x_train[batch]), data.y_train[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
             for param, keep in masked:
-                param.grad.mul_(keep)
+                if param.grad is not None:
+                    param.grad.mul_(keep)
             optimizer.step()
             for param, keep in masked:
                 param.mul_(keep)

@@ -13,10 +13,10 @@ class LayerDensity:
     """Density of each prunable tensor of the ticket, averaged over replicates."""
 
     def after_level(self, event: LevelFinished) -> dict[str, float]:
-        """``layer_density.<tensor>`` per prunable tensor."""
+        """Density per prunable tensor, keyed by the tensor's name."""
         tickets = event.of("ticket")
         names = [layer.name for layer in event.layers]
-        return {f"layer_density.{name}": mean(t.mask.layer_density()[name] for t in tickets)
+        return {name: mean(t.mask.layer_density()[name] for t in tickets)
                 for name in names}
 
     def after_experiment(self, event: ExperimentFinished) -> dict[str, float]:

@@ -74,8 +74,16 @@ def load_digits(params: DigitsParams, seed: int) -> RawData:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format), gzipped or not."""
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    # Magic: two zero bytes, the element type (0x08 = unsigned byte), the number of dims.
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes")
     dims = raw[3]
+    if len(raw) < 4 + 4 * dims:
+        raise DataError(f"{path}: truncated IDX file")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
     if data.size != int(np.prod(shape)):
@@ -120,8 +128,12 @@ def load_mnist(params: MNISTParams, seed: int) -> RawData:
     def labels(key: str) -> torch.Tensor:
         return torch.from_numpy(arrays[key].astype(np.int64))
 
-    return RawData(images("x_train"), labels("y_train"), images("x_test"), labels("y_test"),
-                   DataInfo("mnist", (1, 28, 28), 10))
+    x_train, x_test = images("x_train"), images("x_test")
+    y_train, y_test = labels("y_train"), labels("y_test")
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise DataError(f"MNIST under {params.root}: images and labels differ in number")
+    return RawData(x_train, y_train, x_test, y_test,
+                   DataInfo("mnist", tuple(x_train.shape[1:]), 10))
 
 
 def load_npz(params: NpzParams, seed: int) -> RawData:
@@ -132,7 +144,13 @@ def load_npz(params: NpzParams, seed: int) -> RawData:
         missing = {"x", "y"} - set(arrays.files)
         if missing:
             raise DataError(f"{params.path}: missing array(s) {', '.join(sorted(missing))}")
+        if ("x_test" in arrays.files) != ("y_test" in arrays.files):
+            raise DataError(f"{params.path}: x_test and y_test come together; one is missing")
         loaded = {k: arrays[k] for k in arrays.files}
+    for xs, ys in (("x", "y"), ("x_test", "y_test")):
+        if xs in loaded and len(loaded[xs]) != len(loaded[ys]):
+            raise DataError(f"{params.path}: {xs} has {len(loaded[xs])} examples, "
+                            f"{ys} {len(loaded[ys])}")
 
     def features(a: np.ndarray) -> torch.Tensor:
         scale = 255.0 if a.dtype == np.uint8 else 1.0

@@ -1,0 +1,134 @@
+"""End to end: spec -> runner -> MLflow, through the CLI and the Python API."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from lth_suite.cli import app
+from lth_suite.hookspecs import hookimpl
+from lth_suite.masks import Mask
+from lth_suite.plugins import load_plugins
+from lth_suite.runner import run_experiment
+from lth_suite.spec_loading import build_spec, spec_hash
+
+
+def runs_of(uri: str) -> list:
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, max_results=1000)
+
+
+def split(runs: list) -> tuple:
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_cli_run_logs_parent_children_metrics_artifacts_and_model(tiny, write_spec, tracking_uri):
+    result = CliRunner().invoke(app, ["run", str(write_spec(tiny)), "--tracking-uri", tracking_uri])
+    assert result.exit_code == 0, result.output
+    parents, children = split(runs_of(tracking_uri))
+    assert len(parents) == 1 and len(children) == 1 + 2 * 3
+    parent = parents[0]
+    client = MlflowClient(tracking_uri)
+    assert {r.info.status for r in parents + children} == {"FINISHED"}
+    tags = parent.data.tags
+    assert tags["lth_suite.spec_hash"] == spec_hash(build_spec(tiny, load_plugins(installed=False).registry))
+    assert tags["lth_suite.version"] and "lth_suite.builtin.criteria" in tags["lth_suite.plugins"]
+    assert parent.data.params["training.lr"] == "0.003"
+    assert "spec.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    levels = client.get_metric_history(parent.info.run_id, "ticket/early_stop_test_accuracy")
+    assert sorted(m.step for m in levels) == [0, 1, 2]
+    assert sorted(m.step for m in client.get_metric_history(parent.info.run_id,
+                                                           "reinit/early_stop_test_accuracy")) == [1, 2]
+    branches = sorted((int(c.data.params["level"]), c.data.params["branch"]) for c in children)
+    assert branches == [(0, "ticket")] + [(lv, b) for lv in (1, 2)
+                                          for b in ("random_prune", "reinit", "ticket")]
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert {"early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy",
+                "val_loss", "train_loss", "test_accuracy"} <= set(child.data.metrics)
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert sorted(m.step for m in history) == [0, 20, 40]
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"mask.npz",
+                                                                               "state_dict.pt"}
+        path = client.download_artifacts(child.info.run_id, "mask.npz")
+        with open(path, "rb") as handle:
+            mask = Mask.unpack(handle.read())
+        assert abs(mask.density() - float(child.data.params["density"])) < 1e-5
+    models = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id],
+                                         output_format="list")
+    assert [m.name for m in models] == ["ticket-r0-level2"]  # log_models: final
+    mlflow.set_tracking_uri(tracking_uri)
+    loaded = mlflow.pytorch.load_model(models[0].model_uri)
+    assert loaded(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_same_spec_twice_gives_identical_masks_and_metrics(tiny_spec, plugins, tmp_path):
+    first = run_experiment(tiny_spec, plugins, f"sqlite:///{tmp_path / 'a.db'}")
+    second = run_experiment(tiny_spec, plugins, f"sqlite:///{tmp_path / 'b.db'}")
+    for one, two in zip(first.levels, second.levels, strict=True):
+        for a, b in zip(one.branches, two.branches, strict=True):
+            assert (a.branch, a.replicate) == (b.branch, b.replicate)
+            assert a.mask.equals(b.mask)
+            assert a.result.history == b.result.history
+    assert first.summary == second.summary
+
+
+def test_controls_share_or_differ_as_defined(tiny_spec, plugins, tracking_uri):
+    finished = run_experiment(tiny_spec, plugins, tracking_uri)
+    level = finished.levels[1]
+    ticket, reinit, random_prune = (level.of(b)[0] for b in ("ticket", "reinit", "random_prune"))
+    assert reinit.mask.equals(ticket.mask)
+    assert random_prune.mask.kept() == ticket.mask.kept()
+    assert not random_prune.mask.equals(ticket.mask)
+    assert ticket.mask.is_subset_of(finished.levels[0].branches[0].mask)
+    assert finished.levels[2].of("ticket")[0].mask.is_subset_of(ticket.mask)
+
+
+def raising_criterion(error: BaseException) -> object:
+    """A plugin whose criterion ``boom`` raises ``error`` at the first pruned level."""
+
+    class Plugin:
+        @hookimpl
+        def lth_register_criteria(self, register):
+            def criterion(request):
+                raise error
+            register("boom", lambda params: criterion)
+
+    return Plugin()
+
+
+@pytest.mark.parametrize("error, status", [(RuntimeError("boom"), "FAILED"),
+                                           (KeyboardInterrupt(), "KILLED")])
+def test_a_stopped_experiment_leaves_no_run_running(tiny, tracking_uri, error, status):
+    plugins = load_plugins(extra=[raising_criterion(error)], installed=False)
+    tiny["pruning"]["criterion"] = "boom"
+    with pytest.raises(type(error)):
+        run_experiment(build_spec(tiny, plugins.registry), plugins, tracking_uri)
+    parents, children = split(runs_of(tracking_uri))
+    assert parents[0].info.status == status
+    assert len(children) == 1 and children[0].info.status == "FINISHED"  # level 0 finished
+
+
+def test_lifecycle_hooks_see_every_level(tiny, tracking_uri):
+    seen: dict[str, list] = {"levels": [], "finished": []}
+
+    class Listener:
+        @hookimpl
+        def lth_level_finished(self, event):
+            seen["levels"].append((event.level, sorted(b.branch for b in event.branches)))
+
+        @hookimpl
+        def lth_experiment_finished(self, event):
+            seen["finished"].append(len(event.levels))
+
+    plugins = load_plugins(extra=[Listener()], installed=False)
+    run_experiment(build_spec(tiny, plugins.registry), plugins, tracking_uri)
+    assert seen["levels"] == [(0, ["ticket"]), (1, ["random_prune", "reinit", "ticket"]),
+                              (2, ["random_prune", "reinit", "ticket"])]
+    assert seen["finished"] == [3]

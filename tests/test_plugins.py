@@ -1,0 +1,419 @@
+"""The plugin system: built-ins as plugins, name checks, and a real third-party install."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+import types
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel, ConfigDict
+from typer.testing import CliRunner
+
+from lth_suite.cli import app
+from lth_suite.errors import LthError, UnknownComponentError
+from lth_suite.hookspecs import hookimpl
+from lth_suite.plugins import DEFAULT_PLUGINS, LOAD_ENV, load_plugins
+from lth_suite.registry import KINDS, Component, NoParams, Registry
+from lth_suite.spec_loading import build_spec
+
+BUILTIN_PROVIDES = {
+    "lth_suite.builtin.criteria": {"criterion": {"magnitude", "random"}},
+    "lth_suite.builtin.rewinds": {"rewind": {"init", "step", "lr", "finetune"}},
+    "lth_suite.builtin.architectures": {"architecture": {"mlp", "conv"}},
+    "lth_suite.builtin.analyzers": {"analyzer": {"layer_density"}},
+}
+
+
+def invoke(*args: str):
+    """The CLI in process; any exception escaping it fails the test."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"{args} raised {result.exception!r}\n{result.output}") \
+            from result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+def plugin_module(name: str = "extra_plugin", **hooks) -> types.ModuleType:
+    """An in-process plugin module with the given hook implementations."""
+    module = types.ModuleType(name)
+    for attr, function in hooks.items():
+        setattr(module, attr, hookimpl(function))
+    return module
+
+
+# --- built-ins are plugins ------------------------------------------------------------
+
+def test_builtins_are_registered_as_plugins(plugins):
+    assert set(DEFAULT_PLUGINS) <= set(plugins.infos)
+    for name in DEFAULT_PLUGINS:
+        assert plugins.manager.has_plugin(name)
+        assert plugins.infos[name].distribution == "lth-suite"
+    for name, provides in BUILTIN_PROVIDES.items():
+        assert {k: set(v) for k, v in plugins.infos[name].provides.items()} == provides
+    # the registry knows which plugin each component came from
+    assert plugins.registry.get("criterion", "magnitude").plugin == "lth_suite.builtin.criteria"
+    assert plugins.registry.get("rewind", "step").plugin == "lth_suite.builtin.rewinds"
+    assert all(plugins.registry.names(kind) for kind in KINDS)
+
+
+def test_plugins_json_lists_builtins():
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["plugin"]: row for row in json.loads(result.stdout)}
+    assert set(DEFAULT_PLUGINS) <= set(rows)
+    for name, provides in BUILTIN_PROVIDES.items():
+        assert {k: set(v) for k, v in rows[name]["provides"].items()} == provides
+        assert rows[name]["version"] and rows[name]["distribution"] == "lth-suite"
+
+
+def test_every_component_has_a_params_model_and_description(registry):
+    for component in registry.all():
+        assert issubclass(component.params_model, BaseModel), component
+        assert component.description, component
+        # every component's params can be defaulted, except those that say what they need
+        required = sorted(n for n, f in component.params_model.model_fields.items()
+                          if f.is_required())
+        assert required == (["iteration"] if (component.kind, component.name) == ("rewind", "step")
+                            else []), component
+
+
+def test_unknown_component_lists_known_names(registry):
+    with pytest.raises(UnknownComponentError) as info:
+        registry.get("criterion", "magnitud")
+    assert str(info.value) == "unknown criterion 'magnitud' (known: magnitude, random)"
+    assert info.value.exit_code == 2
+
+
+# --- name checks ----------------------------------------------------------------------
+
+def test_duplicate_component_names_are_rejected():
+    def lth_register_criteria(register):
+        register("magnitude", lambda params: None)
+
+    with pytest.raises(LthError) as info:
+        load_plugins(extra=[plugin_module("copycat", lth_register_criteria=lth_register_criteria)],
+                     installed=False)
+    message = str(info.value)
+    assert "criterion 'magnitude'" in message
+    assert "lth_suite.builtin.criteria" in message and "copycat" in message
+
+
+def test_same_name_in_another_kind_is_fine():
+    def lth_register_rewinds(register):
+        register("magnitude", lambda params: None, NoParams, "a rewind named like a criterion")
+
+    plugins = load_plugins(extra=[plugin_module("ok", lth_register_rewinds=lth_register_rewinds)],
+                           installed=False)
+    assert plugins.registry.get("rewind", "magnitude").plugin == "ok"
+    assert plugins.infos["ok"].provides == {"rewind": ["magnitude"]}
+    assert plugins.infos["ok"].distribution == "(in process)"
+
+
+def test_misspelled_hook_fails_loudly():
+    def lth_register_critera(register):
+        register("mine", lambda params: None)
+
+    with pytest.raises(LthError) as info:
+        load_plugins(extra=[plugin_module("typo", lth_register_critera=lth_register_critera)],
+                     installed=False)
+    message = str(info.value)
+    assert "typo" in message and "lth_register_critera" in message
+    assert "lth_register_criteria" in message  # the suggestion
+
+
+def test_wrong_hook_argument_fails_loudly():
+    def lth_register_criteria(reg):
+        reg("mine", lambda params: None)
+
+    with pytest.raises(LthError, match="argtypo"):
+        load_plugins(extra=[plugin_module("argtypo", lth_register_criteria=lth_register_criteria)],
+                     installed=False)
+
+
+def test_hook_that_raises_names_its_plugin():
+    def lth_register_architectures(register):
+        register("broken")  # forgot the factory
+
+    with pytest.raises(LthError, match="clumsy"):
+        load_plugins(extra=[plugin_module("clumsy",
+                                          lth_register_architectures=lth_register_architectures)],
+                     installed=False)
+
+
+def test_same_plugin_object_twice():
+    module = plugin_module("twice")
+    with pytest.raises(LthError, match="twice"):
+        load_plugins(extra=[module, module], installed=False)
+
+
+@pytest.mark.parametrize(("name", "factory", "params_model", "message"), [
+    ("", lambda p: None, NoParams, "non-empty"),
+    (" x", lambda p: None, NoParams, "non-empty"),
+    (3, lambda p: None, NoParams, "non-empty"),
+    ("x", "not callable", NoParams, "not callable"),
+    ("x", lambda p: None, dict, "BaseModel"),
+    ("x", lambda p: None, NoParams(), "BaseModel"),
+])
+def test_registry_validates_components(name, factory, params_model, message):
+    registry = Registry()
+    with pytest.raises(LthError, match=message):
+        registry.add(Component("criterion", name, factory, params_model, "", "p"))
+    assert registry.names("criterion") == []
+
+
+def test_registry_build_validates_params():
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        k: int = 1
+
+    registry = Registry()
+    registry.add(Component("criterion", "k", lambda p, extra: (p.k, extra), Params, "", "p"))
+    assert registry.build("criterion", "k", {"k": 3}, "x") == (3, "x")
+    with pytest.raises(ValueError):
+        registry.build("criterion", "k", {"kk": 3})
+
+
+def test_plugin_params_typo_is_a_spec_error(tiny):
+    """A plugin's own params model validates the spec, typos included."""
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        power: float = 1.0
+
+    def lth_register_criteria(register):
+        register("powered", lambda params: None, Params, "x")
+
+    plugins = load_plugins(extra=[plugin_module("pw", lth_register_criteria=lth_register_criteria)],
+                           installed=False)
+    tiny["pruning"]["criterion"] = {"name": "powered", "powr": 2}
+    with pytest.raises(LthError, match=r"pruning\.criterion\.powr: unknown field"):
+        build_spec(tiny, plugins.registry)
+    tiny["pruning"]["criterion"] = {"name": "powered", "power": 2}
+    assert build_spec(tiny, plugins.registry).pruning.criterion.params == {"power": 2.0}
+
+
+# --- a real third-party install -------------------------------------------------------
+
+PLUGIN_SOURCE = '''
+"""A third-party lth-suite plugin: a criterion and a lifecycle hook."""
+from pydantic import BaseModel, ConfigDict, Field
+
+from lth_suite.hookspecs import hookimpl
+from lth_suite.masks import keep_top
+
+FINISHED = []
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    power: float = Field(default=1.0, gt=0)
+
+
+def smallest_first(params):
+    def criterion(request):
+        weights = dict(request.model.named_parameters())
+        scores = {n: weights[n].detach().abs() ** params.power for n in request.mask}
+        return keep_top(scores, request.mask, request.groups)
+    return criterion
+
+
+@hookimpl
+def lth_register_criteria(register):
+    register("smallest_first", smallest_first, Params, "prunes the smallest weights first")
+
+
+@hookimpl
+def lth_experiment_finished(event):
+    FINISHED.append(event.spec_hash)
+'''
+
+
+class Installed:
+    """A plugin distribution installed into a temporary site directory."""
+
+    def __init__(self, module: str, dist: str, version: str):
+        self.module, self.dist, self.version = module, dist, version
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Install a plugin for real: a module plus a ``.dist-info`` with entry points."""
+    site = tmp_path / "site"
+    site.mkdir()
+    modules: list[str] = []
+
+    def install(source: str = PLUGIN_SOURCE, version: str = "1.2.3",
+                entry_points: dict[str, str] | None = None) -> Installed:
+        uid = uuid.uuid4().hex[:8]
+        module, dist = f"lth_tp_{uid}", f"lth-smallest-{uid}"
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        points = entry_points or {"smallest": module}
+        (info / "entry_points.txt").write_text(
+            "[lth_suite]\n" + "".join(f"{k} = {v.format(module=module)}\n"
+                                      for k, v in points.items()))
+        modules.append(module)
+        importlib.invalidate_caches()
+        return Installed(module, dist, version)
+
+    monkeypatch.syspath_prepend(str(site))
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)
+    importlib.invalidate_caches()
+
+
+def test_installed_plugin_is_listed_with_its_version(install, monkeypatch):
+    plugin = install()
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    rows = {row["plugin"]: row for row in json.loads(invoke("plugins", "--json").stdout)}
+    assert rows[plugin.dist]["version"] == "1.2.3"
+    assert rows[plugin.dist]["distribution"] == plugin.dist
+    assert rows[plugin.dist]["provides"] == {"criterion": ["smallest_first"]}
+    assert set(DEFAULT_PLUGINS) <= set(rows)
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich truncates columns to the terminal width
+    table = invoke("plugins")
+    assert table.exit_code == 0
+    line = next(line for line in table.stdout.splitlines() if plugin.dist in line)
+    assert "1.2.3" in line and "smallest_first" in line
+
+
+@pytest.mark.parametrize(("setting", "loaded"), [
+    (None, True),  # unset: every installed plugin
+    ("{dist}", True),
+    ("{dist_upper}", True),  # distribution names compare normalised
+    ("smallest", True),  # the entry-point name
+    ("other-plugin, {dist}", True),
+    ("", False),
+    ("other-plugin", False),
+])
+def test_load_env_restricts_installed_plugins(install, monkeypatch, setting, loaded):
+    plugin = install()
+    if setting is None:
+        monkeypatch.delenv(LOAD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOAD_ENV, setting.format(
+            dist=plugin.dist, dist_upper=plugin.dist.upper().replace("-", "_")))
+    plugins = load_plugins()
+    assert (plugin.dist in plugins.infos) is loaded
+    assert ("smallest_first" in plugins.registry.names("criterion")) is loaded
+    assert set(DEFAULT_PLUGINS) <= set(plugins.infos)
+    # the tests' own loader never sees it
+    assert "smallest_first" not in load_plugins(installed=False).registry.names("criterion")
+
+
+def test_installed_plugin_component_validates_and_runs(install, monkeypatch, tiny,
+                                                       write_spec, tracking_uri):
+    plugin = install()
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    tiny["pruning"] = {"criterion": {"name": "smallest_first", "power": 2}, "levels": 1}
+    tiny["controls"] = {"reinit": False, "random_prune": False}
+    tiny["training"]["duration"] = "20it"
+    tiny["tracking"] = {"log_models": "none", "log_state_dicts": False}
+    spec = write_spec(tiny)
+
+    bad = write_spec({**tiny, "pruning": {"criterion": {"name": "smallest_first", "pwr": 2}}},
+                     name="bad.yaml")
+    result = invoke("validate", bad)
+    assert result.exit_code == 2 and "pruning.criterion.pwr: unknown field" in result.stderr
+
+    result = invoke("validate", spec)
+    assert result.exit_code == 0, result.output
+
+    result = invoke("run", spec, "--tracking-uri", tracking_uri)
+    assert result.exit_code == 0, result.output
+    finished = sys.modules[plugin.module].FINISHED  # its lifecycle hook ran, once
+    assert len(finished) == 1
+
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(tracking_uri).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()],
+        filter_string=f"tags.`lth_suite.spec_hash` = '{finished[0]}'")
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parent) == 1
+    assert json.loads(parent[0].data.tags["lth_suite.plugins"])[plugin.dist] == "1.2.3"
+    assert parent[0].data.params["pruning.criterion.name"] == "smallest_first"
+
+
+def test_without_the_plugin_the_spec_is_an_error(install, tiny, write_spec):
+    install()  # installed, but LTH_SUITE_LOAD_PLUGINS is empty (conftest)
+    tiny["pruning"]["criterion"] = "smallest_first"
+    result = invoke("validate", write_spec(tiny))
+    assert result.exit_code == 2
+    assert "unknown criterion 'smallest_first' (known: magnitude, random)" in result.stderr
+
+
+def test_installed_plugin_with_misspelled_hook(install, monkeypatch):
+    plugin = install(PLUGIN_SOURCE.replace("def lth_register_criteria",
+                                           "def lth_register_critera"))
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    result = invoke("plugins")
+    assert result.exit_code == 2
+    assert "lth_register_critera" in result.stderr and plugin.dist in result.stderr
+
+
+def test_installed_plugin_that_fails_to_import(install, monkeypatch):
+    plugin = install("import a_module_that_does_not_exist_anywhere\n")
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    result = invoke("validate", "nothing.yaml")
+    assert result.exit_code == 2
+    assert plugin.dist in result.stderr and "a_module_that_does_not_exist_anywhere" in result.stderr
+
+
+def test_installed_plugin_duplicating_a_builtin(install, monkeypatch):
+    plugin = install(PLUGIN_SOURCE.replace('register("smallest_first"', 'register("random"'))
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    result = invoke("plugins")
+    assert result.exit_code == 2
+    assert "lth_suite.builtin.criteria" in result.stderr and plugin.dist in result.stderr
+
+
+def test_distribution_with_two_entry_points(install, monkeypatch):
+    source = PLUGIN_SOURCE + textwrap.dedent('''
+        class Rewinds:
+            @hookimpl
+            def lth_register_rewinds(self, register):
+                register("halfway", lambda params: None, description="x")
+
+        rewinds = Rewinds()
+    ''')
+    plugin = install(source, entry_points={"criteria": "{module}",
+                                           "rewinds": "{module}:rewinds"})
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    plugins = load_plugins()
+    assert plugins.registry.get("criterion", "smallest_first").plugin.startswith(plugin.dist)
+    assert plugins.registry.get("rewind", "halfway").plugin.startswith(plugin.dist)
+    ours = {n: i for n, i in plugins.infos.items() if i.distribution == plugin.dist}
+    assert len(ours) == 2 and all(i.version == "1.2.3" for i in ours.values())
+
+
+def test_schema_includes_installed_plugin_params(install, monkeypatch):
+    plugin = install()
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    schema = json.loads(invoke("schema").stdout)
+    criteria = schema["$defs"]["Pruning"]["properties"]["criterion"]["oneOf"]
+    mine = [o for o in criteria if o.get("title") == "criterion smallest_first"]
+    assert len(mine) == 1 and "power" in mine[0]["properties"]
+
+
+def test_spec_file_roundtrip_with_plugin(install, monkeypatch, tiny, write_spec):
+    """A spec dumped with the plugin's defaults filled re-validates to the same spec."""
+    plugin = install()
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    registry = load_plugins().registry
+    tiny["pruning"]["criterion"] = "smallest_first"
+    spec = build_spec(tiny, registry)
+    assert spec.pruning.criterion.params == {"power": 1.0}
+    again = build_spec(yaml.safe_load(yaml.safe_dump(spec.model_dump(mode="json"))), registry)
+    assert again == spec
