@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import LthError
+
 LAYER_KINDS = ("conv", "linear", "output")
 
 
@@ -34,6 +36,9 @@ def prunable_layers(model: nn.Module) -> list[Layer]:
     modules = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     linear = [n for n, m in modules if isinstance(m, nn.Linear)]
     output = getattr(model, "output_layer", None) or (linear[-1] if linear else None)
+    if output is not None and output not in {n for n, _ in modules}:
+        raise LthError(f"{type(model).__name__}.output_layer is '{output}', which is not a conv "
+                       f"or linear module (known: {', '.join(n for n, _ in modules) or 'none'})")
     layers = []
     for name, module in modules:
         kind = "output" if name == output else ("conv" if isinstance(module, nn.Conv2d) else "linear")

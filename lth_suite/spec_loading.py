@@ -29,18 +29,31 @@ def _problems(error: ValidationError, prefix: Sequence[Any] = ()) -> list[tuple[
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"
+        elif item["type"] in ("model_type", "dict_type"):  # not "instance of Training"
+            what = ("a name or a mapping of fields"
+                    if item.get("ctx", {}).get("class_name") == "ComponentSpec"
+                    else "a mapping of fields")
+            message = f"expected {what}, got {_yaml_type(item['input'])}"
         elif item["type"] == "value_error":  # pydantic prefixes "Value error, "
             message = str(item.get("ctx", {}).get("error", message)) or message
         problems.append((_loc([*prefix, *loc]), message))
     return problems
 
 
+def _yaml_type(value: Any) -> str:
+    names = {type(None): "nothing (null)", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", list: "a list"}
+    return names.get(type(value), type(value).__name__)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a spec file; errors name the file, line and column."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise LthError(f"{path}: cannot read spec ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise LthError(f"{path}: cannot read spec (not UTF-8 text: byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

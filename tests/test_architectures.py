@@ -83,6 +83,11 @@ def test_conv_too_deep_for_the_input_is_a_value_error(registry):
         registry.build("architecture", "conv", {"depth": 6}, DataInfo("t", (1, 4, 4), 10))
 
 
+def test_conv_on_flat_input_is_a_clear_value_error(registry):
+    with pytest.raises(ValueError, match="channels, height, width"):
+        registry.build("architecture", "conv", {}, DataInfo("flat", (64,), 10))
+
+
 def test_dropout_is_off_in_eval(registry):
     info = INFOS[0]
     torch.manual_seed(0)

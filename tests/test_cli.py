@@ -133,6 +133,13 @@ def test_missing_spec_file(tmp_path):
         assert "nope.yaml" in lines[0] and "cannot read spec" in lines[0]
 
 
+def test_binary_spec_file(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(bytes(range(256)))
+    lines = assert_spec_error(invoke("validate", spec))
+    assert lines == [f"error: {spec}: cannot read spec (not UTF-8 text: byte 128)"]
+
+
 def test_empty_spec_is_all_defaults(write_spec):
     result = invoke("validate", write_spec(""))
     assert result.exit_code == 0 and "valid" in result.stdout
@@ -180,6 +187,22 @@ def test_bad_override_values(tiny, write_spec, override, field):
 def test_malformed_override(tiny, write_spec, command, override):
     lines = assert_spec_error(invoke(command, write_spec(tiny), "--set", override))
     assert len(lines) == 1 and "--set" in lines[0]
+
+
+def test_run_overrides_option_reports_every_error(tiny, write_spec):
+    """``--overrides`` (for ``mlflow run``) takes several ';'-separated overrides."""
+    result = invoke("run", write_spec(tiny), "--overrides", "training.lrr=1; pruning.levels=0")
+    assert_spec_error(result, "training.lrr", "pruning.levels")
+    assert_spec_error(invoke("run", write_spec(tiny), "--overrides", "training.lr"))
+
+
+def test_run_dry_run_applies_overrides_and_logs_nothing(tiny, write_spec, tmp_path):
+    result = invoke("run", write_spec(tiny), "--dry-run", "--set", "pruning.levels=3",
+                    "--overrides", "controls.reinit=false;controls.random_prune=false")
+    assert result.exit_code == 0, result.output
+    plan = unwrapped(result.stderr)
+    assert "3 levels x 1 replicate(s)" in plan and "branches ticket:" in plan
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
 
 # --- other commands -------------------------------------------------------------------

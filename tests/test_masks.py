@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from lth_suite.data import DataInfo
+from lth_suite.errors import LthError
 from lth_suite.masks import LAYER_KINDS, Mask, keep_top, prunable_layers
 
 
@@ -109,7 +110,8 @@ def test_apply_zeroes_exactly_the_pruned_weights():
 
 def test_keep_top_keeps_exact_count_of_highest_scores():
     generator = torch.Generator().manual_seed(3)
-    scores = {"a": torch.randn(6, 7, generator=generator), "b": torch.randn(11, generator=generator)}
+    scores = {"a": torch.randn(6, 7, generator=generator),
+              "b": torch.randn(11, generator=generator)}
     mask = Mask({k: torch.ones_like(v, dtype=torch.bool) for k, v in scores.items()})
     new = keep_top(scores, mask, [(["a"], 17), (["b"], 4)])
     assert new.kept() == {"a": 17, "b": 4}
@@ -236,6 +238,13 @@ def test_prunable_layers_kinds_and_no_biases_or_norms():
 def test_prunable_layers_honours_output_layer_attribute():
     kinds = {layer.name: layer.kind for layer in prunable_layers(HeadFirst())}
     assert kinds == {"body.weight": "linear", "head.weight": "output", "aux.weight": "linear"}
+
+
+def test_prunable_layers_rejects_an_unknown_output_layer():
+    model = HeadFirst()
+    model.output_layer = "haed"
+    with pytest.raises(LthError, match="haed"):
+        prunable_layers(model)
 
 
 def test_prunable_layers_default_output_is_last_linear(registry):

@@ -73,15 +73,12 @@ def test_plugins_json_lists_builtins():
         assert rows[name]["version"] and rows[name]["distribution"] == "lth-suite"
 
 
-def test_every_component_has_a_params_model_and_description(registry):
+def test_every_component_has_a_strict_params_model_and_description(registry):
     for component in registry.all():
         assert issubclass(component.params_model, BaseModel), component
         assert component.description, component
-        # every component's params can be defaulted, except those that say what they need
-        required = sorted(n for n, f in component.params_model.model_fields.items()
-                          if f.is_required())
-        assert required == (["iteration"] if (component.kind, component.name) == ("rewind", "step")
-                            else []), component
+        # a typo in a plugin parameter must be a spec error, not silently ignored
+        assert component.params_model.model_config.get("extra") == "forbid", component
 
 
 def test_unknown_component_lists_known_names(registry):

@@ -177,6 +177,17 @@ def test_spec_error_lines_name_the_source(tiny, registry):
     assert isinstance(info.value, LthError) and info.value.exit_code == 2
 
 
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"training": None}, {"training": "expected a mapping of fields, got nothing (null)"}),
+    ({"pruning": [1]}, {"pruning": "expected a mapping of fields, got a list"}),
+    ({"model": 5}, {"model": "expected a name or a mapping of fields, got a number"}),
+    ({"analyzers": ["layer_density", ["x"]]},
+     {"analyzers.1": "expected a name or a mapping of fields, got a list"}),
+])
+def test_wrong_shape_messages_are_plain(registry, data, expected):
+    assert problems(data, registry) == expected
+
+
 def test_nesterov_needs_momentum(tiny, registry):
     tiny["training"].update(optimizer="sgd", nesterov=True)
     assert "training" in problems(tiny, registry)
@@ -209,6 +220,14 @@ def test_read_yaml_errors(write_spec, tmp_path):
         read_yaml(write_spec("- a\n- b\n"))
     with pytest.raises(LthError, match="cannot read spec"):
         read_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(LthError, match="cannot read spec"):
+        read_yaml(tmp_path)  # a folder
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00training")
+    with pytest.raises(LthError, match="not UTF-8"):
+        read_yaml(binary)
+    with pytest.raises(LthError, match="line 1, column"):  # no arbitrary objects
+        read_yaml(write_spec("a: !!python/object/apply:os.system [echo]\n"))
     assert read_yaml(write_spec("")) == {}
 
 

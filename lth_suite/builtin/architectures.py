@@ -55,6 +55,9 @@ class ConvNet(nn.Module):
 
     def __init__(self, params: ConvParams, info: DataInfo):
         super().__init__()
+        if len(info.input_shape) != 3:
+            raise ValueError(f"conv needs images (channels, height, width), got input shape "
+                             f"{info.input_shape}")
         channels, height, width = info.input_shape
         blocks: list[nn.Module] = []
         for pair in range(params.depth // 2):

@@ -1,0 +1,90 @@
+"""The project's own files: README commands, CI script, MLproject, conda env, specs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readme_install_and_test_commands_verbatim():
+    commands = readme_commands()
+    install = next(c for c in commands if "pip install" in c)
+    tests = next(c for c in commands if "pytest" in c)
+    assert "lth-suite run specs/quickstart.yaml" in install
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert install in ci_lines and tests in ci_lines
+    assert ci_lines.index(install) < ci_lines.index(tests)
+
+
+def test_conda_env_matches_pyproject_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert sorted(pip) == sorted(project["dependencies"])
+    for required in ("mlflow", "torch", "torchvision", "pydantic", "typer", "pluggy", "pyyaml"):
+        assert any(dep.startswith(required) for dep in project["dependencies"])
+
+
+def test_ci_pins_torch_in_a_constraints_file_not_in_the_requirements():
+    pins = (ROOT / ".ci" / "constraints.txt").read_text()
+    assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any("==" in dep or "<" in dep for dep in project["dependencies"])
+
+
+def test_every_spec_begins_with_the_command_that_runs_it_and_is_valid():
+    from typer.testing import CliRunner
+
+    from lth_suite.cli import app
+
+    specs = sorted((ROOT / "specs").glob("*.yaml"))
+    assert specs
+    for spec in specs:
+        first = spec.read_text().splitlines()[0]
+        assert first.startswith("# lth-suite run specs/") and spec.name in first
+        result = CliRunner().invoke(app, ["validate", str(spec)])
+        assert result.exit_code == 0, result.output
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run([sys.executable, "-m", "lth_suite", "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and "validate" in done.stdout
+
+
+def test_mlflow_run_with_local_env_makes_the_parent_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment("mlproject", artifact_location=(tmp_path / "art").as_uri())
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "LTH_SUITE_LOAD_PLUGINS": ""}
+    overrides = ("pruning.levels=1;training.duration=20it;training.eval_every=10;"
+                 "tracking.log_models=none;controls.reinit=false")
+    mlflow = Path(sys.executable).with_name("mlflow")
+    if not mlflow.exists():
+        pytest.skip("the mlflow command is not installed beside this Python")
+    done = subprocess.run([str(mlflow), "run", str(ROOT), "--env-manager", "local",
+                           "--experiment-name", "mlproject", "-P", f"overrides={overrides}"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("mlproject").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 3  # level 0, level 1 ticket + random_prune
+    assert parents[0].data.params["training.duration"] == "20it"
+    assert parents[0].data.tags["lth_suite.spec_hash"]
+    assert {r.info.status for r in runs} == {"FINISHED"}

@@ -1,0 +1,68 @@
+"""Tracking URI resolution, parameter flattening and store errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lth_suite.cli import app
+from lth_suite.errors import TrackingError
+from lth_suite.tracking import (default_tracking_uri, flatten, open_tracker,
+                                resolve_tracking_uri, ui_command)
+
+
+def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path):
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_uri_precedence_cli_then_spec_then_environment(monkeypatch):
+    assert resolve_tracking_uri(None, None) == default_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_tracking_uri(None, None) == "http://env:5000"
+    assert resolve_tracking_uri(None, "sqlite:///spec.db") == "sqlite:///spec.db"
+    assert resolve_tracking_uri("sqlite:///cli.db", "sqlite:///spec.db") == "sqlite:///cli.db"
+    monkeypatch.setenv("MLFLOW_RUN_ID", "abc")  # under `mlflow run`, its store wins
+    assert resolve_tracking_uri("sqlite:///cli.db", "sqlite:///spec.db") == "http://env:5000"
+
+
+def test_flatten_gives_dotted_string_params():
+    flat = flatten({"a": {"b": 1, "c": [1, 2], "d": {}}, "e": "x", "f": None})
+    assert flat == {"a.b": "1", "a.c": "[1, 2]", "a.d": "{}", "e": "x", "f": "null"}
+
+
+def unusable_uri(tmp_path: Path) -> str:
+    """A sqlite path beneath a regular file: no folder can be made there."""
+    (tmp_path / "a-file").write_text("")
+    return f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
+
+
+def test_unusable_store_is_a_tracking_error_naming_the_uri(tmp_path):
+    uri = unusable_uri(tmp_path)
+    with pytest.raises(TrackingError, match="a-file/mlflow.db"):
+        open_tracker(uri)
+
+
+def test_run_with_an_unusable_store_exits_2_without_traceback(tiny, write_spec, tmp_path):
+    uri = unusable_uri(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(write_spec(tiny)), "--tracking-uri", uri])
+    assert result.exit_code == 2
+    assert "tracking URI" in result.output and "Traceback" not in result.output
+
+
+def test_run_uses_the_default_store_in_the_working_directory(tiny, write_spec, tmp_path):
+    tiny["pruning"]["levels"] = 1
+    tiny["controls"] = {"reinit": False, "random_prune": False}
+    result = CliRunner().invoke(app, ["run", str(write_spec(tiny))])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlruns" / "tiny").is_dir()
+    assert "lth-suite ui" in result.output
+
+
+def test_ui_serves_the_store_on_loopback():
+    command = ui_command("sqlite:///x.db", 5123)
+    assert command[1:4] == ["-m", "mlflow", "ui"]
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--port") + 1] == "5123"
+    assert command[command.index("--backend-store-uri") + 1] == "sqlite:///x.db"
