@@ -169,7 +169,9 @@ def _collect(manager: pluggy.PluginManager, registry: Registry,
              infos: dict[str, PluginInfo], kind: str) -> None:
     """Call each plugin's register hook on its own, so every component knows its plugin."""
     caller = getattr(manager.hook, _REGISTER_HOOKS[kind])
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    # get_hookimpls() lists plugins in registration order (pluggy *calls* them in
+    # reverse), so a name taken by a built-in is blamed on the later third-party plugin
+    for impl in caller.get_hookimpls():
         plugin_name = impl.plugin_name
 
         def register(name: str, factory: Any, params_model: Any = NoParams,

@@ -52,30 +52,25 @@ class Registry:
     )
 
     def add(self, component: Component) -> None:
-        """Add a component; a name already taken in its kind is an error."""
+        """Add a component; a bad or already-taken name in its kind is an error."""
         table = self.tables[component.kind]
-        if not isinstance(component.name, str) or not component.name.strip() \
-                or component.name != component.name.strip():
-            raise LthError(f"{component.kind} {component.name!r} from {component.plugin}: "
-                           "a component name must be a non-empty string without "
-                           "surrounding spaces")
+        name = component.name
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise LthError(f"{component.kind} {name!r} from {component.plugin}: a component "
+                           "name must be a non-empty string without surrounding spaces")
+        where = f"{component.kind} '{name}' from {component.plugin}"
         if not callable(component.factory):
-            raise LthError(f"{component.kind} '{component.name}' from {component.plugin}: "
-                           "factory is not callable")
-        if component.name in table:
-            first = table[component.name].plugin
-            raise LthError(
-                f"{component.kind} '{component.name}' is registered twice: "
-                f"by {first} and by {component.plugin}"
-            )
-        if not isinstance(component.params_model, type) or not issubclass(
-            component.params_model, BaseModel
-        ):
-            raise LthError(
-                f"{component.kind} '{component.name}' from {component.plugin}: "
-                "params_model must be a pydantic BaseModel subclass"
-            )
-        table[component.name] = component
+            raise LthError(f"{where}: factory is not callable")
+        model = component.params_model
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            raise LthError(f"{where}: params_model must be a pydantic BaseModel subclass")
+        reserved = sorted({"name", "params"} & set(model.model_fields))
+        if reserved:  # the spec's flat form {name: x, param: ...} could never set them
+            raise LthError(f"{where}: a params field cannot be called {reserved[0]!r}")
+        if name in table:
+            raise LthError(f"{component.kind} '{name}' is registered twice: "
+                           f"by {table[name].plugin} and by {component.plugin}")
+        table[name] = component
 
     def get(self, kind: str, name: str) -> Component:
         """The component, or an error that lists the known names of that kind."""

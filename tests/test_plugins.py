@@ -97,9 +97,19 @@ def test_duplicate_component_names_are_rejected():
     with pytest.raises(LthError) as info:
         load_plugins(extra=[plugin_module("copycat", lth_register_criteria=lth_register_criteria)],
                      installed=False)
-    message = str(info.value)
-    assert "criterion 'magnitude'" in message
-    assert "lth_suite.builtin.criteria" in message and "copycat" in message
+    # the built-in came first; the newcomer is the duplicate
+    assert str(info.value) == ("criterion 'magnitude' is registered twice: "
+                               "by lth_suite.builtin.criteria and by copycat")
+
+
+def test_duplicate_between_extra_plugins_blames_the_later():
+    def lth_register_criteria(register):
+        register("mine", lambda params: None)
+
+    first = plugin_module("first", lth_register_criteria=lth_register_criteria)
+    second = plugin_module("second", lth_register_criteria=lth_register_criteria)
+    with pytest.raises(LthError, match="registered twice: by first and by second"):
+        load_plugins(extra=[first, second], installed=False)
 
 
 def test_same_name_in_another_kind_is_fine():
@@ -157,6 +167,10 @@ def test_same_plugin_object_twice():
     ("x", "not callable", NoParams, "not callable"),
     ("x", lambda p: None, dict, "BaseModel"),
     ("x", lambda p: None, NoParams(), "BaseModel"),
+    ("x", lambda p: None, type("P", (BaseModel,), {"__annotations__": {"name": str}}),
+     "cannot be called 'name'"),
+    ("x", lambda p: None, type("P", (BaseModel,), {"__annotations__": {"params": dict}}),
+     "cannot be called 'params'"),
 ])
 def test_registry_validates_components(name, factory, params_model, message):
     registry = Registry()
