@@ -77,6 +77,27 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
               + (f" --tracking-uri {tracker.uri}" if tracking_uri else ""), highlight=False)
 
 
+@app.command(hidden=True)
+def mlproject(
+    model: Annotated[str, typer.Option(help="preset: lenet, conv2, conv4, conv6, vgg19, resnet20")] = "lenet",
+    spec: Annotated[str, typer.Option(help="a spec file instead of the preset")] = "",
+    dataset: str = "", data_root: str = "", levels: str = "", iterations: str = "",
+    replicates: str = "", device: str = "",
+    overrides: Annotated[str, typer.Option(help="KEY=VALUE pairs separated by ';'")] = "",
+) -> None:
+    """The ``mlflow run`` entry point: a preset (or spec) plus the project's parameters."""
+    from .presets import preset_path, project_overrides
+
+    try:
+        path = Path(spec) if spec else preset_path(model)
+    except LthError as error:
+        _fail(error)
+    sets = project_overrides(dataset=dataset, data_root=data_root, levels=levels,
+                             iterations=iterations, replicates=replicates, device=device,
+                             overrides=overrides)
+    run(path, set_=sets, overrides=None, tracking_uri=None, dry_run=False)
+
+
 def _print_plan(experiment) -> None:
     spec, sizes = experiment.spec, experiment.data.sizes()
     params = sum(layer.numel for layer in experiment.layers)

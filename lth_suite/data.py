@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,11 @@ class DataInfo:
     synthetic: bool = False
 
 
+# Maps a batch of training examples (on its device) and a generator on that device to
+# augmented examples of the same shape; applied to training batches only.
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
 @dataclass
 class RawData:
     """What a dataset plugin returns: training and test arrays, already normalised."""
@@ -44,6 +50,7 @@ class RawData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     info: DataInfo
+    augment: Augment | None = None
 
 
 @dataclass
@@ -57,12 +64,13 @@ class Splits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     info: DataInfo
+    augment: Augment | None = None
 
     def to(self, device: torch.device) -> Splits:
         """The same splits on ``device``."""
         moved = {k: getattr(self, k).to(device) for k in
                  ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-        return Splits(info=self.info, **moved)
+        return Splits(info=self.info, augment=self.augment, **moved)
 
     def sizes(self) -> dict[str, int]:
         """Number of examples per split."""
@@ -87,7 +95,48 @@ def split_validation(raw: RawData, params: DatasetParams) -> Splits:
                             f"{len(train)} training examples")
         train = train[: params.subset]
     return Splits(raw.x_train[train], raw.y_train[train], raw.x_train[val], raw.y_train[val],
-                  raw.x_test, raw.y_test, raw.info)
+                  raw.x_test, raw.y_test, raw.info, raw.augment)
+
+
+@dataclass(frozen=True)
+class RandomCropFlip:
+    """Random crop after padding on every side, then a random horizontal flip (CIFAR's).
+
+    Works on a whole NCHW batch on its own device: one gather, no per-example loop.
+    ``fill`` is the per-channel value of the padding. Datasets normalise before
+    augmenting, so they pass the normalised value of a raw 0 (``-mean / std``): that
+    is exactly zero-padding the raw image and then normalising, as open_lth and
+    torchvision's ``RandomCrop(32, padding=4)`` before ``Normalize`` do.
+    """
+
+    padding: int = 4
+    fill: Sequence[float] = (0.0,)
+    flip: bool = True
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """An augmented copy of the batch ``x``, drawn from ``generator``."""
+        n, channels, height, width = x.shape
+        pad, device = self.padding, x.device
+        fill = list(self.fill) * channels if len(self.fill) == 1 else list(self.fill)
+        if len(fill) != channels:
+            raise ValueError(f"RandomCropFlip: {len(self.fill)} fill values for "
+                             f"{channels} channels")
+        padded = x.new_empty(n, channels, height + 2 * pad, width + 2 * pad)
+        for channel, value in enumerate(fill):  # a scalar fill each: no host-to-device copy
+            padded[:, channel].fill_(value)
+        padded[:, :, pad: pad + height, pad: pad + width] = x
+        top = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=device)
+        left = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=device)
+        columns = torch.arange(width, device=device).expand(n, width)
+        if self.flip:
+            flipped = torch.rand(n, 1, generator=generator, device=device) < 0.5
+            columns = torch.where(flipped, width - 1 - columns, columns)
+        rows = top + torch.arange(height, device=device)  # (n, height)
+        columns = left + columns  # (n, width)
+        # Advanced indices around the channel slice put their dims first: (n, h, w, c).
+        batch = torch.arange(n, device=device)[:, None, None]
+        crop = padded[batch, :, rows[:, :, None], columns[:, None, :]]
+        return crop.permute(0, 3, 1, 2).contiguous()
 
 
 class BatchOrder:

@@ -111,7 +111,8 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, run_name=run_name)
             self.parent_id = run.info.run_id
         self._open.append(self.parent_id)
-        self._log(self.parent_id, params=flatten(params), tags=all_tags)
+        # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
+        self._log(self.parent_id, params=flatten(params, "spec."), tags=all_tags)
         self.client.log_text(self.parent_id, spec_yaml, "spec.yaml")
         return self.parent_id
 

@@ -170,6 +170,9 @@ def _train(
     optimizer = make_optimizer(model, config)
     order = BatchOrder(len(data.y_train), config.batch_size, data_seed, data.x_train.device)
     generators = _generators(data.x_train.device)
+    # Augmentation draws from its own generator on the batch's device, reseeded per
+    # iteration, so it neither disturbs dropout's stream nor depends on the start.
+    augment, augment_generator = data.augment, torch.Generator(device=data.x_train.device)
     history: list[dict[str, float]] = []
     captured: dict[int, dict[str, torch.Tensor]] = {}
     loss_sum = torch.zeros((), device=data.x_train.device)
@@ -200,7 +203,11 @@ def _train(
         step_seed = derive_seed(data_seed, "step", iteration)
         for generator in generators:
             generator.manual_seed(step_seed)
-        loss = F.cross_entropy(model(data.x_train[batch]), data.y_train[batch])
+        inputs = data.x_train[batch]
+        if augment is not None:
+            augment_generator.manual_seed(derive_seed(data_seed, "augment", iteration))
+            inputs = augment(inputs, augment_generator)
+        loss = F.cross_entropy(model(inputs), data.y_train[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():

@@ -39,7 +39,7 @@ def test_cli_run_logs_parent_children_metrics_artifacts_and_model(tiny, write_sp
     tags = parent.data.tags
     assert tags["lth_suite.spec_hash"] == spec_hash(build_spec(tiny, load_plugins(installed=False).registry))
     assert tags["lth_suite.version"] and "lth_suite.builtin.criteria" in tags["lth_suite.plugins"]
-    assert parent.data.params["training.lr"] == "0.003"
+    assert parent.data.params["spec.training.lr"] == "0.003"
     assert "spec.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     levels = client.get_metric_history(parent.info.run_id, "ticket/early_stop_test_accuracy")
     assert sorted(m.step for m in levels) == [0, 1, 2]

@@ -67,24 +67,32 @@ def test_module_entry_point_runs():
     assert done.returncode == 0 and "validate" in done.stdout
 
 
-def test_mlflow_run_with_local_env_makes_the_parent_run(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(uri).create_experiment("mlproject", artifact_location=(tmp_path / "art").as_uri())
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "LTH_SUITE_LOAD_PLUGINS": ""}
-    overrides = ("pruning.levels=1;training.duration=20it;training.eval_every=10;"
-                 "tracking.log_models=none;controls.reinit=false")
+def mlflow_run(tmp_path: Path, *params: str) -> tuple[MlflowClient, list]:
+    """``mlflow run`` this project for real into a temporary store; its runs."""
     mlflow = Path(sys.executable).with_name("mlflow")
     if not mlflow.exists():
         pytest.skip("the mlflow command is not installed beside this Python")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("mlproject", artifact_location=(tmp_path / "art").as_uri())
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "LTH_SUITE_LOAD_PLUGINS": ""}
+    args = [arg for param in params for arg in ("-P", param)]
     done = subprocess.run([str(mlflow), "run", str(ROOT), "--env-manager", "local",
-                           "--experiment-name", "mlproject", "-P", f"overrides={overrides}"],
+                           "--experiment-name", "mlproject", *args],
                           capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("mlproject").experiment_id])
+    return client, client.search_runs([experiment])
+
+
+def test_mlflow_run_continues_its_run_as_the_parent(tmp_path):
+    client, runs = mlflow_run(tmp_path, "spec=specs/quickstart.yaml", "levels=1", "iterations=20",
+                              "overrides=training.eval_every=10;tracking.log_models=none;"
+                              "controls.reinit=false")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 3  # level 0, level 1 ticket + random_prune
-    assert parents[0].data.params["training.duration"] == "20it"
+    params = parents[0].data.params
+    assert params["spec.training.duration"] == "20it" and params["spec.pruning.levels"] == "1"
+    assert params["model"] == "lenet" and params["spec"] == "specs/quickstart.yaml"  # MLflow's own
     assert parents[0].data.tags["lth_suite.spec_hash"]
     assert {r.info.status for r in runs} == {"FINISHED"}
