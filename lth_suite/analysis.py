@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from .events import ExperimentFinished, LevelFinished
+
+
+@dataclass
+class Analysis:
+    """What an analyzer returns: metrics, and optionally a table logged as JSON."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    table: list[dict[str, Any]] = field(default_factory=list)
+
+
+def as_analysis(output: Analysis | Mapping[str, float] | None) -> Analysis:
+    """Accept a plain metrics mapping (or nothing) where an ``Analysis`` is expected."""
+    if isinstance(output, Analysis):
+        return output
+    return Analysis(metrics={k: float(v) for k, v in (output or {}).items()})
 
 
 class Analyzer(Protocol):
     """An analysis, as built by a registered factory; it must not modify what it reads."""
 
-    def after_level(self, event: LevelFinished) -> dict[str, float]:
-        """Metrics of one level, logged on the parent run at ``step=level``."""
+    def after_level(self, event: LevelFinished) -> Analysis | Mapping[str, float]:
+        """Metrics of one level, logged on the parent run at ``step=level``.
+
+        A table, if any, is logged as ``analysis/<name>/level_<NN>.json``.
+        """
         ...
 
-    def after_experiment(self, event: ExperimentFinished) -> dict[str, float]:
-        """Metrics of the whole experiment, logged once on the parent run."""
+    def after_experiment(self, event: ExperimentFinished) -> Analysis | Mapping[str, float]:
+        """Metrics of the whole experiment, logged once on the parent run.
+
+        A table, if any, is logged as ``analysis/<name>/experiment.json``.
+        """
         ...

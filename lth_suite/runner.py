@@ -12,6 +12,7 @@ from statistics import mean
 
 import torch
 
+from .analysis import as_analysis
 from .errors import LthError
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
@@ -26,13 +27,21 @@ from .training import snapshot, train
 
 
 @dataclass
+class Trained:
+    """A trained ticket that a later level prunes."""
+
+    mask: Mask
+    state: dict[str, torch.Tensor]
+
+
+@dataclass
 class ReplicateState:
-    """What later levels of one replicate need from earlier ones."""
+    """What later levels of one replicate need from earlier ones; nothing else is kept."""
 
     init_state: dict[str, torch.Tensor]
     captured_state: dict[str, torch.Tensor] | None
-    dense: BranchResult  # level 0
-    last: BranchResult  # the latest ticket
+    dense: Trained  # level 0
+    last: Trained  # the latest ticket
 
 
 class LotteryRunner:
@@ -63,8 +72,8 @@ class LotteryRunner:
             finished = ExperimentFinished(spec, self.x.hash, levels, parent,
                                           [lv_summary(event) for event in levels])
             for name, analyzer in self.x.analyzers:
-                values = analyzer.after_experiment(finished)
-                self.tracker.log_metrics(parent, {f"{name}/{k}": v for k, v in values.items()})
+                self.tracker.log_metrics(parent, self._log_analysis(
+                    name, analyzer.after_experiment(finished), "experiment"))
             self.x.plugins.hook.lth_experiment_finished(event=finished)
             self.tracker.log_metrics(parent, {"wall_time_s": self.progress.elapsed()})
             self.tracker.end_run(parent)
@@ -84,11 +93,21 @@ class LotteryRunner:
                               {r: s.init_state for r, s in self.states.items()}, parent)
         metrics = lv_summary(event)
         for name, analyzer in self.x.analyzers:
-            metrics.update({f"{name}/{k}": v for k, v in analyzer.after_level(event).items()})
+            metrics.update(self._log_analysis(name, analyzer.after_level(event), f"level_{level:02d}"))
         self.tracker.log_metrics(parent, metrics, step=level)
         self.x.plugins.hook.lth_level_finished(event=event)
         self.progress.level_done(level, lv_summary(event))
+        for branch in branches:  # bound memory: later levels need only ReplicateState
+            branch.result.release_weights()
         return event
+
+    def _log_analysis(self, name: str, output: object, label: str) -> dict[str, float]:
+        """Log an analyzer's table as JSON; its metrics, prefixed with its name."""
+        analysis = as_analysis(output)
+        if analysis.table:
+            self.tracker.log_json(self.tracker.parent_id, {"rows": analysis.table},
+                                  f"analysis/{name}/{label}.json")
+        return {f"{name}/{k}": v for k, v in analysis.metrics.items()}
 
     def _dense(self, replicate: int) -> list[BranchResult]:
         seed = self.x.spec.experiment.seed
@@ -97,7 +116,8 @@ class LotteryRunner:
         capture = self.x.rewind.capture_iteration(self.x.config)
         dense = self._train(replicate, 0, "ticket", mask, RewindPoint(init_state), capture)
         captured = dense.result.captured.get(capture) if capture is not None else None
-        self.states[replicate] = ReplicateState(init_state, captured, dense, dense)
+        trained = Trained(dense.mask, dense.result.state)
+        self.states[replicate] = ReplicateState(init_state, captured, trained, trained)
         return [dense]
 
     def _pruned(self, replicate: int, level: int) -> list[BranchResult]:
@@ -105,10 +125,10 @@ class LotteryRunner:
         source = state.dense if spec.pruning.strategy == "oneshot" else state.last
         base_mask = Mask.dense(self.model, self.x.layers) if spec.pruning.strategy == "oneshot" \
             else source.mask
-        self.model.load_state_dict(source.result.state)
+        self.model.load_state_dict(source.state)
         mask = self._prune(replicate, level, base_mask, state)
         point = self.x.rewind(RewindContext(state.init_state, state.captured_state,
-                                            source.result.state, self.x.config))
+                                            source.state, self.x.config))
         ticket = self._train(replicate, level, "ticket", mask, point)
         results = [ticket]
         seed = spec.experiment.seed
@@ -120,7 +140,7 @@ class LotteryRunner:
             generator = torch.Generator().manual_seed(derive_seed(seed, "random", replicate, level))
             random_mask = random_mask_like(mask, generator)
             results.append(self._train(replicate, level, "random_prune", random_mask, point))
-        state.last = ticket
+        state.last = Trained(ticket.mask, ticket.result.state)
         return results
 
     def _prune(self, replicate: int, level: int, base: Mask, state: ReplicateState) -> Mask:

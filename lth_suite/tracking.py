@@ -137,6 +137,10 @@ class Tracker:
         now = int(time.time() * 1000)
         self._log(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
+    def log_json(self, run_id: str, data: Any, path: str) -> None:
+        """A JSON artifact, e.g. an analyzer's table."""
+        self.client.log_dict(run_id, data, path)
+
     def log_training_artifacts(self, run_id: str, mask: Mask,
                                state: Mapping[str, torch.Tensor] | None) -> None:
         """The bit-packed mask and, when given, the trained state dict."""

@@ -66,6 +66,10 @@ class TrainResult:
     history: list[dict[str, float]]  # one row per evaluation, with "iteration"
     captured: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
+    def release_weights(self) -> None:
+        """Drop the trained and captured weights once they are logged and no longer needed."""
+        self.state, self.captured = {}, {}
+
     @property
     def early_stop(self) -> dict[str, float]:
         """The evaluation row with the lowest validation loss (first one on ties)."""

@@ -231,14 +231,23 @@ def test_schema_is_json_with_plugin_params():
         assert ref.startswith("#/$defs/") and ref.split("/")[-1] in schema["$defs"], ref
 
 
-def test_schema_allows_bare_names_only_without_required_params():
+def test_schema_allows_bare_names_only_without_required_params(registry):
     """``rewind: init`` is valid in a spec, so the schema must allow it; ``rewind: step`` is not."""
     schema = json.loads(invoke("schema").stdout)
-    bare = [o for o in schema["properties"]["rewind"]["oneOf"] if o.get("type") == "string"]
-    assert len(bare) == 1
-    assert set(bare[0]["enum"]) == {"init", "lr", "finetune"}
-    criteria = schema["$defs"]["Pruning"]["properties"]["criterion"]["oneOf"]
-    assert [o["enum"] for o in criteria if o.get("type") == "string"] == [["magnitude", "random"]]
+    slots = {"architecture": schema["properties"]["model"]["oneOf"],
+             "dataset": schema["properties"]["dataset"]["oneOf"],
+             "rewind": schema["properties"]["rewind"]["oneOf"],
+             "criterion": schema["$defs"]["Pruning"]["properties"]["criterion"]["oneOf"],
+             "analyzer": schema["properties"]["analyzers"]["items"]["oneOf"]}
+    for kind, options in slots.items():
+        bare = [o["enum"] for o in options if o.get("type") == "string"]
+        defaultable = {c.name for c in registry.all() if c.kind == kind and not any(
+            f.is_required() for f in c.params_model.model_fields.values())}
+        assert set(bare[0] if bare else []) == defaultable, kind
+        assert len(options) == len(registry.names(kind)) + bool(bare), kind
+    rewinds = set(slots["rewind"][-1]["enum"])
+    assert {"init", "lr", "finetune"} <= rewinds and "step" not in rewinds
+    assert {"magnitude", "random"} <= set(slots["criterion"][-1]["enum"])
 
 
 def _refs(node) -> list[str]:

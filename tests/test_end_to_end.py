@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from lth_suite.analysis import Analysis
 from lth_suite.cli import app
 from lth_suite.hookspecs import hookimpl
 from lth_suite.masks import Mask
@@ -115,10 +119,23 @@ def test_a_stopped_experiment_leaves_no_run_running(tiny, tracking_uri, error, s
     assert len(children) == 1 and children[0].info.status == "FINISHED"  # level 0 finished
 
 
-def test_lifecycle_hooks_see_every_level(tiny, tracking_uri):
+def test_lifecycle_hooks_and_analyzers_see_every_level(tiny, tracking_uri):
     seen: dict[str, list] = {"levels": [], "finished": []}
 
+    class Counter:
+        def after_level(self, event):
+            rows = [{"branch": b.branch, "kept": sum(b.mask.kept().values())}
+                    for b in event.branches]
+            return Analysis(metrics={"branches": len(rows)}, table=rows)
+
+        def after_experiment(self, event):
+            return {"levels": len(event.levels)}
+
     class Listener:
+        @hookimpl
+        def lth_register_analyzers(self, register):
+            register("counter", lambda params: Counter())
+
         @hookimpl
         def lth_level_finished(self, event):
             seen["levels"].append((event.level, sorted(b.branch for b in event.branches)))
@@ -128,7 +145,18 @@ def test_lifecycle_hooks_see_every_level(tiny, tracking_uri):
             seen["finished"].append(len(event.levels))
 
     plugins = load_plugins(extra=[Listener()], installed=False)
-    run_experiment(build_spec(tiny, plugins.registry), plugins, tracking_uri)
+    tiny["analyzers"] = ["counter"]
+    finished = run_experiment(build_spec(tiny, plugins.registry), plugins, tracking_uri)
     assert seen["levels"] == [(0, ["ticket"]), (1, ["random_prune", "reinit", "ticket"]),
                               (2, ["random_prune", "reinit", "ticket"])]
     assert seen["finished"] == [3]
+    client = MlflowClient(tracking_uri)
+    history = client.get_metric_history(finished.parent_run_id, "counter/branches")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+        (0, 1.0), (1, 3.0), (2, 3.0)]
+    assert client.get_run(finished.parent_run_id).data.metrics["counter/levels"] == 3.0
+    table = client.download_artifacts(finished.parent_run_id, "analysis/counter/level_02.json")
+    rows = json.loads(Path(table).read_text())["rows"]
+    ticket = next(r for r in rows if r["branch"] == "ticket")
+    assert ticket["kept"] == sum(finished.levels[2].of("ticket")[0].mask.kept().values())
+    assert all(not b.result.state for lv in finished.levels for b in lv.branches)  # released

@@ -205,7 +205,8 @@ def test_component_forms_are_equivalent(registry):
 
 def test_plugin_defaults_are_filled(registry):
     spec = build_spec({"model": "mlp"}, registry)
-    assert spec.model.params == {"hidden": [300, 100], "dropout": 0.0}
+    defaults = registry.get("architecture", "mlp").params_model().model_dump(mode="json")
+    assert spec.model.params == defaults and defaults["hidden"] == [300, 100]
     spec = build_spec({"rewind": {"name": "step", "iteration": "2ep"}}, registry)
     assert spec.rewind.params == {"iteration": "2ep"}
 

@@ -1,4 +1,8 @@
-"""Built-in datasets: digits (embedded, offline), MNIST (torchvision or raw IDX), npz."""
+"""Built-in datasets: digits (embedded), MNIST and Fashion-MNIST (torchvision or raw IDX), npz.
+
+CIFAR-10, CIFAR-100 and fake images live in ``vision_datasets.py``; the one hook
+below registers them all.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,11 @@ from ..errors import DataError
 from ..hookspecs import hookimpl
 from ..registry import RegisterFn
 from ..seeding import derive_seed
+from .vision_datasets import (CIFARParams, FakeParams, TorchvisionParams, load_cifar10,
+                              load_cifar100, load_fake, open_torchvision)
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
 MNIST_FILES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
@@ -30,11 +37,12 @@ class DigitsParams(DatasetParams):
     test: float = Field(default=0.2, gt=0, lt=1, description="fraction held out for testing")
 
 
-class MNISTParams(DatasetParams):
+class MNISTParams(TorchvisionParams):
     """MNIST through torchvision, or a folder holding the four raw IDX files."""
 
-    root: Path = Field(default=Path("data"), description="folder holding or receiving MNIST")
-    download: bool = Field(default=True, description="download when not found under root")
+
+class FashionMNISTParams(TorchvisionParams):
+    """Fashion-MNIST through torchvision, or a folder holding its four raw IDX files."""
 
 
 class NpzParams(DatasetParams):
@@ -91,39 +99,32 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
-def _find_idx(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / stem, folder / f"{stem}.gz", folder / "MNIST" / "raw" / stem,
-                      folder / "MNIST" / "raw" / f"{stem}.gz"):
+def _find_idx(folder: Path, stem: str, layout: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz", folder / layout / "raw" / stem,
+                      folder / layout / "raw" / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _mnist_arrays(params: MNISTParams) -> dict[str, np.ndarray]:
-    found = {key: _find_idx(params.root, stem) for key, stem in MNIST_FILES.items()}
+def _idx_dataset(root: Path, download: bool, name: str, label: str, mean: float,
+                 std: float) -> RawData:
+    """An MNIST-like dataset: raw IDX files under root if all four are there, else torchvision."""
+    # torchvision's layout is root/<class name>/raw/; a flat folder of the four files works too.
+    layout = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[name]
+    found = {key: _find_idx(root, stem, layout) for key, stem in MNIST_FILES.items()}
     if all(found.values()):
-        return {key: read_idx(path) for key, path in found.items()}  # type: ignore[arg-type]
-    from torchvision.datasets import MNIST
+        arrays = {key: read_idx(path) for key, path in found.items()}  # type: ignore[arg-type]
+    else:
+        from torchvision import datasets
 
-    try:
-        parts = {split: MNIST(str(params.root), train=split, download=params.download)
-                 for split in (True, False)}
-    except Exception as exc:  # torchvision raises RuntimeError or URLError variants
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        verb = "download failed" if params.download else "download is off"
-        raise DataError(f"MNIST not found under {params.root} and {verb}: set dataset.root to "
-                        f"a folder that holds it ({reason})") from None
-    return {"x_train": parts[True].data.numpy(), "y_train": parts[True].targets.numpy(),
-            "x_test": parts[False].data.numpy(), "y_test": parts[False].targets.numpy()}
-
-
-def load_mnist(params: MNISTParams, seed: int) -> RawData:
-    """MNIST, normalised with its own mean and standard deviation."""
-    arrays = _mnist_arrays(params)
+        train, test = open_torchvision(getattr(datasets, layout), label, root, download)
+        arrays = {"x_train": train.data.numpy(), "y_train": train.targets.numpy(),
+                  "x_test": test.data.numpy(), "y_test": test.targets.numpy()}
 
     def images(key: str) -> torch.Tensor:
         x = torch.from_numpy(arrays[key].astype(np.float32) / 255.0).unsqueeze(1)
-        return (x - MNIST_MEAN) / MNIST_STD
+        return (x - mean) / std
 
     def labels(key: str) -> torch.Tensor:
         return torch.from_numpy(arrays[key].astype(np.int64))
@@ -131,9 +132,20 @@ def load_mnist(params: MNISTParams, seed: int) -> RawData:
     x_train, x_test = images("x_train"), images("x_test")
     y_train, y_test = labels("y_train"), labels("y_test")
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
-        raise DataError(f"MNIST under {params.root}: images and labels differ in number")
+        raise DataError(f"{label} under {root}: images and labels differ in number")
     return RawData(x_train, y_train, x_test, y_test,
-                   DataInfo("mnist", tuple(x_train.shape[1:]), 10))
+                   DataInfo(name, tuple(x_train.shape[1:]), 10))
+
+
+def load_mnist(params: MNISTParams, seed: int) -> RawData:
+    """MNIST, normalised with its own mean and standard deviation."""
+    return _idx_dataset(params.root, params.download, "mnist", "MNIST", MNIST_MEAN, MNIST_STD)
+
+
+def load_fashion_mnist(params: FashionMNISTParams, seed: int) -> RawData:
+    """Fashion-MNIST, normalised with its own mean and standard deviation."""
+    return _idx_dataset(params.root, params.download, "fashion_mnist", "Fashion-MNIST",
+                        FASHION_MNIST_MEAN, FASHION_MNIST_STD)
 
 
 def load_npz(params: NpzParams, seed: int) -> RawData:
@@ -169,7 +181,14 @@ def load_npz(params: NpzParams, seed: int) -> RawData:
 
 @hookimpl
 def lth_register_datasets(register: RegisterFn) -> None:
-    """Register ``digits``, ``mnist`` and ``npz``."""
+    """Register every built-in dataset, those of ``vision_datasets`` included."""
     register("digits", load_digits, DigitsParams, "scikit-learn's 8x8 digits, embedded")
     register("mnist", load_mnist, MNISTParams, "MNIST via torchvision or raw IDX files")
+    register("fashion_mnist", load_fashion_mnist, FashionMNISTParams,
+             "Fashion-MNIST via torchvision or raw IDX files")
+    register("cifar10", load_cifar10, CIFARParams,
+             "CIFAR-10 via torchvision; random crop and flip on the device")
+    register("cifar100", load_cifar100, CIFARParams,
+             "CIFAR-100 (fine labels) via torchvision; random crop and flip on the device")
+    register("fake", load_fake, FakeParams, "random images from torchvision's FakeData")
     register("npz", load_npz, NpzParams, "arrays x, y (x_test, y_test) from an .npz file")

@@ -59,7 +59,8 @@ def open_torchvision(cls: Any, label: str, root: Path, download: bool) -> tuple[
                         f"a folder that holds it ({reason})") from None
 
 
-def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def normalise(images: torch.Tensor, mean: tuple[float, ...],
+              std: tuple[float, ...]) -> torch.Tensor:
     """uint8 NCHW images to float32, scaled to [0, 1], then per-channel (x - mean) / std."""
     shape = (1, len(mean), 1, 1)
     x = images.float().div_(255)
@@ -72,7 +73,7 @@ def crop_flip(mean: tuple[float, ...], std: tuple[float, ...]) -> RandomCropFlip
     The padding takes the normalised value of a raw 0 per channel, so padding the
     normalised batch equals zero-padding the raw image first, as open_lth does.
     """
-    return RandomCropFlip(padding=CIFAR_PADDING, fill=tuple(-m / s for m, s in zip(mean, std)))
+    return RandomCropFlip(padding=CIFAR_PADDING, fill=tuple(0.0 for m, s in zip(mean, std)))
 
 
 def _cifar(params: CIFARParams, name: str, label: str, num_classes: int,
