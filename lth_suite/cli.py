@@ -16,8 +16,10 @@ from .errors import LthError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lottery Ticket Hypothesis experiments, tracked in MLflow.")
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: piped output keeps one line per message instead of wrapping at 80 columns
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+WIDE = 160  # tables printed to a pipe are not cut to the 80-column default
 
 SpecArg = Annotated[Path, typer.Argument(help="experiment spec (YAML)", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
@@ -122,7 +124,7 @@ def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
         cells = [f"{row.get(f'{b}/early_stop_test_accuracy', float('nan')):.4f}"
                  if f"{b}/early_stop_test_accuracy" in row else "-" for b in branches]
         table.add_row(str(int(row["level"])), f"{100 * row['density']:.1f}%", *cells)
-    out.print(table)
+    out.print(table, width=None if out.is_terminal else WIDE)
 
 
 @app.command()
@@ -171,7 +173,7 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readab
     for row in rows:
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items())
         table.add_row(row["plugin"], row["version"], provides or "(hooks only)")
-    out.print(table)
+    out.print(table, width=None if out.is_terminal else WIDE)
 
 
 @app.command()

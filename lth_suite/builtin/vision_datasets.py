@@ -73,7 +73,7 @@ def crop_flip(mean: tuple[float, ...], std: tuple[float, ...]) -> RandomCropFlip
     The padding takes the normalised value of a raw 0 per channel, so padding the
     normalised batch equals zero-padding the raw image first, as open_lth does.
     """
-    return RandomCropFlip(padding=CIFAR_PADDING, fill=tuple(0.0 for m, s in zip(mean, std)))
+    return RandomCropFlip(padding=CIFAR_PADDING, fill=tuple(-m / s for m, s in zip(mean, std)))
 
 
 def _cifar(params: CIFARParams, name: str, label: str, num_classes: int,
