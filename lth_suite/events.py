@@ -38,6 +38,9 @@ class LevelFinished:
     branches: list[BranchResult]
     init_states: dict[int, dict[str, Any]] = field(default_factory=dict)  # per replicate
     parent_run_id: str | None = None
+    # per replicate, the weights and schedule position this level's ticket trained from
+    rewind_points: dict[int, Any] = field(default_factory=dict)
+    experiment: Any = None  # lth_suite.experiment.Experiment: data, config, build_model
 
     def of(self, branch: str) -> list[BranchResult]:
         """The results of one branch, by replicate."""

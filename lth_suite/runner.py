@@ -53,6 +53,7 @@ class LotteryRunner:
         self.tracker = tracker
         self.progress = progress or SilentProgress()
         self.states: dict[int, ReplicateState] = {}
+        self.points: dict[int, RewindPoint] = {}  # this level's, per replicate
         self.model = experiment.build_model(experiment.spec.experiment.seed)
 
     def run(self) -> ExperimentFinished:
@@ -90,7 +91,8 @@ class LotteryRunner:
         for replicate in range(self.x.spec.experiment.replicates):
             branches += self._dense(replicate) if level == 0 else self._pruned(replicate, level)
         event = LevelFinished(self.x.spec, level, self.x.layers, branches,
-                              {r: s.init_state for r, s in self.states.items()}, parent)
+                              {r: s.init_state for r, s in self.states.items()}, parent,
+                              dict(self.points), self.x)
         metrics = lv_summary(event)
         for name, analyzer in self.x.analyzers:
             metrics.update(self._log_analysis(name, analyzer.after_level(event), f"level_{level:02d}"))
@@ -114,7 +116,8 @@ class LotteryRunner:
         init_state = snapshot(self.x.build_model(derive_seed(seed, "init", replicate)))
         mask = Mask.dense(self.model, self.x.layers)
         capture = self.x.rewind.capture_iteration(self.x.config)
-        dense = self._train(replicate, 0, "ticket", mask, RewindPoint(init_state), capture)
+        self.points[replicate] = RewindPoint(init_state)
+        dense = self._train(replicate, 0, "ticket", mask, self.points[replicate], capture)
         captured = dense.result.captured.get(capture) if capture is not None else None
         trained = Trained(dense.mask, dense.result.state)
         self.states[replicate] = ReplicateState(init_state, captured, trained, trained)
@@ -129,6 +132,7 @@ class LotteryRunner:
         mask = self._prune(replicate, level, base_mask, state)
         point = self.x.rewind(RewindContext(state.init_state, state.captured_state,
                                             source.state, self.x.config))
+        self.points[replicate] = point
         ticket = self._train(replicate, level, "ticket", mask, point)
         results = [ticket]
         seed = spec.experiment.seed
