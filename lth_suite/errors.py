@@ -42,3 +42,9 @@ class DataError(LthError):
 
 class TrackingError(LthError):
     """A tracking store that cannot be reached or used."""
+
+
+class PluginFailure(LthError):
+    """A plugin raised while the experiment ran; names the component and its plugin."""
+
+    exit_code = 1

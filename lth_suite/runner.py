@@ -7,13 +7,16 @@ summary (mean and spread over replicates) is logged as soon as it exists.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import mean
+from typing import Any, TypeVar
 
 import torch
 
 from .analysis import as_analysis
-from .errors import LthError
+from .errors import LthError, PluginFailure
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
 from .masks import Mask
@@ -24,6 +27,8 @@ from .seeding import derive_seed
 from .spec_loading import canonical, to_yaml
 from .tracking import Tracker
 from .training import snapshot, train
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,16 +78,16 @@ class LotteryRunner:
             finished = ExperimentFinished(spec, self.x.hash, levels, parent,
                                           [lv_summary(event) for event in levels])
             for name, analyzer in self.x.analyzers:
-                self.tracker.log_metrics(parent, self._log_analysis(
-                    name, analyzer.after_experiment(finished), "experiment"))
-            self.x.plugins.hook.lth_experiment_finished(event=finished)
+                output = self._plugin("analyzer", name, analyzer.after_experiment, finished)
+                self.tracker.log_metrics(parent, self._log_analysis(name, output, "experiment"))
+            self._hook("lth_experiment_finished", finished)
             self.tracker.log_metrics(parent, {"wall_time_s": self.progress.elapsed()})
             self.tracker.end_run(parent)
         except KeyboardInterrupt:
-            self.tracker.end_all("KILLED")
+            self.tracker.end_all("KILLED", "interrupted")
             raise
-        except BaseException:
-            self.tracker.end_all("FAILED")
+        except BaseException as exc:
+            self.tracker.end_all("FAILED", describe(exc))
             raise
         return finished
 
@@ -95,9 +100,10 @@ class LotteryRunner:
                               dict(self.points), self.x)
         metrics = lv_summary(event)
         for name, analyzer in self.x.analyzers:
-            metrics.update(self._log_analysis(name, analyzer.after_level(event), f"level_{level:02d}"))
+            output = self._plugin("analyzer", name, analyzer.after_level, event)
+            metrics.update(self._log_analysis(name, output, f"level_{level:02d}"))
         self.tracker.log_metrics(parent, metrics, step=level)
-        self.x.plugins.hook.lth_level_finished(event=event)
+        self._hook("lth_level_finished", event)
         self.progress.level_done(level, lv_summary(event))
         for branch in branches:  # bound memory: later levels need only ReplicateState
             branch.result.release_weights()
@@ -117,7 +123,8 @@ class LotteryRunner:
         mask = Mask.dense(self.model, self.x.layers)
         capture = self.x.rewind.capture_iteration(self.x.config)
         self.points[replicate] = RewindPoint(init_state)
-        dense = self._train(replicate, 0, "ticket", mask, self.points[replicate], capture)
+        with self._child(replicate, 0, "ticket") as run:
+            dense = self._train(run, replicate, 0, "ticket", mask, self.points[replicate], capture)
         captured = dense.result.captured.get(capture) if capture is not None else None
         trained = Trained(dense.mask, dense.result.state)
         self.states[replicate] = ReplicateState(init_state, captured, trained, trained)
@@ -128,22 +135,26 @@ class LotteryRunner:
         source = state.dense if spec.pruning.strategy == "oneshot" else state.last
         base_mask = Mask.dense(self.model, self.x.layers) if spec.pruning.strategy == "oneshot" \
             else source.mask
-        self.model.load_state_dict(source.state)
-        mask = self._prune(replicate, level, base_mask, state)
-        point = self.x.rewind(RewindContext(state.init_state, state.captured_state,
-                                            source.state, self.x.config))
-        self.points[replicate] = point
-        ticket = self._train(replicate, level, "ticket", mask, point)
+        with self._child(replicate, level, "ticket") as run:  # pruning failures land here
+            self.model.load_state_dict(source.state)
+            mask = self._prune(replicate, level, base_mask, state)
+            point = self._plugin("rewind", spec.rewind.name, self.x.rewind, RewindContext(
+                state.init_state, state.captured_state, source.state, self.x.config))
+            self.points[replicate] = point
+            ticket = self._train(run, replicate, level, "ticket", mask, point)
         results = [ticket]
         seed = spec.experiment.seed
         if spec.controls.reinit:
             fresh = snapshot(self.x.build_model(derive_seed(seed, "reinit", replicate, level)))
-            results.append(self._train(replicate, level, "reinit", mask,
-                                       RewindPoint(fresh, point.start_iteration, point.constant_lr)))
+            with self._child(replicate, level, "reinit") as run:
+                results.append(self._train(run, replicate, level, "reinit", mask, RewindPoint(
+                    fresh, point.start_iteration, point.constant_lr)))
         if spec.controls.random_prune:
             generator = torch.Generator().manual_seed(derive_seed(seed, "random", replicate, level))
             random_mask = random_mask_like(mask, generator)
-            results.append(self._train(replicate, level, "random_prune", random_mask, point))
+            with self._child(replicate, level, "random_prune") as run:
+                results.append(self._train(run, replicate, level, "random_prune", random_mask,
+                                           point))
         state.last = Trained(ticket.mask, ticket.result.state)
         return results
 
@@ -154,7 +165,8 @@ class LotteryRunner:
             derive_seed(self.x.spec.experiment.seed, "prune", replicate, level))
         request = PruneRequest(self.model, base, self.x.layers, groups, level, generator,
                                state.init_state, self.x.data)
-        mask = self.x.criterion(request).to(self.x.device)
+        mask = self._plugin("criterion", rules.criterion.name, self.x.criterion, request)
+        mask = mask.to(self.x.device)
         kept = mask.kept()
         wrong = [names for names, keep in groups if sum(kept[n] for n in names) != keep]
         if set(mask) != set(base) or not mask.is_subset_of(base) or wrong:
@@ -163,12 +175,48 @@ class LotteryRunner:
                            f"count per group{f' (wrong: {wrong[0]})' if wrong else ''}")
         return mask
 
-    def _train(self, replicate: int, level: int, branch: str, mask: Mask, point: RewindPoint,
-               capture: int | None = None) -> BranchResult:
+    @contextmanager
+    def _child(self, replicate: int, level: int, branch: str) -> Iterator[str]:
+        """A child run for one branch; whatever stops it is recorded on it."""
+        run = self.tracker.start_child(f"r{replicate}-level{level}-{branch}", {
+            "replicate": replicate, "level": level, "branch": branch})
+        try:
+            yield run
+        except KeyboardInterrupt:
+            self.tracker.end_run(run, "KILLED", "interrupted")
+            raise
+        except BaseException as exc:
+            self.tracker.end_run(run, "FAILED", describe(exc))
+            raise
+        self.tracker.end_run(run)
+
+    def _plugin(self, kind: str, name: str, function: Callable[..., T], *args: Any) -> T:
+        """Call a plugin's component; an exception from it names the component and plugin."""
+        try:
+            return function(*args)
+        except (LthError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            plugin = self.x.plugins.registry.get(kind, name).plugin
+            raise PluginFailure(f"{kind} '{name}' from plugin {plugin} raised "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    def _hook(self, hook_name: str, event: Any) -> None:
+        """Call a lifecycle hook implementation by implementation, to name a failing one."""
+        for impl in reversed(getattr(self.x.plugins.hook, hook_name).get_hookimpls()):
+            try:
+                impl.function(event=event)
+            except (LthError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise PluginFailure(f"hook {hook_name} of plugin {impl.plugin_name} raised "
+                                    f"{type(exc).__name__}: {exc}") from exc
+
+    def _train(self, run: str, replicate: int, level: int, branch: str, mask: Mask,
+               point: RewindPoint, capture: int | None = None) -> BranchResult:
         x, tracking = self.x, self.x.spec.tracking
         name = f"r{replicate}-level{level}-{branch}"
-        run = self.tracker.start_child(name, {
-            "replicate": replicate, "level": level, "branch": branch,
+        self.tracker.log_params(run, {
             "density": round(mask.density(), 6),
             **{f"density.{k}": round(v, 6) for k, v in mask.layer_density().items()}})
         self.model.load_state_dict(point.state)
@@ -188,9 +236,13 @@ class LotteryRunner:
                                    or (tracking.log_models == "final" and last_level)):
             self.tracker.log_model(run, self.model, f"ticket-r{replicate}-level{level}",
                                    x.data.x_test[:2])
-        self.tracker.end_run(run)
         self.progress.end(name, branch_result.summary)
         return branch_result
+
+
+def describe(exc: BaseException) -> str:
+    """One line on why an experiment stopped."""
+    return str(exc) if isinstance(exc, LthError) else f"{type(exc).__name__}: {exc}"
 
 
 def lv_summary(event: LevelFinished) -> dict[str, float]:

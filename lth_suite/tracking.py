@@ -116,6 +116,10 @@ class Tracker:
         self.client.log_text(self.parent_id, spec_yaml, "spec.yaml")
         return self.parent_id
 
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Params of a run, as strings, in batches."""
+        self._log(run_id, params={k: str(v) for k, v in params.items()})
+
     def start_child(self, name: str, params: Mapping[str, Any]) -> str:
         """A nested run under the parent, with its params."""
         assert self.parent_id is not None and self.experiment_id is not None, "start_experiment first"
@@ -164,18 +168,21 @@ class Tracker:
         )
         return info.model_uri
 
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        """End one run with FINISHED, FAILED or KILLED."""
-        if run_id in self._open:
-            self._open.remove(run_id)
+    def end_run(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+        """End one run with FINISHED, FAILED or KILLED; ``reason`` says why it did not finish."""
+        if run_id not in self._open:
+            return  # already ended, e.g. a child ended FAILED before the parent gives up
+        self._open.remove(run_id)
+        if reason:
+            self.client.set_tag(run_id, f"{TAG_PREFIX}error", reason[:5000])
         if run_id == self.parent_id and self._adopted_parent and status == "FINISHED":
             return  # ``mlflow run`` ends the run it created
         self.client.set_terminated(run_id, status=status)
 
-    def end_all(self, status: str) -> None:
+    def end_all(self, status: str, reason: str | None = None) -> None:
         """End every run still open, children first (FAILED or KILLED)."""
         for run_id in reversed(list(self._open)):
-            self.end_run(run_id, status)
+            self.end_run(run_id, status, reason)
 
     def _log(self, run_id: str, metrics: list[Metric] | None = None,
              params: Mapping[str, str] | None = None,

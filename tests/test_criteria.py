@@ -199,7 +199,7 @@ def test_magnitude_keeps_largest_abs_including_negative_weights(registry):
             kept, pruned = w[new[layer.name]], w[mask[layer.name] & ~new[layer.name]]
             assert kept.min() >= pruned.max(), layer.name
         w = model[1].weight.detach()
-        keep = new["1.weight"]
+        keep = new["fc1.weight"]
         assert (w[keep] < 0).sum() > 0 and (w[keep] > 0).sum() > 0
         assert bool(keep.reshape(-1)[w.reshape(-1).argmin()])  # the most negative weight
         assert not bool(keep.reshape(-1)[w.abs().reshape(-1).argmin()])  # the smallest |w|

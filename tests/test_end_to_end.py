@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from lth_suite.analysis import Analysis
 from lth_suite.cli import app
+from lth_suite.errors import PluginFailure
 from lth_suite.hookspecs import hookimpl
 from lth_suite.masks import Mask
 from lth_suite.plugins import load_plugins
@@ -107,16 +108,37 @@ def raising_criterion(error: BaseException) -> object:
     return Plugin()
 
 
-@pytest.mark.parametrize("error, status", [(RuntimeError("boom"), "FAILED"),
-                                           (KeyboardInterrupt(), "KILLED")])
-def test_a_stopped_experiment_leaves_no_run_running(tiny, tracking_uri, error, status):
+@pytest.mark.parametrize("error, raised, status", [
+    (RuntimeError("boom"), PluginFailure, "FAILED"), (KeyboardInterrupt(), KeyboardInterrupt, "KILLED")])
+def test_a_stopped_experiment_leaves_no_run_running(tiny, tracking_uri, error, raised, status):
     plugins = load_plugins(extra=[raising_criterion(error)], installed=False)
     tiny["pruning"]["criterion"] = "boom"
-    with pytest.raises(type(error)):
+    with pytest.raises(raised):
         run_experiment(build_spec(tiny, plugins.registry), plugins, tracking_uri)
     parents, children = split(runs_of(tracking_uri))
     assert parents[0].info.status == status
-    assert len(children) == 1 and children[0].info.status == "FINISHED"  # level 0 finished
+    by_name = {c.info.run_name: c for c in children}
+    assert by_name["r0-level0-ticket"].info.status == "FINISHED"
+    failed = by_name["r0-level1-ticket"]  # the branch whose pruning raised
+    assert failed.info.status == status and set(by_name) == {"r0-level0-ticket", "r0-level1-ticket"}
+    if raised is PluginFailure:
+        reason = "criterion 'boom' from plugin Plugin raised RuntimeError: boom"
+        assert failed.data.tags["lth_suite.error"] == reason
+        assert parents[0].data.tags["lth_suite.error"] == reason
+
+
+def test_a_failing_plugin_run_exits_1_naming_the_plugin(tiny, write_spec, tracking_uri,
+                                                        monkeypatch):
+    import lth_suite.plugins as plugins_module
+
+    real = plugins_module.load_plugins
+    monkeypatch.setattr(plugins_module, "load_plugins", lambda **kw: real(
+        extra=[raising_criterion(ValueError("no scores"))], installed=False))
+    tiny["pruning"]["criterion"] = "boom"
+    result = CliRunner().invoke(app, ["run", str(write_spec(tiny)), "--tracking-uri", tracking_uri])
+    assert result.exit_code == 1
+    assert "criterion 'boom' from plugin Plugin raised ValueError: no scores" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_lifecycle_hooks_and_analyzers_see_every_level(tiny, tracking_uri):

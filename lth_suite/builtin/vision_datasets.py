@@ -53,7 +53,9 @@ def open_torchvision(cls: Any, label: str, root: Path, download: bool) -> tuple[
         return (cls(str(root), train=True, download=download),
                 cls(str(root), train=False, download=download))
     except Exception as exc:  # torchvision raises RuntimeError, URLError or OSError variants
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        # One line, in the spec's words: torchvision's hint names its own argument.
+        reason = " ".join(str(exc).split()).replace("download=True", "dataset.download: true")
+        reason = reason or type(exc).__name__
         verb = "download failed" if download else "download is off"
         raise DataError(f"{label} not found under {root} and {verb}: set dataset.root to "
                         f"a folder that holds it ({reason})") from None
