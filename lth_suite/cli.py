@@ -49,6 +49,8 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
         tracking_uri: UriOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, load data and "
                                               "build the model; train and log nothing")] = False,
+        resume: Annotated[bool, typer.Option("--resume", help="continue the newest unfinished "
+                                             "run of this spec, skipping what is done")] = False,
         ) -> None:
     """Run an experiment: train, prune, rewind, retrain, level after level."""
     from .experiment import prepare
@@ -60,21 +62,75 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
         if dry_run:
             _print_plan(experiment)
             return
-        from .progress import ConsoleProgress
-        from .runner import LotteryRunner
+        from .resume import find_resumable
         from .tracking import open_tracker, resolve_tracking_uri
 
         tracker = open_tracker(resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
-        _print_plan(experiment)
-        runner = LotteryRunner(experiment, tracker, ConsoleProgress(experiment.trainings()))
+        resume_id = find_resumable(tracker, experiment_spec, plugins.registry) if resume else None
+        if resume and resume_id is None:
+            err.print("nothing to resume for this spec: starting a new experiment")
+    except LthError as error:
+        _fail(error)
+    _execute(experiment, tracker, resume_id, tracking_uri)
+
+
+@app.command()
+def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experiment")],
+           set_: SetOpt = None, tracking_uri: UriOpt = None) -> None:
+    """Continue an interrupted experiment in its own parent run, skipping what is done."""
+    import yaml
+
+    from .experiment import prepare
+    from .plugins import load_plugins
+    from .resume import check_same_spec
+    from .spec_loading import apply_overrides, build_spec
+    from .tracking import open_tracker, resolve_tracking_uri
+
+    try:
+        tracker = open_tracker(resolve_tracking_uri(tracking_uri, None))
+        parent = tracker.get_run(run_id)
+        if "mlflow.parentRunId" in parent.data.tags or "lth_suite.spec_hash" not in parent.data.tags:
+            raise LthError(f"run {run_id} is not the parent run of an lth-suite experiment")
+        if parent.info.status == "FINISHED":
+            raise LthError(f"run {run_id} already finished: nothing to resume")
+        plugins = load_plugins()
+        logged = yaml.safe_load(tracker.read_artifact(run_id, "spec.yaml").decode())
+        experiment_spec = build_spec(apply_overrides(logged, set_ or []), plugins.registry,
+                                     f"run {run_id} spec.yaml")
+        check_same_spec(tracker, run_id, experiment_spec, plugins.registry)
+        experiment = prepare(experiment_spec, plugins)
+    except LthError as error:
+        _fail(error)
+    _execute(experiment, tracker, run_id, tracking_uri)
+
+
+def _execute(experiment, tracker, resume_id: str | None, tracking_uri: str | None) -> None:
+    """Run or resume a prepared experiment; Ctrl-C and SIGTERM end its runs as KILLED."""
+    import signal
+
+    from .progress import ConsoleProgress
+    from .runner import LotteryRunner
+
+    def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    _print_plan(experiment)
+    runner = LotteryRunner(experiment, tracker, ConsoleProgress(experiment.trainings()),
+                           resume=resume_id)
+    try:
         finished = runner.run()
     except LthError as error:
         _fail(error)
     except KeyboardInterrupt:
-        err.print("interrupted: the open runs were ended as KILLED")
+        err.print(f"interrupted: the open runs were ended as KILLED; resume with: "
+                  f"lth-suite resume {tracker.parent_id} --tracking-uri {tracker.uri}",
+                  highlight=False, markup=False)
         raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _print_summary(finished.summary, runner.progress.elapsed())
-    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}")
+    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
     out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
               + (f" --tracking-uri {tracker.uri}" if tracking_uri else ""), highlight=False)
 
@@ -97,7 +153,7 @@ def mlproject(
     sets = project_overrides(dataset=dataset, data_root=data_root, levels=levels,
                              iterations=iterations, replicates=replicates, device=device,
                              overrides=overrides)
-    run(path, set_=sets, overrides=None, tracking_uri=None, dry_run=False)
+    run(path, set_=sets, overrides=None, tracking_uri=None, dry_run=False, resume=False)
 
 
 def _print_plan(experiment) -> None:
@@ -155,7 +211,7 @@ def schema() -> None:
 @app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
             ) -> None:
-    """List the loaded plugins, their versions and what each provides."""
+    """List the plugins, their versions, what each provides, and any that failed to load."""
     from .plugins import load_plugins
 
     try:
@@ -163,16 +219,19 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readab
     except LthError as error:
         _fail(error)
     rows = [{"plugin": info.name, "version": info.version, "distribution": info.distribution,
-             "provides": info.provides} for info in loaded.infos.values()]
+             "status": info.status, "error": info.error, "provides": info.provides}
+            for info in loaded.infos.values()]
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title="lth-suite plugins")
-    for column in ("plugin", "version", "provides"):
+    for column in ("plugin", "version", "status", "provides"):
         table.add_column(column)
     for row in rows:
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items())
-        table.add_row(row["plugin"], row["version"], provides or "(hooks only)")
+        if row["status"] != "ok":
+            provides = f"{provides or '(unknown)'}\nerror: {row['error']}"
+        table.add_row(row["plugin"], row["version"], row["status"], provides or "(hooks only)")
     out.print(table, width=None if out.is_terminal else WIDE)
 
 

@@ -21,6 +21,7 @@ class BranchResult:
     mask: Mask
     result: TrainResult
     run_id: str | None = None
+    restored: bool = False  # read back from MLflow when an experiment resumed
 
     @property
     def summary(self) -> dict[str, float]:

@@ -1,34 +1,33 @@
 """The level loop: train, prune, rewind, retrain; ticket and controls; level-major.
 
 All replicates finish a level before the next level starts, so every level's
-summary (mean and spread over replicates) is logged as soon as it exists.
+summary (mean and spread over replicates) is logged as soon as it exists. Every
+finished (replicate, level, branch) is a checkpoint: a resumed experiment restores
+it from MLflow instead of training it again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import mean
-from typing import Any, TypeVar
 
 import torch
 
 from .analysis import as_analysis
-from .errors import LthError, PluginFailure
+from .errors import LthError
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
+from .guard import Guard, describe
 from .masks import Mask
 from .progress import Progress, SilentProgress
 from .pruning import PruneRequest, random_mask_like, target_groups
+from .resume import REWIND_STATE, STATE, Checkpoints, Finished
 from .rewinding import RewindContext, RewindPoint
 from .seeding import derive_seed
-from .spec_loading import canonical, to_yaml
+from .spec_loading import to_yaml
 from .tracking import Tracker
-from .training import snapshot, train
-
-T = TypeVar("T")
+from .training import TrainResult, snapshot, train
 
 
 @dataclass
@@ -50,13 +49,16 @@ class ReplicateState:
 
 
 class LotteryRunner:
-    """Runs one experiment end to end and logs it through a ``Tracker``."""
+    """Runs one experiment end to end (or resumes one) and logs it through a ``Tracker``."""
 
     def __init__(self, experiment: Experiment, tracker: Tracker,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, resume: str | None = None):
         self.x = experiment
         self.tracker = tracker
         self.progress = progress or SilentProgress()
+        self.resume = resume
+        self.checkpoints = Checkpoints(tracker, [])
+        self.guard = Guard(experiment.plugins, tracker)
         self.states: dict[int, ReplicateState] = {}
         self.points: dict[int, RewindPoint] = {}  # this level's, per replicate
         self.model = experiment.build_model(experiment.spec.experiment.seed)
@@ -64,23 +66,15 @@ class LotteryRunner:
     def run(self) -> ExperimentFinished:
         """Every level of every replicate; runs end FAILED or KILLED if anything stops it."""
         spec = self.x.spec
-        parent = self.tracker.start_experiment(
-            experiment=spec.tracking.experiment or spec.experiment.name,
-            run_name=f"{spec.experiment.name}-{self.x.hash[:8]}",
-            params=spec.model_dump(mode="json"),
-            tags={"lth_suite.spec_hash": self.x.hash,
-                  "lth_suite.plugins": json.dumps(self.x.plugins.versions()),
-                  "lth_suite.dataset_synthetic": str(self.x.data.info.synthetic).lower()},
-            spec_yaml=to_yaml(spec),
-        )
+        parent = self._open_parent()
         try:
             levels = [self._run_level(level, parent) for level in range(spec.pruning.levels + 1)]
             finished = ExperimentFinished(spec, self.x.hash, levels, parent,
-                                          [lv_summary(event) for event in levels])
+                                          [level_summary(event) for event in levels])
             for name, analyzer in self.x.analyzers:
-                output = self._plugin("analyzer", name, analyzer.after_experiment, finished)
+                output = self.guard.call("analyzer", name, analyzer.after_experiment, finished)
                 self.tracker.log_metrics(parent, self._log_analysis(name, output, "experiment"))
-            self._hook("lth_experiment_finished", finished)
+            self.guard.hook("lth_experiment_finished", finished)
             self.tracker.log_metrics(parent, {"wall_time_s": self.progress.elapsed()})
             self.tracker.end_run(parent)
         except KeyboardInterrupt:
@@ -91,20 +85,38 @@ class LotteryRunner:
             raise
         return finished
 
+    def _open_parent(self) -> str:
+        if self.resume:
+            self.checkpoints = Checkpoints(self.tracker, self.tracker.resume_experiment(self.resume))
+            return self.resume
+        spec = self.x.spec
+        return self.tracker.start_experiment(
+            experiment=spec.tracking.experiment or spec.experiment.name,
+            run_name=f"{spec.experiment.name}-{self.x.hash[:8]}",
+            params=spec.model_dump(mode="json"),
+            tags={"lth_suite.spec_hash": self.x.hash,
+                  "lth_suite.plugins": json.dumps(self.x.plugins.versions()),
+                  "lth_suite.dataset_synthetic": str(self.x.data.info.synthetic).lower()},
+            spec_yaml=to_yaml(spec),
+        )
+
     def _run_level(self, level: int, parent: str) -> LevelFinished:
+        restored_before = len(self.checkpoints)
         branches = []
         for replicate in range(self.x.spec.experiment.replicates):
             branches += self._dense(replicate) if level == 0 else self._pruned(replicate, level)
         event = LevelFinished(self.x.spec, level, self.x.layers, branches,
                               {r: s.init_state for r, s in self.states.items()}, parent,
                               dict(self.points), self.x)
-        metrics = lv_summary(event)
-        for name, analyzer in self.x.analyzers:
-            output = self._plugin("analyzer", name, analyzer.after_level, event)
-            metrics.update(self._log_analysis(name, output, f"level_{level:02d}"))
-        self.tracker.log_metrics(parent, metrics, step=level)
-        self._hook("lth_level_finished", event)
-        self.progress.level_done(level, lv_summary(event))
+        replayed = self.resume and all(b.restored for b in branches) and restored_before
+        if not replayed or not self.tracker.has_level_summary(parent, level):
+            metrics = level_summary(event)
+            for name, analyzer in self.x.analyzers:
+                output = self.guard.call("analyzer", name, analyzer.after_level, event)
+                metrics.update(self._log_analysis(name, output, f"level_{level:02d}"))
+            self.tracker.log_metrics(parent, metrics, step=level)
+            self.guard.hook("lth_level_finished", event)
+        self.progress.level_done(level, level_summary(event))
         for branch in branches:  # bound memory: later levels need only ReplicateState
             branch.result.release_weights()
         return event
@@ -120,43 +132,67 @@ class LotteryRunner:
     def _dense(self, replicate: int) -> list[BranchResult]:
         seed = self.x.spec.experiment.seed
         init_state = snapshot(self.x.build_model(derive_seed(seed, "init", replicate)))
-        mask = Mask.dense(self.model, self.x.layers)
         capture = self.x.rewind.capture_iteration(self.x.config)
         self.points[replicate] = RewindPoint(init_state)
-        with self._child(replicate, 0, "ticket") as run:
-            dense = self._train(run, replicate, 0, "ticket", mask, self.points[replicate], capture)
-        captured = dense.result.captured.get(capture) if capture is not None else None
+        done = self.checkpoints.get(replicate, 0, "ticket")
+        if done is not None:
+            dense = self._restore(done, replicate, 0, "ticket", weights=True)
+            captured = done.state(REWIND_STATE) if capture is not None else None
+        else:
+            mask = Mask.dense(self.model, self.x.layers)
+            with self.guard.child(replicate, 0, "ticket") as run:
+                dense = self._train(run, replicate, 0, "ticket", mask, self.points[replicate],
+                                    capture)
+            captured = dense.result.captured.get(capture) if capture is not None else None
         trained = Trained(dense.mask, dense.result.state)
         self.states[replicate] = ReplicateState(init_state, captured, trained, trained)
         return [dense]
 
     def _pruned(self, replicate: int, level: int) -> list[BranchResult]:
         spec, state = self.x.spec, self.states[replicate]
-        source = state.dense if spec.pruning.strategy == "oneshot" else state.last
-        base_mask = Mask.dense(self.model, self.x.layers) if spec.pruning.strategy == "oneshot" \
-            else source.mask
-        with self._child(replicate, level, "ticket") as run:  # pruning failures land here
-            self.model.load_state_dict(source.state)
-            mask = self._prune(replicate, level, base_mask, state)
-            point = self._plugin("rewind", spec.rewind.name, self.x.rewind, RewindContext(
-                state.init_state, state.captured_state, source.state, self.x.config))
-            self.points[replicate] = point
-            ticket = self._train(run, replicate, level, "ticket", mask, point)
+        oneshot = spec.pruning.strategy == "oneshot"
+        source = state.dense if oneshot else state.last
+        point = self.guard.call("rewind", spec.rewind.name, self.x.rewind, RewindContext(
+            state.init_state, state.captured_state, source.state, self.x.config))
+        self.points[replicate] = point
+        done = self.checkpoints.get(replicate, level, "ticket")
+        if done is not None:
+            ticket = self._restore(done, replicate, level, "ticket", weights=True)
+        else:
+            with self.guard.child(replicate, level, "ticket") as run:  # pruning failures land here
+                base = Mask.dense(self.model, self.x.layers) if oneshot else source.mask
+                self.model.load_state_dict(source.state)
+                mask = self._prune(replicate, level, base, state)
+                ticket = self._train(run, replicate, level, "ticket", mask, point)
+        state.last = Trained(ticket.mask, ticket.result.state)
         results = [ticket]
         seed = spec.experiment.seed
         if spec.controls.reinit:
-            fresh = snapshot(self.x.build_model(derive_seed(seed, "reinit", replicate, level)))
-            with self._child(replicate, level, "reinit") as run:
-                results.append(self._train(run, replicate, level, "reinit", mask, RewindPoint(
-                    fresh, point.start_iteration, point.constant_lr)))
+            results.append(self._control(replicate, level, "reinit", lambda: (
+                ticket.mask, RewindPoint(snapshot(self.x.build_model(derive_seed(
+                    seed, "reinit", replicate, level))), point.start_iteration, point.constant_lr))))
         if spec.controls.random_prune:
             generator = torch.Generator().manual_seed(derive_seed(seed, "random", replicate, level))
-            random_mask = random_mask_like(mask, generator)
-            with self._child(replicate, level, "random_prune") as run:
-                results.append(self._train(run, replicate, level, "random_prune", random_mask,
-                                           point))
-        state.last = Trained(ticket.mask, ticket.result.state)
+            results.append(self._control(replicate, level, "random_prune", lambda: (
+                random_mask_like(ticket.mask, generator), point)))
         return results
+
+    def _control(self, replicate: int, level: int, branch: str, setup) -> BranchResult:
+        done = self.checkpoints.get(replicate, level, branch)
+        if done is not None:
+            return self._restore(done, replicate, level, branch, weights=False)
+        with self.guard.child(replicate, level, branch) as run:
+            mask, point = setup()
+            return self._train(run, replicate, level, branch, mask, point)
+
+    def _restore(self, done: Finished, replicate: int, level: int, branch: str,
+                 weights: bool) -> BranchResult:
+        """A branch finished before the resume, read back from its child run."""
+        result = TrainResult(state=done.state() if weights else {}, history=done.history())
+        restored = BranchResult(replicate, level, branch, done.mask().to(self.x.device), result,
+                                done.run_id, restored=True)
+        self.progress.end(f"r{replicate}-level{level}-{branch} (restored)", restored.summary)
+        return restored
 
     def _prune(self, replicate: int, level: int, base: Mask, state: ReplicateState) -> Mask:
         rules = self.x.spec.pruning
@@ -165,7 +201,7 @@ class LotteryRunner:
             derive_seed(self.x.spec.experiment.seed, "prune", replicate, level))
         request = PruneRequest(self.model, base, self.x.layers, groups, level, generator,
                                state.init_state, self.x.data)
-        mask = self._plugin("criterion", rules.criterion.name, self.x.criterion, request)
+        mask = self.guard.call("criterion", rules.criterion.name, self.x.criterion, request)
         mask = mask.to(self.x.device)
         kept = mask.kept()
         wrong = [names for names, keep in groups if sum(kept[n] for n in names) != keep]
@@ -174,43 +210,6 @@ class LotteryRunner:
                            f"{level}: it must keep a subset of the current mask with the target "
                            f"count per group{f' (wrong: {wrong[0]})' if wrong else ''}")
         return mask
-
-    @contextmanager
-    def _child(self, replicate: int, level: int, branch: str) -> Iterator[str]:
-        """A child run for one branch; whatever stops it is recorded on it."""
-        run = self.tracker.start_child(f"r{replicate}-level{level}-{branch}", {
-            "replicate": replicate, "level": level, "branch": branch})
-        try:
-            yield run
-        except KeyboardInterrupt:
-            self.tracker.end_run(run, "KILLED", "interrupted")
-            raise
-        except BaseException as exc:
-            self.tracker.end_run(run, "FAILED", describe(exc))
-            raise
-        self.tracker.end_run(run)
-
-    def _plugin(self, kind: str, name: str, function: Callable[..., T], *args: Any) -> T:
-        """Call a plugin's component; an exception from it names the component and plugin."""
-        try:
-            return function(*args)
-        except (LthError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            plugin = self.x.plugins.registry.get(kind, name).plugin
-            raise PluginFailure(f"{kind} '{name}' from plugin {plugin} raised "
-                                f"{type(exc).__name__}: {exc}") from exc
-
-    def _hook(self, hook_name: str, event: Any) -> None:
-        """Call a lifecycle hook implementation by implementation, to name a failing one."""
-        for impl in reversed(getattr(self.x.plugins.hook, hook_name).get_hookimpls()):
-            try:
-                impl.function(event=event)
-            except (LthError, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                raise PluginFailure(f"hook {hook_name} of plugin {impl.plugin_name} raised "
-                                    f"{type(exc).__name__}: {exc}") from exc
 
     def _train(self, run: str, replicate: int, level: int, branch: str, mask: Mask,
                point: RewindPoint, capture: int | None = None) -> BranchResult:
@@ -229,8 +228,11 @@ class LotteryRunner:
         branch_result = BranchResult(replicate, level, branch, mask, result, run)
         self.tracker.log_history(run, result.history)
         self.tracker.log_metrics(run, branch_result.summary)
-        self.tracker.log_training_artifacts(run, mask,
-                                            result.state if tracking.log_state_dicts else None)
+        # A ticket's weights are the checkpoint later levels resume from: always kept.
+        states = {STATE: result.state} if branch == "ticket" or tracking.log_state_dicts else {}
+        if capture is not None:
+            states[REWIND_STATE] = result.captured[capture]
+        self.tracker.log_training_artifacts(run, mask, states)
         last_level = level == x.spec.pruning.levels
         if branch == "ticket" and (tracking.log_models == "all"
                                    or (tracking.log_models == "final" and last_level)):
@@ -240,12 +242,7 @@ class LotteryRunner:
         return branch_result
 
 
-def describe(exc: BaseException) -> str:
-    """One line on why an experiment stopped."""
-    return str(exc) if isinstance(exc, LthError) else f"{type(exc).__name__}: {exc}"
-
-
-def lv_summary(event: LevelFinished) -> dict[str, float]:
+def level_summary(event: LevelFinished) -> dict[str, float]:
     """Density and each branch's accuracy at one level: mean, and min/max over replicates."""
     tickets = event.of("ticket")
     row: dict[str, float] = {"level": float(event.level),
@@ -260,11 +257,11 @@ def lv_summary(event: LevelFinished) -> dict[str, float]:
     return row
 
 
-def run_experiment(spec, plugins, tracking_uri: str,
-                   progress: Progress | None = None) -> ExperimentFinished:
-    """Prepare and run a validated spec, logging to ``tracking_uri``: the Python API."""
+def run_experiment(spec, plugins, tracking_uri: str, progress: Progress | None = None,
+                   resume: str | None = None) -> ExperimentFinished:
+    """Prepare and run (or resume) a validated spec, logging to ``tracking_uri``: the Python API."""
     from .experiment import prepare
     from .tracking import open_tracker
 
     experiment = prepare(spec, plugins)
-    return LotteryRunner(experiment, open_tracker(tracking_uri), progress).run()
+    return LotteryRunner(experiment, open_tracker(tracking_uri), progress, resume).run()
