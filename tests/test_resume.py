@@ -1,0 +1,125 @@
+"""Resume: a killed experiment continues in its parent run and ends as if never stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from lth_suite.cli import app
+from lth_suite.masks import Mask
+
+KEYS = ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy", "val_loss")
+
+
+def lth(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "LTH_SUITE_LOAD_PLUGINS": ""}
+    return subprocess.Popen([sys.executable, "-m", "lth_suite", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished_branches(uri: str) -> tuple[str, dict]:
+    """The parent run id and, per (replicate, level, branch), its mask and metric histories."""
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    found = {}
+    for run in runs:
+        if "mlflow.parentRunId" in run.data.tags and run.info.status == "FINISHED":
+            p = run.data.params
+            key = (p["replicate"], p["level"], p["branch"])
+            assert key not in found, f"{key} finished twice"
+            path = client.download_artifacts(run.info.run_id, "mask.npz")
+            mask = Mask.unpack(Path(path).read_bytes())
+            history = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)]
+                       for k in KEYS}
+            found[key] = (mask, history)
+    return parents[0].info.run_id, found
+
+
+def wait_for_running_child(uri: str, name: str, timeout: float = 240) -> None:
+    client = MlflowClient(uri)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                      filter_string=f"attributes.run_name = '{name}'")
+        except Exception:  # the database may be busy or not yet created
+            runs = []
+        if any(r.info.status == "RUNNING" for r in runs):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never started")
+
+
+@pytest.fixture
+def resumable_spec(tiny, write_spec):
+    tiny["training"]["duration"] = "400it"
+    tiny["training"]["eval_every"] = 100
+    return write_spec(tiny)
+
+
+def test_sigkill_mid_level_then_resume_matches_an_uninterrupted_run(resumable_spec, tmp_path):
+    whole, broken = f"sqlite:///{tmp_path / 'whole.db'}", f"sqlite:///{tmp_path / 'broken.db'}"
+    done = lth("run", str(resumable_spec), "--tracking-uri", whole, cwd=tmp_path)
+    assert done.wait(timeout=600) == 0, done.stdout.read()
+
+    victim = lth("run", str(resumable_spec), "--tracking-uri", broken, cwd=tmp_path)
+    wait_for_running_child(broken, "r0-level1-reinit")
+    time.sleep(0.3)  # inside the reinit control's training
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=60)
+    client = MlflowClient(broken)
+    stuck = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               filter_string="attributes.status = 'RUNNING'")
+    assert {r.info.run_name for r in stuck} >= {"r0-level1-reinit"}  # what SIGKILL leaves
+
+    resumed = lth("run", str(resumable_spec), "--resume", "--tracking-uri", broken, cwd=tmp_path)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert "(restored)" in output
+
+    whole_parent, expected = finished_branches(whole)
+    broken_parent, actual = finished_branches(broken)
+    assert sorted(actual) == sorted(expected)
+    for key, (mask, history) in expected.items():
+        assert actual[key][0].equals(mask), key
+        assert actual[key][1] == history, key
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    statuses = {r.info.run_name: r.info.status for r in runs if r.info.status != "FINISHED"}
+    assert statuses == {"r0-level1-reinit": "KILLED"}  # the killed attempt, closed on resume
+    assert client.get_run(broken_parent).info.status == "FINISHED"
+    levels = client.get_metric_history(broken_parent, "ticket/early_stop_test_accuracy")
+    assert sorted(m.step for m in levels) == [0, 1, 2]
+
+
+def test_resume_with_a_changed_spec_is_refused_naming_the_fields(tiny, write_spec, tracking_uri):
+    tiny["training"]["duration"] = "20it"
+    first = CliRunner().invoke(app, ["run", str(write_spec(tiny)), "--tracking-uri", tracking_uri])
+    assert first.exit_code == 0
+    client = MlflowClient(tracking_uri)
+    parent = next(r for r in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()])
+        if "mlflow.parentRunId" not in r.data.tags)
+    client.set_terminated(parent.info.run_id, "KILLED")  # as if it had been interrupted
+    result = CliRunner().invoke(app, ["run", str(write_spec(tiny)), "--resume", "--tracking-uri",
+                                      tracking_uri, "--set", "training.lr=0.01"])
+    assert result.exit_code == 2
+    assert "refusing to resume" in result.output and "training.lr: 0.003 -> 0.01" in result.output
+    again = CliRunner().invoke(app, ["resume", parent.info.run_id, "--tracking-uri", tracking_uri,
+                                     "--set", "pruning.levels=3"])
+    assert again.exit_code == 2 and "pruning.levels: 2 -> 3" in again.output
+    same = CliRunner().invoke(app, ["resume", parent.info.run_id, "--tracking-uri", tracking_uri])
+    assert same.exit_code == 0, same.output
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    finished = CliRunner().invoke(app, ["resume", parent.info.run_id, "--tracking-uri", tracking_uri])
+    assert finished.exit_code == 2 and "already finished" in finished.output
