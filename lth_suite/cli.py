@@ -129,8 +129,11 @@ def _execute(experiment, tracker, resume_id: str | None, tracking_uri: str | Non
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        runner.progress.stop()
     _print_summary(finished.summary, runner.progress.elapsed())
     out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
+    if experiment.spec.report.enabled:
+        _auto_report(tracker.uri, finished.parent_run_id, experiment.spec.report.levels)
     out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
               + (f" --tracking-uri {tracker.uri}" if tracking_uri else ""), highlight=False)
 
@@ -248,6 +251,100 @@ def ui(tracking_uri: UriOpt = None,
         raise typer.Exit(subprocess.call(ui_command(uri, port)))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None:
+    """The report at the end of ``run``; a failure warns but never fails the finished run."""
+    retry = f"retry with: lth-suite report {parent_run_id} --tracking-uri {uri}"
+    try:
+        from .report import report as write_report
+
+        result = write_report(parent_run_id, uri, levels=levels)
+    except KeyboardInterrupt:
+        err.print(f"warning: report interrupted; the experiment is finished; {retry}",
+                  highlight=False, markup=False)
+        return
+    except Exception as exc:  # the experiment is finished and logged: keep exit code 0
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        err.print(f"warning: the report could not be written ({type(exc).__name__}: {first}); "
+                  f"{retry}", highlight=False, markup=False)
+        return
+    out.print(f"report: {result.folder}/ (also logged to the parent run under report/)",
+              highlight=False, markup=False)
+
+
+ExperimentArg = Annotated[str, typer.Argument(
+    help="parent run id, MLflow experiment name (its latest run), spec hash or run name",
+    show_default=False)]
+
+
+@app.command()
+def report(experiment: ExperimentArg,
+           out_dir: Annotated[Optional[Path], typer.Option(
+               "--out", help="folder for the figures and summary.md [default: reports/<run name>/]",
+               show_default=False)] = None,
+           tracking_uri: UriOpt = None,
+           levels: Annotated[Optional[str], typer.Option(
+               "--levels", help="levels drawn in accuracy_vs_iteration.png, e.g. 0,2,5 "
+               "[default: a few spread levels]", show_default=False)] = None,
+           ) -> None:
+    """Write paper-style figures and a summary table of a finished experiment."""
+    from .report import parse_levels
+    from .report import report as write_report
+    from .tracking import resolve_tracking_uri
+
+    try:
+        result = write_report(experiment, resolve_tracking_uri(tracking_uri, None), out_dir,
+                              parse_levels(levels))
+    except LthError as error:
+        _fail(error)
+    for path in result.files:
+        out.print(str(path), highlight=False, markup=False)
+    out.print(f"report of {result.run_name} in {result.folder}/, also logged to parent run "
+              f"{result.parent_run_id} under report/", highlight=False, markup=False)
+
+
+@app.command()
+def export(run_id: Annotated[str, typer.Argument(
+               help="a child run id, e.g. of r0-level3-ticket", show_default=False)],
+           out_dir: Annotated[Path, typer.Option("--out", help="folder to write into",
+                                                 show_default=False)],
+           tracking_uri: UriOpt = None) -> None:
+    """Export a trained ticket: masked state dict, mask, and a shrunk dense network."""
+    from .export import export_run
+    from .tracking import open_reader, resolve_tracking_uri
+
+    try:
+        result = export_run(open_reader(resolve_tracking_uri(tracking_uri, None)), run_id,
+                            out_dir)
+    except LthError as error:
+        _fail(error)
+    _print_export(result)
+
+
+def _print_export(result) -> None:
+    table = Table(title=f"{result.run_name} ({result.architecture}, input "
+                        f"{'x'.join(map(str, result.input_shape))})")
+    for column in ("network", "parameters", "nonzero", "MACs / example", "sparse MACs"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    rows = [("masked (full size)", result.before)]
+    if result.after is not None:
+        rows.append(("shrunk", result.after))
+    for label, counts in rows:
+        table.add_row(label, f"{counts.parameters:,}", f"{counts.nonzero:,}",
+                      f"{counts.macs:,}", f"{counts.sparse_macs:,}")
+    out.print(table, width=None if out.is_terminal else WIDE)
+    if result.after is None:
+        out.print(f"not shrunk: {result.reason}; wrote the masked state dict and the mask only",
+                  highlight=False, markup=False)
+    for change in result.layers[:-1]:
+        kept = f", {change.constant_kept} constant kept" if change.constant_kept else ""
+        out.print(f"{change.layer}: {change.before} -> {change.after} units/channels "
+                  f"({change.constant_removed} constant removed or folded, "
+                  f"{change.unused_removed} without outgoing weights{kept})",
+                  highlight=False, markup=False)
+    for path in result.files:
+        out.print(str(path), highlight=False, markup=False)
 
 
 def version_callback(value: bool) -> None:

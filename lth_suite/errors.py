@@ -48,3 +48,13 @@ class PluginFailure(LthError):
     """A plugin raised while the experiment ran; names the component and its plugin."""
 
     exit_code = 1
+
+
+class Diverged(LthError):
+    """A training's loss became NaN or infinite."""
+
+    exit_code = 1
+
+    def __init__(self, iteration: int, value: float):
+        self.iteration, self.value = iteration, value
+        super().__init__(f"training diverged: the loss was {value} at iteration {iteration}")

@@ -32,6 +32,14 @@ class Progress(Protocol):
         """Seconds since the experiment started."""
         ...
 
+    def note(self, text: str) -> None:
+        """Something the user should know, e.g. a skipped branch."""
+        ...
+
+    def stop(self) -> None:
+        """Clear any display; the experiment ended or stopped."""
+        ...
+
 
 class SilentProgress:
     """Reports nothing; keeps the time."""
@@ -53,6 +61,12 @@ class SilentProgress:
         """Seconds since construction."""
         return time.perf_counter() - self.started
 
+    def note(self, text: str) -> None:
+        """Nothing to say."""
+
+    def stop(self) -> None:
+        """Nothing to clear."""
+
 
 class ConsoleProgress(SilentProgress):
     """A progress bar per training on stderr, and one line per finished training."""
@@ -63,8 +77,15 @@ class ConsoleProgress(SilentProgress):
         self.total_trainings, self.done = total_trainings, 0
         self._bar: RichBar | None = None
 
+    def stop(self) -> None:
+        """Remove a bar left by a training that did not end normally."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
     def begin(self, label: str, start: int, total: int) -> Tick:
         """Show a bar that advances every 1% of the training."""
+        self.stop()
         self._bar = RichBar(TextColumn(f"[{self.done + 1}/{self.total_trainings}] {label}"),
                             BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TimeRemainingColumn(), console=self.console, transient=True)
@@ -81,11 +102,15 @@ class ConsoleProgress(SilentProgress):
 
     def end(self, label: str, summary: dict[str, float]) -> None:
         """Replace the bar with one line of results."""
-        if self._bar is not None:
-            self._bar.stop()
+        self.stop()
         self.done += 1
         self.console.print(
             f"[{self.done}/{self.total_trainings}] {label}: density {summary['density']:.3f}, "
             f"test acc {summary['early_stop_test_accuracy']:.4f} at early stop "
             f"(it {int(summary['early_stop_iteration'])}), final {summary['final_test_accuracy']:.4f}",
             highlight=False, markup=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        """A warning line."""
+        self.stop()
+        self.console.print(f"warning: {text}", highlight=False, markup=False, soft_wrap=True)

@@ -15,7 +15,7 @@ from statistics import mean
 import torch
 
 from .analysis import as_analysis
-from .errors import LthError
+from .errors import Diverged, LthError
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
 from .guard import Guard, describe
@@ -104,7 +104,10 @@ class LotteryRunner:
         restored_before = len(self.checkpoints)
         branches = []
         for replicate in range(self.x.spec.experiment.replicates):
-            branches += self._dense(replicate) if level == 0 else self._pruned(replicate, level)
+            if level == 0 or replicate in self.states:  # a diverged ticket ends its replicate
+                branches += self._unless_diverged(replicate, level)
+        if not any(b.branch == "ticket" for b in branches):
+            raise LthError(f"every replicate's ticket diverged by level {level}: nothing to go on with")
         event = LevelFinished(self.x.spec, level, self.x.layers, branches,
                               {r: s.init_state for r, s in self.states.items()}, parent,
                               dict(self.points), self.x)
@@ -120,6 +123,18 @@ class LotteryRunner:
         for branch in branches:  # bound memory: later levels need only ReplicateState
             branch.result.release_weights()
         return event
+
+    def _unless_diverged(self, replicate: int, level: int) -> list[BranchResult]:
+        """The level's branches of one replicate; with ``on_divergence: skip`` a diverged
+        control is left out and a diverged ticket ends the replicate."""
+        try:
+            return self._dense(replicate) if level == 0 else self._pruned(replicate, level)
+        except Diverged as exc:
+            if self.x.spec.training.on_divergence == "stop":
+                raise
+            self.states.pop(replicate, None)
+            self.progress.note(f"replicate {replicate} stops at level {level}: {exc}")
+            return []
 
     def _log_analysis(self, name: str, output: object, label: str) -> dict[str, float]:
         """Log an analyzer's table as JSON; its metrics, prefixed with its name."""
@@ -168,22 +183,28 @@ class LotteryRunner:
         results = [ticket]
         seed = spec.experiment.seed
         if spec.controls.reinit:
-            results.append(self._control(replicate, level, "reinit", lambda: (
+            results += self._control(replicate, level, "reinit", lambda: (
                 ticket.mask, RewindPoint(snapshot(self.x.build_model(derive_seed(
-                    seed, "reinit", replicate, level))), point.start_iteration, point.constant_lr))))
+                    seed, "reinit", replicate, level))), point.start_iteration, point.constant_lr)))
         if spec.controls.random_prune:
             generator = torch.Generator().manual_seed(derive_seed(seed, "random", replicate, level))
-            results.append(self._control(replicate, level, "random_prune", lambda: (
-                random_mask_like(ticket.mask, generator), point)))
+            results += self._control(replicate, level, "random_prune", lambda: (
+                random_mask_like(ticket.mask, generator), point))
         return results
 
-    def _control(self, replicate: int, level: int, branch: str, setup) -> BranchResult:
+    def _control(self, replicate: int, level: int, branch: str, setup) -> list[BranchResult]:
         done = self.checkpoints.get(replicate, level, branch)
         if done is not None:
-            return self._restore(done, replicate, level, branch, weights=False)
-        with self.guard.child(replicate, level, branch) as run:
-            mask, point = setup()
-            return self._train(run, replicate, level, branch, mask, point)
+            return [self._restore(done, replicate, level, branch, weights=False)]
+        try:
+            with self.guard.child(replicate, level, branch) as run:
+                mask, point = setup()
+                return [self._train(run, replicate, level, branch, mask, point)]
+        except Diverged as exc:
+            if self.x.spec.training.on_divergence == "stop":
+                raise
+            self.progress.note(f"r{replicate}-level{level}-{branch} skipped: {exc}")
+            return []
 
     def _restore(self, done: Finished, replicate: int, level: int, branch: str,
                  weights: bool) -> BranchResult:

@@ -152,6 +152,9 @@ class Training(Strict):
     duration: Duration = Field(default=Duration(50000, "it"))
     schedule: Schedule = Field(default_factory=Schedule)
     eval_every: int = Field(default=1000, ge=1, description="iterations between evaluations")
+    on_divergence: Literal["stop", "skip"] = Field(
+        default="stop", description="a NaN or infinite loss stops the experiment, or skips that "
+        "branch (a diverged ticket ends its replicate)")
 
     @field_validator("duration")
     @classmethod
@@ -218,6 +221,22 @@ class Tracking(Strict):
     log_state_dicts: bool = Field(default=True, description="trained state_dict artifacts")
 
 
+class Report(Strict):
+    """Figures and a summary table written after the experiment. Not part of the spec hash."""
+
+    enabled: bool = Field(default=True, description="write the report when the run finishes")
+    levels: list[int] | None = Field(
+        default=None, description="levels whose accuracy-vs-iteration curves are drawn; "
+        "default: a few spread levels (the first, some middle ones, the last)")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_are_levels(cls, levels: list[int] | None) -> list[int] | None:
+        if levels is not None and (not levels or any(level < 0 for level in levels)):
+            raise ValueError("expected a non-empty list of levels >= 0, or null")
+        return levels
+
+
 class ExperimentSpec(Strict):
     """A whole lottery-ticket experiment."""
 
@@ -230,7 +249,16 @@ class ExperimentSpec(Strict):
     controls: Controls = Field(default_factory=Controls)
     analyzers: list[ComponentSpec] = Field(default_factory=list)
     tracking: Tracking = Field(default_factory=Tracking)
+    report: Report = Field(default_factory=Report)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _report_levels_exist(self) -> ExperimentSpec:
+        beyond = [level for level in self.report.levels or [] if level > self.pruning.levels]
+        if beyond:
+            raise ValueError(f"report.levels: level {beyond[0]} is beyond pruning.levels "
+                             f"({self.pruning.levels})")
+        return self
 
     def components(self) -> list[tuple[str, str, ComponentSpec]]:
         """Every plugin component as (field path, registry kind, component)."""

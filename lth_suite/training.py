@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import BatchOrder, Splits
+from .errors import Diverged
 from .masks import Mask
 from .seeding import derive_seed
 from .spec import Training
 
 EVAL_BATCH = 8192
+DIVERGENCE_CHECK_EVERY = 100  # iterations between reads of the losses (one sync each)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,46 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
+class LossWindow:
+    """Per-step losses kept on the device and read every few steps, not at every step.
+
+    Reading them is also when a NaN or infinite loss is found: training stops there,
+    naming the first bad iteration.
+    """
+
+    def __init__(self, size: int, device: torch.device):
+        self.buffer = torch.empty(size, device=device)
+        self.count = self.first = self.steps = 0
+        self.total = 0.0
+
+    def add(self, loss: torch.Tensor, iteration: int) -> None:
+        """Keep one step's loss; check the window when it is full."""
+        if self.count == 0:
+            self.first = iteration
+        self.buffer[self.count].copy_(loss.detach())
+        self.count += 1
+        if self.count == len(self.buffer):
+            self.flush()
+
+    def flush(self) -> None:
+        """Add the window to the running total; raise ``Diverged`` on a non-finite loss."""
+        values = self.buffer[: self.count]
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            raise Diverged(self.first + bad, float(values[bad]))
+        self.total += float(values.sum())
+        self.steps += self.count
+        self.count = 0
+
+    def mean_and_reset(self) -> float | None:
+        """Mean loss since the last call, or None when no step was taken."""
+        self.flush()
+        mean = self.total / self.steps if self.steps else None
+        self.total, self.steps = 0.0, 0
+        return mean
+
+
 def _generators(device: torch.device) -> list[torch.Generator]:
     """The default generators that dropout and other in-model randomness draw from."""
     generators = [torch.default_generator]
@@ -179,18 +221,16 @@ def _train(
     augment, augment_generator = data.augment, torch.Generator(device=data.x_train.device)
     history: list[dict[str, float]] = []
     captured: dict[int, dict[str, torch.Tensor]] = {}
-    loss_sum = torch.zeros((), device=data.x_train.device)
-    steps_since_eval = 0
+    losses = LossWindow(min(config.eval_every, DIVERGENCE_CHECK_EVERY), data.x_train.device)
 
     def record(iteration: int) -> None:
-        nonlocal loss_sum, steps_since_eval
         row = {"iteration": float(iteration)}
-        if steps_since_eval:
-            row["train_loss"] = loss_sum.item() / steps_since_eval
+        train_loss = losses.mean_and_reset()
+        if train_loss is not None:
+            row["train_loss"] = train_loss
         row["val_loss"], row["val_accuracy"] = evaluate(model, data.x_val, data.y_val)
         row["test_loss"], row["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
         history.append(row)
-        loss_sum, steps_since_eval = torch.zeros_like(loss_sum), 0
 
     model.train()
     record(start_iteration)
@@ -221,8 +261,7 @@ def _train(
             optimizer.step()
             for param, keep in masked:
                 param.mul_(keep)
-            loss_sum += loss.detach()
-        steps_since_eval += 1
+        losses.add(loss, iteration)
         done = iteration + 1
         if done % config.eval_every == 0 or done == config.total:
             record(done)
