@@ -240,15 +240,17 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readab
 
 @app.command()
 def ui(tracking_uri: UriOpt = None,
-       port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000) -> None:
-    """Start the MLflow UI on 127.0.0.1 for the configured store."""
+       port: Annotated[int, typer.Option(help="port")] = 5000,
+       host: Annotated[str, typer.Option(help="interface; 0.0.0.0 exposes the UI to the "
+                                         "network")] = "127.0.0.1") -> None:
+    """Start the MLflow UI (on 127.0.0.1 unless told otherwise) for the configured store."""
     from .tracking import resolve_tracking_uri, ui_command
     import subprocess
 
     uri = resolve_tracking_uri(tracking_uri, None)
-    err.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)", highlight=False)
+    err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)", highlight=False)
     try:
-        raise typer.Exit(subprocess.call(ui_command(uri, port)))
+        raise typer.Exit(subprocess.call(ui_command(uri, port, host)))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 

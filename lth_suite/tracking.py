@@ -58,6 +58,12 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def safe_name(text: str) -> str:
+    """A file or folder name from user input: no separators, no '..', no odd characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
+    return cleaned or "unnamed"
+
+
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start: start + size]
@@ -93,8 +99,7 @@ class Tracker:
             return experiment.experiment_id
         location = None
         if self.uri.startswith("sqlite:"):
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
-            location = (Path.cwd().resolve() / "mlruns" / slug).as_uri()
+            location = (Path.cwd().resolve() / "mlruns" / safe_name(name)).as_uri()
         return self.client.create_experiment(name, artifact_location=location)
 
     def start_experiment(self, experiment: str, run_name: str, params: Mapping[str, Any],
@@ -197,8 +202,8 @@ class Tracker:
         self._log(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
     def log_json(self, run_id: str, data: Any, path: str) -> None:
-        """A JSON artifact, e.g. an analyzer's table."""
-        self.client.log_dict(run_id, data, path)
+        """A JSON artifact, e.g. an analyzer's table; path parts are sanitised."""
+        self.client.log_dict(run_id, data, "/".join(safe_name(part) for part in path.split("/")))
 
     def log_training_artifacts(self, run_id: str, mask: Mask,
                                states: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
@@ -252,6 +257,8 @@ class Tracker:
 
 def open_tracker(uri: str) -> Tracker:
     """A tracker, or a ``TrackingError`` naming the URI when the store is unusable."""
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     try:
         tracker = Tracker(uri)
         tracker.client.search_experiments(max_results=1)
@@ -261,12 +268,23 @@ def open_tracker(uri: str) -> Tracker:
     return tracker
 
 
-def ui_command(uri: str, port: int) -> list[str]:
-    """The command that serves the MLflow UI for ``uri`` on 127.0.0.1."""
+def _check_server(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast on a server that does not answer; MLflow's own retries take minutes."""
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout).raise_for_status()
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise TrackingError(f"tracking URI {uri}: the server cannot be reached ({reason})") from None
+
+
+def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command that serves the MLflow UI for ``uri``, on loopback unless told otherwise."""
     import sys
 
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-            "--host", "127.0.0.1", "--port", str(port)]
+            "--host", host, "--port", str(port)]
 
 
 # ---------------------------------------------------------------------------------------

@@ -66,3 +66,24 @@ def test_ui_serves_the_store_on_loopback():
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--port") + 1] == "5123"
     assert command[command.index("--backend-store-uri") + 1] == "sqlite:///x.db"
+
+
+def test_unreachable_server_fails_fast_with_exit_2_and_no_run(tiny, write_spec, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(app, ["run", str(write_spec(tiny)), "--tracking-uri",
+                                      f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 2
+    assert f"tracking URI http://127.0.0.1:{port}: the server cannot be reached" in result.output
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize("text, expected", [("../../etc", "etc"), ("a b/c", "a-b-c"),
+                                            ("", "unnamed"), ("ok_name-1.json", "ok_name-1.json")])
+def test_artifact_names_from_user_input_are_sanitised(text, expected):
+    from lth_suite.tracking import safe_name
+
+    assert safe_name(text) == expected
