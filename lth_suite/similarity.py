@@ -23,3 +23,15 @@ def chance_iou(p: float, q: float) -> float:
     """Expected IoU of two independent uniformly random masks of densities p and q."""
     union = p + q - p * q
     return p * q / union if union else 1.0
+
+
+def chance_iou_pooled(tensors: list[tuple[int, float, float]]) -> float:
+    """Chance IoU of random masks pooled over tensors, given (numel, p, q) per tensor.
+
+    Each tensor has its own densities (the output layer is pruned at its own rate),
+    so the pooled value is expected intersection over expected union rather than
+    ``chance_iou`` of the overall densities.
+    """
+    inter = sum(n * p * q for n, p, q in tensors)
+    union = sum(n * (p + q - p * q) for n, p, q in tensors)
+    return inter / union if union else 1.0

@@ -88,7 +88,7 @@ def test_every_component_has_a_strict_params_model_and_description(registry):
 def test_unknown_component_lists_known_names(registry):
     with pytest.raises(UnknownComponentError) as info:
         registry.get("criterion", "magnitud")
-    assert str(info.value) == "unknown criterion 'magnitud' (known: magnitude, random)"
+    assert str(info.value) == "unknown criterion 'magnitud' (known: channel_refill, magnitude, random)"
     assert info.value.exit_code == 2
 
 
@@ -264,7 +264,8 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     modules: list[str] = []
 
     def install(source: str = PLUGIN_SOURCE, version: str = "1.2.3",
-                entry_points: dict[str, str] | None = None) -> Installed:
+                entry_points: dict[str, str] | None = None,
+                provides: list[str] | None = None) -> Installed:
         uid = uuid.uuid4().hex[:8]
         module, dist = f"lth_tp_{uid}", f"lth-smallest-{uid}"
         (site / f"{module}.py").write_text(textwrap.dedent(source))
@@ -273,9 +274,11 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         points = entry_points or {"smallest": module}
-        (info / "entry_points.txt").write_text(
-            "[lth_suite]\n" + "".join(f"{k} = {v.format(module=module)}\n"
-                                      for k, v in points.items()))
+        text = "[lth_suite]\n" + "".join(f"{k} = {v.format(module=module)}\n"
+                                         for k, v in points.items())
+        if provides is not None:  # the optional static declaration, "kind:name" entries
+            text += "\n[lth_suite.provides]\n" + "".join(f"{p} = {module}\n" for p in provides)
+        (info / "entry_points.txt").write_text(text)
         modules.append(module)
         importlib.invalidate_caches()
         return Installed(module, dist, version)
@@ -369,7 +372,7 @@ def test_without_the_plugin_the_spec_is_an_error(install, tiny, write_spec):
     tiny["pruning"]["criterion"] = "smallest_first"
     result = invoke("validate", write_spec(tiny))
     assert result.exit_code == 2
-    assert "unknown criterion 'smallest_first' (known: magnitude, random)" in result.stderr
+    assert "unknown criterion 'smallest_first' (known: channel_refill, magnitude, random)" in result.stderr
 
 
 def test_installed_plugin_with_misspelled_hook(install, monkeypatch):
@@ -381,12 +384,150 @@ def test_installed_plugin_with_misspelled_hook(install, monkeypatch):
     assert "lth_register_critera" in result.stderr and plugin.dist in result.stderr
 
 
-def test_installed_plugin_that_fails_to_import(install, monkeypatch):
-    plugin = install("import a_module_that_does_not_exist_anywhere\n")
+BROKEN_IMPORT = "import a_module_that_does_not_exist_anywhere\n"
+IMPORT_ERROR = ("cannot import entry point '{module}': ModuleNotFoundError: "
+                "No module named 'a_module_that_does_not_exist_anywhere'")
+
+RAISES_WHILE_REGISTERING = PLUGIN_SOURCE + textwrap.dedent('''
+    @hookimpl
+    def lth_register_architectures(register):
+        register("smallest_net", lambda params, info: None, description="x")
+
+
+    @hookimpl
+    def lth_register_criteria(register):
+        register("smallest_first", smallest_first, Params, "registered before the error")
+        raise RuntimeError("boom")
+''').replace('''@hookimpl
+def lth_register_criteria(register):
+    register("smallest_first", smallest_first, Params, "prunes the smallest weights first")
+''', "")
+REGISTER_ERROR = "lth_register_criteria raised RuntimeError: boom"
+
+
+def warnings_about(stderr: str, plugin: str) -> list[str]:
+    return [line for line in stderr.splitlines()
+            if line.startswith("warning: plugin") and plugin in line]
+
+
+def assert_isolated(plugin: Installed, error: str, provides: dict[str, list[str]],
+                    tiny, write_spec) -> None:
+    """Listed broken with its error and a single warning; other specs still validate."""
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["plugin"]: row for row in json.loads(result.stdout)}
+    row = rows[plugin.dist]
+    assert row["status"] == "broken" and row["error"] == error
+    assert row["version"] == plugin.version and row["provides"] == provides
+    assert all(rows[name]["status"] == "ok" and rows[name]["error"] is None
+               for name in DEFAULT_PLUGINS)
+    assert len(warnings_about(result.stderr, plugin.dist)) == 1, result.stderr
+    assert error in warnings_about(result.stderr, plugin.dist)[0]
+
+    table = invoke("plugins")
+    assert table.exit_code == 0
+    assert "broken" in table.stdout and "error" in table.stdout
+    assert len(warnings_about(table.stderr, plugin.dist)) == 1
+
+    result = invoke("validate", write_spec(tiny))  # a spec that does not use it
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result.stderr, plugin.dist)) == 1
+
+
+def test_installed_plugin_that_fails_to_import_is_isolated(install, monkeypatch, tiny,
+                                                           write_spec, tracking_uri):
+    plugin = install(BROKEN_IMPORT, provides=["criterion:smallest_first", "rewind:halfway"])
     monkeypatch.setenv(LOAD_ENV, plugin.dist)
-    result = invoke("validate", "nothing.yaml")
+    error = IMPORT_ERROR.format(module=plugin.module)
+    assert_isolated(plugin, error, {"criterion": ["smallest_first"], "rewind": ["halfway"]},
+                    tiny, write_spec)
+
+    # a run that does not use it trains and logs as usual
+    tiny["pruning"]["levels"] = 1
+    tiny["training"]["duration"] = "20it"
+    tiny["controls"] = {"reinit": False, "random_prune": False}
+    tiny["tracking"] = {"log_models": "none", "log_state_dicts": False}
+    result = invoke("run", write_spec(tiny, "ok.yaml"), "--tracking-uri", tracking_uri)
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result.stderr, plugin.dist)) == 1
+
+    # a spec that uses one of its components: precise, from the static declaration
+    tiny["pruning"]["criterion"] = "smallest_first"
+    result = invoke("run", write_spec(tiny, "uses.yaml"), "--tracking-uri", tracking_uri)
     assert result.exit_code == 2
-    assert plugin.dist in result.stderr and "a_module_that_does_not_exist_anywhere" in result.stderr
+    assert (f"pruning.criterion.name: criterion 'smallest_first' comes from plugin "
+            f"{plugin.dist}, which failed to load: {error}") in result.stderr
+    # a name it does not declare is simply unknown
+    tiny["pruning"]["criterion"] = "nonesuch"
+    result = invoke("validate", write_spec(tiny, "unknown.yaml"))
+    assert result.exit_code == 2
+    assert "unknown criterion 'nonesuch' (known: " in result.stderr
+    assert "failed to load" not in result.stderr.split("error:", 1)[1]
+
+
+def test_broken_plugin_without_a_declaration_is_named_in_unknown_errors(install, monkeypatch,
+                                                                       tiny, write_spec):
+    plugin = install(BROKEN_IMPORT)
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    error = IMPORT_ERROR.format(module=plugin.module)
+    rows = {row["plugin"]: row for row in json.loads(invoke("plugins", "--json").stdout)}
+    assert rows[plugin.dist]["status"] == "broken" and rows[plugin.dist]["provides"] == {}
+    tiny["pruning"]["criterion"] = "smallest_first"
+    result = invoke("validate", write_spec(tiny))
+    assert result.exit_code == 2
+    known = ", ".join(load_plugins(installed=False).registry.names("criterion"))
+    assert (f"unknown criterion 'smallest_first' (known: {known}); plugin {plugin.dist} "
+            f"failed to load: {error}") in result.stderr
+
+
+def test_installed_plugin_that_raises_while_registering_is_isolated(install, monkeypatch, tiny,
+                                                                   write_spec):
+    plugin = install(RAISES_WHILE_REGISTERING)
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    # what it registered before the error is known, though no declaration says so
+    assert_isolated(plugin, REGISTER_ERROR,
+                    {"architecture": ["smallest_net"], "criterion": ["smallest_first"]},
+                    tiny, write_spec)
+
+    plugins = load_plugins(warn=False)
+    assert plugins.infos[plugin.dist].status == "broken"
+    assert plugin.dist not in plugins.versions()  # runs are not tagged with it
+    assert not plugins.manager.has_plugin(plugin.dist)  # so its lifecycle hooks never run
+    assert "smallest_first" not in plugins.registry.names("criterion")
+    assert "smallest_net" not in plugins.registry.names("architecture")  # registered, dropped
+
+    for path, value, kind, name in (("pruning.criterion", "smallest_first", "criterion",
+                                     "smallest_first"),
+                                    ("model", "smallest_net", "architecture", "smallest_net")):
+        spec = {**tiny, "model": value} if path == "model" else \
+            {**tiny, "pruning": {"criterion": value}}
+        result = invoke("validate", write_spec(spec, f"{name}.yaml"))
+        assert result.exit_code == 2
+        assert (f"{path}.name: {kind} '{name}' comes from plugin {plugin.dist}, which failed "
+                f"to load: {REGISTER_ERROR}") in result.stderr
+    # it may have had more to register after the error: unknown names mention it
+    tiny["pruning"]["criterion"] = "nonesuch"
+    result = invoke("validate", write_spec(tiny, "unknown.yaml"))
+    assert result.exit_code == 2
+    assert f"; plugin {plugin.dist} failed to load: {REGISTER_ERROR}" in result.stderr
+
+
+def test_a_broken_plugin_does_not_disable_a_working_one(install, monkeypatch):
+    good, bad = install(), install(BROKEN_IMPORT)
+    monkeypatch.setenv(LOAD_ENV, f"{good.dist},{bad.dist}")
+    plugins = load_plugins(warn=False)
+    assert plugins.infos[good.dist].status == "ok"
+    assert plugins.registry.get("criterion", "smallest_first").plugin == good.dist
+    assert [info.name for info in plugins.broken()] == [bad.dist]
+
+
+def test_load_plugins_warns_on_stderr_unless_asked_not_to(install, monkeypatch, capsys):
+    plugin = install(BROKEN_IMPORT)
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    load_plugins()
+    assert len(warnings_about(capsys.readouterr().err, plugin.dist)) == 1
+    load_plugins(warn=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_installed_plugin_duplicating_a_builtin(install, monkeypatch):

@@ -1,4 +1,4 @@
-"""Built-in analyzers."""
+"""Built-in analyzers; the larger ones live in their own modules."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from statistics import mean
 from ..events import ExperimentFinished, LevelFinished
 from ..hookspecs import hookimpl
 from ..registry import NoParams, RegisterFn
+from .init_stats_analyzer import InitStats
+from .instability_analyzer import Instability, InstabilityParams
+from .similarity_analyzer import MaskSimilarity
+from .structure_analyzer import Structure
 
 
 class LayerDensity:
@@ -26,6 +30,17 @@ class LayerDensity:
 
 @hookimpl
 def lth_register_analyzers(register: RegisterFn) -> None:
-    """Register ``layer_density``."""
+    """Register ``layer_density``, ``mask_similarity``, ``structure``, ``init_stats`` and
+    ``instability``."""
     register("layer_density", lambda params: LayerDensity(), NoParams,
              "per-layer density of the ticket at every level")
+    register("mask_similarity", lambda params: MaskSimilarity(), NoParams,
+             "IoU of ticket masks across levels, replicates and the random_prune control, "
+             "beside chance")
+    register("structure", lambda params: Structure(), NoParams,
+             "removed units, filter/channel spread and input-to-output connectivity")
+    register("init_stats", lambda params: InitStats(), NoParams,
+             "|w| and sign of kept vs pruned weights at init and at the rewind point")
+    register("instability", Instability, InstabilityParams,
+             "linear mode connectivity: error barrier between two data orders (opt-in, "
+             "two extra trainings per replicate and level)")

@@ -1,4 +1,4 @@
-"""Built-in pruning criteria: magnitude and random."""
+"""Built-in pruning criteria: magnitude, random and channel_refill."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from ..hookspecs import hookimpl
 from ..masks import Mask, keep_top
 from ..pruning import PruneRequest
 from ..registry import NoParams, RegisterFn
+from .channel_refill import channel_refill
 
 
 def magnitude(params: NoParams) -> object:
@@ -34,6 +35,8 @@ def random(params: NoParams) -> object:
 
 @hookimpl
 def lth_register_criteria(register: RegisterFn) -> None:
-    """Register ``magnitude`` and ``random``."""
+    """Register ``magnitude``, ``random`` and ``channel_refill``."""
     register("magnitude", magnitude, NoParams, "smallest |weight| pruned first")
     register("random", random, NoParams, "uniformly random weights pruned")
+    register("channel_refill", channel_refill, NoParams,
+             "magnitude, then whole conv filters refilled: structured tickets (Chen et al. 2022)")
