@@ -123,3 +123,24 @@ def test_resume_with_a_changed_spec_is_refused_naming_the_fields(tiny, write_spe
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
     finished = CliRunner().invoke(app, ["resume", parent.info.run_id, "--tracking-uri", tracking_uri])
     assert finished.exit_code == 2 and "already finished" in finished.output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_end_runs_as_killed_and_print_the_resume_command(
+        resumable_spec, tmp_path, signum):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = lth("run", str(resumable_spec), "--tracking-uri", uri, cwd=tmp_path)
+    wait_for_running_child(uri, "r0-level1-ticket")
+    process.send_signal(signum)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert f"resume with: lth-suite resume {parent.info.run_id}" in output
+    statuses = {r.info.run_name: r.info.status for r in runs}
+    assert "RUNNING" not in statuses.values()
+    assert statuses["r0-level0-ticket"] == "FINISHED"
+    assert statuses["r0-level1-ticket"] == "KILLED" and parent.info.status == "KILLED"
+    level0 = next(r for r in runs if r.info.run_name == "r0-level0-ticket")
+    assert client.get_metric_history(level0.info.run_id, "val_loss")  # what was logged stays
