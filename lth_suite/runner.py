@@ -20,6 +20,7 @@ from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
 from .guard import Guard, describe
 from .masks import Mask
+from .population_runner import PopulationLevels
 from .progress import Progress, SilentProgress
 from .pruning import PruneRequest, random_mask_like, target_groups
 from .resume import REWIND_STATE, STATE, Checkpoints, Finished
@@ -48,7 +49,7 @@ class ReplicateState:
     last: Trained  # the latest ticket
 
 
-class LotteryRunner:
+class LotteryRunner(PopulationLevels):
     """Runs one experiment end to end (or resumes one) and logs it through a ``Tracker``."""
 
     def __init__(self, experiment: Experiment, tracker: Tracker,
@@ -61,6 +62,7 @@ class LotteryRunner:
         self.guard = Guard(experiment.plugins, tracker)
         self.states: dict[int, ReplicateState] = {}
         self.points: dict[int, RewindPoint] = {}  # this level's, per replicate
+        self._init_pending: dict[int, dict[str, torch.Tensor]] = {}  # population, level 0
         self.model = experiment.build_model(experiment.spec.experiment.seed)
 
     def run(self) -> ExperimentFinished:
@@ -102,10 +104,11 @@ class LotteryRunner:
 
     def _run_level(self, level: int, parent: str) -> LevelFinished:
         restored_before = len(self.checkpoints)
-        branches = []
-        for replicate in range(self.x.spec.experiment.replicates):
-            if level == 0 or replicate in self.states:  # a diverged ticket ends its replicate
-                branches += self._unless_diverged(replicate, level)
+        alive = [r for r in range(self.x.spec.experiment.replicates)
+                 if level == 0 or r in self.states]  # a diverged ticket ends its replicate
+        branches = self._population_or_none(level, alive)
+        if branches is None:
+            branches = [b for r in alive for b in self._unless_diverged(r, level)]
         if not any(b.branch == "ticket" for b in branches):
             raise LthError(f"every replicate's ticket diverged by level {level}: nothing to go on with")
         event = LevelFinished(self.x.spec, level, self.x.layers, branches,
@@ -123,6 +126,22 @@ class LotteryRunner:
         for branch in branches:  # bound memory: later levels need only ReplicateState
             branch.result.release_weights()
         return event
+
+    def _population_or_none(self, level: int, replicates: list[int]) -> list[BranchResult] | None:
+        """The level trained as a population, or None to train it one network at a time."""
+        reason = self._population_reason()
+        if reason is not None:
+            if level == 0 and self.x.spec.training.population == "on":
+                self.progress.note(f"population training off: {reason}")
+            return None
+        try:
+            return self._population_level(level, replicates)
+        except Diverged as exc:
+            if self.x.spec.training.on_divergence == "stop":
+                raise
+            self.progress.note(f"population diverged at level {level} ({exc}): "
+                               "training this level one network at a time")
+            return None
 
     def _unless_diverged(self, replicate: int, level: int) -> list[BranchResult]:
         """The level's branches of one replicate; with ``on_divergence: skip`` a diverged
@@ -234,18 +253,30 @@ class LotteryRunner:
 
     def _train(self, run: str, replicate: int, level: int, branch: str, mask: Mask,
                point: RewindPoint, capture: int | None = None) -> BranchResult:
-        x, tracking = self.x, self.x.spec.tracking
-        name = f"r{replicate}-level{level}-{branch}"
-        self.tracker.log_params(run, {
-            "density": round(mask.density(), 6),
-            **{f"density.{k}": round(v, 6) for k, v in mask.layer_density().items()}})
+        x = self.x
+        self._log_density(run, mask)
         self.model.load_state_dict(point.state)
-        tick = self.progress.begin(name, point.start_iteration, x.config.total)
-        result = train(self.model, mask, x.data, x.config,
-                       data_seed=derive_seed(x.spec.experiment.seed, "data", replicate),
+        tick = self.progress.begin(f"r{replicate}-level{level}-{branch}", point.start_iteration,
+                                   x.config.total)
+        result = train(self.model, mask, x.data, x.config, data_seed=self._data_seed(replicate),
                        start_iteration=point.start_iteration, constant_lr=point.constant_lr,
                        capture_at=frozenset() if capture is None else frozenset({capture}),
                        progress=tick)
+        return self._finish(run, replicate, level, branch, mask, result, capture)
+
+    def _data_seed(self, replicate: int) -> int:
+        return derive_seed(self.x.spec.experiment.seed, "data", replicate)
+
+    def _log_density(self, run: str, mask: Mask) -> None:
+        self.tracker.log_params(run, {
+            "density": round(mask.density(), 6),
+            **{f"density.{k}": round(v, 6) for k, v in mask.layer_density().items()}})
+
+    def _finish(self, run: str, replicate: int, level: int, branch: str, mask: Mask,
+                result: TrainResult, capture: int | None) -> BranchResult:
+        """Log a finished training into its child run: history, summary, checkpoint, model."""
+        x, tracking = self.x, self.x.spec.tracking
+        name = f"r{replicate}-level{level}-{branch}"
         branch_result = BranchResult(replicate, level, branch, mask, result, run)
         self.tracker.log_history(run, result.history)
         self.tracker.log_metrics(run, branch_result.summary)
@@ -257,6 +288,7 @@ class LotteryRunner:
         last_level = level == x.spec.pruning.levels
         if branch == "ticket" and (tracking.log_models == "all"
                                    or (tracking.log_models == "final" and last_level)):
+            self.model.load_state_dict(result.state)
             self.tracker.log_model(run, self.model, f"ticket-r{replicate}-level{level}",
                                    x.data.x_test[:2])
         self.progress.end(name, branch_result.summary)

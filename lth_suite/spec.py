@@ -152,6 +152,9 @@ class Training(Strict):
     duration: Duration = Field(default=Duration(50000, "it"))
     schedule: Schedule = Field(default_factory=Schedule)
     eval_every: int = Field(default=1000, ge=1, description="iterations between evaluations")
+    population: Literal["auto", "on", "off"] = Field(
+        default="auto", description="train a level's networks as one vectorised population; "
+        "auto: on a GPU, for networks without batch norm")
     on_divergence: Literal["stop", "skip"] = Field(
         default="stop", description="a NaN or infinite loss stops the experiment, or skips that "
         "branch (a diverged ticket ends its replicate)")

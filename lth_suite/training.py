@@ -96,7 +96,11 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """A fresh optimizer: momentum or Adam state would otherwise revive pruned weights."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    return make_optimizer_for([p for p in model.parameters() if p.requires_grad], config)
+
+
+def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+    """A fresh optimizer over these tensors (fused where torch has it for the device)."""
     device = params[0].device
     fused = device.type in ("cpu", "cuda")
     if config.optimizer == "adam":
