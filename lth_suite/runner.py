@@ -182,7 +182,25 @@ class LotteryRunner(PopulationLevels):
         self.states[replicate] = ReplicateState(init_state, captured, trained, trained)
         return [dense]
 
-    def _pruned(self, replicate: int, level: int) -> list[BranchResult]:
+    def run_unit(self, parent_id: str, replicate: int, level: int, branch: str) -> str:
+        """Train one (replicate, level, branch) of an experiment whose parent run exists.
+
+        What it depends on (the replicate's earlier tickets) is read back from their
+        checkpoints, so a unit can run in any process that reaches the tracking store:
+        this is what launchers distribute. Returns the unit's child run id; a unit
+        that already finished is not trained again.
+        """
+        self.checkpoints = Checkpoints(self.tracker, self.tracker.attach(parent_id))
+        results = self._dense(replicate)
+        for earlier in range(1, level):
+            results = self._pruned(replicate, earlier, controls=())
+        if level > 0:
+            results = self._pruned(replicate, level,
+                                   controls=() if branch == "ticket" else (branch,))
+        return next(r.run_id for r in results if r.branch == branch)
+
+    def _pruned(self, replicate: int, level: int,
+                controls: tuple[str, ...] = ("reinit", "random_prune")) -> list[BranchResult]:
         spec, state = self.x.spec, self.states[replicate]
         oneshot = spec.pruning.strategy == "oneshot"
         source = state.dense if oneshot else state.last
@@ -201,11 +219,11 @@ class LotteryRunner(PopulationLevels):
         state.last = Trained(ticket.mask, ticket.result.state)
         results = [ticket]
         seed = spec.experiment.seed
-        if spec.controls.reinit:
+        if spec.controls.reinit and "reinit" in controls:
             results += self._control(replicate, level, "reinit", lambda: (
                 ticket.mask, RewindPoint(snapshot(self.x.build_model(derive_seed(
                     seed, "reinit", replicate, level))), point.start_iteration, point.constant_lr)))
-        if spec.controls.random_prune:
+        if spec.controls.random_prune and "random_prune" in controls:
             generator = torch.Generator().manual_seed(derive_seed(seed, "random", replicate, level))
             results += self._control(replicate, level, "random_prune", lambda: (
                 random_mask_like(ticket.mask, generator), point))

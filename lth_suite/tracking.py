@@ -121,6 +121,20 @@ class Tracker:
         self.client.log_text(self.parent_id, spec_yaml, "spec.yaml")
         return self.parent_id
 
+    def attach(self, parent_id: str) -> list[Any]:
+        """Log children under an existing parent run, leaving its status alone.
+
+        Returns the parent's FINISHED children. Used by units running in other processes.
+        """
+        self.parent_id = parent_id
+        self.experiment_id = self.client.get_run(parent_id).info.experiment_id
+        return [c for c in self._children(parent_id) if c.info.status == "FINISHED"]
+
+    def _children(self, parent_id: str) -> list[Any]:
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+            max_results=50000)
+
     def resume_experiment(self, parent_id: str) -> list[Any]:
         """Reopen an unfinished parent run; end children a dead process left RUNNING as KILLED.
 
@@ -128,9 +142,7 @@ class Tracker:
         """
         parent = self.client.get_run(parent_id)
         self.parent_id, self.experiment_id = parent_id, parent.info.experiment_id
-        children = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-            max_results=50000)
+        children = self._children(parent_id)
         for child in children:
             if child.info.status == "RUNNING":
                 self.client.set_tag(child.info.run_id, f"{TAG_PREFIX}error",
@@ -416,7 +428,8 @@ class StoreReader:
         """An artifact's content, or None when the run has no such artifact."""
         folder, _, name = path.rpartition("/")
         try:
-            if name not in {Path(a.path).name for a in self.client.list_artifacts(run_id, folder or None)}:
+            listed = self.client.list_artifacts(run_id, folder or None)
+            if name not in {Path(a.path).name for a in listed}:
                 return None
             with tempfile.TemporaryDirectory() as tmp:
                 local = self.client.download_artifacts(run_id, path, tmp)
@@ -469,6 +482,8 @@ def open_reader(uri: str) -> StoreReader:
     if path is not None and not path.exists():
         raise TrackingError(f"tracking URI {uri}: no MLflow store at {path} "
                             "(pass --tracking-uri, or run from the folder of the experiment)")
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     try:
         reader = StoreReader(uri)
         reader.client.search_experiments(max_results=1)
