@@ -17,9 +17,9 @@ from .errors import LthError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lottery Ticket Hypothesis experiments, tracked in MLflow.")
 # soft_wrap: piped output keeps one line per message instead of wrapping at 80 columns
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 WIDE = 160  # tables printed to a pipe are not cut to the 80-column default
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else WIDE)
+err = Console(stderr=True, soft_wrap=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="experiment spec (YAML)", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
@@ -183,7 +183,7 @@ def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
         cells = [f"{row.get(f'{b}/early_stop_test_accuracy', float('nan')):.4f}"
                  if f"{b}/early_stop_test_accuracy" in row else "-" for b in branches]
         table.add_row(str(int(row["level"])), f"{100 * row['density']:.1f}%", *cells)
-    out.print(table, width=None if out.is_terminal else WIDE)
+    out.print(table)
 
 
 @app.command()
@@ -235,7 +235,7 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readab
         if row["status"] != "ok":
             provides = f"{provides or '(unknown)'}\nerror: {row['error']}"
         table.add_row(row["plugin"], row["version"], row["status"], provides or "(hooks only)")
-    out.print(table, width=None if out.is_terminal else WIDE)
+    out.print(table)
 
 
 @app.command()
@@ -335,7 +335,7 @@ def _print_export(result) -> None:
     for label, counts in rows:
         table.add_row(label, f"{counts.parameters:,}", f"{counts.nonzero:,}",
                       f"{counts.macs:,}", f"{counts.sparse_macs:,}")
-    out.print(table, width=None if out.is_terminal else WIDE)
+    out.print(table)
     if result.after is None:
         out.print(f"not shrunk: {result.reason}; wrote the masked state dict and the mask only",
                   highlight=False, markup=False)

@@ -3,6 +3,13 @@
 Installed plugins are entry points in the group ``lth_suite``. The environment
 variable ``LTH_SUITE_LOAD_PLUGINS`` (comma-separated entry-point or distribution
 names) restricts which of them load; set it empty to load none.
+
+An installed plugin that fails to import, or raises while registering, is isolated:
+it is listed as broken, a warning naming it goes to stderr, and only specs that use
+it fail. What it would have provided comes from the static entry-point group
+``lth_suite.provides`` (``"criterion:snip" = "my_package"``), which needs no import.
+Mistakes a plugin's own test finds at once (a misspelled hook, a bad hook argument,
+a duplicate component name) stay hard errors.
 """
 
 from __future__ import annotations
@@ -11,10 +18,10 @@ import difflib
 import importlib
 import os
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -24,6 +31,7 @@ from .errors import LthError
 from .registry import KINDS, Component, NoParams, Registry
 
 ENTRY_POINT_GROUP = "lth_suite"
+PROVIDES_GROUP = "lth_suite.provides"
 LOAD_ENV = "LTH_SUITE_LOAD_PLUGINS"
 
 DEFAULT_PLUGINS = (
@@ -51,6 +59,8 @@ class PluginInfo:
     version: str
     distribution: str
     provides: dict[str, list[str]] = field(default_factory=dict)
+    status: str = "ok"  # "ok", or "broken": an installed plugin that failed to load
+    error: str | None = None  # why it is broken
 
 
 @dataclass
@@ -67,8 +77,13 @@ class Plugins:
         return self.manager.hook
 
     def versions(self) -> dict[str, str]:
-        """Plugin name -> version, for tagging runs."""
-        return {name: info.version for name, info in sorted(self.infos.items())}
+        """Plugin name -> version of the plugins that loaded, for tagging runs."""
+        return {name: info.version for name, info in sorted(self.infos.items())
+                if info.status == "ok"}
+
+    def broken(self) -> list[PluginInfo]:
+        """Installed plugins that failed to load, in load order."""
+        return [info for info in self.infos.values() if info.status == "broken"]
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -89,8 +104,19 @@ def _allowed_names() -> set[str] | None:
     return {_normalize(part.strip()) for part in raw.split(",") if part.strip()}
 
 
-def _installed_plugins() -> list[tuple[str, ModuleType | object, str, str]]:
-    """(name, plugin object, distribution, version) for each allowed entry point."""
+@dataclass
+class _Installed:
+    """One allowed entry point: the loaded plugin object, or why it failed to import."""
+
+    name: str
+    distribution: str
+    version: str
+    plugin: object = None
+    error: str | None = None
+
+
+def _installed_plugins() -> list[_Installed]:
+    """Each allowed entry point, imported; one that fails to import carries its error."""
     allowed = _allowed_names()
     entries = []
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -105,35 +131,80 @@ def _installed_plugins() -> list[tuple[str, ModuleType | object, str, str]]:
         # A distribution may declare several entry points; each is its own plugin then.
         name = dist if per_dist[dist] == 1 else f"{dist}:{entry.name}"
         try:
-            plugin = entry.load()
-        except Exception as exc:  # a broken third-party install must not look like our bug
-            raise LthError(f"plugin {name} ({dist} {version}): cannot load entry point "
-                           f"{entry.value!r}: {type(exc).__name__}: {exc}") from None
-        found.append((name, plugin, dist, version))
+            found.append(_Installed(name, dist, version, plugin=entry.load()))
+        except Exception as exc:  # a broken third-party install must not stop the others
+            found.append(_Installed(name, dist, version, error=(
+                f"cannot import entry point {entry.value!r}: {type(exc).__name__}: {exc}")))
     return found
 
 
-def load_plugins(extra: list[object] | None = None, installed: bool = True) -> Plugins:
+def declared_provides(distribution: str) -> dict[str, list[str]] | None:
+    """What a distribution declares it provides in ``lth_suite.provides``; None if nothing.
+
+    Entry names are ``kind:name`` (``criterion:snip``); read without importing anything.
+    """
+    declared: dict[str, list[str]] = {}
+    found = False
+    for entry in metadata.entry_points(group=PROVIDES_GROUP):
+        if entry.dist is None or _normalize(entry.dist.name) != _normalize(distribution):
+            continue
+        found = True
+        kind, sep, name = entry.name.partition(":")
+        if sep and kind.strip() in KINDS and name.strip():
+            declared.setdefault(kind.strip(), []).append(name.strip())
+    return declared if found else None
+
+
+def load_plugins(extra: list[object] | None = None, installed: bool = True,
+                 warn: bool = True) -> Plugins:
     """Load built-ins, installed entry-point plugins and ``extra`` plugin objects.
 
     ``installed=False`` skips entry points (the tests use this to stay hermetic).
+    An installed plugin that fails to import or raises while registering is listed
+    as broken (and, with ``warn``, named in a warning on stderr) instead of stopping
+    everything; ``extra`` plugins are never isolated, so their tests fail loudly.
     """
     manager = _new_manager()
     infos: dict[str, PluginInfo] = {}
     for module_name in DEFAULT_PLUGINS:
         _add(manager, infos, importlib.import_module(module_name), module_name,
              "lth-suite", __version__)
+    isolated: set[str] = set()
     if installed:
-        for name, plugin, dist, version in _installed_plugins():
-            _add(manager, infos, plugin, name, dist, version)
+        for item in _installed_plugins():
+            if item.error is not None:
+                infos[item.name] = PluginInfo(item.name, item.version, item.distribution,
+                                              status="broken", error=item.error)
+                continue
+            _add(manager, infos, item.plugin, item.name, item.distribution, item.version)
+            isolated.add(item.name)
     for plugin in extra or []:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         _add(manager, infos, plugin, name, "(in process)", "n/a")
     _check_hook_names(manager)
     registry = Registry()
     for kind in KINDS:
-        _collect(manager, registry, infos, kind)
+        _collect(manager, registry, infos, kind, isolated)
+    for info in infos.values():
+        if info.status == "broken":
+            _record_broken(registry, info)
+            if warn:
+                where = "" if info.name == info.distribution else f" ({info.distribution})"
+                sys.stderr.write(f"warning: plugin {info.name}{where} {info.version} failed to "
+                                 f"load and is disabled: {info.error}\n")
     return Plugins(manager, registry, infos)
+
+
+def _record_broken(registry: Registry, info: PluginInfo) -> None:
+    """Tell the registry what a broken plugin provides, as far as anyone knows."""
+    declared = declared_provides(info.distribution)
+    for kind, names in (declared or {}).items():
+        known = info.provides.setdefault(kind, [])
+        known += [name for name in names if name not in known]
+    registry.mark_unavailable(
+        info.name, info.error or "unknown error",
+        [(kind, name) for kind, names in info.provides.items() for name in names],
+        complete=declared is not None)
 
 
 def _add(manager: pluggy.PluginManager, infos: dict[str, PluginInfo], plugin: object,
@@ -166,8 +237,12 @@ def _check_hook_names(manager: pluggy.PluginManager) -> None:
 
 
 def _collect(manager: pluggy.PluginManager, registry: Registry,
-             infos: dict[str, PluginInfo], kind: str) -> None:
-    """Call each plugin's register hook on its own, so every component knows its plugin."""
+             infos: dict[str, PluginInfo], kind: str, isolated: set[str]) -> None:
+    """Call each plugin's register hook on its own, so every component knows its plugin.
+
+    A plugin in ``isolated`` (an installed one) that raises is marked broken: its
+    components, of every kind, leave the registry and its hooks are unregistered.
+    """
     caller = getattr(manager.hook, _REGISTER_HOOKS[kind])
     # get_hookimpls() lists plugins in registration order (pluggy *calls* them in
     # reverse), so a name taken by a built-in is blamed on the later third-party plugin
@@ -184,5 +259,9 @@ def _collect(manager: pluggy.PluginManager, registry: Registry,
         except LthError:
             raise
         except Exception as exc:  # name the plugin whose registration broke
-            raise LthError(f"plugin {plugin_name}: {impl.function.__name__} failed: "
-                           f"{type(exc).__name__}: {exc}") from exc
+            error = f"{impl.function.__name__} raised {type(exc).__name__}: {exc}"
+            if plugin_name not in isolated:
+                raise LthError(f"plugin {plugin_name}: {error}") from exc
+            registry.remove_plugin(plugin_name)
+            manager.unregister(name=plugin_name)  # nor may its lifecycle hooks run
+            infos[plugin_name].status, infos[plugin_name].error = "broken", error

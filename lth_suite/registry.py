@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +31,30 @@ class RegisterFn(Protocol):
     ) -> None: ...
 
 
+class UnavailableComponentError(UnknownComponentError):
+    """A spec names a component of an installed plugin that failed to load."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], plugin: str, error: str):
+        super().__init__(kind, name, list(known))
+        self.plugin, self.error = plugin, error
+        self.args = (f"{kind} '{name}' comes from plugin {plugin}, which failed to load: "
+                     f"{error}",)
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """An installed plugin that failed to load, and what it is known to provide.
+
+    ``complete`` is true when the plugin declared its components in static metadata,
+    so a name outside ``provides`` is certainly not one of its own.
+    """
+
+    plugin: str
+    error: str
+    provides: frozenset[tuple[str, str]]  # (kind, name)
+    complete: bool
+
+
 @dataclass(frozen=True)
 class Component:
     """One registered component and the plugin it came from."""
@@ -50,6 +74,7 @@ class Registry:
     tables: dict[str, dict[str, Component]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
+    unavailable: list[Unavailable] = field(default_factory=list)
 
     def add(self, component: Component) -> None:
         """Add a component; a bad or already-taken name in its kind is an error."""
@@ -72,12 +97,38 @@ class Registry:
                            f"by {table[name].plugin} and by {component.plugin}")
         table[name] = component
 
+    def remove_plugin(self, plugin: str) -> list[tuple[str, str]]:
+        """Drop every component of one plugin; (kind, name) of those dropped."""
+        dropped = []
+        for kind, table in self.tables.items():
+            for name in [n for n, c in table.items() if c.plugin == plugin]:
+                del table[name]
+                dropped.append((kind, name))
+        return dropped
+
+    def mark_unavailable(self, plugin: str, error: str, provides: Iterable[tuple[str, str]],
+                         complete: bool) -> None:
+        """Record a plugin that failed to load, so errors about its components say so."""
+        self.unavailable.append(Unavailable(plugin, error, frozenset(provides), complete))
+
     def get(self, kind: str, name: str) -> Component:
-        """The component, or an error that lists the known names of that kind."""
+        """The component, or an error that lists the known names of that kind.
+
+        When an installed plugin that failed to load provides (or may provide) the
+        name, the error says which plugin and why it failed.
+        """
         table = self.tables[kind]
-        if name not in table:
-            raise UnknownComponentError(kind, name, table)
-        return table[name]
+        if name in table:
+            return table[name]
+        for broken in self.unavailable:
+            if (kind, name) in broken.provides:
+                raise UnavailableComponentError(kind, name, table, broken.plugin, broken.error)
+        error = UnknownComponentError(kind, name, table)
+        maybe = [b for b in self.unavailable if not b.complete]
+        if maybe:
+            error.args = (str(error) + "".join(f"; plugin {b.plugin} failed to load: {b.error}"
+                                               for b in maybe),)
+        raise error
 
     def names(self, kind: str) -> list[str]:
         """Registered names of one kind, sorted."""

@@ -47,18 +47,38 @@ def test_ci_pins_torch_in_a_constraints_file_not_in_the_requirements():
     assert not any("==" in dep or "<" in dep for dep in project["dependencies"])
 
 
-def test_every_spec_begins_with_the_command_that_runs_it_and_is_valid():
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+# "# lth-suite run specs/x.yaml", or for a spec that needs one of the plugin packages,
+# "# pip install ./plugins/<package> && lth-suite run specs/x.yaml"
+FIRST_LINE = re.compile(r"# (?:pip install \./plugins/([\w.-]+) && )?(lth-suite run specs/.*)")
+
+
+def test_there_are_specs():
+    assert SPECS
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda path: path.name)
+def test_every_spec_begins_with_the_command_that_runs_it_and_is_valid(spec, monkeypatch):
+    from importlib import metadata
+
     from typer.testing import CliRunner
 
     from lth_suite.cli import app
 
-    specs = sorted((ROOT / "specs").glob("*.yaml"))
-    assert specs
-    for spec in specs:
-        first = spec.read_text().splitlines()[0]
-        assert first.startswith("# lth-suite run specs/") and spec.name in first
-        result = CliRunner().invoke(app, ["validate", str(spec)])
-        assert result.exit_code == 0, result.output
+    first = spec.read_text().splitlines()[0]
+    match = FIRST_LINE.fullmatch(first)
+    assert match and match.group(2).startswith(f"lth-suite run specs/{spec.name}"), first
+    if match.group(1):  # validate it with that plugin loaded (and no other)
+        project = ROOT / "plugins" / match.group(1) / "pyproject.toml"
+        assert project.exists(), f"{spec.name} installs {match.group(1)}, not in plugins/"
+        dist = tomllib.loads(project.read_text())["project"]["name"]
+        try:
+            metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            pytest.skip(f"{dist} is not installed (pip install ./plugins/{match.group(1)})")
+        monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", dist)
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 0, result.output
 
 
 def test_module_entry_point_runs():

@@ -1,0 +1,20 @@
+"""The lth-suite plugin: registers ``snip``, ``grasp`` and ``synflow``."""
+
+from __future__ import annotations
+
+from lth_suite.hookspecs import hookimpl
+from lth_suite.registry import RegisterFn
+
+from .criteria import GraspParams, SnipParams, SynflowParams, grasp, snip, synflow
+
+
+@hookimpl
+def lth_register_criteria(register: RegisterFn) -> None:
+    """Register the three pruning-at-initialisation criteria."""
+    register("snip", snip, SnipParams,
+             "SNIP (Lee et al. 2019): keeps the largest |gradient x weight| of a loss")
+    register("grasp", grasp, GraspParams,
+             "GraSP (Wang et al. 2020): keeps the weights whose removal most reduces "
+             "gradient flow (largest w x Hg)")
+    register("synflow", synflow, SynflowParams,
+             "SynFlow (Tanaka et al. 2020): data-free, iterative synaptic flow")

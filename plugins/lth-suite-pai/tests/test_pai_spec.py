@@ -1,0 +1,44 @@
+"""The repository's synflow spec runs end to end through lth-suite's Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lth_suite.runner import run_experiment
+from lth_suite.spec_loading import load_spec
+
+SPEC = Path(__file__).resolve().parents[3] / "specs" / "synflow_digits.yaml"
+
+
+@pytest.fixture
+def spec_path() -> Path:
+    if not SPEC.exists():
+        pytest.skip("specs/synflow_digits.yaml lives in the lth-suite repository")
+    return SPEC
+
+
+def test_synflow_spec_runs_end_to_end(plugins, spec_path, tracking_uri):
+    first = spec_path.read_text().splitlines()[0]
+    assert first == "# pip install ./plugins/lth-suite-pai && lth-suite run specs/synflow_digits.yaml"
+    # the spec as written, trained shorter so the test stays quick
+    spec = load_spec(spec_path, plugins.registry, ["training.duration=40it",
+                                                   "training.eval_every=20",
+                                                   "pruning.levels=2",
+                                                   "tracking.log_models=none"])
+    assert spec.pruning.criterion.name == "synflow"
+    assert spec.pruning.criterion.params == {"at": "init", "iterations": 100}
+    finished = run_experiment(spec, plugins, tracking_uri)
+
+    densities = [row["density"] for row in finished.summary]
+    assert densities[0] == 1.0 and densities[0] > densities[1] > densities[2]
+    client = MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and len(children) == 1 + 2 * 2  # dense; ticket + random_prune
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert parents[0].data.params["spec.pruning.criterion.name"] == "synflow"
