@@ -283,12 +283,12 @@ ExperimentArg = Annotated[str, typer.Argument(
 @app.command()
 def report(experiment: ExperimentArg,
            out_dir: Annotated[Optional[Path], typer.Option(
-               "--out", help="folder for the figures and summary.md [default: reports/<run name>/]",
+               "--out", help="folder for the figures and summary.md (default: reports/RUN_NAME/)",
                show_default=False)] = None,
            tracking_uri: UriOpt = None,
            levels: Annotated[Optional[str], typer.Option(
                "--levels", help="levels drawn in accuracy_vs_iteration.png, e.g. 0,2,5 "
-               "[default: a few spread levels]", show_default=False)] = None,
+               "(default: a few spread levels)", show_default=False)] = None,
            ) -> None:
     """Write paper-style figures and a summary table of a finished experiment."""
     from .report import parse_levels

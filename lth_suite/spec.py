@@ -1,6 +1,6 @@
 """The experiment spec: one pydantic model per section, strict everywhere.
 
-Plugin sections (model, dataset, criterion, rewind, analyzers) are written flat in
+Plugin sections (model, dataset, criterion, rewind, analyzers, launcher) are written flat in
 YAML, ``{name: magnitude, some_param: 1}``; their params are validated against the
 plugin's own params model when the spec is resolved (see ``spec_loading``).
 """
@@ -254,6 +254,10 @@ class ExperimentSpec(Strict):
     tracking: Tracking = Field(default_factory=Tracking)
     report: Report = Field(default_factory=Report)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    launcher: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="local"),
+        description="what runs the trainings: local (in this process) or ray (a cluster); "
+        "not part of the spec hash")
 
     @model_validator(mode="after")
     def _report_levels_exist(self) -> ExperimentSpec:
@@ -272,4 +276,5 @@ class ExperimentSpec(Strict):
             ("rewind", "rewind", self.rewind),
         ]
         found += [(f"analyzers.{i}", "analyzer", a) for i, a in enumerate(self.analyzers)]
+        found.append(("launcher", "launcher", self.launcher))
         return found

@@ -15,7 +15,8 @@ from .errors import LthError, SpecError, UnknownComponentError
 from .registry import Registry
 from .spec import ComponentSpec, ExperimentSpec
 
-HASH_EXCLUDES = ("tracking",)  # where results are logged does not change them
+# Where results are logged and shown, and what runs the trainings, does not change them.
+HASH_EXCLUDES = ("tracking", "report", "launcher")
 
 
 def _loc(parts: Sequence[Any]) -> str:
@@ -137,7 +138,8 @@ def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
         return []
     found = [(path, kind, data[key]) for path, key, kind in
              (("model", "model", "architecture"), ("dataset", "dataset", "dataset"),
-              ("rewind", "rewind", "rewind")) if key in data]
+              ("rewind", "rewind", "rewind"), ("launcher", "launcher", "launcher"))
+             if key in data]
     pruning = data.get("pruning")
     if isinstance(pruning, dict) and "criterion" in pruning:
         found.append(("pruning.criterion", "criterion", pruning["criterion"]))
@@ -222,7 +224,8 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     for kind, names in bare.items():
         options[kind].append({"type": "string", "enum": names,
                               "description": f"a {kind} by name, default params"})
-    slots = {"model": "architecture", "dataset": "dataset", "rewind": "rewind"}
+    slots = {"model": "architecture", "dataset": "dataset", "rewind": "rewind",
+             "launcher": "launcher"}
     for field, kind in slots.items():
         schema["properties"][field] = {"oneOf": options.get(kind, [])}
     pruning = definitions["Pruning"]["properties"]
