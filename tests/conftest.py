@@ -12,30 +12,7 @@ import yaml
 
 from lth_suite.plugins import load_plugins
 from lth_suite.spec_loading import build_spec
-
-TINY: dict[str, Any] = {
-    "experiment": {"name": "tiny", "seed": 0, "replicates": 1},
-    "model": {"name": "mlp", "hidden": [32, 16]},
-    "dataset": {"name": "digits", "validation": 0.1},
-    "training": {"optimizer": "adam", "lr": 3e-3, "batch_size": 60, "duration": "40it",
-                 "eval_every": 20},
-    "pruning": {"criterion": "magnitude", "levels": 2},
-    "rewind": "init",
-    "controls": {"reinit": True, "random_prune": True},
-    "tracking": {"log_models": "final"},
-}
-
-
-@pytest.fixture(autouse=True)
-def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No installed third-party plugins, no inherited MLflow settings, cwd in tmp."""
-    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "")
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",
-                 "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
+from lth_suite.testing import TINY, hermetic, tracking_uri  # noqa: F401  (fixtures)
 
 @pytest.fixture
 def plugins():
@@ -74,7 +51,3 @@ def write_spec(tmp_path: Path):
     return write
 
 
-@pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
-    """A temporary embedded MLflow store."""
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import lth_suite_example
 from lth_suite.plugins import load_plugins
-
-
-@pytest.fixture(autouse=True)
-def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No other installed plugins, no inherited MLflow settings, cwd in tmp."""
-    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "")
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",
-                 "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+from lth_suite.testing import hermetic  # noqa: F401  (autouse: no installed plugins, tmp cwd)
 
 
 @pytest.fixture

@@ -1,0 +1,52 @@
+"""Pytest fixtures for testing lth-suite and its plugins hermetically.
+
+Import them into a ``conftest.py``::
+
+    from lth_suite.testing import hermetic, tiny_spec_data, tracking_uri  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# A spec that trains in about a second: LeNet-style MLP on digits, 2 levels, both controls.
+TINY: dict[str, Any] = {
+    "experiment": {"name": "tiny", "seed": 0, "replicates": 1},
+    "model": {"name": "mlp", "hidden": [32, 16]},
+    "dataset": {"name": "digits", "validation": 0.1},
+    "training": {"optimizer": "adam", "lr": 3e-3, "batch_size": 60, "duration": "40it",
+                 "eval_every": 20},
+    "pruning": {"criterion": "magnitude", "levels": 2},
+    "rewind": "init",
+    "controls": {"reinit": True, "random_prune": True},
+    "tracking": {"log_models": "final"},
+}
+
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",
+                    "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No installed third-party plugins, no inherited MLflow settings, cwd in tmp."""
+    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "")
+    for name in MLFLOW_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    """A temporary embedded MLflow store."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tiny_spec_data() -> dict[str, Any]:
+    """A fresh copy of ``TINY``, to change and pass to ``build_spec``."""
+    return copy.deepcopy(TINY)
