@@ -58,6 +58,12 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
     extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
     try:
         plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
+        if experiment_spec.launcher.name != "local":  # before data load and any run
+            from .distributed import check_launcher
+            from .tracking import resolve_tracking_uri
+
+            check_launcher(experiment_spec, plugins,
+                           resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
         experiment = prepare(experiment_spec, plugins)
         if dry_run:
             _print_plan(experiment)
@@ -98,6 +104,10 @@ def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experim
         experiment_spec = build_spec(apply_overrides(logged, set_ or []), plugins.registry,
                                      f"run {run_id} spec.yaml")
         check_same_spec(tracker, run_id, experiment_spec, plugins.registry)
+        if experiment_spec.launcher.name != "local":
+            from .distributed import check_launcher
+
+            check_launcher(experiment_spec, plugins, tracker.uri)
         experiment = prepare(experiment_spec, plugins)
     except LthError as error:
         _fail(error)
@@ -114,6 +124,9 @@ def _execute(experiment, tracker, resume_id: str | None, tracking_uri: str | Non
     def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
         raise KeyboardInterrupt
 
+    if experiment.spec.launcher.name != "local":
+        _execute_distributed(experiment, tracker, resume_id, tracking_uri, terminate)
+        return
     previous = signal.signal(signal.SIGTERM, terminate)
     _print_plan(experiment)
     runner = LotteryRunner(experiment, tracker, ConsoleProgress(experiment.trainings()),
@@ -130,12 +143,56 @@ def _execute(experiment, tracker, resume_id: str | None, tracking_uri: str | Non
     finally:
         signal.signal(signal.SIGTERM, previous)
         runner.progress.stop()
-    _print_summary(finished.summary, runner.progress.elapsed())
+    elapsed = runner.progress.elapsed()
+    _print_summary(finished.summary, elapsed)
+    _print_time_split(finished, elapsed)
     out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
     if experiment.spec.report.enabled:
         _auto_report(tracker.uri, finished.parent_run_id, experiment.spec.report.levels)
     out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
               + (f" --tracking-uri {tracker.uri}" if tracking_uri else ""), highlight=False)
+
+
+def _execute_distributed(experiment, tracker, resume_id: str | None,
+                         tracking_uri: str | None, terminate) -> None:
+    """Run or resume an experiment's units through its launcher (e.g. Ray tasks)."""
+    import signal
+
+    from .distributed import Driver, Planned, check_launcher
+    from .progress import ConsoleProgress
+
+    spec = experiment.spec
+    launcher = check_launcher(spec, experiment.plugins, tracker.uri)
+    _print_plan(experiment)
+    err.print(f"launcher {spec.launcher.name}: units run as they become ready; "
+              f"tracking at {tracker.uri}", highlight=False, markup=False)
+    progress = ConsoleProgress(experiment.trainings())
+    driver = Driver(experiment.plugins, launcher, tracker.uri, progress)
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        result = driver.run([Planned(spec, tracker, experiment, resume_id)])[0]
+    except LthError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the units were cancelled and the open runs ended as KILLED; "
+                  f"resume with: lth-suite resume {tracker.parent_id} --tracking-uri "
+                  f"{tracker.uri}", highlight=False, markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.stop()
+    if result.error is not None:
+        err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
+                  f"with: lth-suite resume {result.parent_id} --tracking-uri {tracker.uri}",
+                  highlight=False, markup=False)
+        _fail(result.error)
+    finished = result.finished
+    _print_summary(finished.summary, driver.restored_progress.elapsed())
+    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
+    if spec.report.enabled:
+        _auto_report(tracker.uri, finished.parent_run_id, spec.report.levels)
+    out.print(f"open the MLflow UI with: [bold]lth-suite ui[/] --tracking-uri {tracker.uri}",
+              highlight=False)
 
 
 @app.command(hidden=True)
@@ -169,6 +226,21 @@ def _print_plan(experiment) -> None:
         f"{spec.experiment.replicates} replicate(s), branches {', '.join(experiment.branches())}: "
         f"{experiment.trainings()} trainings of {experiment.config.total} iterations on "
         f"{experiment.device}", highlight=False, markup=False)
+
+
+def _print_time_split(finished, seconds: float) -> None:
+    """Where the run's time went: training steps, evaluations, and the rest (MLflow logging,
+    checkpoints, pruning, analyzers), from the timings each training reports."""
+    trained = [b.result.timings for level in finished.levels for b in level.branches
+               if not b.restored]
+    if not trained or not all(trained):  # population training does not split its time
+        return
+    steps = sum(t["steps"] for t in trained)
+    evaluation = sum(t["evaluation"] for t in trained)
+    rest = max(0.0, seconds - steps - evaluation)
+    out.print(f"time: training steps {steps:.1f} s, evaluation {evaluation:.1f} s, logging and "
+              f"checkpoints {rest:.1f} s (+{100 * (evaluation + rest) / max(steps, 1e-9):.0f}%)",
+              highlight=False, markup=False)
 
 
 def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
@@ -275,13 +347,16 @@ def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None
               highlight=False, markup=False)
 
 
-ExperimentArg = Annotated[str, typer.Argument(
+ExperimentArg = Annotated[Optional[str], typer.Argument(
     help="parent run id, MLflow experiment name (its latest run), spec hash or run name",
     show_default=False)]
+SweepOpt = Annotated[Optional[str], typer.Option(
+    "--sweep", help="instead of EXPERIMENT: a sweep id (or its first digits), every point side "
+    "by side (default folder: reports/sweep-ID8/)", show_default=False)]
 
 
 @app.command()
-def report(experiment: ExperimentArg,
+def report(experiment: ExperimentArg = None,
            out_dir: Annotated[Optional[Path], typer.Option(
                "--out", help="folder for the figures and summary.md (default: reports/RUN_NAME/)",
                show_default=False)] = None,
@@ -289,12 +364,16 @@ def report(experiment: ExperimentArg,
            levels: Annotated[Optional[str], typer.Option(
                "--levels", help="levels drawn in accuracy_vs_iteration.png, e.g. 0,2,5 "
                "(default: a few spread levels)", show_default=False)] = None,
+           sweep: SweepOpt = None,
            ) -> None:
     """Write paper-style figures and a summary table of a finished experiment."""
     from .report import parse_levels
     from .report import report as write_report
     from .tracking import resolve_tracking_uri
 
+    if sweep is not None or experiment is None:
+        _sweep_report(sweep, experiment, out_dir, tracking_uri)
+        return
     try:
         result = write_report(experiment, resolve_tracking_uri(tracking_uri, None), out_dir,
                               parse_levels(levels))
@@ -304,6 +383,112 @@ def report(experiment: ExperimentArg,
         out.print(str(path), highlight=False, markup=False)
     out.print(f"report of {result.run_name} in {result.folder}/, also logged to parent run "
               f"{result.parent_run_id} under report/", highlight=False, markup=False)
+
+
+def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | None,
+                  tracking_uri: str | None) -> None:
+    """``report --sweep ID``: every point of a sweep side by side."""
+    from .tracking import resolve_tracking_uri
+
+    try:
+        if sweep is None or experiment is not None:
+            raise LthError("report: give either an EXPERIMENT or --sweep ID")
+        from .sweep_report import sweep_report
+
+        result = sweep_report(sweep, resolve_tracking_uri(tracking_uri, None), out_dir)
+    except LthError as error:
+        _fail(error)
+    for path in result.files:
+        out.print(str(path), highlight=False, markup=False)
+    out.print(f"report of sweep {result.sweep_id} ({len(result.points)} points) in "
+              f"{result.folder}/", highlight=False, markup=False)
+
+
+@app.command()
+def sweep(sweep_file: Annotated[Path, typer.Argument(
+              help="sweep file (YAML): base spec + grid and/or points", show_default=False)],
+          set_: SetOpt = None, tracking_uri: UriOpt = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="validate every point and "
+                                                "print them; train and log nothing")] = False,
+          ) -> None:
+    """Run every point of a sweep (a base spec and overrides) under one MLflow experiment."""
+    import signal
+
+    from .plugins import load_plugins
+    from .sweep import check_points, load_sweep, run_sweep
+    from .tracking import resolve_tracking_uri
+
+    try:
+        plugins = load_plugins()
+        plan = load_sweep(sweep_file, plugins, set_ or [])
+        uri = resolve_tracking_uri(tracking_uri, plan.points[0].spec.tracking.uri)
+        from .distributed import check_launcher
+
+        check_launcher(plan.points[0].spec, plugins, uri)
+        check_points(plan, plugins)
+    except LthError as error:
+        _fail(error)
+    err.print(f"sweep {plan.sweep_id}: {len(plan.points)} points of {plan.path} into MLflow "
+              f"experiment '{plan.experiment}' at {uri}, launcher {plan.launcher}",
+              highlight=False, markup=False)
+    for point in plan.points:
+        err.print(f"  point {point.index}: {point.label}", highlight=False, markup=False)
+    if dry_run:
+        return
+
+    def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
+        raise KeyboardInterrupt
+
+    from .progress import ConsoleProgress
+
+    def announce(point) -> None:
+        err.print(f"point {point.index}/{len(plan.points)}: {point.label}", highlight=False,
+                  markup=False)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        results = run_sweep(plan, plugins, uri, ConsoleProgress, announce)
+    except LthError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print("interrupted: the open runs were ended as KILLED", highlight=False,
+                  markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print_sweep(plan, results, uri)
+
+
+def _print_sweep(plan, results, uri: str) -> None:
+    table = Table(title=f"sweep {plan.sweep_id}: ticket test accuracy at the early-stop "
+                        "iteration, last level")
+    for column in ("point", "overrides", "parent run", "weights left", "ticket"):
+        table.add_column(column, justify="right" if column in ("weights left", "ticket")
+                         else "left")
+    for result in results:
+        last = result.summary[-1] if result.summary else {}
+        table.add_row(str(result.point.index), result.point.label, result.parent_id or "-",
+                      f"{100 * last['density']:.1f}%" if last else "-",
+                      f"{last.get('ticket/early_stop_test_accuracy', float('nan')):.4f}"
+                      if last else f"failed: {result.error}")
+    out.print(table)
+    if plan.points[0].spec.report.enabled:
+        try:
+            from .sweep_report import sweep_report
+
+            written = sweep_report(plan.sweep_id, uri)
+            out.print(f"report: {written.folder}/", highlight=False, markup=False)
+        except Exception as exc:  # the sweep is logged: a report failure only warns
+            err.print(f"warning: the sweep report could not be written ({exc})",
+                      highlight=False, markup=False)
+    out.print(f"rewrite the report with: lth-suite report --sweep {plan.sweep_id} "
+              f"--tracking-uri {uri}", highlight=False, markup=False)
+    failed = [result for result in results if result.error is not None]
+    if failed:
+        for result in failed:
+            err.print(f"error: point {result.point.index} ({result.point.label}): {result.error}",
+                      highlight=False, markup=False)
+        raise typer.Exit(max(result.error.exit_code for result in failed))
 
 
 @app.command()

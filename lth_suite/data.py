@@ -6,24 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import DataError
+from .params import DatasetParams  # noqa: F401 - defined without torch, re-exported here
 from .seeding import derive_seed
-
-
-class DatasetParams(BaseModel):
-    """Params every dataset accepts; plugin params models subclass this."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    validation: float = Field(
-        default=0.1, gt=0,
-        description="held out of the training data for early stopping: a fraction (<1) "
-        "or a number of examples",
-    )
-    subset: int | None = Field(default=None, ge=1, description="train on this many examples")
-    split_seed: int = Field(default=0, ge=0, description="seed of the validation split")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The whole extension surface of lth-suite.
 
-Every built-in architecture, dataset, criterion, rewind and analyzer is registered
+Every built-in architecture, dataset, criterion, rewind, analyzer and launcher is registered
 through these hooks, exactly like a third-party plugin's. A plugin module implements
 any subset of them with ``@hookimpl``; a misspelled hook name is an error at load time.
 """
@@ -61,6 +61,16 @@ def lth_register_analyzers(register: RegisterFn) -> None:
     """Register analyzers: ``factory(params) -> lth_suite.analysis.Analyzer``.
 
     An analyzer turns a finished level (and the finished experiment) into metrics.
+    """
+
+
+@hookspec
+def lth_register_launchers(register: RegisterFn) -> None:
+    """Register launchers: ``factory(params) -> lth_suite.launching.Launcher``.
+
+    A launcher receives the unit graph of one or more experiments and the function that
+    trains one unit, and runs every unit after its dependencies (in process, or as
+    tasks of a cluster); the spec's ``launcher`` section picks one.
     """
 
 

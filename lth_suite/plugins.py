@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "lth_suite.builtin.criteria",
     "lth_suite.builtin.rewinds",
     "lth_suite.builtin.analyzers",
+    "lth_suite.builtin.launchers",
 )
 
 _REGISTER_HOOKS = {
@@ -48,6 +49,7 @@ _REGISTER_HOOKS = {
     "criterion": "lth_register_criteria",
     "rewind": "lth_register_rewinds",
     "analyzer": "lth_register_analyzers",
+    "launcher": "lth_register_launchers",
 }
 
 

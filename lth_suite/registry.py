@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import LthError, UnknownComponentError
 
-KINDS = ("architecture", "dataset", "criterion", "rewind", "analyzer")
+KINDS = ("architecture", "dataset", "criterion", "rewind", "analyzer", "launcher")
 
 
 class NoParams(BaseModel):
@@ -142,3 +142,44 @@ class Registry:
         """Validate params against the component's model and call its factory."""
         component = self.get(kind, name)
         return component.factory(component.params_model.model_validate(params), *args)
+
+
+class LazyFactory:
+    """A factory named by ``"package.module:attribute"``, imported on its first call.
+
+    Registering one costs no import, so a plugin whose components need torch (or any
+    heavy dependency) loads in milliseconds; the import happens when a spec uses it.
+    """
+
+    def __init__(self, target: str):
+        module, sep, attribute = target.partition(":")
+        if not sep or not module or not attribute:
+            raise ValueError(f"lazy({target!r}): expected 'package.module:attribute'")
+        self.target = target
+        self._resolved: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """The factory itself, imported now if it was not yet."""
+        if self._resolved is None:
+            import importlib
+
+            module, _, attribute = self.target.partition(":")
+            found: Any = importlib.import_module(module)
+            for part in attribute.split("."):
+                found = getattr(found, part)
+            self._resolved = found
+        return self._resolved
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:  # pickles as its target, not the import
+        return {"target": self.target, "_resolved": None}
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
+
+
+def lazy(target: str) -> LazyFactory:
+    """A factory that imports ``"package.module:attribute"`` on first call and calls it."""
+    return LazyFactory(target)

@@ -25,7 +25,8 @@ from . import __version__
 from .errors import TrackingError
 from .masks import Mask
 
-PARAM_BATCH, METRIC_BATCH = 100, 1000
+PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call
+ENTITY_BATCH = 1000  # params, metrics and tags together, per call
 TAG_PREFIX = "lth_suite."
 
 
@@ -64,11 +65,6 @@ def safe_name(text: str) -> str:
     return cleaned or "unnamed"
 
 
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start: start + size]
-
-
 def _git_state() -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -92,6 +88,9 @@ class Tracker:
         self.experiment_id: str | None = None
         self._open: list[str] = []
         self._adopted_parent = False
+        # Child runs' params and metrics wait here and go to the store in one call when the
+        # run ends: one write per training instead of four (see ``start_child``).
+        self._pending: dict[str, tuple[list[Param], list[Metric]]] = {}
 
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -169,6 +168,7 @@ class Tracker:
 
     def get_run(self, run_id: str) -> Any:
         """A run by id, or a ``TrackingError`` naming it."""
+        self._flush(run_id)
         try:
             return self.client.get_run(run_id)
         except Exception:  # mlflow raises MlflowException or a store error
@@ -182,6 +182,7 @@ class Tracker:
 
     def metric_rows(self, run_id: str, keys: Iterable[str]) -> list[dict[str, float]]:
         """Metric histories merged into rows by step (one row per evaluation)."""
+        self._flush(run_id)
         rows: dict[int, dict[str, float]] = {}
         for key in keys:
             for metric in self.client.get_metric_history(run_id, key):
@@ -189,29 +190,47 @@ class Tracker:
         return [rows[step] for step in sorted(rows)]
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        """Params of a run, as strings, in batches."""
-        self._log(run_id, params={k: str(v) for k, v in params.items()})
+        """Params of a run, as strings (a child run's when it ends)."""
+        self._log_or_defer(run_id, [Param(k, str(v)) for k, v in params.items()], [])
 
     def start_child(self, name: str, params: Mapping[str, Any]) -> str:
-        """A nested run under the parent, with its params."""
+        """A nested run under the parent, with its params.
+
+        These params (which replicate, level and branch) are written at once, so a run
+        that a crash leaves RUNNING still says what it was; what the child logs later
+        (params, metrics) is written in one call when it ends, FINISHED or not.
+        """
         assert self.parent_id is not None and self.experiment_id is not None, "start_experiment first"
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={"mlflow.parentRunId": self.parent_id})
         self._open.append(run.info.run_id)
         self._log(run.info.run_id, params={k: str(v) for k, v in params.items()})
+        self._pending[run.info.run_id] = ([], [])
         return run.info.run_id
 
     def log_history(self, run_id: str, history: list[dict[str, float]]) -> None:
-        """Evaluation rows as metrics at ``step=iteration``, in batches."""
+        """Evaluation rows as metrics at ``step=iteration`` (a child run's when it ends)."""
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, int(row["iteration"]))
                    for row in history for key, value in row.items() if key != "iteration"]
-        self._log(run_id, metrics=metrics)
+        self._log_or_defer(run_id, [], metrics)
 
     def log_metrics(self, run_id: str, values: Mapping[str, float], step: int = 0) -> None:
-        """Several metrics at one step, in one batch."""
+        """Several metrics at one step (a child run's when it ends)."""
         now = int(time.time() * 1000)
-        self._log(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+        self._log_or_defer(run_id, [], [Metric(k, float(v), now, step) for k, v in values.items()])
+
+    def _log_or_defer(self, run_id: str, params: list[Param], metrics: list[Metric]) -> None:
+        if run_id in self._pending:
+            self._pending[run_id][0].extend(params)
+            self._pending[run_id][1].extend(metrics)
+        else:
+            self._send(run_id, params, metrics, [])
+
+    def _flush(self, run_id: str, tags: Mapping[str, str] | None = None) -> None:
+        """Write what a child run has waiting (and ``tags``), in as few calls as MLflow allows."""
+        params, metrics = self._pending.pop(run_id, ([], []))
+        self._send(run_id, params, metrics, [RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
     def log_json(self, run_id: str, data: Any, path: str) -> None:
         """A JSON artifact, e.g. an analyzer's table; path parts are sanitised."""
@@ -236,7 +255,7 @@ class Tracker:
         info = mlflow.pytorch.log_model(
             cpu_model, name=name, run_id=run_id, model_id=logged.model_id,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            input_example=example.detach().cpu().numpy(),
+            input_example=example.detach().cpu().numpy(), **_skip_serving_check(),
         )
         return info.model_uri
 
@@ -244,9 +263,13 @@ class Tracker:
         """End one run with FINISHED, FAILED or KILLED; ``reason`` says why it did not finish."""
         if run_id not in self._open:
             return  # already ended, e.g. a child ended FAILED before the parent gives up
+        try:
+            self._flush(run_id, {f"{TAG_PREFIX}error": reason[:5000]} if reason else None)
+        except Exception:
+            if status == "FINISHED":
+                raise  # the run stays open: the caller's end_all ends it FAILED
+            # ending FAILED or KILLED anyway: the status matters more than what was pending
         self._open.remove(run_id)
-        if reason:
-            self.client.set_tag(run_id, f"{TAG_PREFIX}error", reason[:5000])
         if run_id == self.parent_id and self._adopted_parent and status == "FINISHED":
             return  # ``mlflow run`` ends the run it created
         self.client.set_terminated(run_id, status=status)
@@ -259,12 +282,57 @@ class Tracker:
     def _log(self, run_id: str, metrics: list[Metric] | None = None,
              params: Mapping[str, str] | None = None,
              tags: Mapping[str, str] | None = None) -> None:
-        for batch in _chunks([Param(k, v) for k, v in (params or {}).items()], PARAM_BATCH):
-            self.client.log_batch(run_id, params=batch)
-        for batch in _chunks(list(metrics or []), METRIC_BATCH):
-            self.client.log_batch(run_id, metrics=batch)
-        if tags:
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._send(run_id, [Param(k, v) for k, v in (params or {}).items()], list(metrics or []),
+                   [RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+    def _send(self, run_id: str, params: list[Param], metrics: list[Metric],
+              tags: list[RunTag]) -> None:
+        """Params, metrics and tags in as few ``log_batch`` calls as MLflow's limits allow.
+
+        A key given twice starts a new call, so MLflow judges it as it would two calls.
+        """
+        for batch_params, batch_metrics, batch_tags in _batches(params, metrics, tags):
+            self.client.log_batch(run_id, metrics=batch_metrics, params=batch_params,
+                                  tags=batch_tags)
+
+
+def _batches(params: list[Param], metrics: list[Metric],
+             tags: list[RunTag]) -> Iterable[tuple[list[Param], list[Metric], list[RunTag]]]:
+    """Split into ``log_batch`` calls within MLflow's limits, params and tags first."""
+    batch: tuple[list[Param], list[Metric], list[RunTag]] = ([], [], [])
+    keys: tuple[set[str], set[str]] = (set(), set())
+    for kind, items in ((0, params), (2, tags), (1, metrics)):
+        for item in items:
+            size = sum(map(len, batch))
+            full = (size >= ENTITY_BATCH or (kind == 0 and len(batch[0]) >= PARAM_BATCH)
+                    or (kind == 2 and len(batch[2]) >= PARAM_BATCH)
+                    or (kind == 1 and len(batch[1]) >= METRIC_BATCH)
+                    or (kind != 1 and item.key in keys[kind // 2]))
+            if full:
+                yield batch
+                batch, keys = ([], [], []), (set(), set())
+            batch[kind].append(item)
+            if kind != 1:
+                keys[kind // 2].add(item.key)
+    if any(batch):
+        yield batch
+
+
+def _skip_serving_check() -> dict[str, bool]:
+    """``log_model`` arguments that skip MLflow's reload-and-predict check of the example.
+
+    MLflow loads every PT2 model it logs back and runs the input example through it, only
+    to warn when that fails; the logged files are the same either way, and lth-suite's
+    networks run on the example they are logged with. Only for PT2, MLflow's default
+    outside Databricks: with the pickle format the argument would reach ``torch.save``.
+    """
+    try:
+        from mlflow.pytorch import SERIALIZATION_FORMAT_PT2, _get_default_serialization_format
+
+        pt2 = _get_default_serialization_format(False) == SERIALIZATION_FORMAT_PT2
+    except Exception:  # another MLflow version: keep its default behaviour
+        return {}
+    return {"validate_serving_input": False} if pt2 else {}
 
 
 def open_tracker(uri: str) -> Tracker:

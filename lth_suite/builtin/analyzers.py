@@ -1,46 +1,45 @@
-"""Built-in analyzers; the larger ones live in their own modules."""
+"""Built-in analyzers: their params models and the hook.
+
+Each analyzer lives in its own module (they need torch), imported when a spec uses it.
+"""
 
 from __future__ import annotations
 
-from statistics import mean
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..events import ExperimentFinished, LevelFinished
 from ..hookspecs import hookimpl
-from ..registry import NoParams, RegisterFn
-from .init_stats_analyzer import InitStats
-from .instability_analyzer import Instability, InstabilityParams
-from .similarity_analyzer import MaskSimilarity
-from .structure_analyzer import Structure
+from ..registry import NoParams, RegisterFn, lazy
+from . import moved
+
+__getattr__ = moved(__name__, {
+    "LayerDensity": "density_analyzer", "InitStats": "init_stats_analyzer",
+    "Instability": "instability_analyzer", "MaskSimilarity": "similarity_analyzer",
+    "Structure": "structure_analyzer"})
 
 
-class LayerDensity:
-    """Density of each prunable tensor of the ticket, averaged over replicates."""
+class InstabilityParams(BaseModel):
+    """Interpolation resolution and an optional cap on each training's length."""
 
-    def after_level(self, event: LevelFinished) -> dict[str, float]:
-        """Density per prunable tensor, keyed by the tensor's name."""
-        tickets = event.of("ticket")
-        names = [layer.name for layer in event.layers]
-        return {name: mean(t.mask.layer_density()[name] for t in tickets)
-                for name in names}
-
-    def after_experiment(self, event: ExperimentFinished) -> dict[str, float]:
-        """Nothing beyond the per-level values."""
-        return {}
+    model_config = ConfigDict(extra="forbid")
+    points: int = Field(default=11, ge=2, description="evaluations along the path, ends included")
+    iterations: int | None = Field(default=None, ge=1, description="train each copy at most this "
+                                   "many iterations from the rewind point (default: the "
+                                   "spec's whole training)")
 
 
 @hookimpl
 def lth_register_analyzers(register: RegisterFn) -> None:
     """Register ``layer_density``, ``mask_similarity``, ``structure``, ``init_stats`` and
     ``instability``."""
-    register("layer_density", lambda params: LayerDensity(), NoParams,
-             "per-layer density of the ticket at every level")
-    register("mask_similarity", lambda params: MaskSimilarity(), NoParams,
-             "IoU of ticket masks across levels, replicates and the random_prune control, "
-             "beside chance")
-    register("structure", lambda params: Structure(), NoParams,
+    register("layer_density", lazy("lth_suite.builtin.density_analyzer:layer_density"),
+             NoParams, "per-layer density of the ticket at every level")
+    register("mask_similarity", lazy("lth_suite.builtin.similarity_analyzer:mask_similarity"),
+             NoParams, "IoU of ticket masks across levels, replicates and the random_prune "
+             "control, beside chance")
+    register("structure", lazy("lth_suite.builtin.structure_analyzer:structure"), NoParams,
              "removed units, filter/channel spread and input-to-output connectivity")
-    register("init_stats", lambda params: InitStats(), NoParams,
+    register("init_stats", lazy("lth_suite.builtin.init_stats_analyzer:init_stats"), NoParams,
              "|w| and sign of kept vs pruned weights at init and at the rewind point")
-    register("instability", Instability, InstabilityParams,
-             "linear mode connectivity: error barrier between two data orders (opt-in, "
-             "two extra trainings per replicate and level)")
+    register("instability", lazy("lth_suite.builtin.instability_analyzer:Instability"),
+             InstabilityParams, "linear mode connectivity: error barrier between two data "
+             "orders (opt-in, two extra trainings per replicate and level)")

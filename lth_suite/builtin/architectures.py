@@ -6,17 +6,18 @@ Layers have readable names (``fc1``, ``conv3``, ``out``): they name the masks, t
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..data import DataInfo
 from ..hookspecs import hookimpl
-from ..registry import RegisterFn
-from .cifar_nets import VGG, ResNet, ResNetParams, VGGParams, image_shape
+from ..registry import RegisterFn, lazy
+from . import moved
+
+# The networks themselves (torch) live in nets.py and cifar_nets.py, imported when a spec
+# builds one: loading the plugins and validating a spec need only the params models here.
+__getattr__ = moved(__name__, {"MLP": "nets", "ConvNet": "nets", "VGG": "cifar_nets",
+                              "ResNet": "cifar_nets"})
 
 
 class MLPParams(BaseModel):
@@ -37,56 +38,47 @@ class ConvParams(BaseModel):
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
 
-def _fully_connected(widths: list[int], num_classes: int,
-                     dropout: float) -> OrderedDict[str, nn.Module]:
-    """``fc1``, ``relu1``, [``drop1``], ``fc2``, ..., ``out``."""
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    for i, (fan_in, fan_out) in enumerate(zip(widths, widths[1:]), start=1):
-        layers[f"fc{i}"] = nn.Linear(fan_in, fan_out)
-        layers[f"relu_fc{i}"] = nn.ReLU()
-        if dropout:
-            layers[f"drop{i}"] = nn.Dropout(dropout)
-    layers["out"] = nn.Linear(widths[-1], num_classes)
-    return layers
+def resnet_blocks_per_stage(depth: int) -> int:
+    """n of a CIFAR ResNet of depth 6n+2, or a ValueError."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"resnet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, "
+                         f"...), got {depth}")
+    return (depth - 2) // 6
 
 
-class MLP(nn.Sequential):
-    """Flatten, then fully connected layers with ReLU: ``fc1``, ``fc2``, ..., ``out``."""
+class VGGParams(BaseModel):
+    """VGG-11/13/16/19 for CIFAR: 3x3 convs, global average pooling, one linear layer."""
 
-    def __init__(self, params: MLPParams, info: DataInfo):
-        inputs = math.prod(info.input_shape)
-        super().__init__(OrderedDict(
-            flatten=nn.Flatten(),
-            **_fully_connected([inputs, *params.hidden], info.num_classes, params.dropout)))
+    model_config = ConfigDict(extra="forbid")
+    depth: Literal[11, 13, 16, 19] = 19
+    width: int = Field(default=64, ge=1, description="channels of the first stage; the "
+                       "others scale with it (64: the standard 64-128-256-512-512)")
+    batch_norm: bool = Field(default=True, description="batch norm after every conv")
 
 
-class ConvNet(nn.Sequential):
-    """Pairs of 3x3 convolutions (``conv1``...), each pair followed by 2x2 max pooling,
-    then fully connected layers (``fc1``, ``fc2``, ``out``)."""
+class ResNetParams(BaseModel):
+    """He et al. (2016)'s CIFAR ResNets: depth 6n+2, three stages of n basic blocks."""
 
-    def __init__(self, params: ConvParams, info: DataInfo):
-        channels, height, width = image_shape(info, "conv")
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        for pair in range(params.depth // 2):
-            out = params.width * 2 ** pair
-            for i in (2 * pair + 1, 2 * pair + 2):
-                layers[f"conv{i}"] = nn.Conv2d(channels, out, 3, padding=1)
-                layers[f"relu{i}"] = nn.ReLU()
-                channels = out
-            layers[f"pool{pair + 1}"] = nn.MaxPool2d(2)
-            height, width = height // 2, width // 2
-        if height < 1 or width < 1:
-            raise ValueError(f"conv depth {params.depth} pools {info.input_shape} below 1x1")
-        layers["flatten"] = nn.Flatten()
-        layers.update(_fully_connected([channels * height * width, *params.hidden],
-                                       info.num_classes, params.dropout))
-        super().__init__(layers)
+    model_config = ConfigDict(extra="forbid")
+    depth: int = Field(default=20, description="6n+2: 20, 32, 44, 56, 110, ...")
+    width: int = Field(default=16, ge=1, description="channels of the first stage "
+                       "(then 2x and 4x); open_lth's cifar_resnet_N_W")
+
+    @field_validator("depth")
+    @classmethod
+    def _six_n_plus_two(cls, depth: int) -> int:
+        resnet_blocks_per_stage(depth)
+        return depth
 
 
 @hookimpl
 def lth_register_architectures(register: RegisterFn) -> None:
     """Register ``mlp``, ``conv``, ``vgg`` and ``resnet``."""
-    register("mlp", MLP, MLPParams, "fully connected; default LeNet-300-100")
-    register("conv", ConvNet, ConvParams, "Conv-2/4/6 of the LTH paper")
-    register("vgg", VGG, VGGParams, "CIFAR VGG-11/13/16/19 with batch norm; default VGG-19")
-    register("resnet", ResNet, ResNetParams, "CIFAR ResNet-(6n+2); default ResNet-20")
+    register("mlp", lazy("lth_suite.builtin.nets:MLP"), MLPParams,
+             "fully connected; default LeNet-300-100")
+    register("conv", lazy("lth_suite.builtin.nets:ConvNet"), ConvParams,
+             "Conv-2/4/6 of the LTH paper")
+    register("vgg", lazy("lth_suite.builtin.cifar_nets:VGG"), VGGParams,
+             "CIFAR VGG-11/13/16/19 with batch norm; default VGG-19")
+    register("resnet", lazy("lth_suite.builtin.cifar_nets:ResNet"), ResNetParams,
+             "CIFAR ResNet-(6n+2); default ResNet-20")

@@ -9,12 +9,12 @@ open_lth's default; batch norm keeps PyTorch's (weight 1, bias 0).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..data import DataInfo
+from .architectures import (  # noqa: F401 - the params models, re-exported
+    ResNetParams, VGGParams, resnet_blocks_per_stage)
 
 # Channels per 3x3 conv, one list per stage; a 2x2 max pool follows every stage but the last.
 VGG_STAGES: dict[int, list[list[int]]] = {
@@ -39,16 +39,6 @@ def kaiming_init(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(module.weight)
-
-
-class VGGParams(BaseModel):
-    """VGG-11/13/16/19 for CIFAR: 3x3 convs, global average pooling, one linear layer."""
-
-    model_config = ConfigDict(extra="forbid")
-    depth: Literal[11, 13, 16, 19] = 19
-    width: int = Field(default=64, ge=1, description="channels of the first stage; the "
-                       "others scale with it (64: the standard 64-128-256-512-512)")
-    batch_norm: bool = Field(default=True, description="batch norm after every conv")
 
 
 class VGG(nn.Module):
@@ -87,29 +77,6 @@ class VGG(nn.Module):
 
     def forward(self, x):  # noqa: D102 - nn.Module contract
         return self.fc(self.flatten(self.pool(self.features(x))))
-
-
-def resnet_blocks_per_stage(depth: int) -> int:
-    """n of a CIFAR ResNet of depth 6n+2, or a ValueError."""
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"resnet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, "
-                         f"...), got {depth}")
-    return (depth - 2) // 6
-
-
-class ResNetParams(BaseModel):
-    """He et al. (2016)'s CIFAR ResNets: depth 6n+2, three stages of n basic blocks."""
-
-    model_config = ConfigDict(extra="forbid")
-    depth: int = Field(default=20, description="6n+2: 20, 32, 44, 56, 110, ...")
-    width: int = Field(default=16, ge=1, description="channels of the first stage "
-                       "(then 2x and 4x); open_lth's cifar_resnet_N_W")
-
-    @field_validator("depth")
-    @classmethod
-    def _six_n_plus_two(cls, depth: int) -> int:
-        resnet_blocks_per_stage(depth)
-        return depth
 
 
 class BasicBlock(nn.Module):

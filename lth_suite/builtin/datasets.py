@@ -1,26 +1,27 @@
-"""Built-in datasets: digits (embedded), MNIST and Fashion-MNIST (torchvision or raw IDX), npz.
+"""Built-in datasets: digits (embedded), MNIST and Fashion-MNIST (torchvision or raw IDX),
+npz, CIFAR-10/100 and fake images.
 
-CIFAR-10, CIFAR-100 and fake images live in ``vision_datasets.py``; the one hook
-below registers them all.
+This module holds the params models and the hook; the loaders (torch, torchvision) live
+in ``local_datasets.py`` and ``vision_datasets.py``, imported when a spec loads one.
 """
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
-import numpy as np
-import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
-from ..data import DataInfo, DatasetParams, RawData
-from ..errors import DataError
 from ..hookspecs import hookimpl
-from ..registry import RegisterFn
-from ..seeding import derive_seed
-from .vision_datasets import (CIFARParams, FakeParams, TorchvisionParams, load_cifar10,
-                              load_cifar100, load_fake, open_torchvision)
+from ..params import DatasetParams
+from ..registry import RegisterFn, lazy
+from . import moved
 
+LOCAL, VISION = "lth_suite.builtin.local_datasets", "lth_suite.builtin.vision_datasets"
+__getattr__ = moved(__name__, {
+    **dict.fromkeys(["carve_test", "standardize", "load_digits", "read_idx", "load_mnist",
+                     "load_fashion_mnist", "load_npz"], "local_datasets"),
+    **dict.fromkeys(["load_cifar10", "load_cifar100", "load_fake", "open_torchvision"],
+                    "vision_datasets")})
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
 MNIST_FILES = {
@@ -29,6 +30,31 @@ MNIST_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+
+
+class TorchvisionParams(DatasetParams):
+    """A dataset torchvision reads from ``root`` or downloads there."""
+
+    root: Path = Field(default=Path("data"), description="folder holding or receiving the data")
+    download: bool = Field(default=True, description="download when not found under root")
+
+
+class CIFARParams(TorchvisionParams):
+    """CIFAR through torchvision (its ``cifar-*-python`` folder under root)."""
+
+    augment: bool = Field(default=True, description="random crop (4-pixel zero padding) and "
+                          "horizontal flip of every training batch, on the device")
+
+
+class FakeParams(DatasetParams):
+    """Random images from torchvision's FakeData, seeded by the experiment seed."""
+
+    image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        default=(3, 32, 32), description="channels, height, width (default: CIFAR's)")
+    num_classes: int = Field(default=10, ge=2, description="labels are drawn from 0..num_classes-1")
+    train_size: int = Field(default=512, ge=2, description="training images")
+    test_size: int = Field(default=128, ge=1, description="test images")
+    augment: bool = Field(default=False, description="CIFAR's random crop and flip")
 
 
 class DigitsParams(DatasetParams):
@@ -53,142 +79,20 @@ class NpzParams(DatasetParams):
                         description="fraction held out for testing when x_test is absent")
 
 
-def carve_test(x: torch.Tensor, y: torch.Tensor, fraction: float,
-               seed: int) -> tuple[torch.Tensor, ...]:
-    """Split (x, y) into train and test parts with a seeded permutation."""
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(derive_seed(seed, "test")))
-    size = max(1, int(round(fraction * len(y))))
-    test, train = order[:size], order[size:]
-    return x[train], y[train], x[test], y[test]
-
-
-def standardize(x_train: torch.Tensor, x_test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero mean, unit variance with the training split's statistics."""
-    mean, std = x_train.mean(), x_train.std().clamp_min(1e-8)
-    return (x_train - mean) / std, (x_test - mean) / std
-
-
-def load_digits(params: DigitsParams, seed: int) -> RawData:
-    """The embedded default: needs no download."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
-    y = torch.from_numpy(bunch.target.astype(np.int64))
-    x_train, y_train, x_test, y_test = carve_test(x, y, params.test, params.split_seed)
-    x_train, x_test = standardize(x_train, x_test)
-    return RawData(x_train, y_train, x_test, y_test, DataInfo("digits", (1, 8, 8), 10))
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST's format), gzipped or not."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    # Magic: two zero bytes, the element type (0x08 = unsigned byte), the number of dims.
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes")
-    dims = raw[3]
-    if len(raw) < 4 + 4 * dims:
-        raise DataError(f"{path}: truncated IDX file")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
-    if data.size != int(np.prod(shape)):
-        raise DataError(f"{path}: truncated IDX file")
-    return data.reshape(shape)
-
-
-def _find_idx(folder: Path, stem: str, layout: str) -> Path | None:
-    for candidate in (folder / stem, folder / f"{stem}.gz", folder / layout / "raw" / stem,
-                      folder / layout / "raw" / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _idx_dataset(root: Path, download: bool, name: str, label: str, mean: float,
-                 std: float) -> RawData:
-    """An MNIST-like dataset: raw IDX files under root if all four are there, else torchvision."""
-    # torchvision's layout is root/<class name>/raw/; a flat folder of the four files works too.
-    layout = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[name]
-    found = {key: _find_idx(root, stem, layout) for key, stem in MNIST_FILES.items()}
-    if all(found.values()):
-        arrays = {key: read_idx(path) for key, path in found.items()}  # type: ignore[arg-type]
-    else:
-        from torchvision import datasets
-
-        train, test = open_torchvision(getattr(datasets, layout), label, root, download)
-        arrays = {"x_train": train.data.numpy(), "y_train": train.targets.numpy(),
-                  "x_test": test.data.numpy(), "y_test": test.targets.numpy()}
-
-    def images(key: str) -> torch.Tensor:
-        x = torch.from_numpy(arrays[key].astype(np.float32) / 255.0).unsqueeze(1)
-        return (x - mean) / std
-
-    def labels(key: str) -> torch.Tensor:
-        return torch.from_numpy(arrays[key].astype(np.int64))
-
-    x_train, x_test = images("x_train"), images("x_test")
-    y_train, y_test = labels("y_train"), labels("y_test")
-    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
-        raise DataError(f"{label} under {root}: images and labels differ in number")
-    return RawData(x_train, y_train, x_test, y_test,
-                   DataInfo(name, tuple(x_train.shape[1:]), 10))
-
-
-def load_mnist(params: MNISTParams, seed: int) -> RawData:
-    """MNIST, normalised with its own mean and standard deviation."""
-    return _idx_dataset(params.root, params.download, "mnist", "MNIST", MNIST_MEAN, MNIST_STD)
-
-
-def load_fashion_mnist(params: FashionMNISTParams, seed: int) -> RawData:
-    """Fashion-MNIST, normalised with its own mean and standard deviation."""
-    return _idx_dataset(params.root, params.download, "fashion_mnist", "Fashion-MNIST",
-                        FASHION_MNIST_MEAN, FASHION_MNIST_STD)
-
-
-def load_npz(params: NpzParams, seed: int) -> RawData:
-    """Arrays from a user's .npz; uint8 images are scaled to [0, 1]."""
-    if not params.path.is_file():
-        raise DataError(f"dataset.path: {params.path} does not exist")
-    with np.load(params.path) as arrays:
-        missing = {"x", "y"} - set(arrays.files)
-        if missing:
-            raise DataError(f"{params.path}: missing array(s) {', '.join(sorted(missing))}")
-        if ("x_test" in arrays.files) != ("y_test" in arrays.files):
-            raise DataError(f"{params.path}: x_test and y_test come together; one is missing")
-        loaded = {k: arrays[k] for k in arrays.files}
-    for xs, ys in (("x", "y"), ("x_test", "y_test")):
-        if xs in loaded and len(loaded[xs]) != len(loaded[ys]):
-            raise DataError(f"{params.path}: {xs} has {len(loaded[xs])} examples, "
-                            f"{ys} {len(loaded[ys])}")
-
-    def features(a: np.ndarray) -> torch.Tensor:
-        scale = 255.0 if a.dtype == np.uint8 else 1.0
-        return torch.from_numpy(a.astype(np.float32) / scale)
-
-    x, y = features(loaded["x"]), torch.from_numpy(loaded["y"].astype(np.int64))
-    if "x_test" in loaded and "y_test" in loaded:
-        x_test, y_test = features(loaded["x_test"]), torch.from_numpy(loaded["y_test"].astype(np.int64))
-        x_train, y_train = x, y
-    else:
-        x_train, y_train, x_test, y_test = carve_test(x, y, params.test, params.split_seed)
-    classes = int(max(y_train.max(), y_test.max())) + 1
-    return RawData(x_train, y_train, x_test, y_test,
-                   DataInfo(params.path.stem, tuple(x.shape[1:]), classes))
-
-
 @hookimpl
 def lth_register_datasets(register: RegisterFn) -> None:
     """Register every built-in dataset, those of ``vision_datasets`` included."""
-    register("digits", load_digits, DigitsParams, "scikit-learn's 8x8 digits, embedded")
-    register("mnist", load_mnist, MNISTParams, "MNIST via torchvision or raw IDX files")
-    register("fashion_mnist", load_fashion_mnist, FashionMNISTParams,
+    register("digits", lazy(f"{LOCAL}:load_digits"), DigitsParams,
+             "scikit-learn's 8x8 digits, embedded")
+    register("mnist", lazy(f"{LOCAL}:load_mnist"), MNISTParams,
+             "MNIST via torchvision or raw IDX files")
+    register("fashion_mnist", lazy(f"{LOCAL}:load_fashion_mnist"), FashionMNISTParams,
              "Fashion-MNIST via torchvision or raw IDX files")
-    register("cifar10", load_cifar10, CIFARParams,
+    register("cifar10", lazy(f"{VISION}:load_cifar10"), CIFARParams,
              "CIFAR-10 via torchvision; random crop and flip on the device")
-    register("cifar100", load_cifar100, CIFARParams,
+    register("cifar100", lazy(f"{VISION}:load_cifar100"), CIFARParams,
              "CIFAR-100 (fine labels) via torchvision; random crop and flip on the device")
-    register("fake", load_fake, FakeParams, "random images from torchvision's FakeData")
-    register("npz", load_npz, NpzParams, "arrays x, y (x_test, y_test) from an .npz file")
+    register("fake", lazy(f"{VISION}:load_fake"), FakeParams,
+             "random images from torchvision's FakeData")
+    register("npz", lazy(f"{LOCAL}:load_npz"), NpzParams,
+             "arrays x, y (x_test, y_test) from an .npz file")

@@ -14,6 +14,7 @@ import torch
 
 from ..analysis import Analysis
 from ..events import ExperimentFinished, LevelFinished
+from ..registry import NoParams
 
 SIDES = ("kept", "pruned")
 
@@ -82,3 +83,8 @@ class InitStats:
     def after_experiment(self, event: ExperimentFinished) -> Analysis:
         """Nothing beyond the per-level values."""
         return Analysis()
+
+
+def init_stats(params: NoParams) -> InitStats:
+    """The factory of ``init_stats``."""
+    return InitStats()

@@ -12,25 +12,15 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..analysis import Analysis
 from ..errors import LthError
 from ..events import ExperimentFinished, LevelFinished
 from ..seeding import derive_seed
 from ..training import evaluate, snapshot, train
+from .analyzers import InstabilityParams
 
 State = dict[str, torch.Tensor]
-
-
-class InstabilityParams(BaseModel):
-    """Interpolation resolution and an optional cap on each training's length."""
-
-    model_config = ConfigDict(extra="forbid")
-    points: int = Field(default=11, ge=2, description="evaluations along the path, ends included")
-    iterations: int | None = Field(default=None, ge=1, description="train each copy at most this "
-                                   "many iterations from the rewind point (default: the "
-                                   "spec's whole training)")
 
 
 def interpolate(a: State, b: State, alpha: float) -> State:

@@ -1,16 +1,21 @@
-"""Built-in rewind strategies: init, step (late rewinding), lr, finetune."""
+"""Built-in rewind strategies: init, step (late rewinding), lr, finetune.
+
+The strategies live in ``rewind_strategies.py`` (they need torch), imported when a spec
+uses one.
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..hookspecs import hookimpl
-from ..registry import NoParams, RegisterFn
-from ..rewinding import RewindContext, RewindPoint
+from ..registry import NoParams, RegisterFn, lazy
 from ..spec import Duration
-from ..training import TrainConfig
+from . import moved
+
+STRATEGIES = "lth_suite.builtin.rewind_strategies"
+__getattr__ = moved(__name__, dict.fromkeys(["RewindToInit", "RewindToStep", "KeepWeights"],
+                                            "rewind_strategies"))
 
 
 class StepParams(BaseModel):
@@ -20,60 +25,14 @@ class StepParams(BaseModel):
     iteration: Duration = Field(description="rewind point, e.g. '500it' or '1ep'")
 
 
-@dataclass(frozen=True)
-class RewindToInit:
-    """The original LTH: surviving weights return to their values at iteration 0."""
-
-    def capture_iteration(self, config: TrainConfig) -> int | None:
-        """Nothing beyond the init, which the runner always keeps."""
-        return None
-
-    def __call__(self, context: RewindContext) -> RewindPoint:
-        """Initial weights, full schedule."""
-        return RewindPoint(context.init_state, 0)
-
-
-@dataclass(frozen=True)
-class RewindToStep:
-    """Surviving weights return to iteration k; training resumes the schedule there."""
-
-    iteration: Duration
-
-    def capture_iteration(self, config: TrainConfig) -> int | None:
-        """The rewind iteration, in iterations."""
-        return self.iteration.to_iterations(config.per_epoch)
-
-    def __call__(self, context: RewindContext) -> RewindPoint:
-        """Weights at k, schedule from k."""
-        assert context.captured_state is not None, "runner did not capture the rewind point"
-        return RewindPoint(context.captured_state, self.capture_iteration(context.config) or 0)
-
-
-@dataclass(frozen=True)
-class KeepWeights:
-    """Keep the trained weights: replay the LR schedule (``lr``) or the final LR (``finetune``)."""
-
-    replay_schedule: bool
-
-    def capture_iteration(self, config: TrainConfig) -> int | None:
-        """Needs only the trained weights."""
-        return None
-
-    def __call__(self, context: RewindContext) -> RewindPoint:
-        """Trained weights; the schedule from 0, or the schedule's last LR throughout."""
-        if self.replay_schedule:
-            return RewindPoint(context.trained_state, 0)
-        final_lr = context.config.lr_at(max(0, context.config.total - 1))
-        return RewindPoint(context.trained_state, 0, constant_lr=final_lr)
-
-
 @hookimpl
 def lth_register_rewinds(register: RegisterFn) -> None:
     """Register ``init``, ``step``, ``lr`` and ``finetune``."""
-    register("init", lambda p: RewindToInit(), NoParams, "weights at iteration 0 (LTH)")
-    register("step", lambda p: RewindToStep(p.iteration), StepParams,
+    register("init", lazy(f"{STRATEGIES}:rewind_to_init"), NoParams,
+             "weights at iteration 0 (LTH)")
+    register("step", lazy(f"{STRATEGIES}:rewind_to_step"), StepParams,
              "late rewinding to iteration k")
-    register("lr", lambda p: KeepWeights(True), NoParams,
+    register("lr", lazy(f"{STRATEGIES}:rewind_lr"), NoParams,
              "learning-rate rewinding: keep weights, replay the schedule")
-    register("finetune", lambda p: KeepWeights(False), NoParams,
+    register("finetune", lazy(f"{STRATEGIES}:finetune"), NoParams,
              "keep weights, train at the final learning rate")

@@ -13,6 +13,7 @@ from statistics import mean
 from ..analysis import Analysis
 from ..events import ExperimentFinished, LevelFinished
 from ..masks import Mask
+from ..registry import NoParams
 from ..similarity import chance_iou, chance_iou_pooled, iou
 
 OVERALL = "all"  # the table's row for all prunable tensors pooled; layer names end in .weight
@@ -78,3 +79,8 @@ class MaskSimilarity:
         """Nothing beyond the per-level values; frees the stored masks."""
         self.previous = {}
         return Analysis()
+
+
+def mask_similarity(params: NoParams) -> MaskSimilarity:
+    """The factory of ``mask_similarity``."""
+    return MaskSimilarity()

@@ -15,6 +15,7 @@ import torch
 
 from ..analysis import Analysis
 from ..events import ExperimentFinished, LevelFinished
+from ..registry import NoParams
 from .connectivity import Graph, Unsupported, chain_graph, connectivity, traced_graph
 
 log = logging.getLogger(__name__)
@@ -132,3 +133,8 @@ class Structure:
     def after_experiment(self, event: ExperimentFinished) -> Analysis:
         """Nothing beyond the per-level values."""
         return Analysis()
+
+
+def structure(params: NoParams) -> Structure:
+    """The factory of ``structure``."""
+    return Structure()

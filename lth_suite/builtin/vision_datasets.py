@@ -1,7 +1,7 @@
 """Built-in image datasets through torchvision: CIFAR-10, CIFAR-100 and random fake images.
 
-Registered by ``lth_register_datasets`` in ``datasets.py``; torchvision is imported
-only when one of them loads, so the CLI starts without it.
+Registered by ``lth_register_datasets`` in ``datasets.py``, which holds their params
+models; this module (torch) and torchvision are imported only when one of them loads.
 """
 
 from __future__ import annotations
@@ -11,40 +11,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveInt
 
-from ..data import DataInfo, DatasetParams, RandomCropFlip, RawData
+from ..data import DataInfo, RandomCropFlip, RawData
 from ..errors import DataError
 from ..seeding import derive_seed
+from .datasets import (  # noqa: F401 - the params models, re-exported
+    CIFARParams, FakeParams, TorchvisionParams)
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 CIFAR_PADDING = 4
-
-
-class TorchvisionParams(DatasetParams):
-    """A dataset torchvision reads from ``root`` or downloads there."""
-
-    root: Path = Field(default=Path("data"), description="folder holding or receiving the data")
-    download: bool = Field(default=True, description="download when not found under root")
-
-
-class CIFARParams(TorchvisionParams):
-    """CIFAR through torchvision (its ``cifar-*-python`` folder under root)."""
-
-    augment: bool = Field(default=True, description="random crop (4-pixel zero padding) and "
-                          "horizontal flip of every training batch, on the device")
-
-
-class FakeParams(DatasetParams):
-    """Random images from torchvision's FakeData, seeded by the experiment seed."""
-
-    image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
-        default=(3, 32, 32), description="channels, height, width (default: CIFAR's)")
-    num_classes: int = Field(default=10, ge=2, description="labels are drawn from 0..num_classes-1")
-    train_size: int = Field(default=512, ge=2, description="training images")
-    test_size: int = Field(default=128, ge=1, description="test images")
-    augment: bool = Field(default=False, description="CIFAR's random crop and flip")
 
 
 def open_torchvision(cls: Any, label: str, root: Path, download: bool) -> tuple[Any, Any]:

@@ -1,0 +1,561 @@
+#!/usr/bin/env python
+"""lth-suite's training speed beside the way peer LTH code trains, on this machine.
+
+    python benchmarks/bench.py [--device cpu|cuda|auto] [--models lenet,conv4,resnet20,vgg19,population]
+                               [--iterations 2000] [--repeats 3] [--out benchmarks/RESULTS.md]
+
+One table, every figure measured by this run on this machine:
+
+- lth-suite: ``lth_suite.training.train`` on in-memory tensors with masks; iterations/s
+  from its own step timer (evaluations excluded), samples/s = iterations/s x batch.
+- peers' way: the common PyTorch recipe of open_lth and most LTH repositories: a
+  ``DataLoader`` over a torchvision-style ``Dataset`` whose ``__getitem__`` makes a PIL
+  image and applies ``ToTensor`` and ``Normalize`` per sample, masks through
+  ``torch.nn.utils.prune.custom_from_mask``, plain (for-each) Adam or SGD. Same network
+  class, same data, same masks, same hyperparameters.
+- FLOP floor: the network's own conv and matrix-multiply shapes, forward and backward
+  (weight gradients, and input gradients past the first layer), run back to back as
+  raw ATen calls on random tensors: no framework, no autograd, no optimizer, no data,
+  no bias, activation, pooling, norm or loss. "of floor" = lth-suite it/s / floor it/s.
+- population: K LeNet-300-100 trained at once by ``lth_suite.population.train_population``
+  against the same K trained one after another by ``train``; rates in
+  network-iterations/s (K x iterations / s).
+- peak memory: each measurement runs in its own process; its ``ru_maxrss`` (CPU) or
+  ``torch.cuda.max_memory_allocated`` (CUDA).
+
+Each rate is the median of ``--repeats`` timed runs after a warm-up. LeNet trains on
+the MNIST test set (10,000 images; ../shared/data/mnist, converted once to
+benchmarks/data/, which git ignores) when it is there, else on random tensors of
+MNIST's shape; the conv nets on random 3x32x32 images. ``--iterations`` is LeNet's
+count per timed run; the conv nets run a fixed fraction of it (see ``CASES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_MNIST = HERE.parent.parent / "shared" / "data" / "mnist"
+CACHE = HERE / "data"
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+POPULATION_SIZES = (4, 8, 16)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: a network, its batch, its data and optimizer, and its share of iterations."""
+
+    label: str
+    architecture: str
+    params: dict[str, Any]
+    batch: int
+    data: str  # "mnist" or "cifar"
+    optimizer: dict[str, Any]
+    share: dict[str, float]  # iterations per timed run, as a fraction of --iterations, per device
+    density: float = 1.0
+
+
+ADAM_LENET = {"optimizer": "adam", "lr": 1.2e-3}
+SGD = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}
+CASES = {
+    "lenet": Case("LeNet-300-100, level 0", "mlp", {"hidden": [300, 100]}, 60, "mnist",
+                  ADAM_LENET, {"cpu": 1.0, "cuda": 1.0}),
+    "lenet20": Case("LeNet-300-100, 20% weights left", "mlp", {"hidden": [300, 100]}, 60,
+                    "mnist", ADAM_LENET, {"cpu": 1.0, "cuda": 1.0}, density=0.2),
+    "conv4": Case("Conv-4", "conv", {"depth": 4}, 60, "cifar",
+                  {"optimizer": "adam", "lr": 3e-4}, {"cpu": 0.004, "cuda": 0.5}),
+    "resnet20": Case("ResNet-20", "resnet", {"depth": 20}, 128, "cifar", SGD,
+                     {"cpu": 0.003, "cuda": 0.25}),
+    "vgg19": Case("VGG-19", "vgg", {"depth": 19}, 64, "cifar", SGD,
+                  {"cpu": 0.0012, "cuda": 0.1}),
+}
+MODEL_CHOICES = ("lenet", "conv4", "resnet20", "vgg19", "population")
+
+
+# --- what each measuring process does -------------------------------------------------------
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mib(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _mnist_arrays(folder: Path):
+    """uint8 images (N, 28, 28) and int64 labels of the MNIST test set, or None."""
+    import numpy as np
+
+    cached = CACHE / "mnist_test.npz"
+    if cached.is_file():
+        with np.load(cached) as arrays:
+            return arrays["x"], arrays["y"]
+    images, labels = folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz"
+    if not (images.is_file() and labels.is_file()):
+        return None
+    from lth_suite.builtin.local_datasets import read_idx
+
+    x, y = read_idx(images), read_idx(labels).astype(np.int64)
+    CACHE.mkdir(exist_ok=True)
+    np.savez(cached, x=x, y=y)
+    return x, y
+
+
+def _raw_data(kind: str, mnist: Path, seed: int = 0):
+    """uint8 images as the Dataset would hold them (NHW or NHWC), labels, and a description."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if kind == "mnist":
+        found = _mnist_arrays(mnist)
+        if found is not None:
+            return found[0], found[1], "MNIST test set (10,000)"
+        x = rng.integers(0, 256, (10_000, 28, 28), dtype=np.uint8)
+        return x, rng.integers(0, 10, 10_000).astype(np.int64), "random, MNIST's shape"
+    x = rng.integers(0, 256, (2_048, 32, 32, 3), dtype=np.uint8)
+    return x, rng.integers(0, 10, 2_048).astype(np.int64), "random 3x32x32"
+
+
+def _tensors(x_uint8, kind: str):
+    """The normalised float NCHW tensor of what the Dataset would produce per sample."""
+    import torch
+
+    x = torch.from_numpy(x_uint8).float().div_(255)
+    x = x.unsqueeze(1) if kind == "mnist" else x.permute(0, 3, 1, 2).contiguous()
+    mean, std = (MNIST_MEAN, MNIST_STD) if kind == "mnist" else (CIFAR_MEAN, CIFAR_STD)
+    shape = (1, len(mean), 1, 1)
+    return x.sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape))
+
+
+def _build(case: Case, device, seed: int = 0):
+    import torch
+
+    from lth_suite.data import DataInfo
+    from lth_suite.plugins import load_plugins
+
+    shape = (1, 28, 28) if case.data == "mnist" else (3, 32, 32)
+    info = DataInfo(case.data, shape, 10)
+    torch.manual_seed(seed)
+    registry = load_plugins(installed=False, warn=False).registry
+    return registry.build("architecture", case.architecture, case.params, info).to(device), info
+
+
+def _mask(model, density: float, seed: int = 0):
+    """Dense, or each prunable layer keeping a random ``density`` of its weights."""
+    import torch
+
+    from lth_suite.masks import Mask
+
+    dense = Mask.dense(model)
+    if density >= 1:
+        return dense
+    generator = torch.Generator().manual_seed(seed)
+    return Mask({k: torch.rand(v.shape, generator=generator) < density for k, v in dense.items()})
+
+
+def _median_rate(runs: list[float]) -> float:
+    return statistics.median(runs)
+
+
+def measure_lth(case: Case, device, iterations: int, repeats: int, mnist: Path) -> dict:
+    """lth-suite's ``train``, then the FLOP floor of the same shapes."""
+    from lth_suite.data import Splits
+    from lth_suite.spec import Training
+    from lth_suite.training import TrainConfig, train
+
+    x_raw, y_raw, described = _raw_data(case.data, mnist)
+    import torch
+
+    x, y = _tensors(x_raw, case.data).to(device), torch.from_numpy(y_raw).to(device)
+    held = min(500, len(y) // 10)
+    model, info = _build(case, device)
+    data = Splits(x[2 * held:], y[2 * held:], x[:held], y[:held], x[held:2 * held],
+                  y[held: 2 * held], info)
+    mask = _mask(model, case.density)
+
+    def config(total: int) -> TrainConfig:
+        training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,
+                            **case.optimizer)
+        return TrainConfig.resolve(training, len(data.y_train))
+
+    train(model, mask, data, config(max(3, iterations // 10)), data_seed=1)  # warm-up
+    rates = []
+    for repeat in range(repeats):
+        result = train(model, mask, data, config(iterations), data_seed=2 + repeat)
+        rates.append(iterations / result.timings["steps"])
+    floor = measure_floor(model, info, case.batch, device, iterations, repeats)
+    return {"rate": _median_rate(rates), "rates": rates, "floor": floor, "data": described,
+            "peak_mib": _peak_mib(device), "threads": torch.get_num_threads()}
+
+
+def measure_floor(model, info, batch: int, device, iterations: int, repeats: int) -> float:
+    """Iterations/s of the network's conv and matmul shapes alone, forward and backward."""
+    import torch
+    from torch import nn
+
+    shapes: list[tuple[nn.Module, tuple[int, ...]]] = []
+    hooks = [m.register_forward_hook(lambda m, args, out: shapes.append((m, tuple(args[0].shape))))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.eval()
+        model(torch.zeros(batch, *info.input_shape, device=device))
+        model.train()
+    for hook in hooks:
+        hook.remove()
+    aten = torch.ops.aten
+    ops = []
+    for index, (module, in_shape) in enumerate(shapes):
+        x = torch.randn(in_shape, device=device)
+        w = torch.randn_like(module.weight)
+        if isinstance(module, nn.Linear):
+            x = x.reshape(-1, module.in_features)
+            g = torch.randn(x.shape[0], module.out_features, device=device)
+            ops.append(("linear", x, w, g, index > 0, None))
+        else:
+            out = torch.nn.functional.conv2d(x, w, None, module.stride, module.padding,
+                                             module.dilation, module.groups)
+            ops.append(("conv", x, w, torch.randn_like(out), index > 0, module))
+
+    def step() -> None:
+        for kind, x, w, g, needs_input_grad, module in ops:
+            if kind == "linear":
+                torch.mm(x, w.t())
+                torch.mm(g.t(), x)
+                if needs_input_grad:
+                    torch.mm(g, w)
+            else:
+                aten.convolution(x, w, None, module.stride, module.padding, module.dilation,
+                                 False, [0, 0], module.groups)
+                aten.convolution_backward(g, x, w, None, module.stride, module.padding,
+                                          module.dilation, False, [0, 0], module.groups,
+                                          [needs_input_grad, True, False])
+
+    for _ in range(max(2, iterations // 10)):
+        step()
+    rates = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        for _ in range(iterations):
+            step()
+        _sync(device)
+        rates.append(iterations / (time.perf_counter() - started))
+    return _median_rate(rates)
+
+
+class PeerDataset:
+    """A torchvision-style dataset: uint8 arrays, PIL image and transforms per sample."""
+
+    def __init__(self, images, labels, mean, std):
+        from torchvision import transforms
+
+        self.images, self.labels = images, labels
+        self.mode = "L" if images.ndim == 3 else "RGB"
+        self.transform = transforms.Compose([transforms.ToTensor(),
+                                             transforms.Normalize(mean, std)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        image = Image.fromarray(self.images[index], mode=self.mode)
+        return self.transform(image), int(self.labels[index])
+
+
+def measure_peers(case: Case, device, iterations: int, repeats: int, mnist: Path,
+                  workers: int) -> dict:
+    """DataLoader + per-sample transforms, torch.nn.utils.prune masks, for-each optimizer."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.utils import prune
+    from torch.utils.data import DataLoader
+
+    x_raw, y_raw, described = _raw_data(case.data, mnist)
+    held = min(500, len(y_raw) // 10)
+    mean, std = (MNIST_MEAN, MNIST_STD) if case.data == "mnist" else (CIFAR_MEAN, CIFAR_STD)
+    dataset = PeerDataset(x_raw[2 * held:], y_raw[2 * held:], mean, std)
+    loader = DataLoader(dataset, batch_size=case.batch, shuffle=True, drop_last=True,
+                        num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0)
+    model, _ = _build(case, device)
+    modules = dict(model.named_modules())
+    for name, keep in _mask(model, case.density).items():
+        prune.custom_from_mask(modules[name.rsplit(".", 1)[0]], "weight", keep.to(device))
+    settings = {k: v for k, v in case.optimizer.items() if k != "optimizer"}
+    if case.optimizer["optimizer"] == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), foreach=False, **settings)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), foreach=False, **settings)
+    model.train()
+    batches = iter(loader)
+
+    def steps(count: int) -> None:
+        nonlocal batches
+        for _ in range(count):
+            try:
+                x, y = next(batches)
+            except StopIteration:  # a new epoch: a new shuffle
+                batches = iter(loader)
+                x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+
+    steps(max(3, iterations // 10))
+    rates = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        steps(iterations)
+        _sync(device)
+        rates.append(iterations / (time.perf_counter() - started))
+    return {"rate": _median_rate(rates), "rates": rates, "data": described,
+            "peak_mib": _peak_mib(device)}
+
+
+def measure_population(k: int, population: bool, device, iterations: int, repeats: int,
+                       mnist: Path) -> dict:
+    """K LeNet-300-100 at level 0: as one population, or one after another."""
+    import copy
+
+    import torch
+
+    from lth_suite.data import Splits
+    from lth_suite.population import Member, train_population
+    from lth_suite.spec import Training
+    from lth_suite.training import TrainConfig, snapshot, train
+
+    case = CASES["lenet"]
+    x_raw, y_raw, described = _raw_data(case.data, mnist)
+    x, y = _tensors(x_raw, case.data).to(device), torch.from_numpy(y_raw).to(device)
+    held = 500
+    template, info = _build(case, device)
+    data = Splits(x[2 * held:], y[2 * held:], x[:held], y[:held], x[held:2 * held],
+                  y[held: 2 * held], info)
+    states, masks = [], []
+    for member in range(k):
+        model, _ = _build(case, device, seed=member)
+        states.append(snapshot(model))
+        masks.append(_mask(model, 1.0))
+
+    def config(total: int) -> TrainConfig:
+        training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,
+                            **case.optimizer)
+        return TrainConfig.resolve(training, len(data.y_train))
+
+    def run(total: int) -> float:
+        _sync(device)
+        started = time.perf_counter()
+        if population:
+            members = [Member(states[m], masks[m], data_seed=m) for m in range(k)]
+            train_population(template, members, data, config(total))
+        else:
+            for m in range(k):
+                model = copy.deepcopy(template)
+                model.load_state_dict(states[m])
+                train(model, masks[m], data, config(total), data_seed=m)
+        _sync(device)
+        return time.perf_counter() - started
+
+    run(max(3, iterations // 10))
+    rates = [k * iterations / run(iterations) for _ in range(repeats)]
+    return {"rate": _median_rate(rates), "rates": rates, "data": described,
+            "peak_mib": _peak_mib(device)}
+
+
+def worker(job: dict) -> dict:
+    """Run one measurement (in its own process, so that its peak memory is its own)."""
+    device = _device(job["device"])
+    mnist = Path(job["mnist"])
+    if job["kind"] == "lth":
+        return measure_lth(CASES[job["case"]], device, job["iterations"], job["repeats"], mnist)
+    if job["kind"] == "peers":
+        return measure_peers(CASES[job["case"]], device, job["iterations"], job["repeats"],
+                             mnist, job["workers"])
+    return measure_population(job["k"], job["kind"] == "population", device,
+                              job["iterations"], job["repeats"], mnist)
+
+
+# --- the driver: one process per measurement, then the table --------------------------------
+
+def _run_worker(job: dict) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"measurement {job} failed (exit {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if digits == 0 and value < 10:
+        digits = 2 if value < 1 else 1
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    parser.add_argument("--models", default=",".join(MODEL_CHOICES),
+                        help=f"comma-separated subset of {', '.join(MODEL_CHOICES)} "
+                        "(lenet: level 0 and 20%% density)")
+    parser.add_argument("--iterations", type=int, default=2000,
+                        help="LeNet iterations per timed run; the conv nets run a fraction")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")
+    parser.add_argument("--loader-workers", type=int, default=0,
+                        help="DataLoader worker processes of the peers' way")
+    parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST,
+                        help="folder of the MNIST test set's IDX .gz files")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODEL_CHOICES))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_CHOICES)}")
+    import torch
+
+    device = str(_device(args.device))
+    started, load_before = time.time(), os.getloadavg()
+    base = {"device": device, "repeats": args.repeats, "mnist": str(args.mnist)}
+    cases = [c for m in models if m != "population"
+             for c in (("lenet", "lenet20") if m == "lenet" else (m,))]
+    rows = []
+    for name in cases:
+        case = CASES[name]
+        iterations = max(3, round(args.iterations * case.share[device.split(":")[0]]))
+        job = {**base, "case": name, "iterations": iterations}
+        print(f"{case.label}: {iterations} iterations x {args.repeats}", file=sys.stderr, flush=True)
+        ours = _run_worker({**job, "kind": "lth"})
+        peers = _run_worker({**job, "kind": "peers", "workers": args.loader_workers})
+        rows.append((case, ours, peers))
+    population = []
+    if "population" in models:
+        iterations = max(3, args.iterations // 4)
+        for k in POPULATION_SIZES:
+            print(f"population of {k}: {iterations} iterations x {args.repeats}", file=sys.stderr,
+                  flush=True)
+            job = {**base, "k": k, "iterations": iterations}
+            population.append((k, _run_worker({**job, "kind": "population"}),
+                               _run_worker({**job, "kind": "sequential"})))
+    elapsed, load_after = time.time() - started, os.getloadavg()
+
+    memory = "peak MiB (CUDA allocated)" if device.startswith("cuda") else "peak RSS MiB"
+    lines = [
+        f"| network | batch | data | lth-suite it/s | samples/s | peers' way it/s | speed-up "
+        f"| FLOP floor it/s | of floor | {memory}: lth-suite / peers |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case, ours, peers in rows:
+        lines.append(
+            f"| {case.label} | {case.batch} | {ours['data']} | {_fmt(ours['rate'])} | "
+            f"{_fmt(ours['rate'] * case.batch)} | {_fmt(peers['rate'])} | "
+            f"{ours['rate'] / peers['rate']:.1f}x | {_fmt(ours['floor'])} | "
+            f"{100 * ours['rate'] / ours['floor']:.0f}% | "
+            f"{ours['peak_mib']:,.0f} / {peers['peak_mib']:,.0f} |")
+    for k, pop, seq in population:
+        lines.append(
+            f"| {k} x LeNet-300-100, population | 60 | {pop['data']} | {_fmt(pop['rate'])} * | "
+            f"{_fmt(pop['rate'] * 60)} | {_fmt(seq['rate'])} * (sequential) | "
+            f"{pop['rate'] / seq['rate']:.2f}x | - | - | "
+            f"{pop['peak_mib']:,.0f} / {seq['peak_mib']:,.0f} |")
+    table = "\n".join(lines)
+    print(table)
+
+    command = "python " + " ".join(shlex.quote(a) for a in
+                                   [os.path.relpath(__file__, Path.cwd()), *(argv or sys.argv[1:])])
+    threads = rows[0][1].get("threads") if rows else torch.get_num_threads()
+    report = [
+        "# lth-suite benchmark",
+        "",
+        f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- machine: {_cpu_model()}, {os.cpu_count()} cores; device {device}"
+        + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "")
+        + f"; torch threads {threads}",
+        f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}",
+        f"- load average (1 min) {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; "
+        f"run took {elapsed:.0f} s",
+        f"- command: `{command}`",
+        "",
+        table,
+        "",
+        "How each figure is measured (all in this run, each in its own process):",
+        "",
+        "- **lth-suite**: `lth_suite.training.train` on in-memory tensors with the masks "
+        "(dense at level 0, 20% of each layer's weights at random otherwise); iterations/s "
+        "from the training's own step timer, evaluations excluded; median of "
+        f"{args.repeats} timed runs after a warm-up.",
+        "- **peers' way**: `DataLoader` (shuffle, "
+        f"{args.loader_workers} worker processes) over a torchvision-style `Dataset` "
+        "(uint8 arrays; per sample a PIL image, `ToTensor`, `Normalize`, as open_lth and "
+        "torchvision's MNIST/CIFAR do), masks via `torch.nn.utils.prune.custom_from_mask`, "
+        "`torch.optim.Adam`/`SGD` with `foreach=False`; same network class, data, masks and "
+        "hyperparameters. Speed-up = lth-suite it/s / peers' it/s.",
+        "- **FLOP floor**: the network's conv and matmul shapes alone (forward, weight "
+        "gradients, input gradients past the first layer) as raw ATen calls on random "
+        "tensors, back to back: no autograd, optimizer, data, bias, activation, pooling, "
+        "norm or loss. \"of floor\" = lth-suite it/s / floor it/s.",
+        "- **population** rows (*): network-iterations/s (K x iterations / s) of K "
+        "LeNet-300-100 at level 0 trained at once by `lth_suite.population.train_population` "
+        "beside the same K trained one after another by `train`; speed-up = population / "
+        "sequential. (`training.population: auto` turns it on only on CUDA.)",
+        "- Adam (lr 1.2e-3 LeNet, 3e-4 Conv-4) and SGD (momentum 0.9, lr 0.01, weight "
+        "decay 1e-4: ResNet-20, VGG-19); the hyperparameters do not change the speed.",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(report) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Built-in launchers: ``local`` (in process, in order) and ``ray`` (tasks on a Ray cluster).
+
+Ray is an optional dependency (``pip install 'lth-suite[ray]'``), imported only when the
+``ray`` launcher runs; neither Ray nor torch is imported when this module loads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import LthError
+from ..hookspecs import hookimpl
+from ..launching import Job, Outcome, Unit, UnitFailed, run_in_order
+from ..registry import NoParams, RegisterFn
+
+RAY_MISSING = ("launcher 'ray' needs the ray package, which is not installed: "
+               "pip install 'lth-suite[ray]'")
+
+
+@dataclass(frozen=True)
+class LocalLauncher:
+    """Every unit in this process, one after another, in graph order."""
+
+    in_process: ClassVar[bool] = True
+
+    def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """Run the jobs one after another."""
+        return [run_in_order(job) for job in jobs]
+
+
+class RayParams(BaseModel):
+    """Where the Ray cluster is and what each unit reserves on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: str = Field(default="", description="empty: start a local Ray instance; 'auto': "
+                         "connect to the cluster this machine belongs to; or ray://HOST:10001")
+    num_cpus_per_unit: float = Field(default=1, gt=0, description="CPUs reserved by each "
+                                     "training; also its torch threads")
+    num_gpus_per_unit: float = Field(default=0, ge=0, description="GPUs reserved by each "
+                                     "training (fractions share a GPU)")
+    max_retries: int = Field(default=3, ge=0, description="times a unit is retried when the "
+                             "worker running it dies")
+    num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local instance "
+                                 "(default: all of this machine's)")
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise LthError(RAY_MISSING) from None
+    return ray
+
+
+def _run_unit(execute: Any, unit: Unit, threads: int, *dependencies: Any) -> Any:
+    """A Ray task: one unit, after its dependencies (resolved ObjectRefs)."""
+    if any(result is None for result in dependencies):
+        return None  # a dependency was skipped (diverged): nothing to build on
+    import torch
+
+    torch.set_num_threads(threads)  # as many as the CPUs reserved, not the machine's
+    return execute(unit)
+
+
+def _reason(unit: Unit, exc: BaseException) -> BaseException:
+    """The cause behind a Ray error: the unit's own ``UnitFailed``, or what killed it."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return cause
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return UnitFailed(unit.name, f"{type(exc).__name__}: {first}".rstrip(": "))
+
+
+@dataclass
+class RayLauncher:
+    """Units as Ray tasks: a unit's dependencies are passed as ObjectRefs, so Ray starts
+    it when they finish, on any node with the resources it reserves."""
+
+    params: RayParams
+    in_process: ClassVar[bool] = False
+    _started: bool = False
+    _depth: int = 0
+
+    def __enter__(self) -> RayLauncher:
+        """Connect to the cluster (or start a local instance) unless already connected."""
+        ray = _ray()
+        self._depth += 1
+        if self._depth > 1 or ray.is_initialized():  # reuse the connection there is
+            return self
+        local = not self.params.address
+        try:
+            ray.init(address=self.params.address or None,
+                     num_cpus=self.params.num_cpus if local else None,
+                     include_dashboard=False if local else None,
+                     logging_level=logging.WARNING)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError
+            self._depth -= 1
+            where = f"at {self.params.address!r}" if self.params.address else "locally"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise LthError(f"launcher.address: cannot start or reach Ray {where}: {first}") from None
+        self._started = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop the local instance this launcher started; leave a cluster running."""
+        self._depth -= 1
+        if self._depth == 0 and self._started:
+            _ray().shutdown()
+            self._started = False
+
+    def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """Submit every job's units at once, then collect them as they finish."""
+        with self:
+            return self._launch(_ray(), jobs)
+
+    def _launch(self, ray: Any, jobs: Sequence[Job]) -> list[Outcome]:
+        p = self.params
+        task = ray.remote(num_cpus=p.num_cpus_per_unit, num_gpus=p.num_gpus_per_unit,
+                          max_retries=p.max_retries)(_run_unit)
+        threads = max(1, int(p.num_cpus_per_unit))
+        outcomes = [Outcome() for _ in jobs]
+        pending: dict[Any, tuple[int, Unit]] = {}
+        for index, job in enumerate(jobs):
+            refs: dict[Unit, Any] = {}
+            for unit in job.graph.units:
+                needs = [refs[dep] for dep in job.graph.dependencies[unit] if dep in refs]
+                refs[unit] = task.options(name=f"{job.label}{unit.name}").remote(
+                    job.execute, unit, threads, *needs)
+                pending[refs[unit]] = (index, unit)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    index, unit = pending.pop(ref)
+                    self._collect(ray, ref, unit, jobs[index], outcomes[index], pending, index)
+        except KeyboardInterrupt:
+            for ref in pending:  # a KeyboardInterrupt inside each running unit: runs KILLED
+                ray.cancel(ref)
+            ray.wait(list(pending), num_returns=len(pending), timeout=30)
+            raise
+        return outcomes
+
+    @staticmethod
+    def _collect(ray: Any, ref: Any, unit: Unit, job: Job, outcome: Outcome,
+                 pending: dict[Any, tuple[int, Unit]], index: int) -> None:
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            return  # cancelled because another unit of its job failed
+        except Exception as exc:
+            if outcome.error is None:  # the first failure stops the job
+                outcome.error, outcome.failed = _reason(unit, exc), unit
+                for other, (owner, _) in list(pending.items()):
+                    if owner == index:
+                        ray.cancel(other)
+            return
+        outcome.results[unit] = result
+        if job.on_done is not None:
+            job.on_done(unit, result)
+
+
+def _ray_launcher(params: RayParams) -> RayLauncher:
+    if importlib.util.find_spec("ray") is None:
+        raise LthError(RAY_MISSING)
+    return RayLauncher(params)
+
+
+@hookimpl
+def lth_register_launchers(register: RegisterFn) -> None:
+    """Register ``local`` and ``ray``."""
+    register("local", lambda params: LocalLauncher(), NoParams,
+             "every training in this process, one after another")
+    register("ray", _ray_launcher, RayParams,
+             "trainings as Ray tasks on a local instance or a cluster, as many at once as "
+             "the dependencies and resources allow (pip install 'lth-suite[ray]')")

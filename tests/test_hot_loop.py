@@ -1,0 +1,137 @@
+"""The training loop's shortcuts change nothing: fast optimizer steps, skipped seeding,
+dense layers without mask multiplies; and the loop reports where its time went."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lth_suite.data import DataInfo, Splits
+from lth_suite.masks import Mask
+from lth_suite.spec import Training
+from lth_suite.training import FastStep, TrainConfig, draws_random_numbers, make_optimizer, train
+
+INFO = DataInfo("t", (1, 4, 4), 3)
+
+OPTIMIZERS = {
+    "adam": {"optimizer": "adam", "lr": 0.01},
+    "adam_wd": {"optimizer": "adam", "lr": 0.01, "weight_decay": 0.01},
+    "sgd": {"optimizer": "sgd", "lr": 0.1},
+    "sgd_momentum": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9},
+    "sgd_nesterov_wd": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
+                        "weight_decay": 5e-4},
+}
+
+
+def splits(n: int = 96) -> Splits:
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(16, 3, generator=generator)
+
+    def part(size):
+        x = torch.randn(size, *INFO.input_shape, generator=generator)
+        return x, (x.flatten(1) @ w).argmax(1)
+
+    return Splits(*part(n), *part(24), *part(24), INFO)
+
+
+def config(**overrides) -> TrainConfig:
+    fields = {"optimizer": "adam", "lr": 0.01, "batch_size": 16, "duration": "30it",
+              "eval_every": 10, **overrides}
+    return TrainConfig.resolve(Training(**fields), 96)
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_fast_step_is_the_optimizers_own_step_bit_for_bit(registry, optimizer):
+    cfg = config(**OPTIMIZERS[optimizer])
+    torch.manual_seed(0)
+    reference = registry.build("architecture", "mlp", {"hidden": [12]}, INFO)
+    fast = registry.build("architecture", "mlp", {"hidden": [12]}, INFO)
+    fast.load_state_dict(reference.state_dict())
+    slow_opt, fast_opt = make_optimizer(reference, cfg), make_optimizer(fast, cfg)
+    step = FastStep(fast_opt)
+    assert step.kind  # fused Adam and SGD take the fast path
+    generator = torch.Generator().manual_seed(1)
+    for i in range(12):
+        lr = 0.01 * (i + 1)  # a changing learning rate is read at every step
+        for opt in (slow_opt, fast_opt):
+            opt.param_groups[0]["lr"] = lr
+        grads = [torch.randn(p.shape, generator=generator) for p in reference.parameters()]
+        for model in (reference, fast):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+        slow_opt.step()
+        step()
+        for a, b in zip(reference.parameters(), fast.parameters()):
+            assert torch.equal(a, b), i
+    assert step.state is not None  # the fast path did run
+    assert fast_opt.state_dict()["state"].keys() == slow_opt.state_dict()["state"].keys()
+
+
+def test_fast_step_falls_back_for_a_missing_gradient(registry):
+    model = registry.build("architecture", "mlp", {"hidden": [12]}, INFO)
+    optimizer = make_optimizer(model, config())
+    step = FastStep(optimizer)
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.ones_like(p)
+    step()
+    params[0].grad = None  # the optimizer skips it; so must the fast path
+    before = params[0].detach().clone()
+    step()
+    assert torch.equal(params[0], before)
+
+
+def test_unfused_or_other_optimizers_use_their_own_step():
+    params = [nn.Parameter(torch.zeros(3))]
+    for optimizer in (torch.optim.Adam(params, fused=False), torch.optim.AdamW(params),
+                      torch.optim.Adam(params, amsgrad=True, fused=True)):
+        assert FastStep(optimizer).kind == ""
+
+
+class Noisy(nn.Module):
+    """Randomness the loop cannot know about: a module from outside torch.nn and lth_suite."""
+
+    def forward(self, x):  # noqa: D102
+        return x + 0.1 * torch.randn_like(x) if self.training else x
+
+
+def test_only_models_without_randomness_skip_the_per_step_seed(registry):
+    assert not draws_random_numbers(registry.build("architecture", "mlp", {}, INFO))
+    assert not draws_random_numbers(registry.build("architecture", "conv",
+                                                   {"width": 2, "hidden": [4]}, INFO))
+    assert draws_random_numbers(registry.build("architecture", "mlp", {"dropout": 0.5}, INFO))
+    assert draws_random_numbers(nn.Sequential(nn.Flatten(), nn.RReLU()))
+    assert draws_random_numbers(nn.Sequential(nn.Flatten(), Noisy()))
+
+
+def test_a_model_with_unknown_randomness_is_still_seeded_per_step(registry):
+    def run(global_seed: int):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), Noisy(), nn.Linear(16, 3))
+        torch.manual_seed(global_seed)  # whatever the caller's RNG holds must not matter
+        return train(model, Mask.dense(model), splits(), config(), data_seed=3)
+
+    a, b = run(1), run(2)
+    assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+
+
+def test_dense_layers_beside_pruned_ones_train_and_pruned_weights_stay_zero(registry):
+    torch.manual_seed(0)
+    model = registry.build("architecture", "mlp", {"hidden": [12, 8]}, INFO)
+    dense = Mask.dense(model)
+    keep = {k: v.clone() for k, v in dense.items()}
+    keep["fc2.weight"] = torch.rand(keep["fc2.weight"].shape) < 0.3  # only this one pruned
+    mask = Mask(keep)
+    result = train(model, mask, splits(), config(), data_seed=0)
+    assert torch.all(result.state["fc2.weight"][~mask["fc2.weight"]] == 0)
+    assert bool((result.state["fc1.weight"] != 0).all())
+
+
+def test_timings_split_steps_from_evaluation_and_survive_releasing_weights(registry):
+    model = registry.build("architecture", "mlp", {"hidden": [12]}, INFO)
+    result = train(model, Mask.dense(model), splits(), config(), data_seed=0)
+    assert set(result.timings) == {"steps", "evaluation"}
+    assert result.timings["steps"] > 0 and result.timings["evaluation"] > 0
+    result.release_weights()
+    assert result.state == {} and set(result.timings) == {"steps", "evaluation"}

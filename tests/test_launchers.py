@@ -1,0 +1,520 @@
+"""Launchers: the unit graph, `local` (today's behaviour), and `ray` against a real server.
+
+The Ray tests share one local Ray instance with 2 CPUs and one `mlflow server` (sqlite
+behind it, artifacts proxied into a temporary folder). Faults come from a tiny installed
+plugin (criterion `fault`, a dist-info folder on the workers' PYTHONPATH): on its first
+call at a chosen level it kills its own process, raises, or sleeps until cancelled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from lth_suite.cli import app
+from lth_suite.distributed import Driver, Planned, check_tracking_uri, unit_graph
+from lth_suite.errors import LthError
+from lth_suite.launching import Unit, UnitGraph
+from lth_suite.masks import Mask
+from lth_suite.plugins import load_plugins
+from lth_suite.runner import run_experiment
+from lth_suite.spec_loading import build_spec, spec_hash
+from lth_suite.tracking import open_tracker
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed: "
+                               "pip install 'lth-suite[ray]' runs these tests")
+BRANCHES = ("ticket", "reinit", "random_prune")
+
+FAULT_PLUGIN = '''
+"""Test plugin: criterion `fault`, magnitude pruning that fails once at a chosen level."""
+import os
+import signal
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from lth_suite.builtin.criteria import magnitude
+from lth_suite.hookspecs import hookimpl
+from lth_suite.registry import NoParams
+
+
+class FaultParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    marker: str = ""
+    level: int = 1
+    mode: str = "kill"  # kill | raise | sleep
+
+
+def fault(params):
+    prune = magnitude(NoParams())
+
+    def criterion(request):
+        marker = Path(params.marker)
+        if request.level == params.level and params.marker and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            if params.mode == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if params.mode == "raise":
+                raise RuntimeError("injected fault")
+            for _ in range(1200):  # until cancelled
+                time.sleep(0.1)
+        return prune(request)
+
+    return criterion
+
+
+@hookimpl
+def lth_register_criteria(register):
+    register("fault", fault, FaultParams, "magnitude, failing once")
+'''
+
+
+def invoke(*args: object):
+    """The CLI in process; an exception escaping it fails the test."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"{args} raised {result.exception!r}\n{result.output}") \
+            from result.exception
+    return result
+
+
+def tiny_spec(tiny: dict, replicates: int = 1, launcher: object = "ray", **criterion) -> dict:
+    spec = {**tiny, "experiment": {**tiny["experiment"], "replicates": replicates},
+            "launcher": launcher, "report": {"enabled": False}}
+    if criterion:
+        spec["pruning"] = {**tiny["pruning"], "criterion": {"name": "fault", **criterion}}
+    return spec
+
+
+def runs_of(uri: str, experiment: str) -> tuple[list, list]:
+    """(parent runs, child runs) of one MLflow experiment."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment}"
+    runs = client.search_runs([found.experiment_id], max_results=5000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def expected_units(replicates: int, levels: int) -> set[tuple[str, str, str]]:
+    return {(str(r), "0", "ticket") for r in range(replicates)} | {
+        (str(r), str(level), branch) for r in range(replicates)
+        for level in range(1, levels + 1) for branch in BRANCHES}
+
+
+def finished_once(children: list, parent_id: str) -> dict[tuple[str, str, str], object]:
+    """The FINISHED children of a parent by (replicate, level, branch); none twice."""
+    done: dict[tuple[str, str, str], object] = {}
+    for child in children:
+        if child.data.tags["mlflow.parentRunId"] != parent_id or child.info.status != "FINISHED":
+            continue
+        p = child.data.params
+        key = (p["replicate"], p["level"], p["branch"])
+        assert key not in done, f"{key} finished twice"
+        done[key] = child
+    return done
+
+
+def parent_of(uri: str, experiment: str) -> str:
+    parents, _ = runs_of(uri, experiment)
+    assert len(parents) == 1
+    return parents[0].info.run_id
+
+
+# --- the unit graph (pure) ------------------------------------------------------------
+
+def test_unit_graph_chains_tickets_and_hangs_each_control_on_its_ticket():
+    graph = UnitGraph.build(replicates=2, levels=2, controls=["reinit", "random_prune"])
+    assert len(graph) == 2 * (1 + 2 * 3)
+    for replicate in range(2):
+        assert graph.dependencies[Unit(replicate, 0, "ticket")] == ()
+        for level in (1, 2):
+            ticket = Unit(replicate, level, "ticket")
+            assert graph.dependencies[ticket] == (Unit(replicate, level - 1, "ticket"),)
+            for control in ("reinit", "random_prune"):
+                assert graph.dependencies[Unit(replicate, level, control)] == (ticket,)
+    position = {unit: index for index, unit in enumerate(graph.units)}
+    assert all(position[dep] < position[unit] for unit in graph.units
+               for dep in graph.dependencies[unit])  # a valid order to run them in
+    # level-major, as the in-process runner trains them
+    assert [u.name for u in graph.units[:5]] == [
+        "r0-level0-ticket", "r1-level0-ticket", "r0-level1-ticket", "r0-level1-reinit",
+        "r0-level1-random_prune"]
+    left = graph.without([Unit(0, 0, "ticket"), Unit(0, 1, "ticket")])
+    assert Unit(0, 1, "ticket") not in left.units
+    assert left.dependencies[Unit(0, 1, "reinit")] == ()  # satisfied: already finished
+    assert left.dependencies[Unit(1, 1, "ticket")] == (Unit(1, 0, "ticket"),)
+
+
+def test_unit_graph_of_a_spec_follows_its_controls(tiny, registry):
+    tiny["controls"] = {"reinit": False, "random_prune": True}
+    graph = unit_graph(build_spec(tiny, registry))
+    assert {u.branch for u in graph.units} == {"ticket", "random_prune"}
+    assert len(graph) == 1 + 2 * 2
+
+
+# --- local: today's behaviour -----------------------------------------------------------
+
+def test_launcher_is_not_part_of_the_hash_and_local_is_the_default(tiny, registry):
+    plain = build_spec(tiny, registry)
+    assert plain.launcher.name == "local"
+    for launcher in ("local", {"name": "ray", "address": "auto", "num_cpus_per_unit": 2}):
+        assert spec_hash(build_spec({**tiny, "launcher": launcher}, registry)) == spec_hash(plain)
+    ray = build_spec({**tiny, "launcher": "ray"}, registry).launcher
+    assert ray.params == {"address": "", "num_cpus_per_unit": 1.0, "num_gpus_per_unit": 0.0,
+                          "max_retries": 3, "num_cpus": None}
+
+
+def test_local_launcher_through_the_driver_equals_the_in_memory_runner(tiny, plugins, tmp_path):
+    spec = build_spec(tiny_spec(tiny, replicates=2, launcher="local"), plugins.registry)
+    whole = run_experiment(spec, plugins, f"sqlite:///{tmp_path / 'whole.db'}")
+    uri = f"sqlite:///{tmp_path / 'units.db'}"
+    launcher = plugins.registry.build("launcher", "local", {})
+    seen: list[str] = []
+
+    class Seen:
+        def end(self, label, summary):
+            seen.append(label)
+
+        def note(self, text):
+            raise AssertionError(text)
+
+    result = Driver(plugins, launcher, uri, Seen()).run([Planned(spec, open_tracker(uri))])[0]
+    assert result.error is None and result.units == 14
+    assert seen == [unit.name for unit in unit_graph(spec).units]  # in order, in process
+    finished = result.finished
+    assert finished.summary == whole.summary
+    for one, two in zip(whole.levels, finished.levels, strict=True):
+        for a, b in zip(one.branches, two.branches, strict=True):
+            assert (a.replicate, a.branch) == (b.replicate, b.branch) and b.restored
+            assert a.mask.equals(b.mask) and a.result.history == b.result.history
+    client = MlflowClient(uri)
+    assert client.get_run(result.parent_id).info.status == "FINISHED"
+    _, children = runs_of(uri, "tiny")
+    assert len(finished_once(children, result.parent_id)) == 14 == len(children)
+
+
+def test_shared_store_check():
+    for uri in ("http://127.0.0.1:5000", "https://mlflow.example.org",
+                "postgresql://u:p@db/mlflow", "postgresql+psycopg2://db/mlflow",
+                "mysql+pymysql://db/mlflow"):
+        check_tracking_uri(uri, "ray")
+    for uri in ("sqlite:///mlflow.db", "mlruns", "/tmp/mlruns", "file:///tmp/mlruns"):
+        with pytest.raises(LthError, match=r"tracking.uri / --tracking-uri .*shared"):
+            check_tracking_uri(uri, "ray")
+
+
+def test_a_missing_ray_is_a_one_line_error_before_any_run(tiny, write_spec, tmp_path,
+                                                          monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = invoke("run", write_spec(tiny_spec(tiny)), "--tracking-uri", uri)
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: launcher 'ray' needs the ray package, which is "
+                                     "not installed: pip install 'lth-suite[ray]'")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+SWEEP = """\
+base: spec.yaml
+experiment: grid
+grid:
+  experiment.seed: [0, 1]
+points:
+  - {rewind: lr}
+"""
+
+
+def test_sweep_validates_every_point_before_running_any(tiny, write_spec, tmp_path):
+    tiny["pruning"]["levels"] = 1
+    write_spec(tiny_spec(tiny, launcher="local"))
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text(SWEEP + "  - {rewind.name: nope}\n  - {training.lr: -1}\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = invoke("sweep", sweep, "--tracking-uri", uri)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith(f"error: {sweep} point 3 (rewind.name=nope): rewind.name: "
+                               "unknown rewind 'nope'")
+    assert lines[1].startswith(f"error: {sweep} point 4 (training.lr=-1): training.lr: ")
+    assert not (tmp_path / "mlflow.db").exists()  # nothing ran
+    shared = tmp_path / "shared.yaml"
+    shared.write_text(SWEEP + "  - {launcher: ray}\n")
+    result = invoke("sweep", shared, "--tracking-uri", uri)
+    assert result.exit_code == 2 and "point 3 (launcher=ray): launcher:" in result.output
+
+
+def test_local_sweep_tags_every_point_under_one_experiment_and_reports(tiny, write_spec,
+                                                                       tmp_path):
+    tiny["pruning"]["levels"] = 1
+    tiny["controls"] = {"reinit": False, "random_prune": False}
+    write_spec({**tiny_spec(tiny, launcher="local"), "report": {"enabled": True}})
+    sweep = tmp_path / "grid.yaml"
+    sweep.write_text(SWEEP)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = invoke("sweep", sweep, "--tracking-uri", uri)
+    assert result.exit_code == 0, result.output
+    parents, children = runs_of(uri, "grid")
+    assert len(parents) == 3 and len(children) == 3 * 2
+    ids = {p.data.tags["lth_suite.sweep_id"] for p in parents}
+    assert len(ids) == 1
+    sweep_id = ids.pop()
+    assert sorted(p.data.tags["lth_suite.sweep_point"] for p in parents) == sorted(
+        json.dumps(d) for d in ({"experiment.seed": 0}, {"experiment.seed": 1}, {"rewind": "lr"}))
+    assert {p.info.status for p in parents} == {"FINISHED"}
+    assert f"lth-suite report --sweep {sweep_id}" in result.output
+    folder = tmp_path / "reports" / f"sweep-{sweep_id[:8]}"
+    assert (folder / "sweep_accuracy_vs_weights.png").stat().st_size > 1000
+    table = (folder / "sweep.md").read_text()
+    assert "`experiment.seed=1`" in table and "`rewind=lr`" in table and "level 1" in table
+    again = invoke("report", "--sweep", sweep_id[:6], "--tracking-uri", uri, "--out",
+                   tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "sweep.md").read_text() == table
+    unknown = invoke("report", "--sweep", "ffffffff", "--tracking-uri", uri)
+    assert unknown.exit_code == 2 and "no sweep 'ffffffff'" in unknown.output
+
+
+# --- ray against a real tracking server -------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 (sqlite behind it, artifacts proxied); its URI."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        stdout=(folder / "server.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()}")
+        time.sleep(0.3)
+    yield uri
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory) -> Iterator[None]:
+    """One local Ray instance with 2 CPUs for the module; workers can import the fault
+    plugin, installed as a dist-info folder on their PYTHONPATH (and on ours)."""
+    if not HAS_RAY:
+        pytest.skip("ray is not installed: pip install 'lth-suite[ray]' runs these tests")
+    import ray
+
+    site = tmp_path_factory.mktemp("fault-plugin")
+    (site / "lth_test_faults.py").write_text(textwrap.dedent(FAULT_PLUGIN))
+    info = site / "lth_test_faults-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lth-test-faults\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lth_suite]\nfaults = lth_test_faults\n")
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), previous]))
+    sys.path.insert(0, str(site))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = previous
+    yield
+    ray.shutdown()
+    sys.path.remove(str(site))
+
+
+@pytest.fixture
+def faults(monkeypatch, ray_cluster):
+    """Load the fault plugin (and no other installed one), here and in the workers."""
+    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "lth-test-faults")
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+@needs_ray
+def test_sqlite_is_refused_for_ray_before_any_run(tiny, write_spec, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = invoke("run", write_spec(tiny_spec(tiny)), "--tracking-uri", uri)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: tracking.uri / --tracking-uri {uri}: launcher 'ray' trains in other processes")
+    assert not (tmp_path / "mlflow.db").exists()
+    default = invoke("run", write_spec(tiny_spec(tiny)))  # the default store is sqlite too
+    assert default.exit_code == 2 and "tracking.uri / --tracking-uri sqlite:" in default.output
+
+
+@needs_ray
+def test_two_replicates_with_both_controls_through_ray(tiny, write_spec, server, ray_cluster,
+                                                       monkeypatch, plugins, tmp_path):
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    tiny["experiment"]["name"] = "two-replicates"
+    data = tiny_spec(tiny, replicates=2, launcher={"name": "ray", "num_cpus": 2})
+    result = invoke("run", write_spec(data), "--tracking-uri", server)
+    assert result.exit_code == 0, result.output
+    parent = parent_of(server, "two-replicates")
+    _, children = runs_of(server, "two-replicates")
+    done = finished_once(children, parent)
+    assert set(done) == expected_units(2, 2) and len(children) == 14  # each arrived once
+    client = MlflowClient(server)
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert "spec.yaml" in {a.path for a in client.list_artifacts(parent)}
+    for child in children:
+        names = sorted(a.path for a in client.list_artifacts(child.info.run_id))
+        assert names == ["mask.npz", "state_dict.pt"], (child.info.run_name, names)
+    for key in ("density", "ticket/early_stop_test_accuracy", "ticket/final_test_accuracy"):
+        assert sorted(m.step for m in client.get_metric_history(parent, key)) == [0, 1, 2], key
+    mlflow.set_tracking_uri(server)
+    models = mlflow.search_logged_models(
+        experiment_ids=[client.get_experiment_by_name("two-replicates").experiment_id],
+        output_format="list")
+    final = {(c.data.params["replicate"], c.info.run_id) for k, c in done.items()
+             if k[1:] == ("2", "ticket")}
+    assert sorted((m.name, m.source_run_id) for m in models) == sorted(
+        (f"ticket-r{r}-level2", run_id) for r, run_id in final)  # log_models: final
+    # the same masks as the in-memory runner trains
+    quiet = {"log_models": "none", "log_state_dicts": False}  # results do not depend on it
+    local = run_experiment(build_spec({**data, "launcher": "local", "tracking": quiet},
+                                      plugins.registry), plugins,
+                           f"sqlite:///{tmp_path / 'local.db'}")
+    for event in local.levels:
+        for branch in event.branches:
+            child = done[(str(branch.replicate), str(event.level), branch.branch)]
+            logged = Path(client.download_artifacts(child.info.run_id, "mask.npz", str(tmp_path)))
+            assert Mask.unpack(logged.read_bytes()).equals(branch.mask)
+
+
+@needs_ray
+def test_a_worker_killed_mid_unit_is_retried_and_the_experiment_completes(
+        tiny, write_spec, server, faults, tmp_path):
+    tiny["experiment"]["name"] = "killed-worker"
+    marker = tmp_path / "killed.marker"
+    data = tiny_spec(tiny, marker=str(marker), level=1, mode="kill")
+    result = invoke("run", write_spec(data), "--tracking-uri", server)
+    assert result.exit_code == 0, result.output
+    assert marker.exists()  # the fault fired: a worker died inside r0-level1-ticket
+    parent = parent_of(server, "killed-worker")
+    _, children = runs_of(server, "killed-worker")
+    assert set(finished_once(children, parent)) == expected_units(1, 2)
+    others = [(c.info.run_name, c.info.status) for c in children if c.info.status != "FINISHED"]
+    assert others == [("r0-level1-ticket", "KILLED")]  # the killed attempt, closed at the end
+    client = MlflowClient(server)
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(parent, "density")) == [0, 1, 2]
+
+
+@needs_ray
+def test_a_unit_that_fails_for_good_fails_the_parent_naming_it(tiny, write_spec, server,
+                                                               faults, tmp_path):
+    tiny["experiment"]["name"] = "failing-unit"
+    data = tiny_spec(tiny, marker=str(tmp_path / "raised.marker"), level=2, mode="raise")
+    result = invoke("run", write_spec(data), "--tracking-uri", server)
+    assert result.exit_code == 1, result.output
+    reason = ("r0-level2-ticket failed: criterion 'fault' from plugin lth-test-faults raised "
+              "RuntimeError: injected fault")
+    assert f"error: {reason}" in result.output
+    client = MlflowClient(server)
+    parent = client.get_run(parent_of(server, "failing-unit"))
+    assert parent.info.status == "FAILED" and parent.data.tags["lth_suite.error"] == reason
+    _, children = runs_of(server, "failing-unit")
+    statuses = {c.info.run_name: c.info.status for c in children}
+    assert statuses["r0-level2-ticket"] == "FAILED" and "RUNNING" not in statuses.values()
+    assert statuses["r0-level1-ticket"] == "FINISHED"  # the units it stopped: none or KILLED
+    assert [s for s in statuses.values() if s not in ("FINISHED", "KILLED")] == ["FAILED"]
+
+
+@needs_ray
+def test_ctrl_c_cancels_the_units_then_resume_finishes_with_ray(tiny, write_spec, server,
+                                                                faults, tmp_path):
+    tiny["experiment"]["name"] = "interrupted"
+    marker = tmp_path / "sleeping.marker"
+    data = tiny_spec(tiny, marker=str(marker), level=1, mode="sleep")
+
+    def interrupt() -> None:  # Ctrl-C once r0-level1-ticket is inside the criterion
+        deadline = time.time() + 240
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    result = invoke("run", write_spec(data), "--tracking-uri", server)
+    assert result.exit_code == 130, result.output
+    parent = parent_of(server, "interrupted")
+    assert f"resume with: lth-suite resume {parent}" in result.output
+    client = MlflowClient(server)
+    _, children = runs_of(server, "interrupted")
+    statuses = {c.info.run_name: c.info.status for c in children}
+    assert client.get_run(parent).info.status == "KILLED"
+    assert statuses == {"r0-level0-ticket": "FINISHED", "r0-level1-ticket": "KILLED"}
+
+    resumed = invoke("resume", parent, "--tracking-uri", server)
+    assert resumed.exit_code == 0, resumed.output
+    _, children = runs_of(server, "interrupted")
+    assert set(finished_once(children, parent)) == expected_units(1, 2)
+    assert len(children) == 8  # 7 finished, each once, and the interrupted attempt
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(parent, "density")) == [0, 1, 2]
+
+
+@needs_ray
+def test_a_sweep_through_ray_submits_every_point_together(tiny, write_spec, server, ray_cluster,
+                                                          monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    tiny["pruning"]["levels"] = 1
+    write_spec(tiny_spec(tiny, launcher="ray"))
+    sweep = tmp_path / "ray-sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "spec.yaml", "grid": {
+        "experiment.seed": [0, 1], "rewind": ["init", "lr"]}}))
+    result = invoke("sweep", sweep, "--tracking-uri", server)
+    assert result.exit_code == 0, result.output
+    parents, children = runs_of(server, "ray-sweep")
+    assert len(parents) == 4 and {p.info.status for p in parents} == {"FINISHED"}
+    assert len({p.data.tags["lth_suite.sweep_id"] for p in parents}) == 1
+    assert sorted(p.data.tags["lth_suite.sweep_point"] for p in parents) == sorted(
+        json.dumps({"experiment.seed": s, "rewind": r}) for s in (0, 1) for r in ("init", "lr"))
+    assert len({p.data.tags["lth_suite.spec_hash"] for p in parents}) == 4
+    for parent in parents:
+        assert set(finished_once(children, parent.info.run_id)) == expected_units(1, 1)
+    assert len(children) == 4 * 4
