@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -116,3 +117,24 @@ def test_mlflow_run_continues_its_run_as_the_parent(tmp_path):
     assert params["model"] == "lenet" and params["spec"] == "specs/quickstart.yaml"  # MLflow's own
     assert parents[0].data.tags["lth_suite.spec_hash"]
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_mlflow_run_vgg19_preset_on_fake_data(tmp_path):
+    started = time.perf_counter()
+    client, runs = mlflow_run(tmp_path, "model=vgg19", "dataset=fake", "iterations=2", "levels=1")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4  # level 0, level 1 ticket and both controls
+    parent = parents[0]
+    assert parent.data.params["model"] == "vgg19" and parent.data.params["spec.model.name"] == "vgg"
+    assert parent.data.params["spec.training.duration"] == "2it"
+    assert parent.data.tags["lth_suite.dataset_synthetic"] == "true"
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for child in children:
+        assert {"val_loss", "test_accuracy", "early_stop_test_accuracy"} <= set(child.data.metrics)
+        assert "mask.npz" in {a.path for a in client.list_artifacts(child.info.run_id)}
+    ticket = next(c for c in children if c.data.params["branch"] == "ticket"
+                  and c.data.params["level"] == "1")
+    assert "state_dict.pt" in {a.path for a in client.list_artifacts(ticket.info.run_id)}
+    assert client.get_metric_history(parent.info.run_id, "density")
+    print(f"mlflow run vgg19 on fake data: {time.perf_counter() - started:.1f} s")
