@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """lth-suite's training speed beside the way peer LTH code trains, on this machine.
 
-    python benchmarks/bench.py [--device cpu|cuda|auto] [--models lenet,conv4,resnet20,vgg19,population]
-                               [--iterations 2000] [--repeats 3] [--out benchmarks/RESULTS.md]
+    python benchmarks/bench.py [--device cpu|cuda|auto] [--iterations 2000] [--repeats 3]
+        [--models lenet,conv4,resnet20,vgg19,population] [--out benchmarks/RESULTS.md]
 
 One table, every figure measured by this run on this machine:
 
@@ -27,7 +27,9 @@ Each rate is the median of ``--repeats`` timed runs after a warm-up. LeNet train
 the MNIST test set (10,000 images; ../shared/data/mnist, converted once to
 benchmarks/data/, which git ignores) when it is there, else on random tensors of
 MNIST's shape; the conv nets on random 3x32x32 images. ``--iterations`` is LeNet's
-count per timed run; the conv nets run a fixed fraction of it (see ``CASES``).
+count per timed run; the peers' way runs a quarter of it on LeNet, the conv nets a
+fixed fraction of it (``CASES``), each population an eighth. A full default run takes
+about five minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -67,15 +69,17 @@ class Case:
     optimizer: dict[str, Any]
     share: dict[str, float]  # iterations per timed run, as a fraction of --iterations, per device
     density: float = 1.0
+    peers_share: float = 1.0  # the peers' way runs this fraction of lth-suite's iterations
 
 
 ADAM_LENET = {"optimizer": "adam", "lr": 1.2e-3}
 SGD = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}
 CASES = {
     "lenet": Case("LeNet-300-100, level 0", "mlp", {"hidden": [300, 100]}, 60, "mnist",
-                  ADAM_LENET, {"cpu": 1.0, "cuda": 1.0}),
+                  ADAM_LENET, {"cpu": 1.0, "cuda": 1.0}, peers_share=0.25),
     "lenet20": Case("LeNet-300-100, 20% weights left", "mlp", {"hidden": [300, 100]}, 60,
-                    "mnist", ADAM_LENET, {"cpu": 1.0, "cuda": 1.0}, density=0.2),
+                    "mnist", ADAM_LENET, {"cpu": 1.0, "cuda": 1.0}, density=0.2,
+                    peers_share=0.25),
     "conv4": Case("Conv-4", "conv", {"depth": 4}, 60, "cifar",
                   {"optimizer": "adam", "lr": 3e-4}, {"cpu": 0.004, "cuda": 0.5}),
     "resnet20": Case("ResNet-20", "resnet", {"depth": 20}, 128, "cifar", SGD,
@@ -186,6 +190,11 @@ def _median_rate(runs: list[float]) -> float:
     return statistics.median(runs)
 
 
+def _warm_up(iterations: int) -> int:
+    """Untimed iterations first: allocator, oneDNN primitives and caches settle."""
+    return max(2, iterations // 10)
+
+
 def measure_lth(case: Case, device, iterations: int, repeats: int, mnist: Path) -> dict:
     """lth-suite's ``train``, then the FLOP floor of the same shapes."""
     from lth_suite.data import Splits
@@ -207,14 +216,14 @@ def measure_lth(case: Case, device, iterations: int, repeats: int, mnist: Path) 
                             **case.optimizer)
         return TrainConfig.resolve(training, len(data.y_train))
 
-    train(model, mask, data, config(max(3, iterations // 10)), data_seed=1)  # warm-up
+    train(model, mask, data, config(_warm_up(iterations)), data_seed=1)
     rates = []
     for repeat in range(repeats):
         result = train(model, mask, data, config(iterations), data_seed=2 + repeat)
         rates.append(iterations / result.timings["steps"])
     floor = measure_floor(model, info, case.batch, device, iterations, repeats)
     return {"rate": _median_rate(rates), "rates": rates, "floor": floor, "data": described,
-            "peak_mib": _peak_mib(device), "threads": torch.get_num_threads()}
+            "peak_mib": _peak_mib(device)}
 
 
 def measure_floor(model, info, batch: int, device, iterations: int, repeats: int) -> float:
@@ -259,7 +268,7 @@ def measure_floor(model, info, batch: int, device, iterations: int, repeats: int
                                           module.dilation, False, [0, 0], module.groups,
                                           [needs_input_grad, True, False])
 
-    for _ in range(max(2, iterations // 10)):
+    for _ in range(_warm_up(iterations)):
         step()
     rates = []
     for _ in range(repeats):
@@ -334,7 +343,7 @@ def measure_peers(case: Case, device, iterations: int, repeats: int, mnist: Path
             loss.backward()
             optimizer.step()
 
-    steps(max(3, iterations // 10))
+    steps(_warm_up(iterations))
     rates = []
     for _ in range(repeats):
         _sync(device)
@@ -390,7 +399,7 @@ def measure_population(k: int, population: bool, device, iterations: int, repeat
         _sync(device)
         return time.perf_counter() - started
 
-    run(max(3, iterations // 10))
+    run(_warm_up(iterations))
     rates = [k * iterations / run(iterations) for _ in range(repeats)]
     return {"rate": _median_rate(rates), "rates": rates, "data": described,
             "peak_mib": _peak_mib(device)}
@@ -398,15 +407,24 @@ def measure_population(k: int, population: bool, device, iterations: int, repeat
 
 def worker(job: dict) -> dict:
     """Run one measurement (in its own process, so that its peak memory is its own)."""
+    import torch
+
+    import lth_suite.training  # noqa: F401 - the imports' memory, before any data
+
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
     device = _device(job["device"])
+    imports_mib = _peak_mib(torch.device("cpu"))
     mnist = Path(job["mnist"])
     if job["kind"] == "lth":
-        return measure_lth(CASES[job["case"]], device, job["iterations"], job["repeats"], mnist)
-    if job["kind"] == "peers":
-        return measure_peers(CASES[job["case"]], device, job["iterations"], job["repeats"],
-                             mnist, job["workers"])
-    return measure_population(job["k"], job["kind"] == "population", device,
-                              job["iterations"], job["repeats"], mnist)
+        result = measure_lth(CASES[job["case"]], device, job["iterations"], job["repeats"], mnist)
+    elif job["kind"] == "peers":
+        result = measure_peers(CASES[job["case"]], device, job["iterations"], job["repeats"],
+                               mnist, job["workers"])
+    else:
+        result = measure_population(job["k"], job["kind"] == "population", device,
+                                    job["iterations"], job["repeats"], mnist)
+    return {**result, "imports_mib": imports_mib, "threads": torch.get_num_threads()}
 
 
 # --- the driver: one process per measurement, then the table --------------------------------
@@ -448,6 +466,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=2000,
                         help="LeNet iterations per timed run; the conv nets run a fraction")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per measurement (default: torch's, one per core)")
     parser.add_argument("--loader-workers", type=int, default=0,
                         help="DataLoader worker processes of the peers' way")
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST,
@@ -462,32 +482,39 @@ def main(argv: list[str] | None = None) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODEL_CHOICES))
     if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_CHOICES)}")
+        parser.error(f"unknown model(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(MODEL_CHOICES)}")
     import torch
 
     device = str(_device(args.device))
     started, load_before = time.time(), os.getloadavg()
-    base = {"device": device, "repeats": args.repeats, "mnist": str(args.mnist)}
+    base = {"device": device, "repeats": args.repeats, "mnist": str(args.mnist),
+            "threads": args.threads}
     cases = [c for m in models if m != "population"
              for c in (("lenet", "lenet20") if m == "lenet" else (m,))]
-    rows = []
+    rows, counts = [], []
     for name in cases:
         case = CASES[name]
         iterations = max(3, round(args.iterations * case.share[device.split(":")[0]]))
+        peers_iterations = max(3, round(iterations * case.peers_share))
+        print(f"{case.label}: {iterations} iterations ({peers_iterations} the peers' way) x "
+              f"{args.repeats}", file=sys.stderr, flush=True)
         job = {**base, "case": name, "iterations": iterations}
-        print(f"{case.label}: {iterations} iterations x {args.repeats}", file=sys.stderr, flush=True)
         ours = _run_worker({**job, "kind": "lth"})
-        peers = _run_worker({**job, "kind": "peers", "workers": args.loader_workers})
+        peers = _run_worker({**job, "kind": "peers", "iterations": peers_iterations,
+                             "workers": args.loader_workers})
         rows.append((case, ours, peers))
+        counts.append(f"{case.label} {iterations} ({peers_iterations} the peers' way)")
     population = []
     if "population" in models:
-        iterations = max(3, args.iterations // 4)
+        iterations, repeats = max(3, args.iterations // 8), min(args.repeats, 2)
         for k in POPULATION_SIZES:
-            print(f"population of {k}: {iterations} iterations x {args.repeats}", file=sys.stderr,
+            print(f"population of {k}: {iterations} iterations x {repeats}", file=sys.stderr,
                   flush=True)
-            job = {**base, "k": k, "iterations": iterations}
+            job = {**base, "k": k, "iterations": iterations, "repeats": repeats}
             population.append((k, _run_worker({**job, "kind": "population"}),
                                _run_worker({**job, "kind": "sequential"})))
+        counts.append(f"populations {iterations} (median of {repeats})")
     elapsed, load_after = time.time() - started, os.getloadavg()
 
     memory = "peak MiB (CUDA allocated)" if device.startswith("cuda") else "peak RSS MiB"
@@ -512,19 +539,21 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(lines)
     print(table)
 
-    command = "python " + " ".join(shlex.quote(a) for a in
-                                   [os.path.relpath(__file__, Path.cwd()), *(argv or sys.argv[1:])])
-    threads = rows[0][1].get("threads") if rows else torch.get_num_threads()
+    script = os.path.relpath(__file__, Path.cwd())
+    command = "python " + " ".join(shlex.quote(a) for a in [script, *(argv or sys.argv[1:])])
+    measured = [m for _, *pair in rows + population for m in pair]
+    threads = measured[0]["threads"] if measured else torch.get_num_threads()
+    imports = [m["imports_mib"] for m in measured]
+    gpu = f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""
     report = [
         "# lth-suite benchmark",
         "",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {_cpu_model()}, {os.cpu_count()} cores; device {device}"
-        + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "")
-        + f"; torch threads {threads}",
+        f"- machine: {_cpu_model()}, {os.cpu_count()} cores; device {device}{gpu}; "
+        f"torch threads {threads}",
         f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}",
         f"- load average (1 min) {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; "
-        f"run took {elapsed:.0f} s",
+        f"the run took {elapsed:.0f} s",
         f"- command: `{command}`",
         "",
         table,
@@ -532,25 +561,33 @@ def main(argv: list[str] | None = None) -> None:
         "How each figure is measured (all in this run, each in its own process):",
         "",
         "- **lth-suite**: `lth_suite.training.train` on in-memory tensors with the masks "
-        "(dense at level 0, 20% of each layer's weights at random otherwise); iterations/s "
-        "from the training's own step timer, evaluations excluded; median of "
-        f"{args.repeats} timed runs after a warm-up.",
-        "- **peers' way**: `DataLoader` (shuffle, "
+        "(dense at level 0, else 20% of each layer's weights kept at random); iterations/s "
+        "from the training's own step timer (evaluations excluded); samples/s = it/s x "
+        "batch.",
+        "- **peers' way**: a `DataLoader` (shuffle, "
         f"{args.loader_workers} worker processes) over a torchvision-style `Dataset` "
-        "(uint8 arrays; per sample a PIL image, `ToTensor`, `Normalize`, as open_lth and "
-        "torchvision's MNIST/CIFAR do), masks via `torch.nn.utils.prune.custom_from_mask`, "
-        "`torch.optim.Adam`/`SGD` with `foreach=False`; same network class, data, masks and "
-        "hyperparameters. Speed-up = lth-suite it/s / peers' it/s.",
-        "- **FLOP floor**: the network's conv and matmul shapes alone (forward, weight "
+        "(uint8 arrays; per sample a PIL image, `ToTensor`, `Normalize`, as torchvision's "
+        "MNIST/CIFAR classes and open_lth do), masks through "
+        "`torch.nn.utils.prune.custom_from_mask`, `torch.optim.Adam`/`SGD` with "
+        "`foreach=False`; the same network class, data, masks and hyperparameters. "
+        "Speed-up = lth-suite it/s / peers' it/s.",
+        "- **FLOP floor**: the network's own conv and matmul shapes (forward, weight "
         "gradients, input gradients past the first layer) as raw ATen calls on random "
         "tensors, back to back: no autograd, optimizer, data, bias, activation, pooling, "
         "norm or loss. \"of floor\" = lth-suite it/s / floor it/s.",
         "- **population** rows (*): network-iterations/s (K x iterations / s) of K "
-        "LeNet-300-100 at level 0 trained at once by `lth_suite.population.train_population` "
-        "beside the same K trained one after another by `train`; speed-up = population / "
-        "sequential. (`training.population: auto` turns it on only on CUDA.)",
-        "- Adam (lr 1.2e-3 LeNet, 3e-4 Conv-4) and SGD (momentum 0.9, lr 0.01, weight "
-        "decay 1e-4: ResNet-20, VGG-19); the hyperparameters do not change the speed.",
+        "LeNet-300-100 at level 0 trained at once by `lth_suite.population.train_population`, "
+        "beside the same K trained one after another by `train` (the peers' column); "
+        "speed-up = population / sequential. `training.population: auto` uses populations "
+        "on CUDA only.",
+        f"- **peak memory**: {'`torch.cuda.max_memory_allocated`' if gpu else '`ru_maxrss`'} of "
+        "each measuring process"
+        + (f"; a process that has imported torch and lth-suite holds {min(imports):,.0f}-"
+           f"{max(imports):,.0f} MiB before any data" if imports and not gpu else "") + ".",
+        f"- iterations per timed run: {'; '.join(counts)}; each figure is the median of "
+        f"{args.repeats} timed runs after an untimed warm-up of a tenth as many.",
+        "- optimizers: Adam (lr 1.2e-3 LeNet, 3e-4 Conv-4), SGD (momentum 0.9, lr 0.01, weight "
+        "decay 1e-4: ResNet-20, VGG-19); hyperparameters do not change the speed.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(report) + "\n")

@@ -238,8 +238,9 @@ class Driver:
                 for later in self.plans[index + 1:]:
                     self._end_plan(later, "KILLED", "interrupted")
                 raise
-            except LthError as error:  # the runner ended its runs FAILED
-                results.append(Result(plan.parent_id or "", error=error, units=len(job.graph)))
+            except Exception as exc:  # the runner ended its runs FAILED; the others go on
+                results.append(Result(plan.parent_id or "", error=_as_lth_error(exc),
+                                      units=len(job.graph)))
                 continue
             results.append(Result(plan.parent_id or "", finished, units=len(job.graph)))
         return results

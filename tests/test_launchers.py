@@ -33,7 +33,6 @@ from lth_suite.distributed import Driver, Planned, check_tracking_uri, unit_grap
 from lth_suite.errors import LthError
 from lth_suite.launching import Unit, UnitGraph
 from lth_suite.masks import Mask
-from lth_suite.plugins import load_plugins
 from lth_suite.runner import run_experiment
 from lth_suite.spec_loading import build_spec, spec_hash
 from lth_suite.tracking import open_tracker
@@ -311,7 +310,7 @@ def server(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
          "--artifacts-destination", str(folder / "artifacts")],
         stdout=(folder / "server.log").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True)
@@ -471,15 +470,23 @@ def test_ctrl_c_cancels_the_units_then_resume_finishes_with_ray(tiny, write_spec
     marker = tmp_path / "sleeping.marker"
     data = tiny_spec(tiny, marker=str(marker), level=1, mode="sleep")
 
-    def interrupt() -> None:  # Ctrl-C once r0-level1-ticket is inside the criterion
-        deadline = time.time() + 240
-        while not marker.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGINT)
+    finished = threading.Event()
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    result = invoke("run", write_spec(data), "--tracking-uri", server)
+    def interrupt() -> None:  # Ctrl-C once r0-level1-ticket is inside the criterion
+        while not marker.exists():
+            if finished.wait(0.1):
+                return  # the run ended without reaching the fault: never interrupt later
+        time.sleep(0.5)
+        if not finished.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
+    try:
+        result = invoke("run", write_spec(data), "--tracking-uri", server)
+    finally:
+        finished.set()
+        watcher.join()
     assert result.exit_code == 130, result.output
     parent = parent_of(server, "interrupted")
     assert f"resume with: lth-suite resume {parent}" in result.output

@@ -127,11 +127,12 @@ class RayLauncher:
         outcomes = [Outcome() for _ in jobs]
         pending: dict[Any, tuple[int, Unit]] = {}
         for index, job in enumerate(jobs):
+            execute = ray.put(job.execute)  # stored once, not pickled into every task
             refs: dict[Unit, Any] = {}
             for unit in job.graph.units:
                 needs = [refs[dep] for dep in job.graph.dependencies[unit] if dep in refs]
                 refs[unit] = task.options(name=f"{job.label}{unit.name}").remote(
-                    job.execute, unit, threads, *needs)
+                    execute, unit, threads, *needs)
                 pending[refs[unit]] = (index, unit)
         try:
             while pending:
@@ -142,7 +143,8 @@ class RayLauncher:
         except KeyboardInterrupt:
             for ref in pending:  # a KeyboardInterrupt inside each running unit: runs KILLED
                 ray.cancel(ref)
-            ray.wait(list(pending), num_returns=len(pending), timeout=30)
+            if pending:  # give the units the time to end their child runs
+                ray.wait(list(pending), num_returns=len(pending), timeout=30)
             raise
         return outcomes
 
