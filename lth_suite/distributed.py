@@ -140,15 +140,17 @@ class UnitJob:
             tracker = open_tracker(self.tracking_uri)
             run_id = LotteryRunner(experiment, tracker).run_unit(
                 self.parent_id, unit.replicate, unit.level, unit.branch)
+            if run_id is None:  # a control skipped as diverged
+                if skip:
+                    return None
+                raise UnitFailed(unit.name, "it produced no result")
             run = tracker.get_run(run_id)
         except Diverged as exc:
             if skip:
                 return None
             raise UnitFailed(unit.name, str(exc), exc.exit_code) from None
-        except StopIteration:  # run_unit found no result: a control skipped as diverged
-            if skip:
-                return None
-            raise UnitFailed(unit.name, "it produced no result") from None
+        except UnitFailed:
+            raise
         except LthError as exc:
             raise UnitFailed(unit.name, str(exc), exc.exit_code) from None
         except Exception as exc:
@@ -258,7 +260,7 @@ class Driver:
         else:
             experiment = plan.experiment or _prepare(plan.spec, self.plugins)
             # the same parent run, params and tags as an in-process run creates
-            plan.parent_id = LotteryRunner(experiment, plan.tracker)._open_parent()
+            plan.parent_id = LotteryRunner(experiment, plan.tracker).open_parent()
         graph = unit_graph(plan.spec).without(plan.done)
         execute = UnitJob(to_yaml(plan.spec), self.tracking_uri, plan.parent_id,
                           os.environ.get(LOAD_ENV))
@@ -284,7 +286,8 @@ class Driver:
 
         experiment = plan.experiment or _prepare(plan.spec, self.plugins)
         return LotteryRunner(experiment, open_tracker(self.tracking_uri),
-                             self.restored_progress, resume=plan.parent_id).run()
+                             self.restored_progress, resume=plan.parent_id,
+                             mark_resumed=False).run()
 
     def _end_open(self, status: str, reason: str) -> None:
         for plan in self.plans:
@@ -295,7 +298,7 @@ class Driver:
         """End the children a unit left RUNNING KILLED, then the parent with ``status``."""
         if plan.parent_id is None:
             return
-        end_running_children(plan.tracker, plan.parent_id, reason)
+        plan.tracker.end_running_children(plan.parent_id, reason)
         plan.tracker.end_all(status, reason)
 
 
@@ -303,18 +306,6 @@ def _prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     from .experiment import prepare
 
     return prepare(spec, plugins)
-
-
-def end_running_children(tracker: Tracker, parent_id: str, reason: str) -> None:
-    """End as KILLED the children of ``parent_id`` still RUNNING (their worker is gone)."""
-    client = tracker.client
-    experiment_id = client.get_run(parent_id).info.experiment_id
-    for child in client.search_runs(
-            [experiment_id], max_results=50000,
-            filter_string=f"tags.mlflow.parentRunId = '{parent_id}' "
-                          "and attributes.status = 'RUNNING'"):
-        client.set_tag(child.info.run_id, "lth_suite.error", reason[:5000])
-        client.set_terminated(child.info.run_id, status="KILLED")
 
 
 def _describe(exc: BaseException) -> str:

@@ -53,11 +53,13 @@ class LotteryRunner(PopulationLevels):
     """Runs one experiment end to end (or resumes one) and logs it through a ``Tracker``."""
 
     def __init__(self, experiment: Experiment, tracker: Tracker,
-                 progress: Progress | None = None, resume: str | None = None):
+                 progress: Progress | None = None, resume: str | None = None,
+                 mark_resumed: bool = True):
         self.x = experiment
         self.tracker = tracker
         self.progress = progress or SilentProgress()
         self.resume = resume
+        self.mark_resumed = mark_resumed  # False when a launcher's driver finishes its own run
         self.checkpoints = Checkpoints(tracker, [])
         self.guard = Guard(experiment.plugins, tracker)
         self.states: dict[int, ReplicateState] = {}
@@ -68,7 +70,7 @@ class LotteryRunner(PopulationLevels):
     def run(self) -> ExperimentFinished:
         """Every level of every replicate; runs end FAILED or KILLED if anything stops it."""
         spec = self.x.spec
-        parent = self._open_parent()
+        parent = self.open_parent()
         try:
             levels = [self._run_level(level, parent) for level in range(spec.pruning.levels + 1)]
             finished = ExperimentFinished(spec, self.x.hash, levels, parent,
@@ -87,9 +89,11 @@ class LotteryRunner(PopulationLevels):
             raise
         return finished
 
-    def _open_parent(self) -> str:
+    def open_parent(self) -> str:
+        """Create the parent run (or reopen it when resuming); its id."""
         if self.resume:
-            self.checkpoints = Checkpoints(self.tracker, self.tracker.resume_experiment(self.resume))
+            self.checkpoints = Checkpoints(self.tracker, self.tracker.resume_experiment(
+                self.resume, mark=self.mark_resumed))
             return self.resume
         spec = self.x.spec
         return self.tracker.start_experiment(
@@ -182,13 +186,13 @@ class LotteryRunner(PopulationLevels):
         self.states[replicate] = ReplicateState(init_state, captured, trained, trained)
         return [dense]
 
-    def run_unit(self, parent_id: str, replicate: int, level: int, branch: str) -> str:
+    def run_unit(self, parent_id: str, replicate: int, level: int, branch: str) -> str | None:
         """Train one (replicate, level, branch) of an experiment whose parent run exists.
 
         What it depends on (the replicate's earlier tickets) is read back from their
         checkpoints, so a unit can run in any process that reaches the tracking store:
-        this is what launchers distribute. Returns the unit's child run id; a unit
-        that already finished is not trained again.
+        this is what launchers distribute. Returns the unit's child run id (None for a
+        control skipped as diverged); a unit that already finished is not trained again.
         """
         self.checkpoints = Checkpoints(self.tracker, self.tracker.attach(parent_id))
         results = self._dense(replicate)
@@ -197,7 +201,7 @@ class LotteryRunner(PopulationLevels):
         if level > 0:
             results = self._pruned(replicate, level,
                                    controls=() if branch == "ticket" else (branch,))
-        return next(r.run_id for r in results if r.branch == branch)
+        return next((r.run_id for r in results if r.branch == branch), None)
 
     def _pruned(self, replicate: int, level: int,
                 controls: tuple[str, ...] = ("reinit", "random_prune")) -> list[BranchResult]:

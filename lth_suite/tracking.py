@@ -134,21 +134,26 @@ class Tracker:
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
             max_results=50000)
 
-    def resume_experiment(self, parent_id: str) -> list[Any]:
+    def end_running_children(self, parent_id: str, reason: str) -> None:
+        """End as KILLED the children of ``parent_id`` still RUNNING (their process is gone)."""
+        for child in self._children(parent_id):
+            if child.info.status == "RUNNING":
+                self.client.set_tag(child.info.run_id, f"{TAG_PREFIX}error", reason[:5000])
+                self.client.set_terminated(child.info.run_id, status="KILLED")
+
+    def resume_experiment(self, parent_id: str, mark: bool = True) -> list[Any]:
         """Reopen an unfinished parent run; end children a dead process left RUNNING as KILLED.
 
         Returns the parent's FINISHED children (MLflow ``Run`` objects).
         """
         parent = self.client.get_run(parent_id)
         self.parent_id, self.experiment_id = parent_id, parent.info.experiment_id
+        self.end_running_children(
+            parent_id, "the process running it died; ended when the experiment resumed")
         children = self._children(parent_id)
-        for child in children:
-            if child.info.status == "RUNNING":
-                self.client.set_tag(child.info.run_id, f"{TAG_PREFIX}error",
-                                    "the process running it died; ended when the experiment resumed")
-                self.client.set_terminated(child.info.run_id, status="KILLED")
         self.client.update_run(parent_id, status="RUNNING")
-        self.client.set_tag(parent_id, f"{TAG_PREFIX}resumed", str(int(time.time())))
+        if mark:
+            self.client.set_tag(parent_id, f"{TAG_PREFIX}resumed", str(int(time.time())))
         self._open.append(parent_id)
         return [c for c in children if c.info.status == "FINISHED"]
 
