@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from lth_suite.cli import app
 from lth_suite.data import DataInfo
-from lth_suite.export import count, shrink, unsupported
+from lth_suite.shrink import count, shrink, unsupported
 from lth_suite.masks import Mask, prunable_layers
 from lth_suite.plugins import load_plugins
 from lth_suite.runner import run_experiment
