@@ -1,0 +1,61 @@
+"""What every command shares: the app, consoles, options and error handling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import LthError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Lottery Ticket Hypothesis experiments, tracked in MLflow.")
+# soft_wrap: piped output keeps one line per message instead of wrapping at 80 columns
+WIDE = 160  # tables printed to a pipe are not cut to the 80-column default
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else WIDE)
+err = Console(stderr=True, soft_wrap=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="experiment spec (YAML)", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-s", help="override a spec field: KEY=VALUE, VALUE parsed as YAML (repeatable)")]
+OverridesOpt = Annotated[Optional[str], typer.Option(
+    "--overrides", help="several overrides in one string, separated by ';' (for mlflow run)")]
+UriOpt = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: sqlite mlflow.db in this folder)")]
+
+
+def _fail(error: LthError) -> None:
+    for line in error.lines():
+        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _load(spec_path: Path, overrides: list[str] | None):
+    from ..plugins import load_plugins
+    from ..spec_loading import load_spec
+
+    plugins = load_plugins()
+    return plugins, load_spec(spec_path, plugins.registry, overrides or [])
+
+
+def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None:
+    """The report at the end of ``run``; a failure warns but never fails the finished run."""
+    retry = f"retry with: lth-suite report {parent_run_id} --tracking-uri {uri}"
+    try:
+        from ..report import report as write_report
+
+        result = write_report(parent_run_id, uri, levels=levels)
+    except KeyboardInterrupt:
+        err.print(f"warning: report interrupted; the experiment is finished; {retry}",
+                  highlight=False, markup=False)
+        return
+    except Exception as exc:  # the experiment is finished and logged: keep exit code 0
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        err.print(f"warning: the report could not be written ({type(exc).__name__}: {first}); "
+                  f"{retry}", highlight=False, markup=False)
+        return
+    out.print(f"report: {result.folder}/ (also logged to the parent run under report/)",
+              highlight=False, markup=False)

@@ -1,0 +1,225 @@
+"""Commands that run experiments: run, resume, and the mlflow run entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import LthError
+from .common import OverridesOpt, SetOpt, SpecArg, UriOpt, _auto_report, _fail, _load, app, err, out
+
+@app.command()
+def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
+        tracking_uri: UriOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, load data and "
+                                              "build the model; train and log nothing")] = False,
+        resume: Annotated[bool, typer.Option("--resume", help="continue the newest unfinished "
+                                             "run of this spec, skipping what is done")] = False,
+        ) -> None:
+    """Run an experiment: train, prune, rewind, retrain, level after level."""
+    from ..experiment import prepare
+
+    extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
+    try:
+        plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
+        if experiment_spec.launcher.name != "local":  # before data load and any run
+            from ..distributed import check_launcher
+            from ..tracking import resolve_tracking_uri
+
+            check_launcher(experiment_spec, plugins,
+                           resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
+        experiment = prepare(experiment_spec, plugins)
+        if dry_run:
+            _print_plan(experiment)
+            return
+        from ..resume import find_resumable
+        from ..tracking import open_tracker, resolve_tracking_uri
+
+        tracker = open_tracker(resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
+        resume_id = find_resumable(tracker, experiment_spec, plugins.registry) if resume else None
+        if resume and resume_id is None:
+            err.print("nothing to resume for this spec: starting a new experiment")
+    except LthError as error:
+        _fail(error)
+    _execute(experiment, tracker, resume_id, tracking_uri)
+
+
+@app.command()
+def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experiment")],
+           set_: SetOpt = None, tracking_uri: UriOpt = None) -> None:
+    """Continue an interrupted experiment in its own parent run, skipping what is done."""
+    import yaml
+
+    from ..experiment import prepare
+    from ..plugins import load_plugins
+    from ..resume import check_same_spec
+    from ..spec_loading import apply_overrides, build_spec
+    from ..tracking import open_tracker, resolve_tracking_uri
+
+    try:
+        tracker = open_tracker(resolve_tracking_uri(tracking_uri, None))
+        parent = tracker.get_run(run_id)
+        if "mlflow.parentRunId" in parent.data.tags or "lth_suite.spec_hash" not in parent.data.tags:
+            raise LthError(f"run {run_id} is not the parent run of an lth-suite experiment")
+        if parent.info.status == "FINISHED":
+            raise LthError(f"run {run_id} already finished: nothing to resume")
+        plugins = load_plugins()
+        logged = yaml.safe_load(tracker.read_artifact(run_id, "spec.yaml").decode())
+        experiment_spec = build_spec(apply_overrides(logged, set_ or []), plugins.registry,
+                                     f"run {run_id} spec.yaml")
+        check_same_spec(tracker, run_id, experiment_spec, plugins.registry)
+        if experiment_spec.launcher.name != "local":
+            from ..distributed import check_launcher
+
+            check_launcher(experiment_spec, plugins, tracker.uri)
+        experiment = prepare(experiment_spec, plugins)
+    except LthError as error:
+        _fail(error)
+    _execute(experiment, tracker, run_id, tracking_uri)
+
+
+def _execute(experiment, tracker, resume_id: str | None, tracking_uri: str | None) -> None:
+    """Run or resume a prepared experiment; Ctrl-C and SIGTERM end its runs as KILLED."""
+    import signal
+
+    from ..progress import ConsoleProgress
+    from ..runner import LotteryRunner
+
+    def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
+        raise KeyboardInterrupt
+
+    if experiment.spec.launcher.name != "local":
+        _execute_distributed(experiment, tracker, resume_id, tracking_uri, terminate)
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    _print_plan(experiment)
+    runner = LotteryRunner(experiment, tracker, ConsoleProgress(experiment.trainings()),
+                           resume=resume_id)
+    try:
+        finished = runner.run()
+    except LthError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the open runs were ended as KILLED; resume with: "
+                  f"lth-suite resume {tracker.parent_id} --tracking-uri {tracker.uri}",
+                  highlight=False, markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runner.progress.stop()
+    elapsed = runner.progress.elapsed()
+    _print_summary(finished.summary, elapsed)
+    _print_time_split(finished, elapsed)
+    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
+    if experiment.spec.report.enabled:
+        _auto_report(tracker.uri, finished.parent_run_id, experiment.spec.report.levels)
+    out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
+              + (f" --tracking-uri {tracker.uri}" if tracking_uri else ""), highlight=False)
+
+
+def _execute_distributed(experiment, tracker, resume_id: str | None,
+                         tracking_uri: str | None, terminate) -> None:
+    """Run or resume an experiment's units through its launcher (e.g. Ray tasks)."""
+    import signal
+
+    from ..distributed import Driver, Planned, check_launcher
+    from ..progress import ConsoleProgress
+
+    spec = experiment.spec
+    launcher = check_launcher(spec, experiment.plugins, tracker.uri)
+    _print_plan(experiment)
+    err.print(f"launcher {spec.launcher.name}: units run as they become ready; "
+              f"tracking at {tracker.uri}", highlight=False, markup=False)
+    progress = ConsoleProgress(experiment.trainings())
+    driver = Driver(experiment.plugins, launcher, tracker.uri, progress)
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        result = driver.run([Planned(spec, tracker, experiment, resume_id)])[0]
+    except LthError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the units were cancelled and the open runs ended as KILLED; "
+                  f"resume with: lth-suite resume {tracker.parent_id} --tracking-uri "
+                  f"{tracker.uri}", highlight=False, markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.stop()
+    if result.error is not None:
+        err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
+                  f"with: lth-suite resume {result.parent_id} --tracking-uri {tracker.uri}",
+                  highlight=False, markup=False)
+        _fail(result.error)
+    finished = result.finished
+    _print_summary(finished.summary, driver.restored_progress.elapsed())
+    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
+    if spec.report.enabled:
+        _auto_report(tracker.uri, finished.parent_run_id, spec.report.levels)
+    out.print(f"open the MLflow UI with: [bold]lth-suite ui[/] --tracking-uri {tracker.uri}",
+              highlight=False)
+
+
+@app.command(hidden=True)
+def mlproject(
+    model: Annotated[str, typer.Option(help="preset: lenet, conv2, conv4, conv6, vgg19, resnet20")] = "lenet",
+    spec: Annotated[str, typer.Option(help="a spec file instead of the preset")] = "",
+    dataset: str = "", data_root: str = "", levels: str = "", iterations: str = "",
+    replicates: str = "", device: str = "",
+    overrides: Annotated[str, typer.Option(help="KEY=VALUE pairs separated by ';'")] = "",
+) -> None:
+    """The ``mlflow run`` entry point: a preset (or spec) plus the project's parameters."""
+    from ..presets import preset_path, project_overrides
+
+    try:
+        path = Path(spec) if spec else preset_path(model)
+    except LthError as error:
+        _fail(error)
+    sets = project_overrides(dataset=dataset, data_root=data_root, levels=levels,
+                             iterations=iterations, replicates=replicates, device=device,
+                             overrides=overrides)
+    run(path, set_=sets, overrides=None, tracking_uri=None, dry_run=False, resume=False)
+
+
+def _print_plan(experiment) -> None:
+    spec, sizes = experiment.spec, experiment.data.sizes()
+    params = sum(layer.numel for layer in experiment.layers)
+    err.print(
+        f"{spec.experiment.name} [{experiment.hash}]: {spec.model.name} on "
+        f"{experiment.data.info.name} (train {sizes['train']}, validation {sizes['validation']}, "
+        f"test {sizes['test']}), {params:,} prunable weights; {spec.pruning.levels} levels x "
+        f"{spec.experiment.replicates} replicate(s), branches {', '.join(experiment.branches())}: "
+        f"{experiment.trainings()} trainings of {experiment.config.total} iterations on "
+        f"{experiment.device}", highlight=False, markup=False)
+
+
+def _print_time_split(finished, seconds: float) -> None:
+    """Where the run's time went: training steps, evaluations, and the rest (MLflow logging,
+    checkpoints, pruning, analyzers), from the timings each training reports."""
+    trained = [b.result.timings for level in finished.levels for b in level.branches
+               if not b.restored]
+    if not trained or not all(trained):  # population training does not split its time
+        return
+    steps = sum(t["steps"] for t in trained)
+    evaluation = sum(t["evaluation"] for t in trained)
+    rest = max(0.0, seconds - steps - evaluation)
+    out.print(f"time: training steps {steps:.1f} s, evaluation {evaluation:.1f} s, logging and "
+              f"checkpoints {rest:.1f} s (+{100 * (evaluation + rest) / max(steps, 1e-9):.0f}%)",
+              highlight=False, markup=False)
+
+
+def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
+    branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
+                      key=lambda b: (b != "ticket", b))
+    table = Table(title=f"test accuracy at the early-stop iteration ({seconds:.1f} s)")
+    table.add_column("level", justify="right")
+    table.add_column("weights left", justify="right")
+    for branch in branches:
+        table.add_column(branch, justify="right")
+    for row in rows:
+        cells = [f"{row.get(f'{b}/early_stop_test_accuracy', float('nan')):.4f}"
+                 if f"{b}/early_stop_test_accuracy" in row else "-" for b in branches]
+        table.add_row(str(int(row["level"])), f"{100 * row['density']:.1f}%", *cells)
+    out.print(table)

@@ -1,0 +1,81 @@
+"""Commands that inspect without running: validate, schema, plugins, ui."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import LthError
+from .common import SetOpt, SpecArg, UriOpt, _fail, _load, app, err, out
+
+@app.command()
+def validate(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Check a spec (and its plugin params) without running it."""
+    from ..spec_loading import spec_hash
+
+    try:
+        _, experiment_spec = _load(spec, set_)
+    except LthError as error:
+        _fail(error)
+    out.print(f"{spec}: valid (hash {spec_hash(experiment_spec)})", highlight=False, markup=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON schema, plugins' params included, for editors."""
+    from ..plugins import load_plugins
+    from ..spec_loading import json_schema
+
+    try:
+        plugins = load_plugins()
+    except LthError as error:
+        _fail(error)
+    sys.stdout.write(json.dumps(json_schema(plugins.registry), indent=2) + "\n")
+
+
+@app.command()
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+            ) -> None:
+    """List the plugins, their versions, what each provides, and any that failed to load."""
+    from ..plugins import load_plugins
+
+    try:
+        loaded = load_plugins()
+    except LthError as error:
+        _fail(error)
+    rows = [{"plugin": info.name, "version": info.version, "distribution": info.distribution,
+             "status": info.status, "error": info.error, "provides": info.provides}
+            for info in loaded.infos.values()]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="lth-suite plugins")
+    for column in ("plugin", "version", "status", "provides"):
+        table.add_column(column)
+    for row in rows:
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items())
+        if row["status"] != "ok":
+            provides = f"{provides or '(unknown)'}\nerror: {row['error']}"
+        table.add_row(row["plugin"], row["version"], row["status"], provides or "(hooks only)")
+    out.print(table)
+
+
+@app.command()
+def ui(tracking_uri: UriOpt = None,
+       port: Annotated[int, typer.Option(help="port")] = 5000,
+       host: Annotated[str, typer.Option(help="interface; 0.0.0.0 exposes the UI to the "
+                                         "network")] = "127.0.0.1") -> None:
+    """Start the MLflow UI (on 127.0.0.1 unless told otherwise) for the configured store."""
+    from ..tracking import resolve_tracking_uri, ui_command
+    import subprocess
+
+    uri = resolve_tracking_uri(tracking_uri, None)
+    err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    try:
+        raise typer.Exit(subprocess.call(ui_command(uri, port, host)))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

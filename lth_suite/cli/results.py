@@ -1,0 +1,111 @@
+"""Commands on finished experiments: report and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import LthError
+from .common import UriOpt, _fail, app, out
+
+ExperimentArg = Annotated[Optional[str], typer.Argument(
+    help="parent run id, MLflow experiment name (its latest run), spec hash or run name",
+    show_default=False)]
+SweepOpt = Annotated[Optional[str], typer.Option(
+    "--sweep", help="instead of EXPERIMENT: a sweep id (or its first digits), every point side "
+    "by side (default folder: reports/sweep-ID8/)", show_default=False)]
+
+
+@app.command()
+def report(experiment: ExperimentArg = None,
+           out_dir: Annotated[Optional[Path], typer.Option(
+               "--out", help="folder for the figures and summary.md (default: reports/RUN_NAME/)",
+               show_default=False)] = None,
+           tracking_uri: UriOpt = None,
+           levels: Annotated[Optional[str], typer.Option(
+               "--levels", help="levels drawn in accuracy_vs_iteration.png, e.g. 0,2,5 "
+               "(default: a few spread levels)", show_default=False)] = None,
+           sweep: SweepOpt = None,
+           ) -> None:
+    """Write paper-style figures and a summary table of a finished experiment."""
+    from ..report import parse_levels
+    from ..report import report as write_report
+    from ..tracking import resolve_tracking_uri
+
+    if sweep is not None or experiment is None:
+        _sweep_report(sweep, experiment, out_dir, tracking_uri)
+        return
+    try:
+        result = write_report(experiment, resolve_tracking_uri(tracking_uri, None), out_dir,
+                              parse_levels(levels))
+    except LthError as error:
+        _fail(error)
+    for path in result.files:
+        out.print(str(path), highlight=False, markup=False)
+    out.print(f"report of {result.run_name} in {result.folder}/, also logged to parent run "
+              f"{result.parent_run_id} under report/", highlight=False, markup=False)
+
+
+def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | None,
+                  tracking_uri: str | None) -> None:
+    """``report --sweep ID``: every point of a sweep side by side."""
+    from ..tracking import resolve_tracking_uri
+
+    try:
+        if sweep is None or experiment is not None:
+            raise LthError("report: give either an EXPERIMENT or --sweep ID")
+        from ..sweep_report import sweep_report
+
+        result = sweep_report(sweep, resolve_tracking_uri(tracking_uri, None), out_dir)
+    except LthError as error:
+        _fail(error)
+    for path in result.files:
+        out.print(str(path), highlight=False, markup=False)
+    out.print(f"report of sweep {result.sweep_id} ({len(result.points)} points) in "
+              f"{result.folder}/", highlight=False, markup=False)
+
+
+@app.command()
+def export(run_id: Annotated[str, typer.Argument(
+               help="a child run id, e.g. of r0-level3-ticket", show_default=False)],
+           out_dir: Annotated[Path, typer.Option("--out", help="folder to write into",
+                                                 show_default=False)],
+           tracking_uri: UriOpt = None) -> None:
+    """Export a trained ticket: masked state dict, mask, and a shrunk dense network."""
+    from ..export import export_run
+    from ..tracking import open_reader, resolve_tracking_uri
+
+    try:
+        result = export_run(open_reader(resolve_tracking_uri(tracking_uri, None)), run_id,
+                            out_dir)
+    except LthError as error:
+        _fail(error)
+    _print_export(result)
+
+
+def _print_export(result) -> None:
+    table = Table(title=f"{result.run_name} ({result.architecture}, input "
+                        f"{'x'.join(map(str, result.input_shape))})")
+    for column in ("network", "parameters", "nonzero", "MACs / example", "sparse MACs"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    rows = [("masked (full size)", result.before)]
+    if result.after is not None:
+        rows.append(("shrunk", result.after))
+    for label, counts in rows:
+        table.add_row(label, f"{counts.parameters:,}", f"{counts.nonzero:,}",
+                      f"{counts.macs:,}", f"{counts.sparse_macs:,}")
+    out.print(table)
+    if result.after is None:
+        out.print(f"not shrunk: {result.reason}; wrote the masked state dict and the mask only",
+                  highlight=False, markup=False)
+    for change in result.layers[:-1]:
+        kept = f", {change.constant_kept} constant kept" if change.constant_kept else ""
+        out.print(f"{change.layer}: {change.before} -> {change.after} units/channels "
+                  f"({change.constant_removed} constant removed or folded, "
+                  f"{change.unused_removed} without outgoing weights{kept})",
+                  highlight=False, markup=False)
+    for path in result.files:
+        out.print(str(path), highlight=False, markup=False)

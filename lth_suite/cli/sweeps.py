@@ -1,0 +1,98 @@
+"""The sweep command: many experiments from one base spec and a grid of overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import LthError
+from .common import SetOpt, UriOpt, _fail, app, err, out
+
+@app.command()
+def sweep(sweep_file: Annotated[Path, typer.Argument(
+              help="sweep file (YAML): base spec + grid and/or points", show_default=False)],
+          set_: SetOpt = None, tracking_uri: UriOpt = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="validate every point and "
+                                                "print them; train and log nothing")] = False,
+          ) -> None:
+    """Run every point of a sweep (a base spec and overrides) under one MLflow experiment."""
+    import signal
+
+    from ..plugins import load_plugins
+    from ..sweep import check_points, load_sweep, run_sweep
+    from ..tracking import resolve_tracking_uri
+
+    try:
+        plugins = load_plugins()
+        plan = load_sweep(sweep_file, plugins, set_ or [])
+        uri = resolve_tracking_uri(tracking_uri, plan.points[0].spec.tracking.uri)
+        from ..distributed import check_launcher
+
+        check_launcher(plan.points[0].spec, plugins, uri)
+        check_points(plan, plugins)
+    except LthError as error:
+        _fail(error)
+    err.print(f"sweep {plan.sweep_id}: {len(plan.points)} points of {plan.path} into MLflow "
+              f"experiment '{plan.experiment}' at {uri}, launcher {plan.launcher}",
+              highlight=False, markup=False)
+    for point in plan.points:
+        err.print(f"  point {point.index}: {point.label}", highlight=False, markup=False)
+    if dry_run:
+        return
+
+    def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
+        raise KeyboardInterrupt
+
+    from ..progress import ConsoleProgress
+
+    def announce(point) -> None:
+        err.print(f"point {point.index}/{len(plan.points)}: {point.label}", highlight=False,
+                  markup=False)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        results = run_sweep(plan, plugins, uri, ConsoleProgress, announce)
+    except LthError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print("interrupted: the open runs were ended as KILLED", highlight=False,
+                  markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print_sweep(plan, results, uri)
+
+
+def _print_sweep(plan, results, uri: str) -> None:
+    table = Table(title=f"sweep {plan.sweep_id}: ticket test accuracy at the early-stop "
+                        "iteration, last level")
+    for column in ("point", "overrides", "parent run", "weights left", "ticket"):
+        table.add_column(column, justify="right" if column in ("weights left", "ticket")
+                         else "left")
+    for result in results:
+        last = result.summary[-1] if result.summary else {}
+        table.add_row(str(result.point.index), result.point.label, result.parent_id or "-",
+                      f"{100 * last['density']:.1f}%" if last else "-",
+                      f"{last.get('ticket/early_stop_test_accuracy', float('nan')):.4f}"
+                      if last else f"failed: {result.error}")
+    out.print(table)
+    if plan.points[0].spec.report.enabled:
+        try:
+            from ..sweep_report import sweep_report
+
+            written = sweep_report(plan.sweep_id, uri)
+            out.print(f"report: {written.folder}/", highlight=False, markup=False)
+        except Exception as exc:  # the sweep is logged: a report failure only warns
+            err.print(f"warning: the sweep report could not be written ({exc})",
+                      highlight=False, markup=False)
+    out.print(f"rewrite the report with: lth-suite report --sweep {plan.sweep_id} "
+              f"--tracking-uri {uri}", highlight=False, markup=False)
+    failed = [result for result in results if result.error is not None]
+    if failed:
+        for result in failed:
+            err.print(f"error: point {result.point.index} ({result.point.label}): {result.error}",
+                      highlight=False, markup=False)
+        raise typer.Exit(max(result.error.exit_code for result in failed))
