@@ -87,3 +87,36 @@ def test_artifact_names_from_user_input_are_sanitised(text, expected):
     from lth_suite.tracking import safe_name
 
     assert safe_name(text) == expected
+
+
+def test_ui_command_really_serves_the_store(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "LTH_SUITE_LOAD_PLUGINS": ""}
+    server = subprocess.Popen([sys.executable, "-m", "lth_suite", "ui", "--port", str(port),
+                               "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                assert time.time() < deadline, "the UI never answered"
+                assert server.poll() is None, "the UI exited"
+                time.sleep(0.5)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
