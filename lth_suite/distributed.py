@@ -15,6 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+# Imported here, in the main thread: torch's import is not thread-safe, and the driver's
+# launcher threads (Ray's among them) would otherwise race to import it first.
+import torch  # noqa: F401,E402
+
 from .errors import Diverged, LthError
 from .launching import Job, Launcher, Unit, UnitFailed, UnitGraph
 from .plugins import LOAD_ENV, Plugins, load_plugins
