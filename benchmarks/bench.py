@@ -20,11 +20,13 @@ One table, every figure measured by this run on this machine:
 - population: K LeNet-300-100 trained at once by ``lth_suite.population.train_population``
   against the same K trained one after another by ``train``; rates in
   network-iterations/s (K x iterations / s).
-- peak memory: each measurement runs in its own process; its ``ru_maxrss`` (CPU) or
-  ``torch.cuda.max_memory_allocated`` (CUDA).
+- peak memory: each method alone in its own process (set-up and warm-up); its
+  ``ru_maxrss`` (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA).
 
-Each rate is the median of ``--repeats`` timed runs after a warm-up (the floor: the
-best of them, the fastest the bare math ran). LeNet trains on
+A row's rates come from one process that times its methods in turn, round after round
+(``--repeats`` rounds after a warm-up): shared virtual CPUs drift in speed, and
+interleaving exposes every method to the same drift. Each rate is the median of its
+rounds; the floor is the best of them (the fastest the bare math ran). LeNet trains on
 the MNIST test set (10,000 images; ../shared/data/mnist, converted once to
 benchmarks/data/, which git ignores) when it is there, else on random tensors of
 MNIST's shape; the conv nets on random 3x32x32 images. ``--iterations`` is LeNet's
@@ -187,48 +189,60 @@ def _mask(model, density: float, seed: int = 0):
     return Mask({k: torch.rand(v.shape, generator=generator) < density for k, v in dense.items()})
 
 
-def _median_rate(runs: list[float]) -> float:
-    return statistics.median(runs)
-
-
 def _warm_up(iterations: int) -> int:
     """Untimed iterations first: allocator, oneDNN primitives and caches settle."""
     return max(2, iterations // 10)
 
 
-def measure_lth(case: Case, device, iterations: int, repeats: int, mnist: Path) -> dict:
-    """lth-suite's ``train``, then the FLOP floor of the same shapes."""
-    from lth_suite.data import Splits
-    from lth_suite.spec import Training
-    from lth_suite.training import TrainConfig, train
+def _timed(device, run, iterations: int) -> float:
+    """Iterations per second of ``run(iterations)``, which returns its own seconds or None."""
+    _sync(device)
+    started = time.perf_counter()
+    seconds = run(iterations)
+    _sync(device)
+    return iterations / (seconds if seconds is not None else time.perf_counter() - started)
 
-    x_raw, y_raw, described = _raw_data(case.data, mnist)
+
+def _splits(case: Case, device, mnist: Path):
     import torch
 
+    from lth_suite.data import Splits
+
+    x_raw, y_raw, described = _raw_data(case.data, mnist)
     x, y = _tensors(x_raw, case.data).to(device), torch.from_numpy(y_raw).to(device)
     held = min(500, len(y) // 10)
     model, info = _build(case, device)
     data = Splits(x[2 * held:], y[2 * held:], x[:held], y[:held], x[held:2 * held],
                   y[held: 2 * held], info)
+    return model, data, described
+
+
+def _config(case: Case, data, total: int):
+    from lth_suite.spec import Training
+    from lth_suite.training import TrainConfig
+
+    training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,
+                        **case.optimizer)
+    return TrainConfig.resolve(training, len(data.y_train))
+
+
+def lth_runner(case: Case, device, mnist: Path):
+    """``run(n)``: n iterations of ``lth_suite.training.train``, returning its step seconds."""
+    from lth_suite.training import train
+
+    model, data, described = _splits(case, device, mnist)
     mask = _mask(model, case.density)
+    seeds = iter(range(1, 1_000_000))
 
-    def config(total: int) -> TrainConfig:
-        training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,
-                            **case.optimizer)
-        return TrainConfig.resolve(training, len(data.y_train))
+    def run(iterations: int) -> float:
+        result = train(model, mask, data, _config(case, data, iterations), data_seed=next(seeds))
+        return result.timings["steps"]  # evaluations excluded
 
-    train(model, mask, data, config(_warm_up(iterations)), data_seed=1)
-    rates = []
-    for repeat in range(repeats):
-        result = train(model, mask, data, config(iterations), data_seed=2 + repeat)
-        rates.append(iterations / result.timings["steps"])
-    floor = measure_floor(model, info, case.batch, device, iterations, repeats)
-    return {"rate": _median_rate(rates), "rates": rates, "floor": floor, "data": described,
-            "peak_mib": _peak_mib(device)}
+    return run, model, data.info, described
 
 
-def measure_floor(model, info, batch: int, device, iterations: int, repeats: int) -> float:
-    """Iterations/s of the network's conv and matmul shapes alone, forward and backward."""
+def floor_runner(model, info, batch: int, device):
+    """``run(n)``: n passes of the network's conv and matmul shapes alone, forward and backward."""
     import torch
     from torch import nn
 
@@ -269,17 +283,11 @@ def measure_floor(model, info, batch: int, device, iterations: int, repeats: int
                                           module.dilation, False, [0, 0], module.groups,
                                           [needs_input_grad, True, False])
 
-    for _ in range(_warm_up(iterations)):
-        step()
-    rates = []
-    for _ in range(repeats):
-        _sync(device)
-        started = time.perf_counter()
+    def run(iterations: int) -> None:
         for _ in range(iterations):
             step()
-        _sync(device)
-        rates.append(iterations / (time.perf_counter() - started))
-    return max(rates)  # a floor: the fastest the bare math ran
+
+    return run
 
 
 class PeerDataset:
@@ -303,15 +311,14 @@ class PeerDataset:
         return self.transform(image), int(self.labels[index])
 
 
-def measure_peers(case: Case, device, iterations: int, repeats: int, mnist: Path,
-                  workers: int) -> dict:
-    """DataLoader + per-sample transforms, torch.nn.utils.prune masks, for-each optimizer."""
+def peers_runner(case: Case, device, mnist: Path, workers: int):
+    """``run(n)``: n steps the peers' way: DataLoader, prune masks, for-each optimizer."""
     import torch
     import torch.nn.functional as F
     from torch.nn.utils import prune
     from torch.utils.data import DataLoader
 
-    x_raw, y_raw, described = _raw_data(case.data, mnist)
+    x_raw, y_raw, _ = _raw_data(case.data, mnist)
     held = min(500, len(y_raw) // 10)
     mean, std = (MNIST_MEAN, MNIST_STD) if case.data == "mnist" else (CIFAR_MEAN, CIFAR_STD)
     dataset = PeerDataset(x_raw[2 * held:], y_raw[2 * held:], mean, std)
@@ -330,9 +337,9 @@ def measure_peers(case: Case, device, iterations: int, repeats: int, mnist: Path
     model.train()
     batches = iter(loader)
 
-    def steps(count: int) -> None:
+    def run(iterations: int) -> None:
         nonlocal batches
-        for _ in range(count):
+        for _ in range(iterations):
             try:
                 x, y = next(batches)
             except StopIteration:  # a new epoch: a new shuffle
@@ -344,70 +351,84 @@ def measure_peers(case: Case, device, iterations: int, repeats: int, mnist: Path
             loss.backward()
             optimizer.step()
 
-    steps(_warm_up(iterations))
-    rates = []
-    for _ in range(repeats):
-        _sync(device)
-        started = time.perf_counter()
-        steps(iterations)
-        _sync(device)
-        rates.append(iterations / (time.perf_counter() - started))
-    return {"rate": _median_rate(rates), "rates": rates, "data": described,
-            "peak_mib": _peak_mib(device)}
+    return run
 
 
-def measure_population(k: int, population: bool, device, iterations: int, repeats: int,
-                       mnist: Path) -> dict:
-    """K LeNet-300-100 at level 0: as one population, or one after another."""
+def population_runner(k: int, population: bool, device, mnist: Path):
+    """``run(n)``: K LeNet-300-100 at level 0 for n iterations, as one population or in turn."""
     import copy
 
-    import torch
-
-    from lth_suite.data import Splits
     from lth_suite.population import Member, train_population
-    from lth_suite.spec import Training
-    from lth_suite.training import TrainConfig, snapshot, train
+    from lth_suite.training import snapshot, train
 
     case = CASES["lenet"]
-    x_raw, y_raw, described = _raw_data(case.data, mnist)
-    x, y = _tensors(x_raw, case.data).to(device), torch.from_numpy(y_raw).to(device)
-    held = 500
-    template, info = _build(case, device)
-    data = Splits(x[2 * held:], y[2 * held:], x[:held], y[:held], x[held:2 * held],
-                  y[held: 2 * held], info)
+    template, data, described = _splits(case, device, mnist)
     states, masks = [], []
     for member in range(k):
         model, _ = _build(case, device, seed=member)
         states.append(snapshot(model))
         masks.append(_mask(model, 1.0))
 
-    def config(total: int) -> TrainConfig:
-        training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,
-                            **case.optimizer)
-        return TrainConfig.resolve(training, len(data.y_train))
-
-    def run(total: int) -> float:
-        _sync(device)
-        started = time.perf_counter()
+    def run(iterations: int) -> None:
+        config = _config(case, data, iterations)
         if population:
             members = [Member(states[m], masks[m], data_seed=m) for m in range(k)]
-            train_population(template, members, data, config(total))
-        else:
-            for m in range(k):
-                model = copy.deepcopy(template)
-                model.load_state_dict(states[m])
-                train(model, masks[m], data, config(total), data_seed=m)
-        _sync(device)
-        return time.perf_counter() - started
+            train_population(template, members, data, config)
+            return
+        for m in range(k):
+            model = copy.deepcopy(template)
+            model.load_state_dict(states[m])
+            train(model, masks[m], data, config, data_seed=m)
 
-    run(_warm_up(iterations))
-    rates = [k * iterations / run(iterations) for _ in range(repeats)]
-    return {"rate": _median_rate(rates), "rates": rates, "data": described,
-            "peak_mib": _peak_mib(device)}
+    return run, described
+
+
+def measure_rates(job: dict, device, mnist: Path) -> dict:
+    """Every rate of one row, in one process, timed runs interleaved round by round.
+
+    The machine's speed drifts (shared virtual CPUs): interleaving exposes every method
+    to the same drift, so the ratios hold even when the absolute rates move.
+    """
+    repeats = job["repeats"]
+    if "k" in job:
+        k, n = job["k"], job["iterations"]
+        runners = {"population": (population_runner(k, True, device, mnist)[0], n),
+                   "sequential": (population_runner(k, False, device, mnist)[0], n)}
+        described = _raw_data("mnist", mnist)[2]
+        scale = k  # network-iterations per iteration
+    else:
+        case = CASES[job["case"]]
+        lth, model, info, described = lth_runner(case, device, mnist)
+        runners = {"lth": (lth, job["iterations"]),
+                   "peers": (peers_runner(case, device, mnist, job["workers"]),
+                             job["peers_iterations"]),
+                   "floor": (floor_runner(model, info, case.batch, device), job["iterations"])}
+        scale = 1
+    for run, n in runners.values():
+        _timed(device, run, _warm_up(n))
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, (run, n) in runners.items():
+            rates[name].append(scale * _timed(device, run, n))
+    found = {name: max(r) if name == "floor" else statistics.median(r)
+             for name, r in rates.items()}
+    return {"rates": found, "runs": rates, "data": described}
+
+
+def measure_memory(job: dict, device, mnist: Path) -> dict:
+    """Peak memory of one method alone: its set-up, warm-up and a few timed-size steps."""
+    if "k" in job:
+        run, _ = population_runner(job["k"], job["method"] == "population", device, mnist)
+    elif job["method"] == "lth":
+        run = lth_runner(CASES[job["case"]], device, mnist)[0]
+    else:
+        run = peers_runner(CASES[job["case"]], device, mnist, job["workers"])
+    run(_warm_up(job["iterations"]))
+    return {"peak_mib": _peak_mib(device)}
 
 
 def worker(job: dict) -> dict:
-    """Run one measurement (in its own process, so that its peak memory is its own)."""
+    """One measuring process: a row's rates, or one method's peak memory."""
     import torch
 
     import lth_suite.training  # noqa: F401 - the imports' memory, before any data
@@ -417,15 +438,9 @@ def worker(job: dict) -> dict:
     device = _device(job["device"])
     imports_mib = _peak_mib(torch.device("cpu"))
     mnist = Path(job["mnist"])
-    if job["kind"] == "lth":
-        result = measure_lth(CASES[job["case"]], device, job["iterations"], job["repeats"], mnist)
-    elif job["kind"] == "peers":
-        result = measure_peers(CASES[job["case"]], device, job["iterations"], job["repeats"],
-                               mnist, job["workers"])
-    else:
-        result = measure_population(job["k"], job["kind"] == "population", device,
-                                    job["iterations"], job["repeats"], mnist)
-    return {**result, "imports_mib": imports_mib, "threads": torch.get_num_threads()}
+    measure = measure_rates if job["kind"] == "rates" else measure_memory
+    return {**measure(job, device, mnist), "imports_mib": imports_mib,
+            "threads": torch.get_num_threads()}
 
 
 # --- the driver: one process per measurement, then the table --------------------------------
@@ -502,13 +517,14 @@ def main(argv: list[str] | None = None) -> None:
         repeats = args.repeats if case.data == "mnist" else min(args.repeats, 3)
         print(f"{case.label}: {iterations} iterations ({peers_iterations} the peers' way) x "
               f"{repeats}", file=sys.stderr, flush=True)
-        job = {**base, "case": name, "iterations": iterations, "repeats": repeats}
-        ours = _run_worker({**job, "kind": "lth"})
-        peers = _run_worker({**job, "kind": "peers", "iterations": peers_iterations,
-                             "workers": args.loader_workers})
-        rows.append((case, ours, peers))
+        job = {**base, "case": name, "iterations": iterations, "repeats": repeats,
+               "peers_iterations": peers_iterations, "workers": args.loader_workers}
+        measured = _run_worker({**job, "kind": "rates"})
+        memory = {method: _run_worker({**job, "kind": "memory", "method": method})
+                  for method in ("lth", "peers")}
+        rows.append((case, measured, memory))
         counts.append(f"{case.label} {iterations} ({peers_iterations} the peers' way), "
-                      f"median of {repeats}")
+                      f"{repeats} rounds")
     population = []
     if "population" in models:
         iterations, repeats = max(3, args.iterations // 8), min(args.repeats, 2)
@@ -516,9 +532,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"population of {k}: {iterations} iterations x {repeats}", file=sys.stderr,
                   flush=True)
             job = {**base, "k": k, "iterations": iterations, "repeats": repeats}
-            population.append((k, _run_worker({**job, "kind": "population"}),
-                               _run_worker({**job, "kind": "sequential"})))
-        counts.append(f"populations {iterations} (median of {repeats})")
+            measured = _run_worker({**job, "kind": "rates"})
+            memory = {method: _run_worker({**job, "kind": "memory", "method": method})
+                      for method in ("population", "sequential")}
+            population.append((k, measured, memory))
+        counts.append(f"populations {iterations} ({repeats} rounds)")
     elapsed, load_after = time.time() - started, os.getloadavg()
 
     memory = "peak MiB (CUDA allocated)" if device.startswith("cuda") else "peak RSS MiB"
@@ -527,27 +545,31 @@ def main(argv: list[str] | None = None) -> None:
         f"| FLOP floor it/s | of floor | {memory}: lth-suite / peers |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for case, ours, peers in rows:
+    for case, measured, memory in rows:
+        rate = measured["rates"]
         lines.append(
-            f"| {case.label} | {case.batch} | {ours['data']} | {_fmt(ours['rate'])} | "
-            f"{_fmt(ours['rate'] * case.batch)} | {_fmt(peers['rate'])} | "
-            f"{ours['rate'] / peers['rate']:.1f}x | {_fmt(ours['floor'])} | "
-            f"{100 * ours['rate'] / ours['floor']:.0f}% | "
-            f"{ours['peak_mib']:,.0f} / {peers['peak_mib']:,.0f} |")
-    for k, pop, seq in population:
+            f"| {case.label} | {case.batch} | {measured['data']} | {_fmt(rate['lth'])} | "
+            f"{_fmt(rate['lth'] * case.batch)} | {_fmt(rate['peers'])} | "
+            f"{rate['lth'] / rate['peers']:.1f}x | {_fmt(rate['floor'])} | "
+            f"{100 * rate['lth'] / rate['floor']:.0f}% | "
+            f"{memory['lth']['peak_mib']:,.0f} / {memory['peers']['peak_mib']:,.0f} |")
+    for k, measured, memory in population:
+        rate = measured["rates"]
         lines.append(
-            f"| {k} x LeNet-300-100, population | 60 | {pop['data']} | {_fmt(pop['rate'])} * | "
-            f"{_fmt(pop['rate'] * 60)} | {_fmt(seq['rate'])} * (sequential) | "
-            f"{pop['rate'] / seq['rate']:.2f}x | - | - | "
-            f"{pop['peak_mib']:,.0f} / {seq['peak_mib']:,.0f} |")
+            f"| {k} x LeNet-300-100, population | 60 | {measured['data']} | "
+            f"{_fmt(rate['population'])} * | {_fmt(rate['population'] * 60)} | "
+            f"{_fmt(rate['sequential'])} * (sequential) | "
+            f"{rate['population'] / rate['sequential']:.2f}x | - | - | "
+            f"{memory['population']['peak_mib']:,.0f} / "
+            f"{memory['sequential']['peak_mib']:,.0f} |")
     table = "\n".join(lines)
     print(table)
 
     script = os.path.relpath(__file__, Path.cwd())
     command = "python " + " ".join(shlex.quote(a) for a in [script, *(argv or sys.argv[1:])])
-    measured = [m for _, *pair in rows + population for m in pair]
-    threads = measured[0]["threads"] if measured else torch.get_num_threads()
-    imports = [m["imports_mib"] for m in measured]
+    processes = [m for _, rates, memory in rows + population for m in (rates, *memory.values())]
+    threads = processes[0]["threads"] if processes else torch.get_num_threads()
+    imports = [m["imports_mib"] for m in processes]
     gpu = f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""
     report = [
         "# lth-suite benchmark",
@@ -562,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         table,
         "",
-        "How each figure is measured (all in this run, each in its own process):",
+        "How each figure is measured (all in this run):",
         "",
         "- **lth-suite**: `lth_suite.training.train` on in-memory tensors with the masks "
         "(dense at level 0, else 20% of each layer's weights kept at random); iterations/s "
@@ -585,11 +607,13 @@ def main(argv: list[str] | None = None) -> None:
         "speed-up = population / sequential. `training.population: auto` uses populations "
         "on CUDA only.",
         f"- **peak memory**: {'`torch.cuda.max_memory_allocated`' if gpu else '`ru_maxrss`'} of "
-        "each measuring process"
+        "a process running that method alone (set-up and warm-up)"
         + (f"; a process that has imported torch and lth-suite holds {min(imports):,.0f}-"
            f"{max(imports):,.0f} MiB before any data" if imports and not gpu else "") + ".",
-        f"- iterations per timed run: {'; '.join(counts)}; after an untimed warm-up of a "
-        "tenth as many. The floor is the best of its timed runs, the other rates the median.",
+        "- **timing**: one process per row times its methods in turn, round after round, "
+        "so that every method sees the same drift of the machine's speed; each rate is the "
+        "median of its rounds, the floor the best of them. Iterations per timed run: "
+        f"{'; '.join(counts)}; after an untimed warm-up of a tenth as many.",
         "- optimizers: Adam (lr 1.2e-3 LeNet, 3e-4 Conv-4), SGD (momentum 0.9, lr 0.01, weight "
         "decay 1e-4: ResNet-20, VGG-19); hyperparameters do not change the speed.",
     ]
