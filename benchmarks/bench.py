@@ -84,9 +84,9 @@ CASES = {
                     "mnist", ADAM_LENET, {"cpu": 1.0, "cuda": 1.0}, density=0.2,
                     peers_share=0.25),
     "conv4": Case("Conv-4", "conv", {"depth": 4}, 60, "cifar",
-                  {"optimizer": "adam", "lr": 3e-4}, {"cpu": 0.004, "cuda": 0.5}),
+                  {"optimizer": "adam", "lr": 3e-4}, {"cpu": 0.003, "cuda": 0.5}),
     "resnet20": Case("ResNet-20", "resnet", {"depth": 20}, 128, "cifar", SGD,
-                     {"cpu": 0.003, "cuda": 0.25}),
+                     {"cpu": 0.0025, "cuda": 0.25}),
     "vgg19": Case("VGG-19", "vgg", {"depth": 19}, 64, "cifar", SGD,
                   {"cpu": 0.0012, "cuda": 0.1}),
 }
@@ -490,6 +490,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST,
                         help="folder of the MNIST test set's IDX .gz files")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line for RESULTS.md about the conditions of this run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -581,6 +583,7 @@ def main(argv: list[str] | None = None) -> None:
         f"- load average (1 min) {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; "
         f"the run took {elapsed:.0f} s",
         f"- command: `{command}`",
+        *(f"- note: {note}" for note in args.note),
         "",
         table,
         "",

@@ -140,7 +140,7 @@ class LossWindow:
     """
 
     def __init__(self, size: int, device: torch.device):
-        self.size, self.device = size, device
+        self.size = size
         self.pending: list[torch.Tensor] = []  # 0-dim tensors: appending one never syncs
         self.first = self.steps = 0
         self.total = 0.0
@@ -174,10 +174,13 @@ class LossWindow:
         return mean
 
 
-# torch.nn modules that draw random numbers in training mode. A module class from
-# outside torch.nn and lth_suite may draw too, so only a model made of torch.nn and
-# lth_suite modules, none of these among them, counts as free of randomness.
-RANDOM_MODULES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
+# torch.nn modules that draw random numbers in training mode (dropout inside recurrent
+# and attention layers included). A module class from outside torch.nn and lth_suite may
+# draw too, so only a model made of torch.nn and lth_suite modules, none of these among
+# them, counts as free of randomness.
+RANDOM_MODULES: tuple[type[nn.Module], ...] = (
+    nn.modules.dropout._DropoutNd, nn.RReLU, nn.RNNBase, nn.MultiheadAttention,
+    nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)
 _KNOWN_MODULES = ("torch.nn.", "lth_suite.")
 
 

@@ -102,6 +102,7 @@ def test_only_models_without_randomness_skip_the_per_step_seed(registry):
                                                    {"width": 2, "hidden": [4]}, INFO))
     assert draws_random_numbers(registry.build("architecture", "mlp", {"dropout": 0.5}, INFO))
     assert draws_random_numbers(nn.Sequential(nn.Flatten(), nn.RReLU()))
+    assert draws_random_numbers(nn.LSTM(4, 4, num_layers=2, dropout=0.5))  # dropout inside
     assert draws_random_numbers(nn.Sequential(nn.Flatten(), Noisy()))
 
 
