@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..errors import TrackingError
-from .uris import _check_server
+from .uris import checked_store
 from .writer import TAG_PREFIX
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -192,12 +192,4 @@ def open_reader(uri: str) -> StoreReader:
     if path is not None and not path.exists():
         raise TrackingError(f"tracking URI {uri}: no MLflow store at {path} "
                             "(pass --tracking-uri, or run from the folder of the experiment)")
-    if uri.startswith(("http://", "https://")):
-        _check_server(uri)
-    try:
-        reader = StoreReader(uri)
-        reader.client.search_experiments(max_results=1)
-    except Exception as exc:  # mlflow raises many types for a bad store
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TrackingError(f"tracking URI {uri}: cannot be read ({first})") from None
-    return reader
+    return checked_store(uri, StoreReader, "read")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..errors import TrackingError
+
+T = TypeVar("T")
 
 
 def default_tracking_uri() -> str:
@@ -49,3 +53,16 @@ def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
 
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
             "--host", host, "--port", str(port)]
+
+
+def checked_store(uri: str, make: Callable[[str], T], verb: str) -> T:
+    """``make(uri)``, once the store answers; a ``TrackingError`` naming the URI otherwise."""
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    try:
+        store: Any = make(uri)
+        store.client.search_experiments(max_results=1)
+    except Exception as exc:  # mlflow raises many types for a bad store
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrackingError(f"tracking URI {uri}: cannot be {verb} ({first})") from None
+    return store

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from .. import __version__
 from ..errors import TrackingError
 from ..masks import Mask
-from .uris import _check_server, safe_name
+from .uris import checked_store, safe_name
 
 PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call
 ENTITY_BATCH = 1000  # params, metrics and tags together, per call
@@ -319,12 +319,4 @@ def _skip_serving_check() -> dict[str, bool]:
 
 def open_tracker(uri: str) -> Tracker:
     """A tracker, or a ``TrackingError`` naming the URI when the store is unusable."""
-    if uri.startswith(("http://", "https://")):
-        _check_server(uri)
-    try:
-        tracker = Tracker(uri)
-        tracker.client.search_experiments(max_results=1)
-    except Exception as exc:  # mlflow raises many types for a bad store
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TrackingError(f"tracking URI {uri}: cannot be used ({first})") from None
-    return tracker
+    return checked_store(uri, Tracker, "used")
