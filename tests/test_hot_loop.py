@@ -136,3 +136,22 @@ def test_timings_split_steps_from_evaluation_and_survive_releasing_weights(regis
     assert result.timings["steps"] > 0 and result.timings["evaluation"] > 0
     result.release_weights()
     assert result.state == {} and set(result.timings) == {"steps", "evaluation"}
+
+
+def test_run_ends_with_where_the_time_went(tiny, write_spec, tracking_uri):
+    import re
+
+    from typer.testing import CliRunner
+
+    from lth_suite.cli import app
+
+    tiny["report"] = {"enabled": False}
+    result = CliRunner().invoke(app, ["run", str(write_spec(tiny)), "--tracking-uri",
+                                      tracking_uri])
+    assert result.exit_code == 0, result.output
+    line = re.search(r"time: training steps ([\d.]+) s, evaluation ([\d.]+) s, logging and "
+                     r"checkpoints ([\d.]+) s \(\+(\d+)%\)", result.output)
+    assert line, result.output
+    steps, evaluation, rest, percent = map(float, line.groups())
+    slack = 100 * 0.2 / steps + 1  # the seconds are printed rounded to 0.1
+    assert steps > 0 and percent == pytest.approx(100 * (evaluation + rest) / steps, abs=slack)
