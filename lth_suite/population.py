@@ -52,7 +52,17 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
                      constant_lr: float | None = None,
                      progress: Callable[[int], None] | None = None) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``, all at once."""
+    with config.acceleration.session():
+        return _train_population(template, members, data, config, start_iteration=start_iteration,
+                                 constant_lr=constant_lr, progress=progress)
+
+
+def _train_population(template: nn.Module, members: list[Member], data: Splits,
+                      config: TrainConfig, *, start_iteration: int,
+                      constant_lr: float | None,
+                      progress: Callable[[int], None] | None) -> list[TrainResult]:
     device = data.x_train.device
+    autocast = config.acceleration.autocast(device)
     models = []
     for member in members:
         model = copy.deepcopy(template)
@@ -100,8 +110,9 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
         steps = pending["steps"]
         train_loss = (pending["sum"] / steps).tolist() if steps else None
         pending["sum"], pending["steps"] = torch.zeros(len(members)), 0
-        val = _evaluate(shared_input, params, buffers, data.x_val, data.y_val)
-        test = _evaluate(shared_input, params, buffers, data.x_test, data.y_test)
+        with autocast:
+            val = _evaluate(shared_input, params, buffers, data.x_val, data.y_val)
+            test = _evaluate(shared_input, params, buffers, data.x_test, data.y_test)
         for k, history in enumerate(histories):
             row = {"iteration": float(iteration)}
             if train_loss is not None:
@@ -129,9 +140,10 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
         if data.augment is not None:
             inputs = torch.stack([_augmented(data, inputs[k], generator, m.data_seed, iteration)
                                   for k, m in enumerate(members)])
-        logits = batched(params, buffers, inputs)
-        per_member = F.cross_entropy(logits.flatten(0, 1), data.y_train[index].flatten(),
-                                     reduction="none").view(len(members), -1).mean(dim=1)
+        with autocast:
+            logits = batched(params, buffers, inputs)
+            per_member = F.cross_entropy(logits.flatten(0, 1), data.y_train[index].flatten(),
+                                         reduction="none").view(len(members), -1).mean(dim=1)
         optimizer.zero_grad(set_to_none=True)
         per_member.sum().backward()  # members share no parameters: gradients stay separate
         with torch.no_grad():
@@ -178,7 +190,7 @@ def _evaluate(shared_input, params, buffers, x: torch.Tensor,
     for start in range(0, len(y), EVAL_BATCH):
         logits = shared_input(params, buffers, x[start: start + EVAL_BATCH])
         target = y[start: start + EVAL_BATCH]
-        loss_sum += F.cross_entropy(logits.flatten(0, 1), target.repeat(k),
+        loss_sum += F.cross_entropy(logits.flatten(0, 1).float(), target.repeat(k),
                                     reduction="none").view(k, -1).sum(dim=1)
         correct += (logits.argmax(dim=2) == target).sum(dim=1)
     return [(float(l) / len(y), int(c) / len(y)) for l, c in zip(loss_sum.tolist(),

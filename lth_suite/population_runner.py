@@ -45,6 +45,10 @@ class PopulationLevels:
             return "training.population is off"
         if choice == "auto" and self.x.device.type != "cuda":
             return "on the CPU sequential training is measured to be faster"
+        training = self.x.spec.training
+        if training.compile or training.channels_last:
+            option = "compile" if training.compile else "channels_last"
+            return f"training.{option} applies to networks trained one at a time"
         blocker = why_not_batchable(self.model)
         if blocker:
             return f"{self.x.spec.model.name}: {blocker}"

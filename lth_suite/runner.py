@@ -312,7 +312,7 @@ class LotteryRunner(PopulationLevels):
                                    or (tracking.log_models == "final" and last_level)):
             self.model.load_state_dict(result.state)
             self.tracker.log_model(run, self.model, f"ticket-r{replicate}-level{level}",
-                                   x.data.x_test[:2])
+                                   x.data.x_test[:2], tracking.model_format)
         self.progress.end(name, branch_result.summary)
         return branch_result
 

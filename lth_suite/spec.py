@@ -155,6 +155,18 @@ class Training(Strict):
     population: Literal["auto", "on", "off"] = Field(
         default="auto", description="train a level's networks as one vectorised population; "
         "auto: on a GPU, for networks without batch norm")
+    precision: Literal["fp32", "bf16", "tf32"] = Field(
+        default="fp32", description="fp32: IEEE float32; bf16: bfloat16 autocast of the forward "
+        "pass (CPU and CUDA); tf32: TensorFloat-32 matrix products and convolutions on CUDA "
+        "(float32 on the CPU)")
+    channels_last: bool = Field(
+        default=False, description="convolutional networks in channels-last memory format")
+    compile: bool = Field(
+        default=False, description="torch.compile the training forward pass (compiles once "
+        "per process; networks then train one at a time, not as a population)")
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads torch uses while training; "
+        "default: torch's own choice (the number of cores)")
     on_divergence: Literal["stop", "skip"] = Field(
         default="stop", description="a NaN or infinite loss stops the experiment, or skips that "
         "branch (a diverged ticket ends its replicate)")
@@ -222,6 +234,10 @@ class Tracking(Strict):
         default="all", description="ticket levels logged as MLflow models"
     )
     log_state_dicts: bool = Field(default=True, description="trained state_dict artifacts")
+    model_format: Literal["pickle", "pt2"] = Field(
+        default="pickle", description="logged models: pickle (fast; loading them needs "
+        "lth-suite and the architecture's plugin installed) or pt2 (torch.export: loads "
+        "without them, several seconds more per run)")
 
 
 class Report(Strict):

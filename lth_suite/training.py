@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .acceleration import Acceleration
 from .data import BatchOrder, Splits
 from .errors import Diverged
+from .fast_step import FastStep
 from .masks import Mask
 from .seeding import derive_seed
 from .spec import Training
@@ -37,6 +39,7 @@ class TrainConfig:
     gamma: float
     eval_every: int
     per_epoch: int  # iterations in one epoch
+    acceleration: Acceleration = Acceleration()
 
     @classmethod
     def resolve(cls, training: Training, n_train: int) -> TrainConfig:
@@ -51,6 +54,9 @@ class TrainConfig:
             warmup=schedule.warmup.to_iterations(per_epoch),
             milestones=tuple(sorted(m.to_iterations(per_epoch) for m in schedule.milestones)),
             gamma=schedule.gamma, eval_every=training.eval_every, per_epoch=per_epoch,
+            acceleration=Acceleration(precision=training.precision,
+                                      channels_last=training.channels_last,
+                                      compile=training.compile, threads=training.threads),
         )
 
     def lr_at(self, iteration: int) -> float:
@@ -97,8 +103,9 @@ class TrainResult:
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached CPU copy of the model's state dict."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    """A detached, contiguous CPU copy of the model's state dict (channels-last undone)."""
+    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+            for k, v in model.state_dict().items()}
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -117,17 +124,23 @@ def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> torch
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy over a whole split."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             acceleration: Acceleration = Acceleration()) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy over a whole split, in the training's precision."""
     was_training = model.training
     model.eval()
+    memory_format = acceleration.memory_format(model)
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for start in range(0, len(y), EVAL_BATCH):
-        logits = model(x[start: start + EVAL_BATCH])
-        target = y[start: start + EVAL_BATCH]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(dim=1) == target).sum()
+    with acceleration.autocast(x.device):
+        for start in range(0, len(y), EVAL_BATCH):
+            inputs = x[start: start + EVAL_BATCH]
+            if memory_format is not None and inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=memory_format)
+            logits = model(inputs)
+            target = y[start: start + EVAL_BATCH]
+            loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
+            correct += (logits.argmax(dim=1) == target).sum()
     model.train(was_training)
     return loss_sum.item() / len(y), correct.item() / len(y)
 
@@ -200,73 +213,6 @@ def _generators(device: torch.device) -> list[torch.Generator]:
     return generators
 
 
-class FastStep:
-    """``optimizer.step()`` of fused Adam or SGD without torch.optim's per-call bookkeeping.
-
-    ``Optimizer.step`` rebuilds its tensor lists and enters profiler and grad-mode
-    contexts at every call: about 0.1 ms, a tenth of a LeNet-300-100 step on the CPU.
-    The first step goes through the optimizer, which creates its state; later steps
-    call the functional form that ``step`` itself calls (``torch.optim.adam.adam``,
-    ``torch.optim.sgd.sgd``) with the state lists kept from then on and the param
-    group's current hyperparameters, so the update is the optimizer's own, bit for bit.
-    Anything else (several param groups, options the fast path does not pass on, a
-    parameter without a gradient) goes through ``step()``.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer):
-        self.optimizer = optimizer
-        group = optimizer.param_groups[0]
-        plain = (len(optimizer.param_groups) == 1 and bool(group.get("fused"))
-                 and not group.get("maximize") and not group.get("differentiable")
-                 and getattr(optimizer, "grad_scale", None) is None
-                 and getattr(optimizer, "found_inf", None) is None)
-        if type(optimizer) is torch.optim.Adam:
-            self.kind = "adam" if plain and not group["amsgrad"] and not group["capturable"] else ""
-        elif type(optimizer) is torch.optim.SGD:
-            self.kind = "sgd" if plain else ""
-        else:
-            self.kind = ""
-        self.params: list[torch.Tensor] = list(group["params"]) if self.kind else []
-        self.state: list[list[torch.Tensor | None]] | None = None  # kept after the first step
-
-    def __call__(self) -> None:
-        """One optimizer step over the parameters' current gradients."""
-        grads = [p.grad for p in self.params]
-        if self.state is None or any(g is None for g in grads):
-            self.optimizer.step()
-            self._keep_state()
-            return
-        group = self.optimizer.param_groups[0]
-        if self.kind == "adam":
-            from torch.optim.adam import adam
-
-            exp_avgs, exp_avg_sqs, steps = self.state
-            beta1, beta2 = group["betas"]
-            adam(self.params, grads, exp_avgs, exp_avg_sqs, [], steps, fused=True,
-                 decoupled_weight_decay=group.get("decoupled_weight_decay", False),
-                 amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                 weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
-        else:
-            from torch.optim.sgd import sgd
-
-            sgd(self.params, grads, self.state[0], fused=True,
-                weight_decay=group["weight_decay"], momentum=group["momentum"],
-                lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
-                maximize=False)
-
-    def _keep_state(self) -> None:
-        """After the optimizer's own step: its state as lists, once every parameter has one."""
-        if not self.kind or self.state is not None:
-            return
-        if self.kind == "sgd" and self.optimizer.param_groups[0]["momentum"] == 0:
-            self.state = [[None] * len(self.params)]  # plain SGD keeps no state
-            return
-        keys = ("exp_avg", "exp_avg_sq", "step") if self.kind == "adam" else ("momentum_buffer",)
-        states = [self.optimizer.state.get(p, {}) for p in self.params]
-        if all(state.get(key) is not None for state in states for key in keys):
-            self.state = [[state[key] for state in states] for key in keys]
-
-
 def train(
     model: nn.Module,
     mask: Mask,
@@ -288,7 +234,8 @@ def train(
     global RNG state is left as it was.
     """
     device = data.x_train.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+          config.acceleration.session()):
         return _train(model, mask, data, config, data_seed=data_seed,
                       start_iteration=start_iteration, constant_lr=constant_lr,
                       capture_at=capture_at, progress=progress)
@@ -308,11 +255,14 @@ def _train(
 ) -> TrainResult:
     started = time.perf_counter()
     device = data.x_train.device
+    acceleration = config.acceleration
+    forward, convert = acceleration.prepare(model)
     params = dict(model.named_parameters())
     mask.apply_(model)
-    # Masks as tensors of the weights' dtype, built once; a layer that keeps every weight
-    # needs no multiply (x * 1 is x, bit for bit), so the dense level 0 does none at all.
-    masked = [(params[name], keep.to(device=params[name].device, dtype=params[name].dtype))
+    # Masks as tensors of the weights' dtype and memory format, built once; a layer that
+    # keeps every weight needs no multiply (x * 1 is x, bit for bit), so the dense level 0
+    # does none at all.
+    masked = [(params[name], torch.empty_like(params[name]).copy_(keep))
               for name, keep in mask.items() if not bool(keep.all())]
     masked_params, keeps = [p for p, _ in masked], [k for _, k in masked]
     optimizer = make_optimizer(model, config)
@@ -328,6 +278,7 @@ def _train(
     history: list[dict[str, float]] = []
     captured: dict[int, dict[str, torch.Tensor]] = {}
     losses = LossWindow(min(config.eval_every, DIVERGENCE_CHECK_EVERY), device)
+    autocast = acceleration.autocast(device)
     evaluation = 0.0
 
     def record(iteration: int) -> None:
@@ -339,8 +290,9 @@ def _train(
         train_loss = losses.mean_and_reset()
         if train_loss is not None:
             row["train_loss"] = train_loss
-        row["val_loss"], row["val_accuracy"] = evaluate(model, data.x_val, data.y_val)
-        row["test_loss"], row["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+        row["val_loss"], row["val_accuracy"] = evaluate(model, data.x_val, data.y_val, acceleration)
+        row["test_loss"], row["test_accuracy"] = evaluate(model, data.x_test, data.y_test,
+                                                               acceleration)
         history.append(row)
         evaluation += time.perf_counter() - begun
 
@@ -367,7 +319,8 @@ def _train(
         if augment is not None:
             augment_generator.manual_seed(derive_seed(data_seed, "augment", iteration))
             inputs = augment(inputs, augment_generator)
-        loss = F.cross_entropy(model(inputs), data.y_train.index_select(0, batch))
+        with autocast:
+            loss = F.cross_entropy(forward(convert(inputs)), data.y_train.index_select(0, batch))
         for param in trainable:  # optimizer.zero_grad(set_to_none=True), minus its overhead
             param.grad = None
         loss.backward()

@@ -5,9 +5,10 @@ No timing is asserted here: the speed targets live in the benchmark's own report
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,26 +16,29 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+MODULES = ("workloads", "baselines", "results_file", "bench")
+
+
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("lth_bench", ROOT / "benchmarks" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
+    """The benchmark's modules, imported as ``python benchmarks/bench.py`` imports them."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        spec.loader.exec_module(module)
-        yield module
+        yield SimpleNamespace(**{name: importlib.import_module(name) for name in MODULES})
     finally:
-        sys.modules.pop(spec.name, None)
+        sys.path.remove(str(ROOT / "benchmarks"))
+        for name in MODULES:
+            sys.modules.pop(name, None)
 
 
 @pytest.mark.parametrize("kind", ["mnist", "cifar"])
 def test_both_ways_train_on_the_same_normalised_images(bench, kind):
-    x, y, _ = bench._raw_data(kind, Path("no-such-folder"))
+    x, y, _ = bench.workloads.raw_data(kind, Path("no-such-folder"))
     x, y = x[:5], y[:5]
-    mean, std = ((bench.MNIST_MEAN, bench.MNIST_STD) if kind == "mnist"
-                 else (bench.CIFAR_MEAN, bench.CIFAR_STD))
-    dataset = bench.PeerDataset(x, y, mean, std)
-    ours = bench._tensors(x, kind)
+    mean, std = ((bench.workloads.MNIST_MEAN, bench.workloads.MNIST_STD) if kind == "mnist"
+                 else (bench.workloads.CIFAR_MEAN, bench.workloads.CIFAR_STD))
+    dataset = bench.baselines.PeerDataset(x, y, mean, std)
+    ours = bench.workloads.tensors(x, kind)
     for i in range(len(y)):
         image, label = dataset[i]
         assert image.shape == ours[i].shape and label == int(y[i])
@@ -42,8 +46,8 @@ def test_both_ways_train_on_the_same_normalised_images(bench, kind):
 
 
 def test_floor_runs_the_networks_own_matmul_shapes(bench):
-    case = bench.CASES["lenet"]
-    model, info = bench._build(case, torch.device("cpu"))
+    case = bench.workloads.CASES["lenet"]
+    model, info = bench.workloads.build(case, torch.device("cpu"))
     seen = []
     real_mm = torch.mm
 
@@ -51,7 +55,7 @@ def test_floor_runs_the_networks_own_matmul_shapes(bench):
         seen.append((tuple(a.shape), tuple(b.shape)))
         return real_mm(a, b)
 
-    run = bench.floor_runner(model, info, case.batch, torch.device("cpu"))
+    run = bench.baselines.floor_runner(model, info, case.batch, torch.device("cpu"))
     torch.mm = spy
     try:
         run(1)
@@ -66,13 +70,34 @@ def test_floor_runs_the_networks_own_matmul_shapes(bench):
 def test_a_rates_job_measures_every_method_of_a_row(bench):
     job = {"case": "lenet20", "iterations": 3, "peers_iterations": 3, "repeats": 1,
            "workers": 0}
-    found = bench.measure_rates(job, torch.device("cpu"), Path("no-such-folder"))
+    found = bench.bench.measure_rates(job, torch.device("cpu"), Path("no-such-folder"))
     assert set(found["rates"]) == {"lth", "peers", "floor"}
     assert all(rate > 0 for rate in found["rates"].values())
 
 
 def test_the_masks_keep_the_asked_density(bench):
-    model, _ = bench._build(bench.CASES["lenet20"], torch.device("cpu"))
-    mask = bench._mask(model, 0.2)
+    model, _ = bench.workloads.build(bench.workloads.CASES["lenet20"], torch.device("cpu"))
+    mask = bench.workloads.mask_of(model, 0.2)
     assert abs(mask.density() - 0.2) < 0.01
-    assert bench._mask(model, 1.0).density() == 1.0
+    assert bench.workloads.mask_of(model, 1.0).density() == 1.0
+
+
+def test_an_options_job_measures_each_variant_beside_fp32(bench):
+    variants = bench.bench.option_variants("bf16,compile,tf32", "cpu")
+    assert variants == ["fp32", "bf16", "compile"]  # fp32 first; no TF32 on the CPU
+    job = {"case": "conv4", "variants": ["fp32", "bf16", "channels_last"], "iterations": 2,
+           "repeats": 1}
+    found = bench.bench.measure_options(job, torch.device("cpu"), Path("no-such-folder"))
+    assert list(found["rates"]) == job["variants"]
+    assert all(rate > 0 for rate in found["rates"].values())
+    results = bench.results_file.Results(device="cpu")
+    results.options = [(bench.workloads.CASES["conv4"], found)]
+    table = bench.results_file.options_table(results).splitlines()
+    assert len(table) == 2 + 3 and table[2].endswith("| 1.00x |")
+    ratio = found["rates"]["bf16"] / found["rates"]["fp32"]
+    assert table[3].endswith(f"| {ratio:.2f}x |")
+
+
+def test_unknown_option_variants_are_refused(bench):
+    with pytest.raises(SystemExit, match="unknown option variant"):
+        bench.bench.option_variants("fp16", "cuda")

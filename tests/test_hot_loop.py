@@ -10,7 +10,8 @@ from torch import nn
 from lth_suite.data import DataInfo, Splits
 from lth_suite.masks import Mask
 from lth_suite.spec import Training
-from lth_suite.training import FastStep, TrainConfig, draws_random_numbers, make_optimizer, train
+from lth_suite.fast_step import FastStep
+from lth_suite.training import TrainConfig, draws_random_numbers, make_optimizer, train
 
 INFO = DataInfo("t", (1, 4, 4), 3)
 

@@ -120,3 +120,23 @@ def test_ui_command_really_serves_the_store(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("model_format", ["pickle", "pt2"])
+def test_logged_models_load_back_in_either_format(tracking_uri, model_format):
+    import mlflow
+    import torch
+
+    tracker = open_tracker(tracking_uri)
+    tracker.start_experiment("formats", "parent", {}, {}, "")
+    child = tracker.start_child("child", {})
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    uri = tracker.log_model(child, model, "ticket", torch.randn(2, 1, 4, 4), model_format)
+    tracker.end_all("FINISHED")
+    loaded = mlflow.pytorch.load_model(uri)
+    x = torch.randn(5, 1, 4, 4)
+    assert torch.equal(loaded(x), model(x))
+    saved = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri), "data")
+    expected = {"pickle": "model.pth", "pt2": "model.pt2"}[model_format]
+    assert expected in {p.name for p in saved.iterdir()}

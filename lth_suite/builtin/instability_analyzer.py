@@ -70,7 +70,8 @@ class Instability:
             errors = []
             for alpha in alphas:
                 model.load_state_dict(interpolate(ends[0], ends[1], alpha))
-                loss, accuracy = evaluate(model, experiment.data.x_test, experiment.data.y_test)
+                loss, accuracy = evaluate(model, experiment.data.x_test, experiment.data.y_test,
+                                          experiment.config.acceleration)
                 errors.append(1.0 - accuracy)
                 table.append({"replicate": r, "alpha": alpha, "error": 1.0 - accuracy,
                               "loss": loss})

@@ -228,16 +228,26 @@ class Tracker:
             self.client.log_artifacts(run_id, folder)
 
     def log_model(self, run_id: str, model: torch.nn.Module, name: str,
-                  example: torch.Tensor) -> str:
-        """The trained network as an MLflow model that ``mlflow.pytorch.load_model`` reads."""
+                  example: torch.Tensor, model_format: str = "pickle") -> str:
+        """The trained network as an MLflow model that ``mlflow.pytorch.load_model`` reads.
+
+        ``pickle`` saves the module with ``torch.save``; ``pt2`` traces it with
+        ``torch.export`` (seconds for the first model of a process, a tenth of a second
+        for each later one) so that it loads without the code that defined it.
+        """
         cpu_model = copy.deepcopy(model).cpu().eval()
         # Created here so the model lands in this experiment, not the fluent default one.
         logged = mlflow.initialize_logged_model(name=name, source_run_id=run_id,
                                                 experiment_id=self.experiment_id)
+        # MLflow loads every PT2 model it logs back and runs the example through it, only
+        # to warn when that fails; lth-suite's networks run on the example they are
+        # logged with, so that check is skipped.
+        checks = {"validate_serving_input": False} if model_format == "pt2" else {}
         info = mlflow.pytorch.log_model(
             cpu_model, name=name, run_id=run_id, model_id=logged.model_id,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            input_example=example.detach().cpu().numpy(), **_skip_serving_check(),
+            input_example=example.detach().cpu().numpy(), serialization_format=model_format,
+            **checks,
         )
         return info.model_uri
 
@@ -298,23 +308,6 @@ def _batches(params: list[Param], metrics: list[Metric],
                 keys[kind // 2].add(item.key)
     if any(batch):
         yield batch
-
-
-def _skip_serving_check() -> dict[str, bool]:
-    """``log_model`` arguments that skip MLflow's reload-and-predict check of the example.
-
-    MLflow loads every PT2 model it logs back and runs the input example through it, only
-    to warn when that fails; the logged files are the same either way, and lth-suite's
-    networks run on the example they are logged with. Only for PT2, MLflow's default
-    outside Databricks: with the pickle format the argument would reach ``torch.save``.
-    """
-    try:
-        from mlflow.pytorch import SERIALIZATION_FORMAT_PT2, _get_default_serialization_format
-
-        pt2 = _get_default_serialization_format(False) == SERIALIZATION_FORMAT_PT2
-    except Exception:  # another MLflow version: keep its default behaviour
-        return {}
-    return {"validate_serving_input": False} if pt2 else {}
 
 
 def open_tracker(uri: str) -> Tracker:

@@ -1,0 +1,85 @@
+"""Speed settings of a training: CPU threads, numeric precision, memory format, compilation.
+
+Each one is a ``training`` field of the spec (``threads``, ``precision``,
+``channels_last``, ``compile``) and part of the spec hash, because each can change the
+last bits of the results. The process-wide switches (thread count, TF32) are set for
+the duration of one training and restored after it, so a training leaves no trace on
+the next one or on the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "bf16", "tf32")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How the steps of a training run on the hardware; the defaults are plain eager fp32."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    threads: int | None = None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Thread count and float32 matmul/convolution precision for one training.
+
+        ``fp32`` asks CUDA for IEEE float32 (torch's own default lets cuDNN convolutions
+        use TF32); ``tf32`` lets both matrix products and convolutions use TF32 tensor
+        cores. The CPU has no TF32: there ``tf32`` computes in float32.
+        """
+        threads = torch.get_num_threads()
+        matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+        saved = (matmul.fp32_precision, conv.fp32_precision)
+        mode = "tf32" if self.precision == "tf32" else "ieee"
+        try:
+            if self.threads is not None:
+                torch.set_num_threads(self.threads)
+            matmul.fp32_precision = conv.fp32_precision = mode
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = saved
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast around a forward pass (and its loss) when ``precision`` is bf16."""
+        if self.precision == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def memory_format(self, model: nn.Module) -> torch.memory_format | None:
+        """channels-last for a network with 4-d (convolution) weights, when asked for."""
+        if self.channels_last and any(p.dim() == 4 for p in model.parameters()):
+            return torch.channels_last
+        return None
+
+    def prepare(self, model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                                 Callable[[torch.Tensor], torch.Tensor]]:
+        """The training forward pass and the input conversion for ``model``.
+
+        The model is converted to channels-last in place (its parameters stay the same
+        tensors' storage for the optimizer); ``torch.compile`` wraps only the training
+        forward pass, and evaluation stays eager so inference mode causes no recompile.
+        """
+        memory_format = self.memory_format(model)
+        if memory_format is not None:
+            model.to(memory_format=memory_format)
+
+            def convert(x: torch.Tensor) -> torch.Tensor:
+                return x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
+        else:
+            def convert(x: torch.Tensor) -> torch.Tensor:
+                return x
+        forward: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(model) if self.compile else model)
+        return forward, convert
