@@ -41,6 +41,8 @@ def fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
 
 def network_table(results: Results) -> str:
     """lth-suite beside the peers' way and the FLOP floor; then the populations."""
+    if not results.rows and not results.population:
+        return ""
     memory = "peak MiB (CUDA allocated)" if results.device.startswith("cuda") else "peak RSS MiB"
     lines = [
         f"| network | batch | data | lth-suite it/s | samples/s | peers' way it/s | speed-up "

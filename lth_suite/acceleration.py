@@ -30,24 +30,27 @@ class Acceleration:
     threads: int | None = None
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
-        """Thread count and float32 matmul/convolution precision for one training.
+    def session(self, device: torch.device) -> Iterator[None]:
+        """Thread count, and on CUDA the float32 matmul/convolution precision, for one training.
 
         ``fp32`` asks CUDA for IEEE float32 (torch's own default lets cuDNN convolutions
         use TF32); ``tf32`` lets both matrix products and convolutions use TF32 tensor
-        cores. The CPU has no TF32: there ``tf32`` computes in float32.
+        cores. The CPU has no TF32: there ``tf32`` computes in float32, and the CUDA
+        switches are left alone.
         """
         threads = torch.get_num_threads()
         matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-        saved = (matmul.fp32_precision, conv.fp32_precision)
-        mode = "tf32" if self.precision == "tf32" else "ieee"
+        saved = (matmul.fp32_precision, conv.fp32_precision) if device.type == "cuda" else None
         try:
             if self.threads is not None:
                 torch.set_num_threads(self.threads)
-            matmul.fp32_precision = conv.fp32_precision = mode
+            if saved is not None:
+                matmul.fp32_precision = conv.fp32_precision = (
+                    "tf32" if self.precision == "tf32" else "ieee")
             yield
         finally:
-            matmul.fp32_precision, conv.fp32_precision = saved
+            if saved is not None:
+                matmul.fp32_precision, conv.fp32_precision = saved
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
 

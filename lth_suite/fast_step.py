@@ -1,72 +1,90 @@
-"""Fused Adam and SGD steps without torch.optim's per-call bookkeeping."""
+"""Fused Adam and SGD over plain tensor lists, through torch's own functional updates.
+
+``torch.optim.Adam`` and ``SGD`` cost more than their math on small networks: every
+``step()`` rebuilds tensor lists and enters profiler and grad-mode contexts (about
+0.1 ms, a tenth of a LeNet-300-100 step on the CPU), and the first optimizer a process
+builds imports ``torch._dynamo`` (about a second). ``FusedOptimizer`` keeps the state
+lists itself and calls the functional forms those classes call
+(``torch.optim.adam.adam`` and ``torch.optim.sgd.sgd`` with ``fused=True``), with
+state created as they create it, so each update is theirs, bit for bit.
+"""
 
 from __future__ import annotations
 
 import torch
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
 
 
-class FastStep:
-    """``optimizer.step()`` of fused Adam or SGD without torch.optim's per-call bookkeeping.
+class FusedOptimizer:
+    """Adam or SGD (momentum, Nesterov, weight decay) over ``params``, fused kernels.
 
-    ``Optimizer.step`` rebuilds its tensor lists and enters profiler and grad-mode
-    contexts at every call: about 0.1 ms, a tenth of a LeNet-300-100 step on the CPU.
-    The first step goes through the optimizer, which creates its state; later steps
-    call the functional form that ``step`` itself calls (``torch.optim.adam.adam``,
-    ``torch.optim.sgd.sgd``) with the state lists kept from then on and the param
-    group's current hyperparameters, so the update is the optimizer's own, bit for bit.
-    Anything else (several param groups, options the fast path does not pass on, a
-    parameter without a gradient) goes through ``step()``.
+    ``lr`` may be changed between steps. A parameter without a gradient is skipped, and
+    its state is not created or advanced, as ``torch.optim`` does.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer):
-        self.optimizer = optimizer
-        group = optimizer.param_groups[0]
-        plain = (len(optimizer.param_groups) == 1 and bool(group.get("fused"))
-                 and not group.get("maximize") and not group.get("differentiable")
-                 and getattr(optimizer, "grad_scale", None) is None
-                 and getattr(optimizer, "found_inf", None) is None)
-        if type(optimizer) is torch.optim.Adam:
-            self.kind = "adam" if plain and not group["amsgrad"] and not group["capturable"] else ""
-        elif type(optimizer) is torch.optim.SGD:
-            self.kind = "sgd" if plain else ""
-        else:
-            self.kind = ""
-        self.params: list[torch.Tensor] = list(group["params"]) if self.kind else []
-        self.state: list[list[torch.Tensor | None]] | None = None  # kept after the first step
+    def __init__(self, params: list[torch.Tensor], kind: str, lr: float, *,
+                 momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        if kind not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer '{kind}': expected 'adam' or 'sgd'")
+        self.params, self.kind, self.lr = params, kind, lr
+        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        self.betas, self.eps = betas, eps
+        # Per parameter, created at its first gradient as torch.optim creates it: Adam's
+        # exp_avg, exp_avg_sq and step count; SGD's momentum buffer (filled by the fused
+        # kernel's first step).
+        self.exp_avgs: list[torch.Tensor | None] = [None] * len(params)
+        self.exp_avg_sqs: list[torch.Tensor | None] = [None] * len(params)
+        self.steps: list[torch.Tensor | None] = [None] * len(params)
+        self.buffers: list[torch.Tensor | None] = [None] * len(params)
+        self._complete = False  # every parameter has its state: the lists go as they are
 
-    def __call__(self) -> None:
-        """One optimizer step over the parameters' current gradients."""
+    @property
+    def has_state(self) -> bool:
+        """Whether any parameter has optimizer state yet (a fresh optimizer has none)."""
+        return any(t is not None for t in (*self.steps, *self.buffers))
+
+    def zero_grad(self) -> None:
+        """Drop the gradients (``set_to_none=True``)."""
+        for param in self.params:
+            param.grad = None
+
+    def step(self) -> None:
+        """One update over the parameters that have a gradient."""
         grads = [p.grad for p in self.params]
-        if self.state is None or any(g is None for g in grads):
-            self.optimizer.step()
-            self._keep_state()
+        if self._complete and not any(g is None for g in grads):
+            self._update(self.params, grads, self.exp_avgs, self.exp_avg_sqs, self.steps,
+                         self.buffers)
             return
-        group = self.optimizer.param_groups[0]
+        present = [i for i, g in enumerate(grads) if g is not None]
         if self.kind == "adam":
-            from torch.optim.adam import adam
+            for i in present:
+                if self.steps[i] is None:
+                    param = self.params[i]
+                    self.exp_avgs[i] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    self.exp_avg_sqs[i] = torch.zeros_like(param,
+                                                           memory_format=torch.preserve_format)
+                    self.steps[i] = torch.zeros((), dtype=torch.float32, device=param.device)
+        buffers = [self.buffers[i] for i in present]
+        self._update([self.params[i] for i in present], [grads[i] for i in present],
+                     [self.exp_avgs[i] for i in present], [self.exp_avg_sqs[i] for i in present],
+                     [self.steps[i] for i in present], buffers)
+        if self.kind == "sgd" and self.momentum:
+            for i, buffer in zip(present, buffers):  # the kernel fills them on its first step
+                self.buffers[i] = buffer
+        self._complete = len(present) == len(self.params)
 
-            exp_avgs, exp_avg_sqs, steps = self.state
-            beta1, beta2 = group["betas"]
-            adam(self.params, grads, exp_avgs, exp_avg_sqs, [], steps, fused=True,
-                 decoupled_weight_decay=group.get("decoupled_weight_decay", False),
-                 amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                 weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
-        else:
-            from torch.optim.sgd import sgd
-
-            sgd(self.params, grads, self.state[0], fused=True,
-                weight_decay=group["weight_decay"], momentum=group["momentum"],
-                lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
-                maximize=False)
-
-    def _keep_state(self) -> None:
-        """After the optimizer's own step: its state as lists, once every parameter has one."""
-        if not self.kind or self.state is not None:
+    def _update(self, params: list, grads: list, exp_avgs: list, exp_avg_sqs: list,
+                steps: list, buffers: list) -> None:
+        if not params:
             return
-        if self.kind == "sgd" and self.optimizer.param_groups[0]["momentum"] == 0:
-            self.state = [[None] * len(self.params)]  # plain SGD keeps no state
-            return
-        keys = ("exp_avg", "exp_avg_sq", "step") if self.kind == "adam" else ("momentum_buffer",)
-        states = [self.optimizer.state.get(p, {}) for p in self.params]
-        if all(state.get(key) is not None for state in states for key in keys):
-            self.state = [[state[key] for state in states] for key in keys]
+        with torch.no_grad():
+            if self.kind == "adam":
+                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, fused=True, amsgrad=False,
+                     beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
+                     weight_decay=self.weight_decay, eps=self.eps, maximize=False)
+            else:
+                sgd(params, grads, buffers, fused=True, weight_decay=self.weight_decay,
+                    momentum=self.momentum, lr=self.lr, dampening=0.0, nesterov=self.nesterov,
+                    maximize=False)

@@ -52,7 +52,7 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
                      constant_lr: float | None = None,
                      progress: Callable[[int], None] | None = None) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``, all at once."""
-    with config.acceleration.session():
+    with config.acceleration.session(data.x_train.device):
         return _train_population(template, members, data, config, start_iteration=start_iteration,
                                  constant_lr=constant_lr, progress=progress)
 
@@ -132,9 +132,7 @@ def _train_population(template: nn.Module, members: list[Member], data: Splits,
         capture(iteration)
         lr = constant_lr if constant_lr is not None else config.lr_at(iteration)
         if lr != current_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            current_lr = lr
+            optimizer.lr = current_lr = lr
         index = torch.stack([order.indices(iteration) for order in orders])
         inputs = data.x_train[index]
         if data.augment is not None:
@@ -144,7 +142,7 @@ def _train_population(template: nn.Module, members: list[Member], data: Splits,
             logits = batched(params, buffers, inputs)
             per_member = F.cross_entropy(logits.flatten(0, 1), data.y_train[index].flatten(),
                                          reduction="none").view(len(members), -1).mean(dim=1)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         per_member.sum().backward()  # members share no parameters: gradients stay separate
         with torch.no_grad():
             for name, keep in masks.items():

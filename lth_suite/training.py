@@ -14,7 +14,7 @@ from torch import nn
 from .acceleration import Acceleration
 from .data import BatchOrder, Splits
 from .errors import Diverged
-from .fast_step import FastStep
+from .fast_step import FusedOptimizer
 from .masks import Mask
 from .seeding import derive_seed
 from .spec import Training
@@ -108,19 +108,15 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
             for k, v in model.state_dict().items()}
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> FusedOptimizer:
     """A fresh optimizer: momentum or Adam state would otherwise revive pruned weights."""
     return make_optimizer_for([p for p in model.parameters() if p.requires_grad], config)
 
 
-def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    """A fresh optimizer over these tensors (fused where torch has it for the device)."""
-    device = params[0].device
-    fused = device.type in ("cpu", "cuda")
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                           nesterov=config.nesterov, weight_decay=config.weight_decay, fused=fused)
+def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> FusedOptimizer:
+    """A fresh fused Adam or SGD over these tensors, at the config's base learning rate."""
+    return FusedOptimizer(params, config.optimizer, config.lr, momentum=config.momentum,
+                          nesterov=config.nesterov, weight_decay=config.weight_decay)
 
 
 @torch.inference_mode()
@@ -235,7 +231,7 @@ def train(
     """
     device = data.x_train.device
     with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-          config.acceleration.session()):
+          config.acceleration.session(device)):
         return _train(model, mask, data, config, data_seed=data_seed,
                       start_iteration=start_iteration, constant_lr=constant_lr,
                       capture_at=capture_at, progress=progress)
@@ -266,8 +262,6 @@ def _train(
               for name, keep in mask.items() if not bool(keep.all())]
     masked_params, keeps = [p for p, _ in masked], [k for _, k in masked]
     optimizer = make_optimizer(model, config)
-    step = FastStep(optimizer)
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
     order = BatchOrder(len(data.y_train), config.batch_size, data_seed, device)
     # Seeding the generators costs a hash per step: only models that draw random
     # numbers (dropout) need it, and for them every step's randomness is reproducible.
@@ -306,9 +300,7 @@ def _train(
             captured[iteration] = snapshot(model)
         lr = fixed_lr if fixed_lr is not None else config.lr_at(iteration)
         if lr != current_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            current_lr = lr
+            optimizer.lr = current_lr = lr
         batch = order.indices(iteration)
         if generators:
             step_seed = derive_seed(data_seed, "step", iteration)
@@ -321,8 +313,7 @@ def _train(
             inputs = augment(inputs, augment_generator)
         with autocast:
             loss = F.cross_entropy(forward(convert(inputs)), data.y_train.index_select(0, batch))
-        for param in trainable:  # optimizer.zero_grad(set_to_none=True), minus its overhead
-            param.grad = None
+        optimizer.zero_grad()
         loss.backward()
         with torch.no_grad():
             if masked:
@@ -333,7 +324,7 @@ def _train(
                             grad.mul_(keep)
                 else:
                     torch._foreach_mul_(grads, keeps)
-            step()
+            optimizer.step()
             if masked:
                 torch._foreach_mul_(masked_params, keeps)
         losses.add(loss, iteration)

@@ -81,23 +81,27 @@ def test_compiled_training_matches_eager_training(tiny, registry, plugins):
         assert float(compiled.state[name][~keep].abs().sum()) == 0.0
 
 
-def test_threads_and_tf32_hold_during_training_only(tiny, registry, plugins):
+def test_threads_hold_during_training_only(tiny, registry, plugins):
     before = torch.get_num_threads()
-    matmul = torch.backends.cuda.matmul
-    saved = matmul.fp32_precision
-    seen: list[tuple[int, str]] = []
-    experiment = _prepared(tiny, registry, plugins, threads=1, precision="tf32")
+    seen: list[int] = []
+    experiment = _prepared(tiny, registry, plugins, threads=1)
     model = experiment.build_model(0)
     train(model, Mask.dense(model), experiment.data, experiment.config, data_seed=0,
-          progress=lambda _: seen.append((torch.get_num_threads(), matmul.fp32_precision)))
-    assert set(seen) == {(1, "tf32")}
-    assert (torch.get_num_threads(), matmul.fp32_precision) == (before, saved)
+          progress=lambda _: seen.append(torch.get_num_threads()))
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
 
 
-def test_fp32_asks_cuda_for_ieee_float32():
-    with Acceleration(precision="fp32").session():
-        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
-        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+@pytest.mark.parametrize(("precision", "mode"), [("tf32", "tf32"), ("fp32", "ieee"),
+                                                 ("bf16", "ieee")])
+def test_cuda_float32_mode_holds_during_a_cuda_training_only(precision, mode):
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = (matmul.fp32_precision, conv.fp32_precision)
+    with Acceleration(precision=precision).session(torch.device("cuda")):
+        assert (matmul.fp32_precision, conv.fp32_precision) == (mode, mode)
+    assert (matmul.fp32_precision, conv.fp32_precision) == saved
+    with Acceleration(precision=precision).session(torch.device("cpu")):
+        assert (matmul.fp32_precision, conv.fp32_precision) == saved  # left alone on the CPU
 
 
 def test_population_trains_in_bf16_close_to_sequential_bf16(tiny, registry, plugins):

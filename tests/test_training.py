@@ -102,7 +102,7 @@ def test_fresh_optimizer_per_training(registry, monkeypatch):
 
     def spy(model, cfg):
         optimizer = original(model, cfg)
-        assert not optimizer.state  # no momentum or Adam moments inherited
+        assert not optimizer.has_state  # no momentum or Adam moments inherited
         made.append(optimizer)
         return optimizer
 
@@ -112,7 +112,7 @@ def test_fresh_optimizer_per_training(registry, monkeypatch):
     first = train(model, Mask.dense(model), splits(), cfg, data_seed=1)
     mask = half_mask(model)
     continued = train(model, mask, splits(), cfg, data_seed=2)
-    assert len(made) == 2 and made[0] is not made[1]
+    assert len(made) == 2 and made[0] is not made[1] and made[0].has_state
 
     # Behaviour, not just objects: the second training equals one on a fresh model.
     other = build(registry, seed=7)
@@ -162,7 +162,7 @@ def record_lrs(monkeypatch):
         return made[-1]
 
     monkeypatch.setattr(training, "make_optimizer", spy)
-    return lrs, lambda done: lrs.append(made[-1].param_groups[0]["lr"])
+    return lrs, lambda done: lrs.append(made[-1].lr)
 
 
 def test_training_follows_the_schedule(registry, monkeypatch):
