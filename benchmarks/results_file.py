@@ -137,8 +137,9 @@ def write_results(results: Results, args, argv: list[str] | None, script: str) -
     memory = ("`torch.cuda.max_memory_allocated`" if gpu else "`ru_maxrss`") + (
         " of a process running that method alone (set-up and warm-up)")
     if imports and not gpu:
+        low, high = f"{min(imports):,.0f}", f"{max(imports):,.0f}"
         memory += (f"; a process that has imported torch and lth-suite holds "
-                   f"{min(imports):,.0f}-{max(imports):,.0f} MiB before any data")
+                   f"{low if low == high else f'{low}-{high}'} MiB before any data")
     report = [
         "# lth-suite benchmark",
         "",

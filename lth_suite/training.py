@@ -14,7 +14,7 @@ from torch import nn
 from .acceleration import Acceleration
 from .data import BatchOrder, Splits
 from .errors import Diverged
-from .fast_step import FusedOptimizer
+from .fused_optimizer import FusedOptimizer
 from .masks import Mask
 from .seeding import derive_seed
 from .spec import Training
@@ -284,9 +284,10 @@ def _train(
         train_loss = losses.mean_and_reset()
         if train_loss is not None:
             row["train_loss"] = train_loss
-        row["val_loss"], row["val_accuracy"] = evaluate(model, data.x_val, data.y_val, acceleration)
+        row["val_loss"], row["val_accuracy"] = evaluate(model, data.x_val, data.y_val,
+                                                        acceleration)
         row["test_loss"], row["test_accuracy"] = evaluate(model, data.x_test, data.y_test,
-                                                               acceleration)
+                                                          acceleration)
         history.append(row)
         evaluation += time.perf_counter() - begun
 

@@ -53,3 +53,19 @@ def test_weight_norm_is_logged_at_every_level(plugins, tmp_path):
         parts = [next(m.value for m in layers[k] if m.step == step) for k in layers]
         total = next(m.value for m in history if m.step == step)
         assert total == pytest.approx(math.hypot(*parts))
+
+
+def test_loading_the_plugin_imports_no_torch():
+    """The hooks and params live apart from the torch code, which is registered lazily."""
+    import json
+    import subprocess
+    import sys
+
+    probe = ("import json, sys, lth_suite_example\n"
+             "from lth_suite.plugins import load_plugins\n"
+             "registry = load_plugins(extra=[lth_suite_example], installed=False).registry\n"
+             "registry.get('architecture', 'tiny_mlp'); registry.get('analyzer', 'weight_norm')\n"
+             "print(json.dumps('torch' in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) is False

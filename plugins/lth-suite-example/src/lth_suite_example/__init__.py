@@ -1,20 +1,17 @@
 """The smallest complete lth-suite plugin: one architecture and one analyzer.
 
-Copy this package to start your own: rename it, keep the hooks you need.
+Copy this package to start your own: rename it, keep the hooks you need. This module
+holds only the hooks and the params models; the torch code is in ``components.py`` and
+registered with ``lazy``, so merely having the plugin installed never imports torch
+(``lth-suite validate`` and ``lth-suite plugins`` stay fast).
 """
 
 from __future__ import annotations
 
-import math
-from statistics import mean
-
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
-from lth_suite.data import DataInfo
-from lth_suite.events import ExperimentFinished, LevelFinished
 from lth_suite.hookspecs import hookimpl
-from lth_suite.registry import NoParams, RegisterFn
+from lth_suite.registry import NoParams, RegisterFn, lazy
 
 __version__ = "0.1.0"
 
@@ -26,47 +23,16 @@ class TinyMLPParams(BaseModel):
     width: int = Field(default=64, ge=1, description="units of the hidden layer")
 
 
-class TinyMLP(nn.Sequential):
-    """Flatten, one hidden layer with ReLU, the output layer: ``hidden``, ``out``."""
-
-    def __init__(self, params: TinyMLPParams, info: DataInfo):
-        super().__init__()
-        self.flatten = nn.Flatten()
-        self.hidden = nn.Linear(math.prod(info.input_shape), params.width)
-        self.relu = nn.ReLU()
-        self.out = nn.Linear(params.width, info.num_classes)  # the last Linear: the output layer
-
-
-class WeightNorm:
-    """The L2 norm of the trained ticket's kept weights, at every level."""
-
-    def after_level(self, event: LevelFinished) -> dict[str, float]:
-        """``total`` over all prunable tensors and one value per tensor; mean over replicates."""
-        rows = []
-        for ticket in event.of("ticket"):
-            state = ticket.result.state
-            if not state:  # weights not kept (e.g. read back without them on resume)
-                continue
-            norms = {name: float((state[name] * keep.to(state[name].device)).norm())
-                     for name, keep in ticket.mask.items()}
-            norms["total"] = math.sqrt(sum(v * v for v in norms.values()))
-            rows.append(norms)
-        return {key: mean(row[key] for row in rows) for key in rows[0]} if rows else {}
-
-    def after_experiment(self, event: ExperimentFinished) -> dict[str, float]:
-        """Nothing beyond the per-level values."""
-        return {}
-
-
 @hookimpl
 def lth_register_architectures(register: RegisterFn) -> None:
     """Register ``tiny_mlp``."""
-    register("tiny_mlp", TinyMLP, TinyMLPParams, "one hidden layer of `width` units")
+    register("tiny_mlp", lazy("lth_suite_example.components:TinyMLP"), TinyMLPParams,
+             "one hidden layer of `width` units")
 
 
 @hookimpl
 def lth_register_analyzers(register: RegisterFn) -> None:
     """Register ``weight_norm``."""
-    register("weight_norm", lambda params: WeightNorm(), NoParams,
+    register("weight_norm", lazy("lth_suite_example.components:weight_norm"), NoParams,
              "L2 norm of the trained ticket's kept weights per level")
 
