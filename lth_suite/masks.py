@@ -127,6 +127,23 @@ class Mask(Mapping[str, torch.Tensor]):
         return cls(tensors)
 
 
+def top_positions(values: torch.Tensor, count: int) -> torch.Tensor:
+    """Positions of the ``count`` largest of 1-d ``values`` (no NaN), ties to the earlier one.
+
+    Exactly what a stable descending sort keeps, found in linear time: a selection of
+    the threshold (``kthvalue``), everything above it, then the first positions equal
+    to it. A full sort of a VGG-19's 20M scores takes seconds; this, a tenth of that.
+    """
+    if count <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    if count >= values.numel():
+        return torch.arange(values.numel())
+    threshold = torch.kthvalue(values, values.numel() - count + 1).values
+    above = (values > threshold).nonzero().squeeze(1)
+    tied = (values == threshold).nonzero().squeeze(1)[: count - above.numel()]
+    return torch.cat([above, tied])
+
+
 def keep_top(scores: Mapping[str, torch.Tensor], mask: Mask,
              groups: list[tuple[list[str], int]]) -> Mask:
     """Keep, in each group of tensors, the ``keep`` highest-scoring currently kept weights.
@@ -148,9 +165,8 @@ def keep_top(scores: Mapping[str, torch.Tensor], mask: Mask,
         values = flat[candidates]
         values = torch.where(torch.isnan(values), -torch.inf, values)
         count = max(0, min(int(keep), candidates.numel()))
-        order = torch.argsort(values, descending=True, stable=True)[:count]
         chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-        chosen[candidates[order]] = True
+        chosen[candidates[top_positions(values, count)]] = True
         offset = 0
         for n in names:
             size = mask[n].numel()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
 from lth_suite.data import DataInfo
 from lth_suite.errors import LthError
-from lth_suite.masks import LAYER_KINDS, Mask, keep_top, prunable_layers
+from lth_suite.masks import LAYER_KINDS, Mask, keep_top, prunable_layers, top_positions
 
 
 def random_mask(shapes: dict[str, tuple[int, ...]], density: float, seed: int = 0) -> Mask:
@@ -258,3 +262,13 @@ def test_prunable_layers_default_output_is_last_linear(registry):
 def test_conv_only_model_has_no_output_layer():
     layers = prunable_layers(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)))
     assert [layer.kind for layer in layers] == ["conv", "conv"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.sampled_from([-math.inf, -1.0, 0.0, 0.5, 2.0, math.inf]),
+                       min_size=1, max_size=40),
+       count=st.integers(min_value=-2, max_value=45))
+def test_top_positions_is_what_a_stable_descending_sort_keeps(values, count):
+    tensor = torch.tensor(values, dtype=torch.float64)  # few distinct values: many ties
+    expected = torch.argsort(tensor, descending=True, stable=True)[:max(count, 0)]
+    assert sorted(top_positions(tensor, count).tolist()) == sorted(expected.tolist())
