@@ -135,7 +135,9 @@ class LotteryRunner(PopulationLevels):
         """The level trained as a population, or None to train it one network at a time."""
         reason = self._population_reason()
         if reason is not None:
-            if level == 0 and self.x.spec.training.population == "on":
+            choice = self.x.spec.training.population
+            wanted = choice == "on" or (choice == "auto" and self.x.device.type == "cuda")
+            if level == 0 and wanted:  # asked for, or expected on a GPU: say why not
                 self.progress.note(f"population training off: {reason}")
             return None
         try:
