@@ -208,50 +208,101 @@ class PointResult:
     parent_id: str | None
     summary: list[dict[str, float]] = field(default_factory=list)
     error: LthError | None = None
+    skipped: bool = False  # finished by an earlier run of the sweep (``--resume``)
+
+
+@dataclass(frozen=True)
+class EarlierPoint:
+    """What an earlier run of the same sweep left of one point."""
+
+    parent_id: str
+    finished: bool
+    summary: list[dict[str, float]]  # per level: density and the ticket's accuracy
+
+
+def earlier_points(sweep: Sweep, uri: str) -> dict[int, EarlierPoint]:
+    """Per point index, the parent run an earlier run of this sweep left in the store:
+    its latest finished one, else its latest. Empty when the sweep never ran there."""
+    from .sweep_report import ACCURACY, load_points, sweep_parents
+    from .tracking import open_reader
+
+    reader = open_reader(uri)
+    if not sweep_parents(reader, sweep.sweep_id):
+        return {}
+    _, curves = load_points(reader, sweep.sweep_id)
+    return {curve.index: EarlierPoint(
+        curve.run.run_id, curve.run.status == "FINISHED",
+        [{"level": float(level), "density": density,
+          **({ACCURACY: curve.accuracy[level]} if level in curve.accuracy else {})}
+         for level, density in sorted(curve.density.items())]) for curve in curves}
 
 
 def run_sweep(sweep: Sweep, plugins: Plugins, uri: str,
               progress: Callable[[int], Progress] | None = None,
-              announce: Callable[[SweepPoint], None] | None = None) -> list[PointResult]:
+              announce: Callable[[SweepPoint, str], None] | None = None,
+              resume: bool = False) -> list[PointResult]:
     """Run every point: one after another in process (``local``), or all points' units
     submitted together through the launcher. A failing point does not stop the others.
 
     ``progress(trainings)`` makes the progress display of one point (``local``) or of
-    the whole sweep; ``announce(point)`` is called as a point starts (``local``).
+    the whole sweep; ``announce(point, what)`` says what happens to a point as it starts
+    (``local``) or before the launcher gets the points. With ``resume``, a point an
+    earlier run of this sweep finished is skipped and an unfinished one is resumed.
     """
     from .distributed import check_launcher
     from .tracking import open_tracker
 
     launcher = check_launcher(sweep.points[0].spec, plugins, uri)
     open_tracker(uri)  # an unusable store fails here, before any run exists
+    earlier = earlier_points(sweep, uri) if resume else {}
+    done = {point.index: PointResult(point, earlier[point.index].parent_id,
+                                     earlier[point.index].summary, skipped=True)
+            for point in sweep.points
+            if point.index in earlier and earlier[point.index].finished}
+    resumed = {index: found.parent_id for index, found in earlier.items() if index not in done}
+
+    def say(point: SweepPoint) -> None:
+        if announce is not None:
+            announce(point, "finished earlier: skipped" if point.index in done else
+                     f"resuming parent run {resumed[point.index]}"
+                     if point.index in resumed else "running")
+
     if launcher.in_process:
-        return [_run_local(sweep, point, plugins, uri, progress, announce)
-                for point in sweep.points]
+        results = []
+        for point in sweep.points:
+            say(point)
+            results.append(done.get(point.index) or _run_local(
+                sweep, point, plugins, uri, progress, resumed.get(point.index)))
+        return results
     from .distributed import Driver, Planned, unit_graph
 
+    for point in sweep.points:
+        say(point)
+    todo = [point for point in sweep.points if point.index not in done]
     plans = [Planned(point.spec, tagging_tracker(uri, sweep.tags(point)),
-                     label=f"p{point.index} ") for point in sweep.points]
-    total = sum(len(unit_graph(point.spec)) for point in sweep.points)
-    results = Driver(plugins, launcher, uri, progress(total) if progress else None).run(plans)
-    return [PointResult(point, result.parent_id,
-                        result.finished.summary if result.finished else [], result.error)
-            for point, result in zip(sweep.points, results)]
+                     resume_id=resumed.get(point.index), label=f"p{point.index} ")
+             for point in todo]
+    total = sum(len(unit_graph(point.spec)) for point in todo)
+    ran = Driver(plugins, launcher, uri, progress(total) if progress else None).run(plans) \
+        if plans else []
+    for point, result in zip(todo, ran, strict=True):
+        done[point.index] = PointResult(point, result.parent_id, result.finished.summary
+                                        if result.finished else [], result.error)
+    return [done[point.index] for point in sweep.points]
 
 
 def _run_local(sweep: Sweep, point: SweepPoint, plugins: Plugins, uri: str,
                progress: Callable[[int], Progress] | None,
-               announce: Callable[[SweepPoint], None] | None) -> PointResult:
+               resume_id: str | None) -> PointResult:
     from .experiment import prepare
     from .runner import LotteryRunner
 
-    if announce is not None:
-        announce(point)
     tracker = tagging_tracker(uri, sweep.tags(point))
     try:
         experiment = prepare(point.spec, plugins)
         shown = progress(experiment.trainings()) if progress else None
         try:
-            finished = LotteryRunner(experiment, tracker, shown).run()
+            finished = LotteryRunner(experiment, tracker, shown, resume=resume_id).run()
         finally:
             if shown is not None:
                 shown.stop()

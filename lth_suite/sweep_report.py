@@ -41,7 +41,7 @@ class SweepReport:
     points: list[PointCurve]
 
 
-def _parents(reader: StoreReader, key: str) -> list[RunRecord]:
+def sweep_parents(reader: StoreReader, key: str) -> list[RunRecord]:
     """The parent runs tagged with a sweep id starting with ``key``, newest first."""
     quoted = key.replace("'", "''")
     ids = [e.experiment_id for e in reader.client.search_experiments()]
@@ -60,7 +60,7 @@ def _parents(reader: StoreReader, key: str) -> list[RunRecord]:
 def load_points(reader: StoreReader, key: str) -> tuple[str, list[PointCurve]]:
     """The sweep's full id and, per point, its latest finished parent run (else its
     latest) with the per-level ticket accuracy and density."""
-    parents = _parents(reader, key)
+    parents = sweep_parents(reader, key)
     if not parents:
         raise TrackingError(f"no sweep '{key}' in {reader.uri} (the id is printed by "
                             "lth-suite sweep and tagged lth_suite.sweep_id on its runs)")

@@ -295,6 +295,53 @@ def test_local_sweep_tags_every_point_under_one_experiment_and_reports(tiny, wri
     assert unknown.exit_code == 2 and "no sweep 'ffffffff'" in unknown.output
 
 
+def test_an_interrupted_local_sweep_resumes_skipping_what_it_finished(tiny, write_spec,
+                                                                     tmp_path, monkeypatch):
+    from lth_suite.runner import LotteryRunner
+
+    tiny["pruning"]["levels"] = 2
+    tiny["controls"] = {"reinit": False, "random_prune": False}
+    write_spec(tiny_spec(tiny, launcher="local"))
+    sweep = tmp_path / "grid.yaml"
+    sweep.write_text(SWEEP)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    real = LotteryRunner._pruned
+
+    def interrupt_point_1(self, replicate, level):  # Ctrl-C in the second point, level 2
+        if self.x.spec.experiment.seed == 1 and level == 2:
+            raise KeyboardInterrupt
+        return real(self, replicate, level)
+
+    monkeypatch.setattr(LotteryRunner, "_pruned", interrupt_point_1)
+    stopped = invoke("sweep", sweep, "--tracking-uri", uri)
+    assert stopped.exit_code == 130, stopped.output
+    assert f"resume with: lth-suite sweep {sweep} --tracking-uri {uri} --resume" in \
+        stopped.output.replace("\n", "")
+    parents, children = runs_of(uri, "grid")
+    by_point = {p.data.tags["lth_suite.sweep_index"]: p for p in parents}
+    assert {i: p.info.status for i, p in by_point.items()} == {"0": "FINISHED", "1": "KILLED"}
+    trained_before = {c.info.run_id for c in children if c.info.status == "FINISHED"}
+
+    monkeypatch.setattr(LotteryRunner, "_pruned", real)
+    resumed = invoke("sweep", sweep, "--tracking-uri", uri, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "point 0/3: experiment.seed=0 (finished earlier: skipped)" in resumed.output
+    assert f"point 1/3: experiment.seed=1 (resuming parent run {by_point['1'].info.run_id})" \
+        in resumed.output.replace("\n", "")
+    assert "point 2/3: rewind=lr (running)" in resumed.output
+    parents, children = runs_of(uri, "grid")
+    assert len(parents) == 3 and {p.info.status for p in parents} == {"FINISHED"}
+    assert {p.info.run_id for p in parents} >= {p.info.run_id for p in by_point.values()}
+    for parent in parents:  # each (replicate, level, branch) finished exactly once
+        assert len(finished_once(children, parent.info.run_id)) == 3
+    finished = {c.info.run_id for c in children if c.info.status == "FINISHED"}
+    assert trained_before <= finished  # nothing that had finished was trained again
+    assert len(finished) == 9
+    table_rows = [line for line in resumed.output.splitlines() if "experiment.seed=" in line
+                  and "%" in line]
+    assert len(table_rows) == 2  # the skipped point is in the table with its stored figures
+
+
 # --- ray against a real tracking server -------------------------------------------------
 
 def free_port() -> int:

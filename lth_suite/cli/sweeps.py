@@ -17,8 +17,12 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
           set_: SetOpt = None, tracking_uri: UriOpt = None,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="validate every point and "
                                                 "print them; train and log nothing")] = False,
+          resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted "
+                                               "sweep: points it finished are skipped, the "
+                                               "others resume where they stopped")] = False,
           ) -> None:
     """Run every point of a sweep (a base spec and overrides) under one MLflow experiment."""
+    import shlex
     import signal
 
     from ..plugins import load_plugins
@@ -48,18 +52,22 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
 
     from ..progress import ConsoleProgress
 
-    def announce(point) -> None:
-        err.print(f"point {point.index}/{len(plan.points)}: {point.label}", highlight=False,
-                  markup=False)
+    def announce(point, what: str) -> None:
+        err.print(f"point {point.index}/{len(plan.points)}: {point.label} ({what})",
+                  highlight=False, markup=False)
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        results = run_sweep(plan, plugins, uri, ConsoleProgress, announce)
+        results = run_sweep(plan, plugins, uri, ConsoleProgress, announce, resume=resume)
     except LthError as error:
         _fail(error)
     except KeyboardInterrupt:
-        err.print("interrupted: the open runs were ended as KILLED", highlight=False,
-                  markup=False)
+        again = " ".join(["lth-suite sweep", shlex.quote(str(sweep_file)),
+                          *(f"--set {shlex.quote(item)}" for item in set_ or []),
+                          *([f"--tracking-uri {shlex.quote(tracking_uri)}"] if tracking_uri
+                            else []), "--resume"])
+        err.print(f"interrupted: the open runs were ended as KILLED; resume with: {again}",
+                  highlight=False, markup=False)
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
