@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -140,8 +141,9 @@ def write_results(results: Results, args, argv: list[str] | None, script: str) -
         low, high = f"{min(imports):,.0f}", f"{max(imports):,.0f}"
         memory += (f"; a process that has imported torch and lth-suite holds "
                    f"{low if low == high else f'{low}-{high}'} MiB before any data")
-    report = [
-        "# lth-suite benchmark",
+    kind = "cuda" if gpu else "cpu"
+    section = [
+        f"## {kind.upper()}{name}",
         "",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- machine: {_cpu_model()}, {os.cpu_count()} cores; device {results.device}{name}; "
@@ -166,5 +168,25 @@ def write_results(results: Results, args, argv: list[str] | None, script: str) -
         "decay 1e-4: ResNet-20, VGG-19); hyperparameters do not change the speed.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(report) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    earlier = args.out.read_text() if args.out.is_file() else ""
+    args.out.write_text(merge_section(earlier, kind, "\n".join(section)))
+    print(f"wrote the {kind} section of {args.out}", file=sys.stderr)
+
+
+TITLE = "# lth-suite benchmark"
+
+
+def merge_section(earlier: str, kind: str, section: str) -> str:
+    """RESULTS.md with this device kind's section replaced (or added); the others kept.
+
+    A GPU run does not erase the CPU figures, nor a CPU run the GPU's. Each section sits
+    between ``<!-- bench:KIND -->`` markers; a file without markers is an older CPU-only
+    report and is replaced.
+    """
+    sections: dict[str, str] = {}
+    for found in re.finditer(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", earlier, re.S):
+        sections[found.group(1)] = found.group(2).rstrip("\n")
+    sections[kind] = section.rstrip("\n")
+    parts = [f"<!-- bench:{k} -->\n{sections[k]}\n<!-- /bench:{k} -->"
+             for k in sorted(sections, key=lambda k: (k != "cpu", k))]
+    return TITLE + "\n\n" + "\n\n".join(parts) + "\n"

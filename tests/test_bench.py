@@ -101,3 +101,15 @@ def test_an_options_job_measures_each_variant_beside_fp32(bench):
 def test_unknown_option_variants_are_refused(bench):
     with pytest.raises(SystemExit, match="unknown option variant"):
         bench.bench.option_variants("fp16", "cuda")
+
+
+def test_each_device_kind_keeps_its_own_section_of_the_results(bench):
+    merge = bench.results_file.merge_section
+    cpu = merge("", "cpu", "## CPU\n\nfirst cpu run")
+    both = merge(cpu, "cuda", "## CUDA (H100)\n\ngpu run")
+    assert "first cpu run" in both and "gpu run" in both
+    again = merge(both, "cpu", "## CPU\n\nsecond cpu run")
+    assert "first cpu run" not in again and "second cpu run" in again and "gpu run" in again
+    assert again.index("second cpu run") < again.index("gpu run")  # CPU first
+    assert again.startswith("# lth-suite benchmark\n") and merge(again, "cpu",
+                                                                 "## CPU\n\nsecond cpu run") == again
