@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import SpecError
+
 PRECISIONS = ("fp32", "bf16", "tf32")
 
 
@@ -84,5 +86,43 @@ class Acceleration:
             def convert(x: torch.Tensor) -> torch.Tensor:
                 return x
         forward: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(model) if self.compile else model)
+            CompiledForward(model) if self.compile else model)
         return forward, convert
+
+
+class CompiledForward:
+    """``torch.compile(model)``; a failure of the compiler itself becomes a spec error.
+
+    Compilation happens at the first call. When that call fails but the eager model runs
+    on the same batch, the compiler is to blame (no C++ compiler, an unsupported
+    operation): the error names ``training.compile`` instead of ending in a traceback.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.compiled = torch.compile(model)
+        self.checked = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checked:
+            return self.compiled(x)
+        try:
+            out = self.compiled(x)
+        except Exception as exc:  # noqa: BLE001 - sorted out below
+            if not _runs_eagerly(self.model, x):
+                raise  # the model itself fails: its own error, unchanged
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise SpecError([("training.compile", f"torch.compile failed ({type(exc).__name__}"
+                              f"{': ' + reason if reason else ''}); set training.compile: "
+                              "false to train without it")]) from None
+        self.checked = True
+        return out
+
+
+def _runs_eagerly(model: nn.Module, x: torch.Tensor) -> bool:
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception:  # noqa: BLE001 - only whether it runs matters
+        return False
+    return True

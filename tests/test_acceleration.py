@@ -168,3 +168,34 @@ def test_bad_speed_settings_name_their_field(tiny, registry, field, value):
     tiny["training"][field] = value
     with pytest.raises(SpecError, match=f"training.{field}"):
         build_spec(tiny, registry)
+
+
+def test_a_compiler_failure_names_training_compile(tiny, registry, plugins, monkeypatch):
+    def no_compiler(model):
+        def fail(x):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    experiment = _prepared(tiny, registry, plugins, compile=True)
+    model = experiment.build_model(0)
+    with pytest.raises(SpecError) as caught:
+        train(model, Mask.dense(model), experiment.data, experiment.config, data_seed=0)
+    assert str(caught.value) == (
+        "training.compile: torch.compile failed (RuntimeError: InvalidCxxCompiler: No working "
+        "C++ compiler found); set training.compile: false to train without it")
+
+
+def test_a_failing_model_keeps_its_own_error_under_compile(tiny, registry, plugins,
+                                                           monkeypatch):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("the model's own bug")
+
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    experiment = _prepared(tiny, registry, plugins, compile=True)
+    model = experiment.build_model(0)
+    model.add_module("broken", Broken())
+    model.forward = lambda x: model.broken(x)
+    with pytest.raises(ValueError, match="the model's own bug"):
+        train(model, Mask.dense(model), experiment.data, experiment.config, data_seed=0)
