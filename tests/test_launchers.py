@@ -572,3 +572,32 @@ def test_a_sweep_through_ray_submits_every_point_together(tiny, write_spec, serv
     for parent in parents:
         assert set(finished_once(children, parent.info.run_id)) == expected_units(1, 1)
     assert len(children) == 4 * 4
+
+
+@needs_ray
+def test_a_ray_sweep_resumes_only_its_unfinished_point(tiny, write_spec, server, ray_cluster,
+                                                      monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    tiny["pruning"]["levels"] = 1
+    write_spec(tiny_spec(tiny, launcher="ray"))
+    sweep = tmp_path / "ray-resume.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "spec.yaml", "grid": {"experiment.seed": [0, 1]}}))
+    assert invoke("sweep", sweep, "--tracking-uri", server).exit_code == 0
+    parents, children = runs_of(server, "ray-resume")
+    by_point = {p.data.tags["lth_suite.sweep_index"]: p.info.run_id for p in parents}
+    # What a crash during point 1 leaves: its parent and one of its trainings not finished.
+    client = MlflowClient(server)
+    client.set_terminated(by_point["1"], status="KILLED")
+    lost = next(c for c in children if c.data.tags["mlflow.parentRunId"] == by_point["1"]
+                and c.info.run_name == "r0-level1-random_prune")
+    client.set_terminated(lost.info.run_id, status="KILLED")
+    result = invoke("sweep", sweep, "--tracking-uri", server, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "point 0/2: experiment.seed=0 (finished earlier: skipped)" in result.output
+    assert f"(resuming parent run {by_point['1']})" in result.output.replace("\n", "")
+    parents, after = runs_of(server, "ray-resume")
+    assert {p.info.run_id for p in parents} == set(by_point.values())
+    assert {p.info.status for p in parents} == {"FINISHED"}
+    for parent in by_point.values():
+        assert set(finished_once(after, parent)) == expected_units(1, 1)
+    assert len(after) == len(children) + 1  # only the lost training ran again
