@@ -3,11 +3,17 @@
 Import them into a ``conftest.py``::
 
     from lth_suite.testing import hermetic, tiny_spec_data, tracking_uri  # noqa: F401
+
+``heavy_imports`` checks that a plugin loads without torch (see docs/plugins.md).
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,24 @@ TINY: dict[str, Any] = {
     "controls": {"reinit": True, "random_prune": True},
     "tracking": {"log_models": "final"},
 }
+
+HEAVY = ("torch", "mlflow", "torchvision", "sklearn")
+
+
+def heavy_imports(code: str, cwd: Path | None = None) -> list[str]:
+    """The heavy packages (torch, mlflow, ...) a fresh interpreter holds after ``code``.
+
+    A plugin that registers its torch code with ``lth_suite.registry.lazy`` should give
+    ``[]`` for ``import my_plugin`` plus loading it: ``lth-suite validate`` then stays fast.
+    """
+    probe = textwrap.dedent(code) + textwrap.dedent(f"""
+        import json as _json, sys as _sys
+        print(_json.dumps(sorted({{m.split(".")[0] for m in _sys.modules}} & {set(HEAVY)!r})))
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, cwd=cwd)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
 
 MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",
                     "MLFLOW_EXPERIMENT_NAME")

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from lth_suite.registry import LazyFactory, lazy
+from lth_suite.testing import heavy_imports
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "mlflow", "torchvision", "sklearn")
-
-
 def imported_after(code: str) -> list[str]:
-    """The heavy top-level packages a fresh interpreter holds after running ``code``."""
-    probe = textwrap.dedent(code) + textwrap.dedent(f"""
-        import json, sys
-        print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & {set(HEAVY)!r})))
-    """)
-    # LTH_SUITE_LOAD_PLUGINS is empty here (conftest): installed plugins may import what
-    # they like, the built-ins must not.
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True, cwd=ROOT)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """The heavy top-level packages a fresh interpreter holds after running ``code``.
+
+    LTH_SUITE_LOAD_PLUGINS is empty here (conftest): installed plugins may import what
+    they like, the built-ins must not.
+    """
+    return heavy_imports(code, cwd=ROOT)
 
 
 def test_cli_and_builtin_plugins_import_neither_torch_nor_mlflow():

@@ -57,15 +57,11 @@ def test_weight_norm_is_logged_at_every_level(plugins, tmp_path):
 
 def test_loading_the_plugin_imports_no_torch():
     """The hooks and params live apart from the torch code, which is registered lazily."""
-    import json
-    import subprocess
-    import sys
+    from lth_suite.testing import heavy_imports
 
-    probe = ("import json, sys, lth_suite_example\n"
-             "from lth_suite.plugins import load_plugins\n"
-             "registry = load_plugins(extra=[lth_suite_example], installed=False).registry\n"
-             "registry.get('architecture', 'tiny_mlp'); registry.get('analyzer', 'weight_norm')\n"
-             "print(json.dumps('torch' in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True)
-    assert json.loads(done.stdout.strip().splitlines()[-1]) is False
+    assert heavy_imports("""
+        import lth_suite_example
+        from lth_suite.plugins import load_plugins
+        registry = load_plugins(extra=[lth_suite_example], installed=False).registry
+        registry.get("architecture", "tiny_mlp"), registry.get("analyzer", "weight_norm")
+    """) == []

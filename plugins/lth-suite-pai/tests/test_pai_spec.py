@@ -46,15 +46,12 @@ def test_synflow_spec_runs_end_to_end(plugins, spec_path, tracking_uri):
 
 def test_loading_the_plugin_imports_no_torch():
     """The params models live apart from the criteria, which are registered lazily."""
-    import json
-    import subprocess
-    import sys
+    from lth_suite.testing import heavy_imports
 
-    probe = ("import json, sys, lth_suite_pai.plugin\n"
-             "from lth_suite.plugins import load_plugins\n"
-             "registry = load_plugins(extra=[lth_suite_pai.plugin], installed=False).registry\n"
-             "for name in ('snip', 'grasp', 'synflow'): registry.get('criterion', name)\n"
-             "print(json.dumps('torch' in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True)
-    assert json.loads(done.stdout.strip().splitlines()[-1]) is False
+    assert heavy_imports("""
+        import lth_suite_pai.plugin
+        from lth_suite.plugins import load_plugins
+        registry = load_plugins(extra=[lth_suite_pai.plugin], installed=False).registry
+        for name in ("snip", "grasp", "synflow"):
+            registry.get("criterion", name)
+    """) == []
