@@ -19,8 +19,6 @@ from torch import nn
 
 from .errors import SpecError
 
-PRECISIONS = ("fp32", "bf16", "tf32")
-
 
 @dataclass(frozen=True)
 class Acceleration:

@@ -140,3 +140,22 @@ def test_logged_models_load_back_in_either_format(tracking_uri, model_format):
     saved = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri), "data")
     expected = {"pickle": "model.pth", "pt2": "model.pt2"}[model_format]
     assert expected in {p.name for p in saved.iterdir()}
+
+
+def test_pickled_models_log_without_mlflows_pickle_warning(tracking_uri, caplog):
+    import torch
+
+    tracker = open_tracker(tracking_uri)
+    tracker.start_experiment("quiet", "parent", {}, {}, "")
+    child = tracker.start_child("child", {})
+    with caplog.at_level("WARNING", logger="mlflow"):
+        tracker.log_model(child, torch.nn.Linear(4, 2), "ticket", torch.randn(2, 4), "pickle")
+    tracker.end_all("FINISHED")
+    assert not [r for r in caplog.records if "Pickle" in r.getMessage()]
+    assert logging_filters_left() == []
+
+
+def logging_filters_left() -> list:
+    import logging
+
+    return logging.getLogger("mlflow.pytorch").filters

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -243,12 +245,13 @@ class Tracker:
         # to warn when that fails; lth-suite's networks run on the example they are
         # logged with, so that check is skipped.
         checks = {"validate_serving_input": False} if model_format == "pt2" else {}
-        info = mlflow.pytorch.log_model(
-            cpu_model, name=name, run_id=run_id, model_id=logged.model_id,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            input_example=example.detach().cpu().numpy(), serialization_format=model_format,
-            **checks,
-        )
+        with _quiet_pickle_warning():
+            info = mlflow.pytorch.log_model(
+                cpu_model, name=name, run_id=run_id, model_id=logged.model_id,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                input_example=example.detach().cpu().numpy(), serialization_format=model_format,
+                **checks,
+            )
         return info.model_uri
 
     def end_run(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
@@ -308,6 +311,28 @@ def _batches(params: list[Param], metrics: list[Metric],
                 keys[kind // 2].add(item.key)
     if any(batch):
         yield batch
+
+
+class _PickleWarningFilter(logging.Filter):
+    """Drops MLflow's warning that pickled models run code when loaded.
+
+    ``tracking.model_format: pickle`` is a documented choice (the README says what
+    loading needs, and ``pt2`` is one setting away); repeating the warning for every
+    ticket of every level would bury the run's own output.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Saving pytorch model by Pickle")
+
+
+@contextmanager
+def _quiet_pickle_warning() -> Iterator[None]:
+    logger, quiet = logging.getLogger("mlflow.pytorch"), _PickleWarningFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def open_tracker(uri: str) -> Tracker:
