@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from lth_suite.plugins import load_plugins
+from lth_suite.progress import SilentProgress
 from lth_suite.spec_loading import build_spec
 from lth_suite.testing import TINY, hermetic, tracking_uri  # noqa: F401  (fixtures)
 
@@ -51,3 +52,20 @@ def write_spec(tmp_path: Path):
     return write
 
 
+
+
+class NoteKeeper(SilentProgress):
+    """A progress that keeps the warnings a run gives, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.lines.append(text)
+
+
+@pytest.fixture
+def notes() -> NoteKeeper:
+    """A progress recording the run's warnings (``notes.lines``)."""
+    return NoteKeeper()

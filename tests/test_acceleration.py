@@ -11,7 +11,6 @@ from lth_suite.acceleration import Acceleration
 from lth_suite.errors import SpecError
 from lth_suite.experiment import prepare
 from lth_suite.masks import Mask
-from lth_suite.progress import SilentProgress
 from lth_suite.population import Member, train_population
 from lth_suite.pruning import random_mask_like
 from lth_suite.runner import run_experiment
@@ -128,24 +127,12 @@ def test_population_trains_in_bf16_close_to_sequential_bf16(tiny, registry, plug
                                                                rel=0.02)
 
 
-class Notes(SilentProgress):
-    """Keeps the warnings a run gives."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def note(self, text: str) -> None:
-        self.lines.append(text)
-
-
 @pytest.mark.parametrize("option", [{"compile": True}, {"channels_last": True}])
 def test_population_steps_aside_for_options_it_does_not_batch(tiny, registry, plugins,
-                                                              tracking_uri, option):
+                                                              tracking_uri, notes, option):
     tiny["training"].update(population="on", duration="4it", eval_every=2, **option)
     tiny["pruning"]["levels"] = 1
     tiny["model"] = {"name": "mlp", "hidden": [8]}
-    notes = Notes()
     finished = run_experiment(build_spec(tiny, registry), plugins, tracking_uri, notes)
     # timings are reported by sequential trainings only
     assert all(b.result.timings for level in finished.levels for b in level.branches)

@@ -78,24 +78,14 @@ def test_population_experiment_matches_the_sequential_one(tiny, registry, plugin
 @pytest.mark.parametrize(("choice", "device", "said"), [
     ("auto", "cuda", True), ("on", "cpu", True), ("auto", "cpu", False), ("off", "cuda", False)])
 def test_a_batch_norm_network_falls_back_saying_so_where_a_population_was_wanted(
-        tiny, registry, plugins, tracking_uri, choice, device, said):
+        tiny, registry, plugins, tracking_uri, notes, choice, device, said):
     from dataclasses import replace
 
-    from lth_suite.progress import SilentProgress
     from lth_suite.runner import LotteryRunner
     from lth_suite.tracking import open_tracker
 
-    class Notes(SilentProgress):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lines: list[str] = []
-
-        def note(self, text: str) -> None:
-            self.lines.append(text)
-
     tiny["model"] = {"name": "resnet", "depth": 8, "width": 4}
     tiny["training"]["population"] = choice
-    notes = Notes()
     runner = LotteryRunner(prepare(build_spec(tiny, registry), plugins),
                            open_tracker(tracking_uri), notes)
     # The device only steers the choice here: nothing is trained, so no GPU is needed.
