@@ -17,7 +17,7 @@ One table, every figure measured by this run on this machine:
   (weight gradients, and input gradients past the first layer), run back to back as
   raw ATen calls on random tensors: no framework, no autograd, no optimizer, no data,
   no bias, activation, pooling, norm or loss. "of floor" = lth-suite it/s / floor it/s.
-- population: K LeNet-300-100 trained at once by ``lth_suite.population.train_population``
+- population: K LeNet-300-100 trained at once by ``lth_suite.training.population.train_population``
   against the same K trained one after another by ``train``; rates in
   network-iterations/s (K x iterations / s).
 - options: the spec's speed options (``training.precision``, ``channels_last``,
@@ -124,7 +124,7 @@ def worker(job: dict) -> dict:
     """One measuring process: a row's rates, the options of a network, or a peak memory."""
     import torch
 
-    import lth_suite.training  # noqa: F401 - the imports' memory, before any data
+    import lth_suite.training.loop  # noqa: F401 - the imports' memory, before any data
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])

@@ -108,7 +108,7 @@ METHODS = [
     "tensors, back to back: no autograd, optimizer, data, bias, activation, pooling, "
     "norm or loss. \"of floor\" = lth-suite it/s / floor it/s.",
     "- **population** rows (*): network-iterations/s (K x iterations / s) of K "
-    "LeNet-300-100 at level 0 trained at once by `lth_suite.population.train_population`, "
+    "LeNet-300-100 at level 0 trained at once by `lth_suite.training.population.train_population`, "
     "beside the same K trained one after another by `train` (the peers' column); "
     "speed-up = population / sequential. `training.population: auto` uses populations "
     "on CUDA only.",

@@ -97,7 +97,7 @@ def mnist_arrays(folder: Path):
     images, labels = folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz"
     if not (images.is_file() and labels.is_file()):
         return None
-    from lth_suite.builtin.local_datasets import read_idx
+    from lth_suite.builtin.datasets.local import read_idx
 
     x, y = read_idx(images), read_idx(labels).astype(np.int64)
     CACHE.mkdir(exist_ok=True)
@@ -134,8 +134,8 @@ def tensors(x_uint8, kind: str):
 def build(case: Case, device, seed: int = 0):
     import torch
 
-    from lth_suite.data import DataInfo
-    from lth_suite.plugins import load_plugins
+    from lth_suite.training.data import DataInfo
+    from lth_suite.plugins.manager import load_plugins
 
     shape = (1, 28, 28) if case.data == "mnist" else (3, 32, 32)
     info = DataInfo(case.data, shape, 10)
@@ -148,7 +148,7 @@ def mask_of(model, density: float, seed: int = 0):
     """Dense, or each prunable layer keeping a random ``density`` of its weights."""
     import torch
 
-    from lth_suite.masks import Mask
+    from lth_suite.pruning.masks import Mask
 
     dense = Mask.dense(model)
     if density >= 1:
@@ -174,7 +174,7 @@ def timed(device, run, iterations: int) -> float:
 def splits(case: Case, device, mnist: Path):
     import torch
 
-    from lth_suite.data import Splits
+    from lth_suite.training.data import Splits
 
     x_raw, y_raw, described = raw_data(case.data, mnist)
     x, y = tensors(x_raw, case.data).to(device), torch.from_numpy(y_raw).to(device)
@@ -187,8 +187,8 @@ def splits(case: Case, device, mnist: Path):
 
 def train_config(case: Case, data, total: int, options: dict[str, Any] | None = None):
     """The case's training for ``total`` iterations, with speed ``options`` (``training`` fields)."""
-    from lth_suite.spec import Training
-    from lth_suite.training import TrainConfig
+    from lth_suite.spec.model import Training
+    from lth_suite.training.loop import TrainConfig
 
     training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,
                         **case.optimizer, **(options or {}))
@@ -200,7 +200,7 @@ def lth_runner(case: Case, device, mnist: Path, options: dict[str, Any] | None =
 
     ``options`` are ``training`` fields of the spec: precision, channels_last, compile.
     """
-    from lth_suite.training import train
+    from lth_suite.training.loop import train
 
     model, data, described = splits(case, device, mnist)
     mask = mask_of(model, case.density)
@@ -218,8 +218,8 @@ def population_runner(k: int, population: bool, device, mnist: Path):
     """``run(n)``: K LeNet-300-100 at level 0 for n iterations, as one population or in turn."""
     import copy
 
-    from lth_suite.population import Member, train_population
-    from lth_suite.training import snapshot, train
+    from lth_suite.training.population import Member, train_population
+    from lth_suite.training.loop import snapshot, train
 
     case = CASES["lenet"]
     template, data, described = splits(case, device, mnist)

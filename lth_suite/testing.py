@@ -38,7 +38,7 @@ HEAVY = ("torch", "mlflow", "torchvision", "sklearn")
 def heavy_imports(code: str, cwd: Path | None = None) -> list[str]:
     """The heavy packages (torch, mlflow, ...) a fresh interpreter holds after ``code``.
 
-    A plugin that registers its torch code with ``lth_suite.registry.lazy`` should give
+    A plugin that registers its torch code with ``lth_suite.plugins.registry.lazy`` should give
     ``[]`` for ``import my_plugin`` plus loading it: ``lth-suite validate`` then stays fast.
     """
     probe = textwrap.dedent(code) + textwrap.dedent(f"""

@@ -7,15 +7,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lth_suite.acceleration import Acceleration
+from lth_suite.training.acceleration import Acceleration
 from lth_suite.errors import SpecError
-from lth_suite.experiment import prepare
-from lth_suite.masks import Mask
-from lth_suite.population import Member, train_population
-from lth_suite.pruning import random_mask_like
-from lth_suite.runner import run_experiment
-from lth_suite.spec_loading import build_spec, spec_hash
-from lth_suite.training import snapshot, train
+from lth_suite.lottery.experiment import prepare
+from lth_suite.pruning.masks import Mask
+from lth_suite.training.population import Member, train_population
+from lth_suite.pruning.targets import random_mask_like
+from lth_suite.lottery.runner import run_experiment
+from lth_suite.spec.loading import build_spec, spec_hash
+from lth_suite.training.loop import snapshot, train
 
 CONV = {"name": "conv", "depth": 2, "width": 4, "hidden": [16]}
 SMALL_IMAGES = {"name": "fake", "image_shape": [3, 8, 8], "train_size": 160, "test_size": 32}

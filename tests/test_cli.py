@@ -94,7 +94,7 @@ def test_validate_prints_one_line_per_error(tiny, write_spec):
 
 
 def test_validate_good_spec(tiny, write_spec, registry):
-    from lth_suite.spec_loading import build_spec, spec_hash
+    from lth_suite.spec.loading import build_spec, spec_hash
 
     spec = write_spec(tiny)
     result = invoke("validate", spec)
@@ -148,7 +148,7 @@ def test_empty_spec_is_all_defaults(write_spec):
 # --- overrides ------------------------------------------------------------------------
 
 def test_overrides_change_the_spec(tiny, write_spec, registry):
-    from lth_suite.spec_loading import apply_overrides, build_spec, spec_hash
+    from lth_suite.spec.loading import apply_overrides, build_spec, spec_hash
 
     spec = write_spec(tiny)
     overrides = ["training.lr=0.01", "pruning.criterion=random", "model.hidden=[10,5]",

@@ -17,19 +17,16 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from lth_suite.builtin.datasets import (FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_FILES,
-                                        MNIST_MEAN, MNIST_STD)
-from lth_suite.builtin.vision_datasets import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN,
-                                               CIFAR100_STD, crop_flip, fake_images)
-from lth_suite.data import (DataInfo, DatasetParams, RandomCropFlip, RawData, Splits,
-                            split_validation)
+from lth_suite.builtin.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_FILES, MNIST_MEAN, MNIST_STD
+from lth_suite.builtin.datasets.vision import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, crop_flip, fake_images
+from lth_suite.training.data import DataInfo, DatasetParams, RandomCropFlip, RawData, Splits, split_validation
 from lth_suite.errors import DataError
-from lth_suite.experiment import prepare
-from lth_suite.masks import Mask
+from lth_suite.lottery.experiment import prepare
+from lth_suite.pruning.masks import Mask
 from lth_suite.seeding import derive_seed
-from lth_suite.spec import Training
-from lth_suite.spec_loading import build_spec
-from lth_suite.training import TrainConfig, train
+from lth_suite.spec.model import Training
+from lth_suite.spec.loading import build_spec
+from lth_suite.training.loop import TrainConfig, train
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                      reason="needs a CUDA device"))

@@ -6,12 +6,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-import lth_suite.runner as runner_module
+import lth_suite.lottery.runner as runner_module
 from lth_suite.errors import Diverged
-from lth_suite.masks import Mask
-from lth_suite.runner import run_experiment
-from lth_suite.spec_loading import build_spec
-from lth_suite.training import LossWindow
+from lth_suite.pruning.masks import Mask
+from lth_suite.lottery.runner import run_experiment
+from lth_suite.spec.loading import build_spec
+from lth_suite.training.loop import LossWindow
 
 
 def runs(uri: str) -> dict:

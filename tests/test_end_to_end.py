@@ -11,14 +11,14 @@ import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from lth_suite.analysis import Analysis
+from lth_suite.lottery.analyzers import Analysis
 from lth_suite.cli import app
 from lth_suite.errors import PluginFailure
-from lth_suite.hookspecs import hookimpl
-from lth_suite.masks import Mask
-from lth_suite.plugins import load_plugins
-from lth_suite.runner import run_experiment
-from lth_suite.spec_loading import build_spec, spec_hash
+from lth_suite.plugins.hookspecs import hookimpl
+from lth_suite.pruning.masks import Mask
+from lth_suite.plugins.manager import load_plugins
+from lth_suite.lottery.runner import run_experiment
+from lth_suite.spec.loading import build_spec, spec_hash
 
 
 def runs_of(uri: str) -> list:
@@ -129,7 +129,7 @@ def test_a_stopped_experiment_leaves_no_run_running(tiny, tracking_uri, error, r
 
 def test_a_failing_plugin_run_exits_1_naming_the_plugin(tiny, write_spec, tracking_uri,
                                                         monkeypatch):
-    import lth_suite.plugins as plugins_module
+    import lth_suite.plugins.manager as plugins_module
 
     real = plugins_module.load_plugins
     monkeypatch.setattr(plugins_module, "load_plugins", lambda **kw: real(

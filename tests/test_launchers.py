@@ -29,12 +29,12 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from lth_suite.cli import app
-from lth_suite.distributed import Driver, Planned, check_tracking_uri, unit_graph
+from lth_suite.launch.driver import Driver, Planned, check_tracking_uri, unit_graph
 from lth_suite.errors import LthError
-from lth_suite.launching import Unit, UnitGraph
-from lth_suite.masks import Mask
-from lth_suite.runner import run_experiment
-from lth_suite.spec_loading import build_spec, spec_hash
+from lth_suite.launch.units import Unit, UnitGraph
+from lth_suite.pruning.masks import Mask
+from lth_suite.lottery.runner import run_experiment
+from lth_suite.spec.loading import build_spec, spec_hash
 from lth_suite.tracking import open_tracker
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -52,8 +52,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from lth_suite.builtin.criteria import magnitude
-from lth_suite.hookspecs import hookimpl
-from lth_suite.registry import NoParams
+from lth_suite.plugins.hookspecs import hookimpl
+from lth_suite.plugins.registry import NoParams
 
 
 class FaultParams(BaseModel):
@@ -297,7 +297,7 @@ def test_local_sweep_tags_every_point_under_one_experiment_and_reports(tiny, wri
 
 def test_an_interrupted_local_sweep_resumes_skipping_what_it_finished(tiny, write_spec,
                                                                      tmp_path, monkeypatch):
-    from lth_suite.runner import LotteryRunner
+    from lth_suite.lottery.runner import LotteryRunner
 
     tiny["pruning"]["levels"] = 2
     tiny["controls"] = {"reinit": False, "random_prune": False}

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 import torch
 from torch import nn
 
-from lth_suite.data import DataInfo
+from lth_suite.training.data import DataInfo
 from lth_suite.errors import LthError
-from lth_suite.masks import LAYER_KINDS, Mask, keep_top, prunable_layers, top_positions
+from lth_suite.pruning.masks import LAYER_KINDS, Mask, keep_top, prunable_layers, top_positions
 
 
 def random_mask(shapes: dict[str, tuple[int, ...]], density: float, seed: int = 0) -> Mask:

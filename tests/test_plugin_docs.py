@@ -1,4 +1,4 @@
-"""docs/plugins.md documents the whole extension surface of lth_suite/hookspecs.py."""
+"""docs/plugins.md documents the whole extension surface of lth_suite/plugins/hookspecs.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ DOC = ROOT / "docs" / "plugins.md"
 
 
 def declared_hooks() -> list[str]:
-    """Functions of lth_suite/hookspecs.py marked ``@hookspec`` (bare or called)."""
-    tree = ast.parse((ROOT / "lth_suite" / "hookspecs.py").read_text())
+    """Functions of lth_suite/plugins/hookspecs.py marked ``@hookspec`` (bare or called)."""
+    tree = ast.parse((ROOT / "lth_suite" / "plugins" / "hookspecs.py").read_text())
     hooks = []
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef):
@@ -36,7 +36,7 @@ def test_hookspecs_are_found():
 
 
 def test_every_hook_is_documented_with_its_arguments():
-    tree = ast.parse((ROOT / "lth_suite" / "hookspecs.py").read_text())
+    tree = ast.parse((ROOT / "lth_suite" / "plugins" / "hookspecs.py").read_text())
     arguments = {node.name: [a.arg for a in node.args.args] for node in tree.body
                  if isinstance(node, ast.FunctionDef)}
     documented = documented_hooks()

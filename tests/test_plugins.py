@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from lth_suite.cli import app
 from lth_suite.errors import LthError, UnknownComponentError
-from lth_suite.hookspecs import hookimpl
-from lth_suite.plugins import DEFAULT_PLUGINS, LOAD_ENV, load_plugins
-from lth_suite.registry import KINDS, Component, NoParams, Registry
-from lth_suite.spec_loading import build_spec
+from lth_suite.plugins.hookspecs import hookimpl
+from lth_suite.plugins.manager import DEFAULT_PLUGINS, LOAD_ENV, load_plugins
+from lth_suite.plugins.registry import KINDS, Component, NoParams, Registry
+from lth_suite.spec.loading import build_spec
 
 BUILTIN_PROVIDES = {
     "lth_suite.builtin.criteria": {"criterion": {"magnitude", "random"}},
@@ -219,8 +219,8 @@ PLUGIN_SOURCE = '''
 """A third-party lth-suite plugin: a criterion and a lifecycle hook."""
 from pydantic import BaseModel, ConfigDict, Field
 
-from lth_suite.hookspecs import hookimpl
-from lth_suite.masks import keep_top
+from lth_suite.plugins.hookspecs import hookimpl
+from lth_suite.pruning.masks import keep_top
 
 FINISHED = []
 

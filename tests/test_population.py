@@ -6,13 +6,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lth_suite.experiment import prepare
-from lth_suite.masks import Mask
-from lth_suite.population import Member, train_population, why_not_batchable
-from lth_suite.pruning import random_mask_like
-from lth_suite.runner import run_experiment
-from lth_suite.spec_loading import build_spec
-from lth_suite.training import snapshot, train
+from lth_suite.lottery.experiment import prepare
+from lth_suite.pruning.masks import Mask
+from lth_suite.training.population import Member, train_population, why_not_batchable
+from lth_suite.pruning.targets import random_mask_like
+from lth_suite.lottery.runner import run_experiment
+from lth_suite.spec.loading import build_spec
+from lth_suite.training.loop import snapshot, train
 
 
 @pytest.mark.parametrize("optimizer", [{"optimizer": "adam"},
@@ -81,7 +81,7 @@ def test_a_batch_norm_network_falls_back_saying_so_where_a_population_was_wanted
         tiny, registry, plugins, tracking_uri, notes, choice, device, said):
     from dataclasses import replace
 
-    from lth_suite.runner import LotteryRunner
+    from lth_suite.lottery.runner import LotteryRunner
     from lth_suite.tracking import open_tracker
 
     tiny["model"] = {"name": "resnet", "depth": 8, "width": 4}

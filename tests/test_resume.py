@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from lth_suite.cli import app
-from lth_suite.masks import Mask
+from lth_suite.pruning.masks import Mask
 
 KEYS = ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy", "val_loss")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lth_suite.data import DataInfo, Splits
-from lth_suite.masks import Mask
-from lth_suite.plugins import load_plugins
-from lth_suite.rewinding import RewindContext, RewindPoint
-from lth_suite.spec import Training
-from lth_suite.training import TrainConfig, snapshot, train
+from lth_suite.training.data import DataInfo, Splits
+from lth_suite.pruning.masks import Mask
+from lth_suite.plugins.manager import load_plugins
+from lth_suite.lottery.rewinding import RewindContext, RewindPoint
+from lth_suite.spec.model import Training
+from lth_suite.training.loop import TrainConfig, snapshot, train
 
 REWINDS = load_plugins(installed=False).registry.names("rewind")
 PARAMS = {"step": {"iteration": "5it"}}

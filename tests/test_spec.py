@@ -10,16 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from lth_suite.errors import LthError, SpecError
-from lth_suite.spec import ComponentSpec, Duration, ExperimentSpec, Training
-from lth_suite.spec_loading import (
-    apply_overrides,
-    build_spec,
-    canonical,
-    load_spec,
-    read_yaml,
-    spec_hash,
-    to_yaml,
-)
+from lth_suite.spec.model import ComponentSpec, Duration, ExperimentSpec, Training
+from lth_suite.spec.loading import apply_overrides, build_spec, canonical, load_spec, read_yaml, spec_hash, to_yaml
 
 REPO = Path(__file__).parents[1]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lth_suite.registry import LazyFactory, lazy
+from lth_suite.plugins.registry import LazyFactory, lazy
 from lth_suite.testing import heavy_imports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def imported_after(code: str) -> list[str]:
 
 def test_cli_and_builtin_plugins_import_neither_torch_nor_mlflow():
     assert imported_after("""
-        import lth_suite.cli, lth_suite.plugins
+        import lth_suite.cli, lth_suite.plugins.manager
         lth_suite.plugins.load_plugins()
     """) == []
 
@@ -31,8 +31,8 @@ def test_cli_and_builtin_plugins_import_neither_torch_nor_mlflow():
 def test_validating_a_spec_imports_neither_torch_nor_mlflow():
     assert imported_after(f"""
         from pathlib import Path
-        from lth_suite.plugins import load_plugins
-        from lth_suite.spec_loading import json_schema, load_spec, spec_hash
+        from lth_suite.plugins.manager import load_plugins
+        from lth_suite.spec.loading import json_schema, load_spec, spec_hash
         registry = load_plugins().registry
         spec = load_spec(Path({str(ROOT / "specs" / "quickstart.yaml")!r}), registry, [])
         spec_hash(spec)
@@ -42,7 +42,7 @@ def test_validating_a_spec_imports_neither_torch_nor_mlflow():
 
 def test_building_a_component_imports_its_implementation(registry):
     from lth_suite.builtin import architectures
-    from lth_suite.data import DataInfo
+    from lth_suite.training.data import DataInfo
 
     model = registry.build("architecture", "mlp", {"hidden": [8]}, DataInfo("t", (1, 4, 4), 3))
     assert type(model).__name__ == "MLP"
@@ -53,8 +53,8 @@ def test_building_a_component_imports_its_implementation(registry):
 
 
 def test_dataset_params_stay_importable_from_data():
-    from lth_suite.data import DatasetParams
-    from lth_suite.params import DatasetParams as defined
+    from lth_suite.training.data import DatasetParams
+    from lth_suite.plugins.params import DatasetParams as defined
 
     assert DatasetParams is defined
 

@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 
 from lth_suite.cli import app
 from lth_suite.errors import TrackingError
-from lth_suite.tracking import (default_tracking_uri, flatten, open_tracker,
-                                resolve_tracking_uri, ui_command)
+from lth_suite.tracking import default_tracking_uri, flatten, open_tracker, resolve_tracking_uri, ui_command
 
 
 def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path):

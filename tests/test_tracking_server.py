@@ -27,7 +27,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from lth_suite.masks import Mask
+from lth_suite.pruning.masks import Mask
 
 from tests.conftest import TINY
 

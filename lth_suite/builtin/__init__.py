@@ -10,15 +10,14 @@ from typing import Any
 def moved(module: str, names: dict[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` (PEP 562) for names that moved to torch-using modules.
 
-    The hook modules import no torch; what they used to define is still reachable
-    through them (``architectures.MLP``, which pickled models name), imported on first use.
-    ``names`` maps each name to the sibling module that now holds it.
+    The hook modules import no torch; what their torch modules define is still reachable
+    through them (``architectures.MLP``), imported on first use. ``names`` maps each name
+    to the submodule of ``module`` that holds it.
     """
-    package = module.rpartition(".")[0]
 
     def __getattr__(name: str) -> Any:
         if name in names:
-            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+            return getattr(importlib.import_module(f"{module}.{names[name]}"), name)
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__

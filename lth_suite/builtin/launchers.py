@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import LthError
-from ..hookspecs import hookimpl
-from ..launching import Job, Outcome, Unit, UnitFailed, run_in_order
-from ..registry import NoParams, RegisterFn
+from ..plugins.hookspecs import hookimpl
+from ..launch.units import Job, Outcome, Unit, UnitFailed, run_in_order
+from ..plugins.registry import NoParams, RegisterFn
 
 RAY_MISSING = ("launcher 'ray' needs the ray package, which is not installed: "
                "pip install 'lth-suite[ray]'")

@@ -34,8 +34,8 @@ def _fail(error: LthError) -> None:
 
 
 def _load(spec_path: Path, overrides: list[str] | None):
-    from ..plugins import load_plugins
-    from ..spec_loading import load_spec
+    from ..plugins.manager import load_plugins
+    from ..spec.loading import load_spec
 
     plugins = load_plugins()
     return plugins, load_spec(spec_path, plugins.registry, overrides or [])
@@ -45,7 +45,7 @@ def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None
     """The report at the end of ``run``; a failure warns but never fails the finished run."""
     retry = f"retry with: lth-suite report {parent_run_id} --tracking-uri {uri}"
     try:
-        from ..report import report as write_report
+        from ..report.data import report as write_report
 
         result = write_report(parent_run_id, uri, levels=levels)
     except KeyboardInterrupt:

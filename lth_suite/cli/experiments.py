@@ -20,13 +20,13 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
                                              "run of this spec, skipping what is done")] = False,
         ) -> None:
     """Run an experiment: train, prune, rewind, retrain, level after level."""
-    from ..experiment import prepare
+    from ..lottery.experiment import prepare
 
     extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
     try:
         plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
         if experiment_spec.launcher.name != "local":  # before data load and any run
-            from ..distributed import check_launcher
+            from ..launch.driver import check_launcher
             from ..tracking import resolve_tracking_uri
 
             check_launcher(experiment_spec, plugins,
@@ -35,7 +35,7 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
         if dry_run:
             _print_plan(experiment)
             return
-        from ..resume import find_resumable
+        from ..lottery.checkpoints import find_resumable
         from ..tracking import open_tracker, resolve_tracking_uri
 
         tracker = open_tracker(resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
@@ -53,10 +53,10 @@ def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experim
     """Continue an interrupted experiment in its own parent run, skipping what is done."""
     import yaml
 
-    from ..experiment import prepare
-    from ..plugins import load_plugins
-    from ..resume import check_same_spec
-    from ..spec_loading import apply_overrides, build_spec
+    from ..lottery.experiment import prepare
+    from ..plugins.manager import load_plugins
+    from ..lottery.checkpoints import check_same_spec
+    from ..spec.loading import apply_overrides, build_spec
     from ..tracking import open_tracker, resolve_tracking_uri
 
     try:
@@ -72,7 +72,7 @@ def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experim
                                      f"run {run_id} spec.yaml")
         check_same_spec(tracker, run_id, experiment_spec, plugins.registry)
         if experiment_spec.launcher.name != "local":
-            from ..distributed import check_launcher
+            from ..launch.driver import check_launcher
 
             check_launcher(experiment_spec, plugins, tracker.uri)
         experiment = prepare(experiment_spec, plugins)
@@ -85,8 +85,8 @@ def _execute(experiment, tracker, resume_id: str | None, tracking_uri: str | Non
     """Run or resume a prepared experiment; Ctrl-C and SIGTERM end its runs as KILLED."""
     import signal
 
-    from ..progress import ConsoleProgress
-    from ..runner import LotteryRunner
+    from ..lottery.progress import ConsoleProgress
+    from ..lottery.runner import LotteryRunner
 
     def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
         raise KeyboardInterrupt
@@ -125,8 +125,8 @@ def _execute_distributed(experiment, tracker, resume_id: str | None,
     """Run or resume an experiment's units through its launcher (e.g. Ray tasks)."""
     import signal
 
-    from ..distributed import Driver, Planned, check_launcher
-    from ..progress import ConsoleProgress
+    from ..launch.driver import Driver, Planned, check_launcher
+    from ..lottery.progress import ConsoleProgress
 
     spec = experiment.spec
     launcher = check_launcher(spec, experiment.plugins, tracker.uri)
@@ -171,7 +171,7 @@ def mlproject(
     overrides: Annotated[str, typer.Option(help="KEY=VALUE pairs separated by ';'")] = "",
 ) -> None:
     """The ``mlflow run`` entry point: a preset (or spec) plus the project's parameters."""
-    from ..presets import preset_path, project_overrides
+    from ..spec.presets import preset_path, project_overrides
 
     try:
         path = Path(spec) if spec else preset_path(model)

@@ -15,7 +15,7 @@ from .common import SetOpt, SpecArg, UriOpt, _fail, _load, app, err, out
 @app.command()
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     """Check a spec (and its plugin params) without running it."""
-    from ..spec_loading import spec_hash
+    from ..spec.loading import spec_hash
 
     try:
         _, experiment_spec = _load(spec, set_)
@@ -27,8 +27,8 @@ def validate(spec: SpecArg, set_: SetOpt = None) -> None:
 @app.command()
 def schema() -> None:
     """Print the spec's JSON schema, plugins' params included, for editors."""
-    from ..plugins import load_plugins
-    from ..spec_loading import json_schema
+    from ..plugins.manager import load_plugins
+    from ..spec.loading import json_schema
 
     try:
         plugins = load_plugins()
@@ -41,7 +41,7 @@ def schema() -> None:
 def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
             ) -> None:
     """List the plugins, their versions, what each provides, and any that failed to load."""
-    from ..plugins import load_plugins
+    from ..plugins.manager import load_plugins
 
     try:
         loaded = load_plugins()

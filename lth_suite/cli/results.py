@@ -31,8 +31,8 @@ def report(experiment: ExperimentArg = None,
            sweep: SweepOpt = None,
            ) -> None:
     """Write paper-style figures and a summary table of a finished experiment."""
-    from ..report import parse_levels
-    from ..report import report as write_report
+    from ..report.data import parse_levels
+    from ..report.data import report as write_report
     from ..tracking import resolve_tracking_uri
 
     if sweep is not None or experiment is None:
@@ -57,7 +57,7 @@ def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | Non
     try:
         if sweep is None or experiment is not None:
             raise LthError("report: give either an EXPERIMENT or --sweep ID")
-        from ..sweep_report import sweep_report
+        from ..report.sweep import sweep_report
 
         result = sweep_report(sweep, resolve_tracking_uri(tracking_uri, None), out_dir)
     except LthError as error:
@@ -75,7 +75,7 @@ def export(run_id: Annotated[str, typer.Argument(
                                                  show_default=False)],
            tracking_uri: UriOpt = None) -> None:
     """Export a trained ticket: masked state dict, mask, and a shrunk dense network."""
-    from ..export import export_run
+    from ..analysis.export import export_run
     from ..tracking import open_reader, resolve_tracking_uri
 
     try:

@@ -25,15 +25,15 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
     import shlex
     import signal
 
-    from ..plugins import load_plugins
-    from ..sweep import check_points, load_sweep, run_sweep
+    from ..plugins.manager import load_plugins
+    from ..launch.sweep import check_points, load_sweep, run_sweep
     from ..tracking import resolve_tracking_uri
 
     try:
         plugins = load_plugins()
         plan = load_sweep(sweep_file, plugins, set_ or [])
         uri = resolve_tracking_uri(tracking_uri, plan.points[0].spec.tracking.uri)
-        from ..distributed import check_launcher
+        from ..launch.driver import check_launcher
 
         check_launcher(plan.points[0].spec, plugins, uri)
         check_points(plan, plugins)
@@ -50,7 +50,7 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
     def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
         raise KeyboardInterrupt
 
-    from ..progress import ConsoleProgress
+    from ..lottery.progress import ConsoleProgress
 
     def announce(point, what: str) -> None:
         err.print(f"point {point.index}/{len(plan.points)}: {point.label} ({what})",
@@ -89,7 +89,7 @@ def _print_sweep(plan, results, uri: str) -> None:
     out.print(table)
     if plan.points[0].spec.report.enabled:
         try:
-            from ..sweep_report import sweep_report
+            from ..report.sweep import sweep_report
 
             written = sweep_report(plan.sweep_id, uri)
             out.print(f"report: {written.folder}/", highlight=False, markup=False)

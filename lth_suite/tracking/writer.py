@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from .. import __version__
 from ..errors import TrackingError
-from ..masks import Mask
+from ..pruning.masks import Mask
 from .uris import checked_store, safe_name
 
 PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lth_suite_example
-from lth_suite.plugins import load_plugins
+from lth_suite.plugins.manager import load_plugins
 from lth_suite.testing import hermetic  # noqa: F401  (autouse: no installed plugins, tmp cwd)
 
 

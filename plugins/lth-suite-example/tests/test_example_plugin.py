@@ -8,11 +8,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lth_suite.data import DataInfo
+from lth_suite.training.data import DataInfo
 from lth_suite.errors import SpecError
-from lth_suite.masks import prunable_layers
-from lth_suite.runner import run_experiment
-from lth_suite.spec_loading import build_spec
+from lth_suite.pruning.masks import prunable_layers
+from lth_suite.lottery.runner import run_experiment
+from lth_suite.spec.loading import build_spec
 
 SPEC = {
     "experiment": {"name": "example", "seed": 0},
@@ -61,7 +61,7 @@ def test_loading_the_plugin_imports_no_torch():
 
     assert heavy_imports("""
         import lth_suite_example
-        from lth_suite.plugins import load_plugins
+        from lth_suite.plugins.manager import load_plugins
         registry = load_plugins(extra=[lth_suite_example], installed=False).registry
         registry.get("architecture", "tiny_mlp"), registry.get("analyzer", "weight_norm")
     """) == []

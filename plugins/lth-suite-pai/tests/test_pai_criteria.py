@@ -8,10 +8,10 @@ from pydantic import ValidationError
 from torch import nn
 from torch.func import functional_call
 
-from lth_suite.data import DataInfo, Splits
-from lth_suite.masks import Mask, keep_top, prunable_layers
-from lth_suite.pruning import PruneRequest, target_groups
-from lth_suite.spec import Pruning
+from lth_suite.training.data import DataInfo, Splits
+from lth_suite.pruning.masks import Mask, keep_top, prunable_layers
+from lth_suite.pruning.targets import PruneRequest, target_groups
+from lth_suite.spec.model import Pruning
 from lth_suite_pai.criteria import synflow_schedule
 
 CRITERIA = ("snip", "grasp", "synflow")

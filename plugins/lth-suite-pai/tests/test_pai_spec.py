@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lth_suite.runner import run_experiment
-from lth_suite.spec_loading import load_spec
+from lth_suite.lottery.runner import run_experiment
+from lth_suite.spec.loading import load_spec
 
 SPEC = Path(__file__).resolve().parents[3] / "specs" / "synflow_digits.yaml"
 
@@ -50,7 +50,7 @@ def test_loading_the_plugin_imports_no_torch():
 
     assert heavy_imports("""
         import lth_suite_pai.plugin
-        from lth_suite.plugins import load_plugins
+        from lth_suite.plugins.manager import load_plugins
         registry = load_plugins(extra=[lth_suite_pai.plugin], installed=False).registry
         for name in ("snip", "grasp", "synflow"):
             registry.get("criterion", name)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lth_suite.hookspecs import hookimpl
-from lth_suite.registry import NoParams, RegisterFn, lazy
+from lth_suite.plugins.hookspecs import hookimpl
+from lth_suite.plugins.registry import NoParams, RegisterFn, lazy
 
 __version__ = "0.1.0"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lth_suite.hookspecs import hookimpl
-from lth_suite.registry import RegisterFn, lazy
+from lth_suite.plugins.hookspecs import hookimpl
+from lth_suite.plugins.registry import RegisterFn, lazy
 
 from .params import GraspParams, SnipParams, SynflowParams
 

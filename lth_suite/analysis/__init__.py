@@ -1,0 +1,1 @@
+"""Analyses of tickets read back from the store: mask similarity, shrinking, export."""

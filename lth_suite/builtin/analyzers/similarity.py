@@ -1,0 +1,86 @@
+"""``mask_similarity``: how much tickets overlap across levels, replicates and controls.
+
+Every overlap is a Jaccard index (IoU) of the kept weights, reported beside its chance
+value: the expected IoU of independent random masks with the same per-layer densities.
+A ticket is only "special" where its IoU rises above chance.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from statistics import mean
+
+from ...lottery.analyzers import Analysis
+from ...lottery.events import ExperimentFinished, LevelFinished
+from ...pruning.masks import Mask
+from ...plugins.registry import NoParams
+from ...analysis.similarity import chance_iou, chance_iou_pooled, iou
+
+OVERALL = "all"  # the table's row for all prunable tensors pooled; layer names end in .weight
+
+
+def cpu(mask: Mask) -> Mask:
+    """The mask on the CPU, where comparisons with stored masks happen."""
+    return mask.to("cpu")
+
+
+def compare(a: Mask, b: Mask, names: list[str]) -> dict[str, tuple[float, float]]:
+    """(IoU, chance IoU) per tensor and pooled over ``names`` under ``OVERALL``."""
+    da, db = a.layer_density(), b.layer_density()
+    out = {n: (iou(a, b, [n]), chance_iou(da[n], db[n])) for n in names}
+    out[OVERALL] = (iou(a, b, names),
+                    chance_iou_pooled([(a[n].numel(), da[n], db[n]) for n in names]))
+    return out
+
+
+class MaskSimilarity:
+    """IoU of ticket masks: level L vs L-1, replicate vs replicate, ticket vs random_prune.
+
+    Built once per experiment, so it keeps the previous level's ticket masks (on the
+    CPU) to compare with; a level whose predecessor it did not see (a resumed run)
+    has no consecutive comparison.
+    """
+
+    def __init__(self) -> None:
+        self.previous: dict[int, tuple[int, Mask]] = {}  # replicate -> (level, ticket mask)
+
+    def after_level(self, event: LevelFinished) -> Analysis:
+        """Overall IoU and chance per comparison in metrics; per-layer rows in the table."""
+        names = [layer.name for layer in event.layers]
+        tickets = {b.replicate: cpu(b.mask) for b in event.of("ticket")}
+        randoms = {b.replicate: cpu(b.mask) for b in event.of("random_prune")}
+        pairs = {
+            "consecutive": [(mask, tickets[r]) for r, (level, mask) in sorted(self.previous.items())
+                            if level == event.level - 1 and r in tickets],
+            "replicate": [(tickets[a], tickets[b]) for a, b in combinations(sorted(tickets), 2)],
+            "ticket_vs_random": [(tickets[r], randoms[r]) for r in sorted(randoms) if r in tickets],
+        }
+        self.previous = {r: (event.level, mask) for r, mask in tickets.items()}
+        metrics: dict[str, float] = {}
+        table: list[dict] = []
+        for comparison, masks in pairs.items():
+            if not masks:  # level 0, a single replicate, or no random_prune control
+                continue
+            results = [compare(a, b, names) for a, b in masks]
+            densities = [(a.layer_density(), b.layer_density()) for a, b in masks]
+            for name in [*names, OVERALL]:
+                row = {"comparison": comparison, "layer": name,
+                       "iou": mean(r[name][0] for r in results),
+                       "chance": mean(r[name][1] for r in results), "pairs": len(masks)}
+                if name != OVERALL:
+                    row["density_a"] = mean(da[name] for da, _ in densities)
+                    row["density_b"] = mean(db[name] for _, db in densities)
+                table.append(row)
+            metrics[f"{comparison}_iou"] = mean(r[OVERALL][0] for r in results)
+            metrics[f"{comparison}_chance"] = mean(r[OVERALL][1] for r in results)
+        return Analysis(metrics=metrics, table=table)
+
+    def after_experiment(self, event: ExperimentFinished) -> Analysis:
+        """Nothing beyond the per-level values; frees the stored masks."""
+        self.previous = {}
+        return Analysis()
+
+
+def mask_similarity(params: NoParams) -> MaskSimilarity:
+    """The factory of ``mask_similarity``."""
+    return MaskSimilarity()

@@ -1,0 +1,24 @@
+"""Built-in pruning criteria: magnitude, random and channel_refill.
+
+The criteria themselves (torch) live in ``score_criteria.py`` and ``channel_refill.py``,
+imported when a spec uses one.
+"""
+
+from __future__ import annotations
+
+from ...plugins.hookspecs import hookimpl
+from ...plugins.registry import NoParams, RegisterFn, lazy
+from .. import moved
+
+__getattr__ = moved(__name__, {"magnitude": "score", "random": "score"})
+
+
+@hookimpl
+def lth_register_criteria(register: RegisterFn) -> None:
+    """Register ``magnitude``, ``random`` and ``channel_refill``."""
+    register("magnitude", lazy("lth_suite.builtin.criteria.score:magnitude"), NoParams,
+             "smallest |weight| pruned first")
+    register("random", lazy("lth_suite.builtin.criteria.score:random"), NoParams,
+             "uniformly random weights pruned")
+    register("channel_refill", lazy("lth_suite.builtin.criteria.channel_refill:channel_refill"), NoParams,
+             "magnitude, then whole conv filters refilled: structured tickets (Chen et al. 2022)")

@@ -1,0 +1,98 @@
+"""Built-in datasets: digits (embedded), MNIST and Fashion-MNIST (torchvision or raw IDX),
+npz, CIFAR-10/100 and fake images.
+
+This module holds the params models and the hook; the loaders (torch, torchvision) live
+in ``local_datasets.py`` and ``vision_datasets.py``, imported when a spec loads one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, PositiveInt
+
+from ...plugins.hookspecs import hookimpl
+from ...plugins.params import DatasetParams
+from ...plugins.registry import RegisterFn, lazy
+from .. import moved
+
+LOCAL, VISION = "lth_suite.builtin.datasets.local", "lth_suite.builtin.datasets.vision"
+__getattr__ = moved(__name__, {
+    **dict.fromkeys(["carve_test", "standardize", "load_digits", "read_idx", "load_mnist",
+                     "load_fashion_mnist", "load_npz"], "local"),
+    **dict.fromkeys(["load_cifar10", "load_cifar100", "load_fake", "open_torchvision"],
+                    "vision")})
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+class TorchvisionParams(DatasetParams):
+    """A dataset torchvision reads from ``root`` or downloads there."""
+
+    root: Path = Field(default=Path("data"), description="folder holding or receiving the data")
+    download: bool = Field(default=True, description="download when not found under root")
+
+
+class CIFARParams(TorchvisionParams):
+    """CIFAR through torchvision (its ``cifar-*-python`` folder under root)."""
+
+    augment: bool = Field(default=True, description="random crop (4-pixel zero padding) and "
+                          "horizontal flip of every training batch, on the device")
+
+
+class FakeParams(DatasetParams):
+    """Random images from torchvision's FakeData, seeded by the experiment seed."""
+
+    image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        default=(3, 32, 32), description="channels, height, width (default: CIFAR's)")
+    num_classes: int = Field(default=10, ge=2, description="labels are drawn from 0..num_classes-1")
+    train_size: int = Field(default=512, ge=2, description="training images")
+    test_size: int = Field(default=128, ge=1, description="test images")
+    augment: bool = Field(default=False, description="CIFAR's random crop and flip")
+
+
+class DigitsParams(DatasetParams):
+    """scikit-learn's bundled 8x8 digits; a test split is carved out of its 1,797 images."""
+
+    test: float = Field(default=0.2, gt=0, lt=1, description="fraction held out for testing")
+
+
+class MNISTParams(TorchvisionParams):
+    """MNIST through torchvision, or a folder holding the four raw IDX files."""
+
+
+class FashionMNISTParams(TorchvisionParams):
+    """Fashion-MNIST through torchvision, or a folder holding its four raw IDX files."""
+
+
+class NpzParams(DatasetParams):
+    """Your own data: an .npz with x, y and optionally x_test, y_test."""
+
+    path: Path = Field(description="the .npz file")
+    test: float = Field(default=0.2, gt=0, lt=1,
+                        description="fraction held out for testing when x_test is absent")
+
+
+@hookimpl
+def lth_register_datasets(register: RegisterFn) -> None:
+    """Register every built-in dataset, those of ``vision_datasets`` included."""
+    register("digits", lazy(f"{LOCAL}:load_digits"), DigitsParams,
+             "scikit-learn's 8x8 digits, embedded")
+    register("mnist", lazy(f"{LOCAL}:load_mnist"), MNISTParams,
+             "MNIST via torchvision or raw IDX files")
+    register("fashion_mnist", lazy(f"{LOCAL}:load_fashion_mnist"), FashionMNISTParams,
+             "Fashion-MNIST via torchvision or raw IDX files")
+    register("cifar10", lazy(f"{VISION}:load_cifar10"), CIFARParams,
+             "CIFAR-10 via torchvision; random crop and flip on the device")
+    register("cifar100", lazy(f"{VISION}:load_cifar100"), CIFARParams,
+             "CIFAR-100 (fine labels) via torchvision; random crop and flip on the device")
+    register("fake", lazy(f"{VISION}:load_fake"), FakeParams,
+             "random images from torchvision's FakeData")
+    register("npz", lazy(f"{LOCAL}:load_npz"), NpzParams,
+             "arrays x, y (x_test, y_test) from an .npz file")

@@ -1,0 +1,1 @@
+"""The lottery: planning, training and recording each level of an experiment."""

@@ -1,0 +1,107 @@
+"""Everything resolved before training starts: device, data, components, config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..training.data import DatasetParams, Splits, split_validation
+from ..errors import LthError, SpecError
+from ..pruning.masks import Layer, prunable_layers
+from ..plugins.manager import Plugins
+from .rewinding import Rewind
+from ..spec.model import ExperimentSpec
+from ..spec.loading import spec_hash
+from ..training.loop import TrainConfig
+
+
+def resolve_device(choice: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise LthError("device: 'cuda' was asked for but no CUDA device is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+@dataclass
+class Experiment:
+    """A validated spec with its data, components and resolved training config."""
+
+    spec: ExperimentSpec
+    hash: str
+    plugins: Plugins
+    device: torch.device
+    data: Splits
+    config: TrainConfig
+    criterion: Any
+    rewind: Rewind
+    analyzers: list[tuple[str, Any]]
+    layers: list[Layer]
+
+    def build_model(self, seed: int) -> nn.Module:
+        """A freshly initialised network; the same seed gives the same weights."""
+        torch.manual_seed(seed)
+        model = self.plugins.registry.build("architecture", self.spec.model.name,
+                                            self.spec.model.params, self.data.info)
+        return model.to(self.device)
+
+    def branches(self) -> list[str]:
+        """The branches trained at every pruned level."""
+        controls = self.spec.controls
+        return ["ticket"] + [name for name, on in (("reinit", controls.reinit),
+                                                   ("random_prune", controls.random_prune)) if on]
+
+    def trainings(self) -> int:
+        """How many networks the experiment trains in all."""
+        return self.spec.experiment.replicates * (1 + self.spec.pruning.levels * len(self.branches()))
+
+
+def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
+    """Load the data and build every component; no training, no tracking."""
+    registry = plugins.registry
+    device = resolve_device(spec.device)
+    dataset = registry.get("dataset", spec.dataset.name)
+    params = dataset.params_model.model_validate(spec.dataset.params)
+    raw = dataset.factory(params, spec.experiment.seed)
+    if not isinstance(params, DatasetParams):
+        raise LthError(f"dataset '{spec.dataset.name}': its params model must subclass "
+                       "lth_suite.training.data.DatasetParams")
+    data = split_validation(raw, params).to(device)
+    config = TrainConfig.resolve(spec.training, len(data.y_train))
+    if spec.training.batch_size > len(data.y_train):
+        raise SpecError([("training.batch_size", f"{spec.training.batch_size} is larger than the "
+                          f"{len(data.y_train)} training examples")])
+    if config.total < 1:
+        raise SpecError([("training.duration", "must be at least one iteration")])
+    rewind = registry.build("rewind", spec.rewind.name, spec.rewind.params)
+    capture = rewind.capture_iteration(config)
+    if capture is not None and capture > config.total:
+        raise SpecError([("rewind.iteration", f"{capture} is beyond the training's "
+                          f"{config.total} iterations")])
+    experiment = Experiment(
+        spec=spec, hash=spec_hash(spec), plugins=plugins, device=device, data=data,
+        config=config,
+        criterion=registry.build("criterion", spec.pruning.criterion.name,
+                                 spec.pruning.criterion.params),
+        rewind=rewind,
+        analyzers=[(a.name, registry.build("analyzer", a.name, a.params)) for a in spec.analyzers],
+        layers=[],
+    )
+    try:
+        probe = experiment.build_model(spec.experiment.seed)
+    except (ValueError, RuntimeError) as exc:
+        raise SpecError([("model", f"cannot build '{spec.model.name}' for "
+                          f"{data.info.name} {data.info.input_shape}: {exc}")]) from None
+    experiment.layers = prunable_layers(probe)
+    unknown = [name for name in spec.pruning.exclude
+               if name not in {layer.name for layer in experiment.layers}
+               and name not in {layer.name.rsplit(".", 1)[0] for layer in experiment.layers}]
+    if unknown:
+        known = ", ".join(layer.name.rsplit(".", 1)[0] for layer in experiment.layers)
+        raise SpecError([("pruning.exclude", f"unknown layer(s) {', '.join(unknown)} "
+                          f"(prunable: {known})")])
+    return experiment

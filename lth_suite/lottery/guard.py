@@ -1,0 +1,62 @@
+"""Calling plugins and opening child runs so that every failure is recorded and named."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ..errors import LthError, PluginFailure
+from ..plugins.manager import Plugins
+from ..tracking import Tracker
+
+T = TypeVar("T")
+
+
+def describe(exc: BaseException) -> str:
+    """One line on why an experiment stopped."""
+    return str(exc) if isinstance(exc, LthError) else f"{type(exc).__name__}: {exc}"
+
+
+class Guard:
+    """Wraps plugin calls and child runs of one experiment."""
+
+    def __init__(self, plugins: Plugins, tracker: Tracker):
+        self.plugins, self.tracker = plugins, tracker
+
+    @contextmanager
+    def child(self, replicate: int, level: int, branch: str) -> Iterator[str]:
+        """A child run for one branch; whatever stops it is recorded on it."""
+        run = self.tracker.start_child(f"r{replicate}-level{level}-{branch}", {
+            "replicate": replicate, "level": level, "branch": branch})
+        try:
+            yield run
+        except KeyboardInterrupt:
+            self.tracker.end_run(run, "KILLED", "interrupted")
+            raise
+        except BaseException as exc:
+            self.tracker.end_run(run, "FAILED", describe(exc))
+            raise
+        self.tracker.end_run(run)
+
+    def call(self, kind: str, name: str, function: Callable[..., T], *args: Any) -> T:
+        """Call a plugin's component; an exception from it names the component and plugin."""
+        try:
+            return function(*args)
+        except (LthError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            plugin = self.plugins.registry.get(kind, name).plugin
+            raise PluginFailure(f"{kind} '{name}' from plugin {plugin} raised "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    def hook(self, hook_name: str, event: Any) -> None:
+        """Call a lifecycle hook implementation by implementation, to name a failing one."""
+        for impl in reversed(getattr(self.plugins.hook, hook_name).get_hookimpls()):
+            try:
+                impl.function(event=event)
+            except (LthError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise PluginFailure(f"hook {hook_name} of plugin {impl.plugin_name} raised "
+                                    f"{type(exc).__name__}: {exc}") from exc

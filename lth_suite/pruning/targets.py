@@ -1,0 +1,65 @@
+"""What a level prunes: targets per layer or group, and the request a criterion gets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .masks import Layer, Mask, keep_top
+from ..spec.model import Pruning
+
+Group = tuple[list[str], int]  # tensor names pooled under one threshold, weights to keep
+
+
+@dataclass
+class PruneRequest:
+    """Everything a criterion may look at; criteria must not modify any of it."""
+
+    model: nn.Module  # carries the weights to score (trained weights of the source level)
+    mask: Mask  # the current mask; the new one must be a subset of it
+    layers: list[Layer]
+    groups: list[Group]  # keep exactly this many weights in each group
+    level: int  # the level the new mask is for
+    generator: torch.Generator  # seeded per (replicate, level): use it for any randomness
+    init_state: dict[str, torch.Tensor] = field(default_factory=dict)  # weights at step 0
+    data: Any = None  # lth_suite.training.data.Splits, for data-driven criteria
+
+
+def _prunable(layer: Layer, rules: Pruning) -> float | None:
+    module = layer.name.rsplit(".", 1)[0]
+    if layer.name in rules.exclude or module in rules.exclude:
+        return None
+    return rules.fraction.for_kind(layer.kind)
+
+
+def target_groups(layers: list[Layer], mask: Mask, rules: Pruning, level: int) -> list[Group]:
+    """The groups a level prunes and how many weights each keeps.
+
+    Iterative: each level keeps (1 - fraction) of what the previous level kept.
+    Oneshot: the mask starts dense and keeps (1 - fraction) ** level of each tensor.
+    Layerwise scope makes one group per tensor; global pools the tensors of a kind.
+    """
+    kept = mask.kept()
+    by_key: dict[str, tuple[list[str], int, float]] = {}
+    for layer in layers:
+        fraction = _prunable(layer, rules)
+        if fraction is None:
+            continue
+        key = layer.kind if rules.scope == "global" else layer.name
+        names, base, _ = by_key.get(key, ([], 0, fraction))
+        base += layer.numel if rules.strategy == "oneshot" else kept[layer.name]
+        by_key[key] = (names + [layer.name], base, fraction)
+    power = level if rules.strategy == "oneshot" else 1
+    return [(names, int(round(base * (1 - fraction) ** power)))
+            for names, base, fraction in by_key.values()]
+
+
+def random_mask_like(ticket: Mask, generator: torch.Generator) -> Mask:
+    """A random mask with the ticket's number of kept weights in every tensor."""
+    dense = Mask({k: torch.ones_like(v) for k, v in ticket.items()})
+    scores = {k: torch.rand(v.shape, generator=generator).to(v.device) for k, v in ticket.items()}
+    groups = [([name], count) for name, count in ticket.kept().items()]
+    return keep_top(scores, dense, groups)

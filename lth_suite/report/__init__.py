@@ -1,0 +1,1 @@
+"""Reports: figures and tables of finished experiments and sweeps, from the store."""

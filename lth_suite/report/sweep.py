@@ -1,0 +1,161 @@
+"""The report of a sweep: every point's ticket side by side, read back from MLflow.
+
+``lth-suite report --sweep ID`` writes ``sweep_accuracy_vs_weights.png`` (test accuracy
+at the early-stop iteration against the percent of weights remaining, one line per
+point, labelled by its overrides) and ``sweep.md`` (one row per point).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import TrackingError
+from ..launch.sweep import SWEEP_ID_TAG, SWEEP_INDEX_TAG, SWEEP_POINT_TAG, point_label
+from ..tracking import RunRecord, StoreReader, open_reader
+
+ACCURACY = "ticket/early_stop_test_accuracy"
+
+
+@dataclass
+class PointCurve:
+    """One point's parent run and its per-level ticket results."""
+
+    index: int
+    label: str
+    run: RunRecord
+    density: dict[int, float] = field(default_factory=dict)  # level -> fraction kept
+    accuracy: dict[int, float] = field(default_factory=dict)  # mean over replicates
+    low: dict[int, float] = field(default_factory=dict)  # min over replicates
+    high: dict[int, float] = field(default_factory=dict)  # max over replicates
+
+
+@dataclass
+class SweepReport:
+    """What ``sweep_report`` wrote."""
+
+    sweep_id: str
+    folder: Path
+    files: list[Path]
+    points: list[PointCurve]
+
+
+def sweep_parents(reader: StoreReader, key: str) -> list[RunRecord]:
+    """The parent runs tagged with a sweep id starting with ``key``, newest first."""
+    quoted = key.replace("'", "''")
+    ids = [e.experiment_id for e in reader.client.search_experiments()]
+    found, token = [], None
+    while ids:
+        page = reader.client.search_runs(ids, f"tags.`{SWEEP_ID_TAG}` LIKE '{quoted}%'",
+                                         max_results=1000, page_token=token,
+                                         order_by=["attributes.start_time DESC"])
+        found += [reader.run(run.info.run_id) for run in page]
+        token = page.token
+        if not token:
+            break
+    return [run for run in found if run is not None and run.parent_id is None]
+
+
+def load_points(reader: StoreReader, key: str) -> tuple[str, list[PointCurve]]:
+    """The sweep's full id and, per point, its latest finished parent run (else its
+    latest) with the per-level ticket accuracy and density."""
+    parents = sweep_parents(reader, key)
+    if not parents:
+        raise TrackingError(f"no sweep '{key}' in {reader.uri} (the id is printed by "
+                            "lth-suite sweep and tagged lth_suite.sweep_id on its runs)")
+    ids = sorted({run.tags[SWEEP_ID_TAG] for run in parents})
+    if len(ids) > 1:
+        raise TrackingError(f"'{key}' names several sweeps: {', '.join(ids)}")
+    chosen: dict[str, RunRecord] = {}
+    for run in parents:  # newest first: the first finished one wins, else the newest
+        point = run.tags.get(SWEEP_POINT_TAG, "{}")
+        if point not in chosen or (run.status == "FINISHED"
+                                   and chosen[point].status != "FINISHED"):
+            chosen[point] = run
+    curves = []
+    for point, run in chosen.items():
+        curve = PointCurve(int(run.tags.get(SWEEP_INDEX_TAG, len(curves))),
+                           point_label(json.loads(point)), run)
+        curve.density = dict(reader.history(run.run_id, "density"))
+        curve.accuracy = dict(reader.history(run.run_id, ACCURACY))
+        curve.low = dict(reader.history(run.run_id, f"{ACCURACY}_min"))
+        curve.high = dict(reader.history(run.run_id, f"{ACCURACY}_max"))
+        curves.append(curve)
+    return ids[0], sorted(curves, key=lambda c: c.index)
+
+
+def _figure(sweep_id: str, curves: list[PointCurve], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    percents: set[float] = set()
+    for number, curve in enumerate(curves):
+        levels = sorted(set(curve.density) & set(curve.accuracy))
+        if not levels:
+            continue
+        x = [100 * curve.density[level] for level in levels]
+        percents |= {round(value, 6) for value in x}
+        ax.plot(x, [100 * curve.accuracy[level] for level in levels], marker="o",
+                color=f"C{number % 10}", label=curve.label)
+        if all(level in curve.low and level in curve.high for level in levels):
+            ax.fill_between(x, [100 * curve.low[level] for level in levels],
+                            [100 * curve.high[level] for level in levels],
+                            color=f"C{number % 10}", alpha=0.15, linewidth=0)
+    if percents:
+        ordered = sorted(percents, reverse=True)
+        ax.set_xscale("log")
+        ax.set_xlim(ordered[0] * 1.2, ordered[-1] / 1.2)
+        step = max(1, len(ordered) // 9)
+        ax.xaxis.set_major_locator(FixedLocator(ordered[::step]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{p:.3g}" for p in ordered[::step]])
+        ax.legend(fontsize="small", title="point (bands: min-max over replicates)",
+                  title_fontsize="small")
+    ax.set_xlabel("weights remaining (%, log scale)")
+    ax.set_ylabel("ticket test accuracy at early stop (%)")
+    ax.set_title(f"sweep {sweep_id[:8]}: tickets side by side")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def _cell(curve: PointCurve, level: int) -> str:
+    if level not in curve.accuracy or level not in curve.density:
+        return "-"
+    text = f"{100 * curve.accuracy[level]:.2f}"
+    if level in curve.low and level in curve.high:
+        text += f" ± {50 * (curve.high[level] - curve.low[level]):.2f}"
+    return f"{text} ({100 * curve.density[level]:.3g}%)"
+
+
+def _table(sweep_id: str, curves: list[PointCurve]) -> str:
+    levels = sorted({level for curve in curves for level in curve.accuracy})
+    lines = [f"# Sweep {sweep_id}", "",
+             "Ticket test accuracy (%) at the early-stop iteration per level, with the percent "
+             "of weights remaining in parentheses (± half the min-max range over replicates).",
+             "", "| point | overrides | parent run | status | "
+             + " | ".join(f"level {level}" for level in levels) + " |",
+             "| --- | --- | --- | --- |" + " --- |" * len(levels)]
+    for curve in curves:
+        cells = " | ".join(_cell(curve, level) for level in levels)
+        lines.append(f"| {curve.index} | `{curve.label}` | {curve.run.name} "
+                     f"(`{curve.run.run_id}`) | {curve.run.status} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_report(key: str, uri: str, out_dir: Path | None = None) -> SweepReport:
+    """Write the figure and ``sweep.md`` of the sweep whose id starts with ``key``."""
+    reader = open_reader(uri)
+    sweep_id, curves = load_points(reader, key)
+    folder = out_dir or Path("reports") / f"sweep-{sweep_id[:8]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    figure, table = folder / "sweep_accuracy_vs_weights.png", folder / "sweep.md"
+    _figure(sweep_id, curves, figure)
+    table.write_text(_table(sweep_id, curves), encoding="utf-8")
+    return SweepReport(sweep_id, folder, [figure, table], curves)

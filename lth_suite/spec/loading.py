@@ -1,0 +1,235 @@
+"""Loading a spec: YAML, ``--set`` overrides, plugin params, hash and JSON schema."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import LthError, SpecError, UnknownComponentError
+from ..plugins.registry import Registry
+from .model import ComponentSpec, ExperimentSpec
+
+# Where results are logged and shown, and what runs the trainings, does not change them.
+HASH_EXCLUDES = ("tracking", "report", "launcher")
+
+
+def _loc(parts: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _problems(error: ValidationError, prefix: Sequence[Any] = ()) -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        loc = [p for p in item["loc"] if p not in ("params",)]
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] in ("model_type", "dict_type"):  # not "instance of Training"
+            what = ("a name or a mapping of fields"
+                    if item.get("ctx", {}).get("class_name") == "ComponentSpec"
+                    else "a mapping of fields")
+            message = f"expected {what}, got {_yaml_type(item['input'])}"
+        elif item["type"] == "value_error":  # pydantic prefixes "Value error, "
+            message = str(item.get("ctx", {}).get("error", message)) or message
+        problems.append((_loc([*prefix, *loc]), message))
+    return problems
+
+
+def _yaml_type(value: Any) -> str:
+    names = {type(None): "nothing (null)", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", list: "a list"}
+    return names.get(type(value), type(value).__name__)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a spec file; errors name the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LthError(f"{path}: cannot read spec ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise LthError(f"{path}: cannot read spec (not UTF-8 text: byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise LthError(f"{path}: invalid YAML at {where}{problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LthError(f"{path}: a spec must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides; each value is parsed as YAML."""
+    result = json.loads(json.dumps(data, default=str))
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key.strip():
+            raise LthError(f"--set {override!r}: expected KEY=VALUE, e.g. training.lr=0.01")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise LthError(f"--set {key}: value {raw!r} is not valid YAML") from None
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None or isinstance(child, str):  # a bare plugin name becomes flat form
+                child = {"name": child} if isinstance(child, str) else {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise LthError(f"--set {key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _check_component(path: str, kind: str, component: ComponentSpec, registry: Registry,
+                     ) -> tuple[ComponentSpec | None, list[tuple[str, str]]]:
+    """The component with its params validated and defaults filled, or its problems."""
+    try:
+        model: type[BaseModel] = registry.get(kind, component.name).params_model
+    except UnknownComponentError as exc:
+        return None, [(f"{path}.name", str(exc))]
+    try:
+        params = model.model_validate(component.params).model_dump(mode="json")
+    except ValidationError as exc:
+        return None, _problems(exc, path.split("."))
+    return ComponentSpec(name=component.name, params=params), []
+
+
+def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
+    """Validate every component's params against its plugin's model; fill defaults."""
+    problems: list[tuple[str, str]] = []
+    resolved: dict[str, ComponentSpec] = {}
+    for path, kind, component in spec.components():
+        checked, found = _check_component(path, kind, component, registry)
+        problems += found
+        if checked is not None:
+            resolved[path] = checked
+    if problems:
+        raise SpecError(problems)
+    data = spec.model_dump(mode="json")
+    for path, component in resolved.items():
+        node: Any = data
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = component.model_dump(mode="json")
+        else:
+            node[last] = component.model_dump(mode="json")
+    return ExperimentSpec.model_validate(data)
+
+
+def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
+    """(field path, kind, raw value) of each component written in an unvalidated spec."""
+    if not isinstance(data, dict):
+        return []
+    found = [(path, kind, data[key]) for path, key, kind in
+             (("model", "model", "architecture"), ("dataset", "dataset", "dataset"),
+              ("rewind", "rewind", "rewind"), ("launcher", "launcher", "launcher"))
+             if key in data]
+    pruning = data.get("pruning")
+    if isinstance(pruning, dict) and "criterion" in pruning:
+        found.append(("pruning.criterion", "criterion", pruning["criterion"]))
+    analyzers = data.get("analyzers")
+    if isinstance(analyzers, list):
+        found += [(f"analyzers.{i}", "analyzer", a) for i, a in enumerate(analyzers)]
+    return found
+
+
+def _component_problems(data: Any, registry: Registry,
+                        known: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Plugin problems of a spec whose core failed, so one pass reports every error."""
+    problems = []
+    for path, kind, raw in _raw_components(data):
+        if any(loc == path or loc.startswith(f"{path}.") for loc, _ in known):
+            continue  # already reported
+        try:
+            component = ComponentSpec.model_validate(raw)
+        except ValidationError:
+            continue
+        problems += _check_component(path, kind, component, registry)[1]
+    return problems
+
+
+def build_spec(data: dict[str, Any], registry: Registry, source: str | None = None) -> ExperimentSpec:
+    """Validate a spec mapping, including plugin params; ``SpecError`` lists every problem."""
+    try:
+        spec = ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        raise SpecError(problems + _component_problems(data, registry, problems), source) from None
+    try:
+        return _resolve_params(spec, registry)
+    except SpecError as exc:
+        raise SpecError(exc.problems, source) from None
+
+
+def load_spec(path: Path, registry: Registry, overrides: Sequence[str] = ()) -> ExperimentSpec:
+    """Read, override and validate a spec file."""
+    return build_spec(apply_overrides(read_yaml(path), overrides), registry, str(path))
+
+
+def canonical(spec: ExperimentSpec) -> dict[str, Any]:
+    """The defaults-filled spec as plain data, without the fields the hash ignores."""
+    data = spec.model_dump(mode="json")
+    for key in HASH_EXCLUDES:
+        data.pop(key, None)
+    return data
+
+
+def spec_hash(spec: ExperimentSpec) -> str:
+    """A stable 16-hex-digit name of the experiment; the key for resuming it."""
+    text = json.dumps(canonical(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def to_yaml(spec: ExperimentSpec) -> str:
+    """The full spec, defaults filled, as YAML."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def json_schema(registry: Registry) -> dict[str, Any]:
+    """The spec's JSON schema, with each component's params model as a ``oneOf``."""
+    schema = ExperimentSpec.model_json_schema()
+    definitions = schema.setdefault("$defs", {})
+    options: dict[str, list[dict[str, Any]]] = {}
+    bare: dict[str, list[str]] = {}
+    for component in registry.all():
+        params = component.params_model.model_json_schema(ref_template="#/$defs/{model}")
+        for name, sub in params.pop("$defs", {}).items():
+            definitions.setdefault(name, sub)
+        params.setdefault("properties", {})
+        params["properties"] = {"name": {"const": component.name}, **params["properties"]}
+        params["required"] = ["name", *params.get("required", [])]
+        params["additionalProperties"] = False
+        params["title"] = f"{component.kind} {component.name}"
+        if component.description:
+            params["description"] = component.description
+        options.setdefault(component.kind, []).append(params)
+        if params["required"] == ["name"]:  # the spec also takes a bare name then
+            bare.setdefault(component.kind, []).append(component.name)
+    for kind, names in bare.items():
+        options[kind].append({"type": "string", "enum": names,
+                              "description": f"a {kind} by name, default params"})
+    slots = {"model": "architecture", "dataset": "dataset", "rewind": "rewind",
+             "launcher": "launcher"}
+    for field, kind in slots.items():
+        schema["properties"][field] = {"oneOf": options.get(kind, [])}
+    pruning = definitions["Pruning"]["properties"]
+    pruning["criterion"] = {"oneOf": options.get("criterion", [])}
+    schema["properties"]["analyzers"] = {"type": "array",
+                                         "items": {"oneOf": options.get("analyzer", [])}}
+    return schema

@@ -1,0 +1,1 @@
+"""Training one network or a population of them: the loop, its steppers, data, speed."""
