@@ -188,7 +188,7 @@ def splits(case: Case, device, mnist: Path):
 def train_config(case: Case, data, total: int, options: dict[str, Any] | None = None):
     """The case's training for ``total`` iterations, with speed ``options`` (``training`` fields)."""
     from lth_suite.spec.model import Training
-    from lth_suite.training.loop import TrainConfig
+    from lth_suite.training.config import TrainConfig
 
     training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,
                         **case.optimizer, **(options or {}))
@@ -200,7 +200,7 @@ def lth_runner(case: Case, device, mnist: Path, options: dict[str, Any] | None =
 
     ``options`` are ``training`` fields of the spec: precision, channels_last, compile.
     """
-    from lth_suite.training.loop import train
+    from lth_suite.training.single import train
 
     model, data, described = splits(case, device, mnist)
     mask = mask_of(model, case.density)
@@ -219,7 +219,8 @@ def population_runner(k: int, population: bool, device, mnist: Path):
     import copy
 
     from lth_suite.training.population import Member, train_population
-    from lth_suite.training.loop import snapshot, train
+    from lth_suite.training.result import snapshot
+    from lth_suite.training.single import train
 
     case = CASES["lenet"]
     template, data, described = splits(case, device, mnist)

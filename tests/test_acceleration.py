@@ -15,7 +15,8 @@ from lth_suite.training.population import Member, train_population
 from lth_suite.pruning.targets import random_mask_like
 from lth_suite.lottery.runner import run_experiment
 from lth_suite.spec.loading import build_spec, spec_hash
-from lth_suite.training.loop import snapshot, train
+from lth_suite.training.result import snapshot
+from lth_suite.training.single import train
 
 CONV = {"name": "conv", "depth": 2, "width": 4, "hidden": [16]}
 SMALL_IMAGES = {"name": "fake", "image_shape": [3, 8, 8], "train_size": 160, "test_size": 32}

@@ -21,7 +21,7 @@ from lth_suite.lottery.rewinding import RewindPoint
 from lth_suite.lottery.runner import run_experiment
 from lth_suite.analysis.similarity import chance_iou, chance_iou_pooled, iou
 from lth_suite.spec.loading import build_spec
-from lth_suite.training.loop import TrainResult, snapshot
+from lth_suite.training.result import TrainResult, snapshot
 
 
 def branch(replicate: int, level: int, name: str, mask: dict) -> BranchResult:

@@ -26,7 +26,8 @@ from lth_suite.pruning.masks import Mask
 from lth_suite.seeding import derive_seed
 from lth_suite.spec.model import Training
 from lth_suite.spec.loading import build_spec
-from lth_suite.training.loop import TrainConfig, train
+from lth_suite.training.config import TrainConfig
+from lth_suite.training.single import train
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                      reason="needs a CUDA device"))

@@ -24,7 +24,7 @@ def test_loss_window_names_the_first_non_finite_iteration():
     window = LossWindow(4, torch.device("cpu"))
     for iteration, value in enumerate([1.0, 2.0, 3.0, 4.0, 5.0]):
         window.add(torch.tensor(value), iteration)
-    assert window.mean_and_reset() == pytest.approx(3.0)
+    assert window.mean_and_reset() == [pytest.approx(3.0)]
     window.add(torch.tensor(1.0), 10)
     window.add(torch.tensor(float("inf")), 11)
     window.add(torch.tensor(float("nan")), 12)

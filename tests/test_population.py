@@ -12,7 +12,8 @@ from lth_suite.training.population import Member, train_population, why_not_batc
 from lth_suite.pruning.targets import random_mask_like
 from lth_suite.lottery.runner import run_experiment
 from lth_suite.spec.loading import build_spec
-from lth_suite.training.loop import snapshot, train
+from lth_suite.training.result import snapshot
+from lth_suite.training.single import train
 
 
 @pytest.mark.parametrize("optimizer", [{"optimizer": "adam"},

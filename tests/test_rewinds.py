@@ -10,7 +10,9 @@ from lth_suite.pruning.masks import Mask
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.lottery.rewinding import RewindContext, RewindPoint
 from lth_suite.spec.model import Training
-from lth_suite.training.loop import TrainConfig, snapshot, train
+from lth_suite.training.config import TrainConfig
+from lth_suite.training.result import snapshot
+from lth_suite.training.single import train
 
 REWINDS = load_plugins(installed=False).registry.names("rewind")
 PARAMS = {"step": {"iteration": "5it"}}

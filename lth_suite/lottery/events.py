@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..pruning.masks import Layer, Mask
-from ..training.loop import TrainResult
+from ..training.result import TrainResult
 
 BRANCHES = ("ticket", "reinit", "random_prune")
 

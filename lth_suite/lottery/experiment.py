@@ -15,7 +15,7 @@ from ..plugins.manager import Plugins
 from .rewinding import Rewind
 from ..spec.model import ExperimentSpec
 from ..spec.loading import spec_hash
-from ..training.loop import TrainConfig
+from ..training.config import TrainConfig
 
 
 def resolve_device(choice: str) -> torch.device:

@@ -20,7 +20,7 @@ from ..pruning.targets import random_mask_like
 from .checkpoints import REWIND_STATE
 from .rewinding import RewindContext, RewindPoint
 from ..seeding import derive_seed
-from ..training.loop import snapshot
+from ..training.result import snapshot
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from ..training.loop import TrainConfig
+from ..training.config import TrainConfig
 
 State = dict[str, torch.Tensor]
 

@@ -28,7 +28,8 @@ from .rewinding import RewindContext, RewindPoint
 from ..seeding import derive_seed
 from ..spec.loading import to_yaml
 from ..tracking import Tracker
-from ..training.loop import TrainResult, snapshot, train
+from ..training.result import TrainResult, snapshot
+from ..training.single import train
 
 
 @dataclass

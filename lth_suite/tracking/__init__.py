@@ -1,8 +1,28 @@
-"""MLflow tracking: this package is the only part of lth-suite that imports mlflow."""
+"""MLflow tracking: this package is the only part of lth-suite that imports mlflow.
 
-from .reader import RunRecord, StoreReader, open_reader
-from .uris import default_tracking_uri, resolve_tracking_uri, safe_name, ui_command
-from .writer import TAG_PREFIX, Tracker, flatten, open_tracker
+Its names resolve lazily, so ``lth_suite.tracking.names`` (the store's vocabulary) is
+importable without loading mlflow.
+"""
 
-__all__ = ["TAG_PREFIX", "RunRecord", "StoreReader", "Tracker", "default_tracking_uri", "flatten",
-           "open_reader", "open_tracker", "resolve_tracking_uri", "safe_name", "ui_command"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .reader import RunRecord, StoreReader, open_reader
+    from .uris import default_tracking_uri, resolve_tracking_uri, safe_name, ui_command
+    from .writer import Tracker, flatten, open_tracker
+
+_WHERE = {
+    "RunRecord": "reader", "StoreReader": "reader", "open_reader": "reader",
+    "default_tracking_uri": "uris", "resolve_tracking_uri": "uris", "safe_name": "uris",
+    "ui_command": "uris", "Tracker": "writer", "flatten": "writer", "open_tracker": "writer",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,7 @@ tolerance (batched matrix products round differently).
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .data import BatchOrder, Splits
-from ..errors import Diverged
 from ..pruning.masks import Mask
-from ..seeding import derive_seed
-from .loop import EVAL_BATCH, TrainConfig, TrainResult, make_optimizer_for
+from .config import TrainConfig
+from .data import Splits
+from .loop import EVAL_BATCH, Batch, State, StepCallback, run_loop
+from .result import TrainResult
+from .single import make_optimizer_for
 
 UNBATCHABLE = (nn.modules.batchnorm._BatchNorm,)
 
@@ -47,129 +47,83 @@ class Member:
     capture_at: frozenset[int] = frozenset()
 
 
+class Population:
+    """The loop's stepper for a population: K networks stacked, one vmapped pass."""
+
+    def __init__(self, template: nn.Module, members: list[Member], config: TrainConfig,
+                 device: torch.device):
+        self.members = len(members)
+        self.autocast = config.acceleration.autocast(device)
+        models = []
+        for member in members:
+            model = copy.deepcopy(template)
+            model.load_state_dict(member.state)
+            models.append(model.to(device))
+        self.params, self.buffers = stack_module_state(models)
+        base = copy.deepcopy(models[0]).to("meta").train()
+        base_eval = copy.deepcopy(base).eval()  # dropout off while evaluating
+        self.masks = {name: torch.stack([m.mask[name].to(device) for m in members])
+                      .to(self.params[name].dtype) for name in members[0].mask}
+        with torch.no_grad():
+            for name, keep in self.masks.items():
+                self.params[name].mul_(keep)
+
+        def forward(p, b, x):
+            return functional_call(base, (p, b), (x,))
+
+        def forward_eval(p, b, x):
+            return functional_call(base_eval, (p, b), (x,))
+
+        self.batched = vmap(forward, in_dims=(0, 0, 0), randomness="different")
+        self.shared_input = vmap(forward_eval, in_dims=(0, 0, None), randomness="different")
+        self.optimizer = make_optimizer_for(list(self.params.values()), config)
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the steps that follow, for every member."""
+        self.optimizer.lr = lr
+
+    def step(self, iteration: int, batches: list[Batch]) -> torch.Tensor:
+        """Every member's step in one pass; their losses, shape [members]."""
+        inputs = torch.stack([inputs for inputs, _ in batches])
+        targets = torch.stack([targets for _, targets in batches])
+        with self.autocast:
+            logits = self.batched(self.params, self.buffers, inputs)
+            per_member = F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                         reduction="none").view(self.members, -1).mean(dim=1)
+        self.optimizer.zero_grad()
+        per_member.sum().backward()  # members share no parameters: gradients stay separate
+        with torch.no_grad():
+            for name, keep in self.masks.items():
+                self.params[name].grad.mul_(keep)
+            self.optimizer.step()
+            for name, keep in self.masks.items():
+                self.params[name].mul_(keep)
+        return per_member
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+        """Per member: loss and accuracy over a whole split, the split read once."""
+        with self.autocast:
+            return _evaluate(self.shared_input, self.params, self.buffers, x, y)
+
+    def state(self, member: int) -> State:
+        """A CPU copy of one member's parameters and buffers."""
+        return _member_state(self.params, self.buffers, member)
+
+
 def train_population(template: nn.Module, members: list[Member], data: Splits,
                      config: TrainConfig, *, start_iteration: int = 0,
                      constant_lr: float | None = None,
-                     progress: Callable[[int], None] | None = None) -> list[TrainResult]:
+                     progress: Callable[[int], None] | None = None,
+                     callbacks: Sequence[StepCallback] = ()) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``, all at once."""
-    with config.acceleration.session(data.x_train.device):
-        return _train_population(template, members, data, config, start_iteration=start_iteration,
-                                 constant_lr=constant_lr, progress=progress)
-
-
-def _train_population(template: nn.Module, members: list[Member], data: Splits,
-                      config: TrainConfig, *, start_iteration: int,
-                      constant_lr: float | None,
-                      progress: Callable[[int], None] | None) -> list[TrainResult]:
     device = data.x_train.device
-    autocast = config.acceleration.autocast(device)
-    models = []
-    for member in members:
-        model = copy.deepcopy(template)
-        model.load_state_dict(member.state)
-        models.append(model.to(device))
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta").train()
-    base_eval = copy.deepcopy(base).eval()  # dropout off while evaluating
-    masks = {name: torch.stack([m.mask[name].to(device) for m in members]).to(params[name].dtype)
-             for name in members[0].mask}
-    with torch.no_grad():
-        for name, keep in masks.items():
-            params[name].mul_(keep)
-
-    def forward(p, b, x):
-        return functional_call(base, (p, b), (x,))
-
-    def forward_eval(p, b, x):
-        return functional_call(base_eval, (p, b), (x,))
-
-    batched = vmap(forward, in_dims=(0, 0, 0), randomness="different")
-    shared_input = vmap(forward_eval, in_dims=(0, 0, None), randomness="different")
-    optimizer = make_optimizer_for(list(params.values()), config)
-    orders = [BatchOrder(len(data.y_train), config.batch_size, m.data_seed, device) for m in members]
-    generator = torch.Generator(device=device)
-    histories: list[list[dict[str, float]]] = [[] for _ in members]
-    captured: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in members]
-    window = min(config.eval_every, 100)
-    losses = torch.empty(window, len(members), device=device)
-    pending = {"count": 0, "first": start_iteration, "sum": torch.zeros(len(members)), "steps": 0}
-
-    def flush() -> None:
-        count = pending["count"]
-        values = losses[:count]
-        finite = torch.isfinite(values)
-        if not bool(finite.all()):
-            row = int((~finite).any(dim=1).nonzero()[0])
-            raise Diverged(pending["first"] + row, float(values[row][~finite[row]][0]))
-        pending["sum"] += values.sum(dim=0).cpu()
-        pending["steps"] += count
-        pending["count"] = 0
-
-    def record(iteration: int) -> None:
-        flush()
-        steps = pending["steps"]
-        train_loss = (pending["sum"] / steps).tolist() if steps else None
-        pending["sum"], pending["steps"] = torch.zeros(len(members)), 0
-        with autocast:
-            val = _evaluate(shared_input, params, buffers, data.x_val, data.y_val)
-            test = _evaluate(shared_input, params, buffers, data.x_test, data.y_test)
-        for k, history in enumerate(histories):
-            row = {"iteration": float(iteration)}
-            if train_loss is not None:
-                row["train_loss"] = train_loss[k]
-            row["val_loss"], row["val_accuracy"] = val[k]
-            row["test_loss"], row["test_accuracy"] = test[k]
-            history.append(row)
-
-    def capture(iteration: int) -> None:
-        for k, member in enumerate(members):
-            if iteration in member.capture_at:
-                captured[k][iteration] = _member_state(params, buffers, k)
-
-    record(start_iteration)
-    current_lr = math.nan
-    for iteration in range(start_iteration, config.total):
-        capture(iteration)
-        lr = constant_lr if constant_lr is not None else config.lr_at(iteration)
-        if lr != current_lr:
-            optimizer.lr = current_lr = lr
-        index = torch.stack([order.indices(iteration) for order in orders])
-        inputs = data.x_train[index]
-        if data.augment is not None:
-            inputs = torch.stack([_augmented(data, inputs[k], generator, m.data_seed, iteration)
-                                  for k, m in enumerate(members)])
-        with autocast:
-            logits = batched(params, buffers, inputs)
-            per_member = F.cross_entropy(logits.flatten(0, 1), data.y_train[index].flatten(),
-                                         reduction="none").view(len(members), -1).mean(dim=1)
-        optimizer.zero_grad()
-        per_member.sum().backward()  # members share no parameters: gradients stay separate
-        with torch.no_grad():
-            for name, keep in masks.items():
-                params[name].grad.mul_(keep)
-            optimizer.step()
-            for name, keep in masks.items():
-                params[name].mul_(keep)
-        if pending["count"] == 0:
-            pending["first"] = iteration
-        losses[pending["count"]].copy_(per_member.detach())
-        pending["count"] += 1
-        if pending["count"] == window:
-            flush()
-        done = iteration + 1
-        if done % config.eval_every == 0 or done == config.total:
-            record(done)
-        if progress is not None:
-            progress(done)
-    capture(config.total)
-    return [TrainResult(state=_member_state(params, buffers, k), history=histories[k],
-                        captured=captured[k]) for k in range(len(members))]
-
-
-def _augmented(data: Splits, batch: torch.Tensor, generator: torch.Generator, seed: int,
-               iteration: int) -> torch.Tensor:
-    generator.manual_seed(derive_seed(seed, "augment", iteration))
-    return data.augment(batch, generator)
+    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+          config.acceleration.session(device)):
+        stepper = Population(template, members, config, device)
+        return run_loop(stepper, data, config, data_seeds=[m.data_seed for m in members],
+                        start_iteration=start_iteration, constant_lr=constant_lr,
+                        capture_at=[m.capture_at for m in members], progress=progress,
+                        callbacks=callbacks)
 
 
 def _member_state(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],

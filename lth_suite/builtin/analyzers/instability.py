@@ -17,7 +17,8 @@ from ...lottery.analyzers import Analysis
 from ...errors import LthError
 from ...lottery.events import ExperimentFinished, LevelFinished
 from ...seeding import derive_seed
-from ...training.loop import evaluate, snapshot, train
+from ...training.single import evaluate, train
+from ...training.result import snapshot
 from . import InstabilityParams
 
 State = dict[str, torch.Tensor]

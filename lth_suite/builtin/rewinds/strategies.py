@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ...plugins.registry import NoParams
 from ...lottery.rewinding import RewindContext, RewindPoint
 from ...spec.model import Duration
-from ...training.loop import TrainConfig
+from ...training.config import TrainConfig
 from . import StepParams
 
 

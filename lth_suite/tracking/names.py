@@ -1,0 +1,108 @@
+"""The vocabulary of the store, defined once: branches, run names, tags, artifacts, metrics.
+
+Every module that writes or reads these names imports them from here, so a renamed tag
+or artifact cannot drift between the writer, the reader, resume, reports and export.
+Nothing here imports mlflow or torch.
+"""
+
+from __future__ import annotations
+
+# --------------------------------------------------------------------------------------
+# Branches: the main line and the controls trained beside it at every pruned level
+# --------------------------------------------------------------------------------------
+TICKET = "ticket"  # the main line: the pruned mask with rewound weights
+REINIT = "reinit"  # control: the ticket's mask, a fresh random initialisation
+RANDOM_PRUNE = "random_prune"  # control: a random mask of the same per-layer density
+CONTROLS = (REINIT, RANDOM_PRUNE)
+BRANCHES = (TICKET, *CONTROLS)  # the order of tables, legends and unit graphs
+
+
+def branch_order(branch: str) -> tuple[int, str]:
+    """Sort key: the built-in branches in ``BRANCHES`` order, any other after them."""
+    return (BRANCHES.index(branch) if branch in BRANCHES else len(BRANCHES), branch)
+
+
+# --------------------------------------------------------------------------------------
+# Run names
+# --------------------------------------------------------------------------------------
+def child_run_name(replicate: int, level: int, branch: str) -> str:
+    """The child run of one training: ``r0-level3-ticket``."""
+    return f"r{replicate}-level{level}-{branch}"
+
+
+def parent_run_name(experiment: str, spec_hash: str) -> str:
+    """The parent run of an experiment: its name and the first digits of its spec hash."""
+    return f"{experiment}-{spec_hash[:8]}"
+
+
+def model_name(replicate: int, level: int) -> str:
+    """The logged MLflow model of a ticket."""
+    return f"{TICKET}-r{replicate}-level{level}"
+
+
+# --------------------------------------------------------------------------------------
+# Tags (MLflow's own, and lth-suite's under one prefix)
+# --------------------------------------------------------------------------------------
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+TAG_PREFIX = "lth_suite."
+SPEC_HASH_TAG = f"{TAG_PREFIX}spec_hash"
+PLUGINS_TAG = f"{TAG_PREFIX}plugins"
+SYNTHETIC_TAG = f"{TAG_PREFIX}dataset_synthetic"
+VERSION_TAG = f"{TAG_PREFIX}version"
+OWN_GIT_COMMIT_TAG = f"{TAG_PREFIX}git_commit"
+GIT_DIRTY_TAG = f"{TAG_PREFIX}git_dirty"
+ERROR_TAG = f"{TAG_PREFIX}error"  # why a run did not finish
+RESUMED_TAG = f"{TAG_PREFIX}resumed"  # when the experiment was last resumed (epoch seconds)
+HOOKS_DONE_TAG = f"{TAG_PREFIX}hooks_done_through"  # last level whose lifecycle hooks ran
+SWEEP_ID_TAG = f"{TAG_PREFIX}sweep_id"
+SWEEP_POINT_TAG = f"{TAG_PREFIX}sweep_point"
+SWEEP_INDEX_TAG = f"{TAG_PREFIX}sweep_index"
+
+# Params of a child run: which training it is
+REPLICATE_PARAM, LEVEL_PARAM, BRANCH_PARAM = "replicate", "level", "branch"
+DENSITY_PARAM = "density"  # and "density.<tensor>" per prunable tensor
+SPEC_PARAM_PREFIX = "spec."  # the flattened spec on the parent run
+
+# --------------------------------------------------------------------------------------
+# Artifacts
+# --------------------------------------------------------------------------------------
+SPEC_ARTIFACT = "spec.yaml"  # the parent run's spec, the single source of truth
+MASK_ARTIFACT = "mask.npz"  # a child's bit-packed mask
+STATE_ARTIFACT = "state_dict.pt"  # a child's trained weights
+REWIND_STATE_ARTIFACT = "rewind_state.pt"  # the dense run's weights at the rewind point
+ANALYSIS_FOLDER = "analysis"  # analysis/<analyzer>/level_NN.json and experiment.json
+REPORT_FOLDER = "report"
+
+
+def analysis_artifact(analyzer: str, label: str) -> str:
+    """Where an analyzer's table goes on the parent run."""
+    return f"{ANALYSIS_FOLDER}/{analyzer}/{label}.json"
+
+
+def level_label(level: int) -> str:
+    """``level_03``: a level in artifact names."""
+    return f"level_{level:02d}"
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------
+ITERATION = "iteration"  # the step of every history row
+HISTORY_KEYS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+EARLY_STOP_ITERATION = "early_stop_iteration"
+EARLY_STOP_VAL_LOSS = "early_stop_val_loss"
+EARLY_STOP_ACCURACY = "early_stop_test_accuracy"
+FINAL_ACCURACY = "final_test_accuracy"
+FINAL_LOSS = "final_test_loss"
+DENSITY = "density"
+LEVEL = "level"  # on the parent run, at step=level: marks a level's summary as logged
+WALL_TIME = "wall_time_s"
+# What a level summary aggregates per branch (mean, and min/max over replicates)
+SUMMARY_KEYS = (EARLY_STOP_ACCURACY, FINAL_ACCURACY, EARLY_STOP_ITERATION)
+
+
+def branch_metric(branch: str, key: str) -> str:
+    """A level summary's metric of one branch: ``ticket/early_stop_test_accuracy``."""
+    return f"{branch}/{key}"

@@ -1,0 +1,52 @@
+"""A ``Training`` section resolved to iterations: what one training is asked to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..spec.model import Training
+from .acceleration import Acceleration
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A ``Training`` section resolved to iterations for one training split."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    batch_size: int
+    total: int
+    warmup: int
+    milestones: tuple[int, ...]
+    gamma: float
+    eval_every: int
+    per_epoch: int  # iterations in one epoch
+    acceleration: Acceleration = Acceleration()
+
+    @classmethod
+    def resolve(cls, training: Training, n_train: int) -> TrainConfig:
+        """Turn epochs into iterations for ``n_train`` training examples."""
+        per_epoch = max(1, n_train // training.batch_size)
+        schedule = training.schedule
+        return cls(
+            optimizer=training.optimizer, lr=training.lr, momentum=training.momentum,
+            nesterov=training.nesterov, weight_decay=training.weight_decay,
+            batch_size=training.batch_size,
+            total=training.duration.to_iterations(per_epoch),
+            warmup=schedule.warmup.to_iterations(per_epoch),
+            milestones=tuple(sorted(m.to_iterations(per_epoch) for m in schedule.milestones)),
+            gamma=schedule.gamma, eval_every=training.eval_every, per_epoch=per_epoch,
+            acceleration=Acceleration(precision=training.precision,
+                                      channels_last=training.channels_last,
+                                      compile=training.compile, threads=training.threads),
+        )
+
+    def lr_at(self, iteration: int) -> float:
+        """Learning rate of the step taken at ``iteration``: warmup, then milestones."""
+        lr = self.lr * self.gamma ** sum(iteration >= m for m in self.milestones)
+        if self.warmup and iteration < self.warmup:
+            lr *= (iteration + 1) / self.warmup
+        return lr

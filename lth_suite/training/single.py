@@ -1,0 +1,170 @@
+"""One masked network trained by the loop: its step, its evaluation, and ``train``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..pruning.masks import Mask
+from ..seeding import derive_seed
+from .acceleration import Acceleration
+from .config import TrainConfig
+from .data import Splits
+from .loop import EVAL_BATCH, Batch, State, StepCallback, run_loop
+from .optimizers import FusedOptimizer
+from .result import TrainResult, snapshot
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> FusedOptimizer:
+    """A fresh optimizer: momentum or Adam state would otherwise revive pruned weights."""
+    return make_optimizer_for([p for p in model.parameters() if p.requires_grad], config)
+
+
+def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> FusedOptimizer:
+    """A fresh fused Adam or SGD over these tensors, at the config's base learning rate."""
+    return FusedOptimizer(params, config.optimizer, config.lr, momentum=config.momentum,
+                          nesterov=config.nesterov, weight_decay=config.weight_decay)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             acceleration: Acceleration = Acceleration()) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy over a whole split, in the training's precision."""
+    was_training = model.training
+    model.eval()
+    memory_format = acceleration.memory_format(model)
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    with acceleration.autocast(x.device):
+        for start in range(0, len(y), EVAL_BATCH):
+            inputs = x[start: start + EVAL_BATCH]
+            if memory_format is not None and inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=memory_format)
+            logits = model(inputs)
+            target = y[start: start + EVAL_BATCH]
+            loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
+            correct += (logits.argmax(dim=1) == target).sum()
+    model.train(was_training)
+    return loss_sum.item() / len(y), correct.item() / len(y)
+
+
+# torch.nn modules that draw random numbers in training mode (dropout inside recurrent
+# and attention layers included). A module class from outside torch.nn and lth_suite may
+# draw too, so only a model made of torch.nn and lth_suite modules, none of these among
+# them, counts as free of randomness.
+RANDOM_MODULES: tuple[type[nn.Module], ...] = (
+    nn.modules.dropout._DropoutNd, nn.RReLU, nn.RNNBase, nn.MultiheadAttention,
+    nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)
+_KNOWN_MODULES = ("torch.nn.", "lth_suite.")
+
+
+def draws_random_numbers(model: nn.Module) -> bool:
+    """Whether the model's training-mode forward pass may draw from the default generators."""
+    return any(isinstance(module, RANDOM_MODULES)
+               or not type(module).__module__.startswith(_KNOWN_MODULES)
+               for module in model.modules())
+
+
+def _generators(device: torch.device) -> list[torch.Generator]:
+    """The default generators that dropout and other in-model randomness draw from."""
+    generators = [torch.default_generator]
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        generators.append(torch.cuda.default_generators[index])
+    return generators
+
+
+class SingleNetwork:
+    """The loop's stepper for one network, trained in place (``members == 1``)."""
+
+    members = 1
+
+    def __init__(self, model: nn.Module, mask: Mask, config: TrainConfig, data_seed: int,
+                 device: torch.device):
+        self.model, self.data_seed = model, data_seed
+        self.acceleration = config.acceleration
+        self.forward, self.convert = self.acceleration.prepare(model)
+        params = dict(model.named_parameters())
+        mask.apply_(model)
+        # Masks as tensors of the weights' dtype and memory format, built once; a layer that
+        # keeps every weight needs no multiply (x * 1 is x, bit for bit), so the dense level 0
+        # does none at all.
+        masked = [(params[name], torch.empty_like(params[name]).copy_(keep))
+                  for name, keep in mask.items() if not bool(keep.all())]
+        self.masked_params, self.keeps = [p for p, _ in masked], [k for _, k in masked]
+        self.optimizer = make_optimizer(model, config)
+        # Seeding the generators costs a hash per step: only models that draw random
+        # numbers (dropout) need it, and for them every step's randomness is reproducible.
+        self.generators = _generators(device) if draws_random_numbers(model) else []
+        self.autocast = self.acceleration.autocast(device)
+        model.train()
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the steps that follow."""
+        self.optimizer.lr = lr
+
+    def step(self, iteration: int, batches: list[Batch]) -> torch.Tensor:
+        """Forward, backward, masked gradients, optimizer step, mask re-applied."""
+        (inputs, targets), = batches
+        if self.generators:
+            step_seed = derive_seed(self.data_seed, "step", iteration)
+            for generator in self.generators:
+                generator.manual_seed(step_seed)
+        with self.autocast:
+            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets)
+        self.optimizer.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            if self.keeps:
+                grads = [p.grad for p in self.masked_params]
+                if any(g is None for g in grads):
+                    for grad, keep in zip(grads, self.keeps):
+                        if grad is not None:
+                            grad.mul_(keep)
+                else:
+                    torch._foreach_mul_(grads, self.keeps)
+            self.optimizer.step()
+            if self.keeps:
+                torch._foreach_mul_(self.masked_params, self.keeps)
+        return loss
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+        """Loss and accuracy over a whole split, as a one-member list."""
+        return [evaluate(self.model, x, y, self.acceleration)]
+
+    def state(self, member: int = 0) -> State:
+        """A CPU copy of the network's state dict."""
+        return snapshot(self.model)
+
+
+def train(
+    model: nn.Module,
+    mask: Mask,
+    data: Splits,
+    config: TrainConfig,
+    *,
+    data_seed: int,
+    start_iteration: int = 0,
+    constant_lr: float | None = None,
+    capture_at: frozenset[int] = frozenset(),
+    progress: Callable[[int], None] | None = None,
+    callbacks: Sequence[StepCallback] = (),
+) -> TrainResult:
+    """Train ``model`` in place from ``start_iteration`` to ``config.total``.
+
+    Gradients of pruned weights are zeroed before each step and the mask is
+    re-applied after it, so pruned weights stay exactly zero whatever the optimizer.
+    Randomness inside the model (dropout) is seeded per iteration from ``data_seed``,
+    so a training is reproducible and can start at any iteration; the caller's
+    global RNG state is left as it was.
+    """
+    device = data.x_train.device
+    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+          config.acceleration.session(device)):
+        stepper = SingleNetwork(model, mask, config, data_seed, device)
+        return run_loop(stepper, data, config, data_seeds=[data_seed],
+                        start_iteration=start_iteration, constant_lr=constant_lr,
+                        capture_at=[capture_at], progress=progress, callbacks=callbacks)[0]
