@@ -49,9 +49,22 @@ from pathlib import Path
 
 from baselines import floor_runner, peers_runner
 from results_file import Results, write_results
-from workloads import (CASES, DEFAULT_MNIST, HERE, MODEL_CHOICES, OPTION_CASES, OPTION_VARIANTS,
-                       POPULATION_SIZES, device_of, lth_runner, peak_mib, population_runner,
-                       raw_data, timed, warm_up)
+from workloads import (
+    CASES,
+    DEFAULT_MNIST,
+    HERE,
+    MODEL_CHOICES,
+    OPTION_CASES,
+    OPTION_VARIANTS,
+    POPULATION_SIZES,
+    device_of,
+    lth_runner,
+    peak_mib,
+    population_runner,
+    raw_data,
+    timed,
+    warm_up,
+)
 
 # --- what each measuring process does -------------------------------------------------------
 

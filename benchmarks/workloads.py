@@ -134,8 +134,8 @@ def tensors(x_uint8, kind: str):
 def build(case: Case, device, seed: int = 0):
     import torch
 
-    from lth_suite.training.data import DataInfo
     from lth_suite.plugins.manager import load_plugins
+    from lth_suite.training.data import DataInfo
 
     shape = (1, 28, 28) if case.data == "mnist" else (3, 32, 32)
     info = DataInfo(case.data, shape, 10)

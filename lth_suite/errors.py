@@ -24,6 +24,7 @@ class SpecError(LthError):
         super().__init__("; ".join(self.lines()))
 
     def lines(self) -> list[str]:
+        """One line per problem, each naming the source and the field."""
         prefix = f"{self.source}: " if self.source else ""
         return [f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}" for loc, msg in self.problems]
 

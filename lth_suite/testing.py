@@ -4,7 +4,9 @@ Import them into a ``conftest.py``::
 
     from lth_suite.testing import hermetic, tiny_spec_data, tracking_uri  # noqa: F401
 
-``heavy_imports`` checks that a plugin loads without torch (see docs/plugins.md).
+``heavy_imports`` checks that a plugin loads without torch (see docs/plugins.md). This
+module imports without pytest (a test dependency only): ``TINY`` and ``heavy_imports``
+work anywhere, and the fixtures exist where pytest is installed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pytest
+try:
+    import pytest
+except ImportError:  # a plain install has no pytest; only the fixtures need it
+    pytest = None  # type: ignore[assignment]
 
 # A spec that trains in about a second: LeNet-style MLP on digits, 2 levels, both controls.
 TINY: dict[str, Any] = {
@@ -38,7 +43,7 @@ HEAVY = ("torch", "mlflow", "torchvision", "sklearn")
 def heavy_imports(code: str, cwd: Path | None = None) -> list[str]:
     """The heavy packages (torch, mlflow, ...) a fresh interpreter holds after ``code``.
 
-    A plugin that registers its torch code with ``lth_suite.plugins.registry.lazy`` should give
+    A plugin that registers its torch code with ``lth_suite.api.lazy`` should give
     ``[]`` for ``import my_plugin`` plus loading it: ``lth-suite validate`` then stays fast.
     """
     probe = textwrap.dedent(code) + textwrap.dedent(f"""
@@ -54,23 +59,33 @@ MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_I
                     "MLFLOW_EXPERIMENT_NAME")
 
 
-@pytest.fixture(autouse=True)
-def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No installed third-party plugins, no inherited MLflow settings, cwd in tmp."""
-    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "")
-    for name in MLFLOW_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+FIXTURES = ("hermetic", "tracking_uri", "tiny_spec_data")
+
+if pytest is not None:
+
+    @pytest.fixture(autouse=True)
+    def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+        """No installed third-party plugins, no inherited MLflow settings, cwd in tmp."""
+        monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "")
+        for name in MLFLOW_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.chdir(tmp_path)
+        return tmp_path
+
+    @pytest.fixture
+    def tracking_uri(tmp_path: Path) -> str:
+        """A temporary embedded MLflow store."""
+        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    @pytest.fixture
+    def tiny_spec_data() -> dict[str, Any]:
+        """A fresh copy of ``TINY``, to change and pass to ``build_spec``."""
+        return copy.deepcopy(TINY)
 
 
-@pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
-    """A temporary embedded MLflow store."""
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-@pytest.fixture
-def tiny_spec_data() -> dict[str, Any]:
-    """A fresh copy of ``TINY``, to change and pass to ``build_spec``."""
-    return copy.deepcopy(TINY)
+def __getattr__(name: str) -> Any:
+    """A fixture asked for without pytest installed: say so instead of a bare AttributeError."""
+    if name in FIXTURES:
+        raise AttributeError(f"lth_suite.testing.{name} is a pytest fixture: install pytest "
+                             "(pip install 'lth-suite[test]') to use it")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

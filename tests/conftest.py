@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from lth_suite.plugins.manager import load_plugins
 from lth_suite.lottery.progress import SilentProgress
+from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
 from lth_suite.testing import TINY, hermetic, tracking_uri  # noqa: F401  (fixtures)
+
 
 @pytest.fixture
 def plugins():

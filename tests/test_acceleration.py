@@ -7,14 +7,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lth_suite.training.acceleration import Acceleration
 from lth_suite.errors import SpecError
+from lth_suite.launch.execute import run_experiment
 from lth_suite.lottery.experiment import prepare
 from lth_suite.pruning.masks import Mask
-from lth_suite.training.population import Member, train_population
 from lth_suite.pruning.targets import random_mask_like
-from lth_suite.lottery.runner import run_experiment
 from lth_suite.spec.loading import build_spec, spec_hash
+from lth_suite.training.acceleration import Acceleration
+from lth_suite.training.population import Member, train_population
 from lth_suite.training.result import snapshot
 from lth_suite.training.single import train
 

@@ -11,16 +11,16 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from lth_suite.analysis.similarity import chance_iou, chance_iou_pooled, iou
 from lth_suite.builtin.analyzers.instability import barriers, interpolate
 from lth_suite.builtin.analyzers.structure import unit_counts
-from lth_suite.training.data import DataInfo
+from lth_suite.launch.execute import run_experiment
 from lth_suite.lottery.events import BranchResult, LevelFinished
 from lth_suite.lottery.experiment import prepare
-from lth_suite.pruning.masks import Layer, Mask, prunable_layers
 from lth_suite.lottery.rewinding import RewindPoint
-from lth_suite.lottery.runner import run_experiment
-from lth_suite.analysis.similarity import chance_iou, chance_iou_pooled, iou
+from lth_suite.pruning.masks import Layer, Mask, prunable_layers
 from lth_suite.spec.loading import build_spec
+from lth_suite.training.data import DataInfo
 from lth_suite.training.result import TrainResult, snapshot
 
 

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth_suite.training.data import DataInfo
 from lth_suite.errors import SpecError
-from lth_suite.pruning.masks import LAYER_KINDS, Mask, prunable_layers
 from lth_suite.plugins.manager import load_plugins
+from lth_suite.pruning.masks import LAYER_KINDS, Mask, prunable_layers
 from lth_suite.spec.loading import build_spec
+from lth_suite.training.data import DataInfo
 
 ARCHITECTURES = load_plugins(installed=False).registry.names("architecture")
 SMALL = {"mlp": {"hidden": [32, 16]}, "conv": {"width": 4, "hidden": [32, 16]},

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from lth_suite.training.data import DataInfo
 from lth_suite.pruning.masks import Mask, prunable_layers
 from lth_suite.pruning.targets import PruneRequest, target_groups
 from lth_suite.spec.model import Pruning
+from lth_suite.training.data import DataInfo
 
 
 def small_model(registry) -> nn.Module:

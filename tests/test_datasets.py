@@ -17,16 +17,29 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from lth_suite.builtin.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_FILES, MNIST_MEAN, MNIST_STD
-from lth_suite.builtin.datasets.vision import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, crop_flip, fake_images
-from lth_suite.training.data import DataInfo, DatasetParams, RandomCropFlip, RawData, Splits, split_validation
+from lth_suite.builtin.datasets import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    MNIST_FILES,
+    MNIST_MEAN,
+    MNIST_STD,
+)
+from lth_suite.builtin.datasets.vision import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    crop_flip,
+    fake_images,
+)
 from lth_suite.errors import DataError
 from lth_suite.lottery.experiment import prepare
 from lth_suite.pruning.masks import Mask
 from lth_suite.seeding import derive_seed
-from lth_suite.spec.model import Training
 from lth_suite.spec.loading import build_spec
+from lth_suite.spec.model import Training
 from lth_suite.training.config import TrainConfig
+from lth_suite.training.data import DataInfo, DatasetParams, RandomCropFlip, RawData, Splits, split_validation
 from lth_suite.training.single import train
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),

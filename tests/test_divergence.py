@@ -6,10 +6,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-import lth_suite.lottery.runner as runner_module
+import lth_suite.lottery.trainer as trainer_module
 from lth_suite.errors import Diverged
+from lth_suite.launch.execute import run_experiment
 from lth_suite.pruning.masks import Mask
-from lth_suite.lottery.runner import run_experiment
 from lth_suite.spec.loading import build_spec
 from lth_suite.training.loop import LossWindow
 
@@ -49,7 +49,7 @@ def test_a_diverging_training_fails_its_child_run_and_stops_the_experiment(tiny,
 
 def test_skip_leaves_out_a_diverged_control_and_goes_on(tiny, registry, plugins, tracking_uri,
                                                         monkeypatch):
-    real_train, calls = runner_module.train, []
+    real_train, calls = trainer_module.train, []
 
     def train(model, mask: Mask, *args, **kwargs):
         calls.append(mask.density())
@@ -57,7 +57,7 @@ def test_skip_leaves_out_a_diverged_control_and_goes_on(tiny, registry, plugins,
             raise Diverged(7, float("nan"))
         return real_train(model, mask, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "train", train)
+    monkeypatch.setattr(trainer_module, "train", train)
     tiny["training"]["on_divergence"] = "skip"
     finished = run_experiment(build_spec(tiny, registry), plugins, tracking_uri)
     assert [sorted(b.branch for b in level.branches) for level in finished.levels] == [

@@ -11,13 +11,13 @@ import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from lth_suite.lottery.analyzers import Analysis
 from lth_suite.cli import app
 from lth_suite.errors import PluginFailure
+from lth_suite.launch.execute import run_experiment
+from lth_suite.lottery.analyzers import Analysis
 from lth_suite.plugins.hookspecs import hookimpl
-from lth_suite.pruning.masks import Mask
 from lth_suite.plugins.manager import load_plugins
-from lth_suite.lottery.runner import run_experiment
+from lth_suite.pruning.masks import Mask
 from lth_suite.spec.loading import build_spec, spec_hash
 
 

@@ -10,13 +10,13 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 from typer.testing import CliRunner
 
-from lth_suite.cli import app
-from lth_suite.training.data import DataInfo
 from lth_suite.analysis.shrink import count, shrink, unsupported
-from lth_suite.pruning.masks import Mask, prunable_layers
+from lth_suite.cli import app
+from lth_suite.launch.execute import run_experiment
 from lth_suite.plugins.manager import load_plugins
-from lth_suite.lottery.runner import run_experiment
+from lth_suite.pruning.masks import Mask, prunable_layers
 from lth_suite.spec.loading import build_spec
+from lth_suite.training.data import DataInfo
 
 
 def random_mask(model: nn.Module, density: float, seed: int) -> dict[str, torch.Tensor]:

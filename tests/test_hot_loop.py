@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from lth_suite.training.data import DataInfo, Splits
 from lth_suite.pruning.masks import Mask
 from lth_suite.spec.model import Training
-from lth_suite.training.optimizers import FusedOptimizer
 from lth_suite.training.config import TrainConfig
+from lth_suite.training.data import DataInfo, Splits
+from lth_suite.training.optimizers import FusedOptimizer
 from lth_suite.training.single import draws_random_numbers, make_optimizer, train
 
 INFO = DataInfo("t", (1, 4, 4), 3)

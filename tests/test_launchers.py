@@ -29,11 +29,10 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from lth_suite.cli import app
-from lth_suite.launch.driver import Driver, Planned, check_tracking_uri, unit_graph
 from lth_suite.errors import LthError
-from lth_suite.launch.units import Unit, UnitGraph
+from lth_suite.launch.execute import ExperimentPlan, check_tracking_uri, execute, run_experiment, unit_graph
+from lth_suite.launch.units import Unit, UnitGraph, run_in_order
 from lth_suite.pruning.masks import Mask
-from lth_suite.lottery.runner import run_experiment
 from lth_suite.spec.loading import build_spec, spec_hash
 from lth_suite.tracking import open_tracker
 
@@ -183,11 +182,20 @@ def test_launcher_is_not_part_of_the_hash_and_local_is_the_default(tiny, registr
                           "max_retries": 3, "num_cpus": None}
 
 
-def test_local_launcher_through_the_driver_equals_the_in_memory_runner(tiny, plugins, tmp_path):
+class UnitsInOrder:
+    """Runs units as a cluster's workers do (each one reads its dependencies back from the
+    store), but here, one after another: the out-of-process path without Ray."""
+
+    in_process = False
+
+    def launch(self, jobs):
+        return [run_in_order(job) for job in jobs]
+
+
+def test_units_run_from_the_store_equal_the_in_memory_runner(tiny, plugins, tmp_path):
     spec = build_spec(tiny_spec(tiny, replicates=2, launcher="local"), plugins.registry)
     whole = run_experiment(spec, plugins, f"sqlite:///{tmp_path / 'whole.db'}")
     uri = f"sqlite:///{tmp_path / 'units.db'}"
-    launcher = plugins.registry.build("launcher", "local", {})
     seen: list[str] = []
 
     class Seen:
@@ -197,7 +205,11 @@ def test_local_launcher_through_the_driver_equals_the_in_memory_runner(tiny, plu
         def note(self, text):
             raise AssertionError(text)
 
-    result = Driver(plugins, launcher, uri, Seen()).run([Planned(spec, open_tracker(uri))])[0]
+        def stop(self):
+            pass
+
+    plan = ExperimentPlan(spec, open_tracker(uri))
+    result = execute([plan], plugins, UnitsInOrder(), uri, lambda total: Seen())[0]
     assert result.error is None and result.units == 14
     assert seen == [unit.name for unit in unit_graph(spec).units]  # in order, in process
     finished = result.finished
@@ -210,6 +222,23 @@ def test_local_launcher_through_the_driver_equals_the_in_memory_runner(tiny, plu
     assert client.get_run(result.parent_id).info.status == "FINISHED"
     _, children = runs_of(uri, "tiny")
     assert len(finished_once(children, result.parent_id)) == 14 == len(children)
+
+
+def test_local_runs_through_the_local_launcher(tiny, plugins, tracking_uri, monkeypatch):
+    from lth_suite.builtin.launchers import LocalLauncher
+
+    launched = []
+    real = LocalLauncher.launch
+
+    def spy(self, jobs):
+        launched.append([len(job.graph) for job in jobs])
+        return real(self, jobs)
+
+    monkeypatch.setattr(LocalLauncher, "launch", spy)
+    finished = run_experiment(build_spec(tiny_spec(tiny, launcher="local"), plugins.registry),
+                              plugins, tracking_uri)
+    assert launched == [[7]]  # one job: level 0, then 2 levels x (ticket + 2 controls)
+    assert [len(level.branches) for level in finished.levels] == [1, 3, 3]
 
 
 def test_shared_store_check():
@@ -305,14 +334,14 @@ def test_an_interrupted_local_sweep_resumes_skipping_what_it_finished(tiny, writ
     sweep = tmp_path / "grid.yaml"
     sweep.write_text(SWEEP)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    real = LotteryRunner._pruned
+    real = LotteryRunner.run_level
 
-    def interrupt_point_1(self, replicate, level):  # Ctrl-C in the second point, level 2
+    def interrupt_point_1(self, level):  # Ctrl-C in the second point, level 2
         if self.x.spec.experiment.seed == 1 and level == 2:
             raise KeyboardInterrupt
-        return real(self, replicate, level)
+        return real(self, level)
 
-    monkeypatch.setattr(LotteryRunner, "_pruned", interrupt_point_1)
+    monkeypatch.setattr(LotteryRunner, "run_level", interrupt_point_1)
     stopped = invoke("sweep", sweep, "--tracking-uri", uri)
     assert stopped.exit_code == 130, stopped.output
     assert f"resume with: lth-suite sweep {sweep} --tracking-uri {uri} --resume" in \
@@ -322,7 +351,7 @@ def test_an_interrupted_local_sweep_resumes_skipping_what_it_finished(tiny, writ
     assert {i: p.info.status for i, p in by_point.items()} == {"0": "FINISHED", "1": "KILLED"}
     trained_before = {c.info.run_id for c in children if c.info.status == "FINISHED"}
 
-    monkeypatch.setattr(LotteryRunner, "_pruned", real)
+    monkeypatch.setattr(LotteryRunner, "run_level", real)
     resumed = invoke("sweep", sweep, "--tracking-uri", uri, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert "point 0/3: experiment.seed=0 (finished earlier: skipped)" in resumed.output

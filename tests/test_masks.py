@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 from torch import nn
 
-from lth_suite.training.data import DataInfo
 from lth_suite.errors import LthError
 from lth_suite.pruning.masks import LAYER_KINDS, Mask, keep_top, prunable_layers, top_positions
+from lth_suite.training.data import DataInfo
 
 
 def random_mask(shapes: dict[str, tuple[int, ...]], density: float, seed: int = 0) -> Mask:

@@ -56,3 +56,19 @@ def test_doc_covers_the_conventions_and_is_linked_from_the_readme():
     plugins_section = readme.split("## Plugins\n", 1)[1].split("\n## ", 1)[0]
     assert "(docs/plugins.md)" in plugins_section
     assert "lth-suite-pai" in plugins_section and "lth-suite-example" in plugins_section
+
+
+def test_hookspecs_are_grouped_by_lifecycle():
+    """Registration hooks under their banner, then experiment events under theirs (pytest's way)."""
+    source = (ROOT / "lth_suite" / "plugins" / "hookspecs.py").read_text()
+    registration = source.index("# Registration hooks (called once when plugins load)")
+    events = source.index("# Experiment events (called while an experiment runs)")
+    assert registration < events
+    for hook in declared_hooks():
+        where = source.index(f"def {hook}(")
+        if hook.startswith("lth_register_"):
+            assert registration < where < events, hook
+        else:
+            assert events < where, hook
+    text = DOC.read_text()  # the doc keeps the same two groups, in the same order
+    assert text.index("## Registration hooks") < text.index("## Experiment events")

@@ -6,12 +6,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from lth_suite.launch.execute import run_experiment
 from lth_suite.lottery.experiment import prepare
 from lth_suite.pruning.masks import Mask
-from lth_suite.training.population import Member, train_population, why_not_batchable
 from lth_suite.pruning.targets import random_mask_like
-from lth_suite.lottery.runner import run_experiment
 from lth_suite.spec.loading import build_spec
+from lth_suite.training.population import Member, train_population, why_not_batchable
 from lth_suite.training.result import snapshot
 from lth_suite.training.single import train
 
@@ -82,15 +82,14 @@ def test_a_batch_norm_network_falls_back_saying_so_where_a_population_was_wanted
         tiny, registry, plugins, tracking_uri, notes, choice, device, said):
     from dataclasses import replace
 
-    from lth_suite.lottery.runner import LotteryRunner
-    from lth_suite.tracking import open_tracker
+    from lth_suite.lottery.trainer import Trainer
 
     tiny["model"] = {"name": "resnet", "depth": 8, "width": 4}
     tiny["training"]["population"] = choice
-    runner = LotteryRunner(prepare(build_spec(tiny, registry), plugins),
-                           open_tracker(tracking_uri), notes)
+    experiment = prepare(build_spec(tiny, registry), plugins)
+    model = experiment.build_model(0)
     # The device only steers the choice here: nothing is trained, so no GPU is needed.
-    runner.x = replace(runner.x, device=torch.device(device))
-    assert runner._population_or_none(0, [0]) is None  # trained one network at a time
+    trainer = Trainer(replace(experiment, device=torch.device(device)), model, notes)
+    assert not trainer.population  # trained one network at a time
     expected = "population training off: resnet: BatchNorm2d"
     assert [line.startswith(expected) for line in notes.lines] == ([True] if said else [])

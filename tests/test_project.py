@@ -7,10 +7,10 @@ import re
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from mlflow.tracking import MlflowClient
 

@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from lth_suite.cli import app
 from lth_suite.errors import SpecError
+from lth_suite.launch.execute import run_experiment
 from lth_suite.plugins.manager import load_plugins
-from lth_suite.report.data import FIGURES, default_levels
-from lth_suite.lottery.runner import run_experiment
+from lth_suite.report.data import default_levels
+from lth_suite.report.writer import FIGURES
 from lth_suite.spec.loading import build_spec, spec_hash
 from lth_suite.tracking import open_reader
 from tests.conftest import TINY
@@ -146,7 +147,7 @@ def test_a_failing_report_keeps_the_finished_run(tiny, write_spec, tracking_uri,
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("lth_suite.report.data.write_report", broken)
+    monkeypatch.setattr("lth_suite.report.writer.write_report", broken)
     result = CliRunner().invoke(app, ["run", str(write_spec(small(tiny))),
                                       "--tracking-uri", tracking_uri])
     assert result.exit_code == 0, result.output

@@ -10,8 +10,16 @@ import yaml
 from pydantic import ValidationError
 
 from lth_suite.errors import LthError, SpecError
+from lth_suite.spec.loading import (
+    apply_overrides,
+    build_spec,
+    canonical,
+    load_spec,
+    read_yaml,
+    spec_hash,
+    to_yaml,
+)
 from lth_suite.spec.model import ComponentSpec, Duration, ExperimentSpec, Training
-from lth_suite.spec.loading import apply_overrides, build_spec, canonical, load_spec, read_yaml, spec_hash, to_yaml
 
 REPO = Path(__file__).parents[1]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"

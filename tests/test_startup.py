@@ -53,8 +53,8 @@ def test_building_a_component_imports_its_implementation(registry):
 
 
 def test_dataset_params_stay_importable_from_data():
-    from lth_suite.training.data import DatasetParams
     from lth_suite.plugins.params import DatasetParams as defined
+    from lth_suite.training.data import DatasetParams
 
     assert DatasetParams is defined
 

@@ -28,7 +28,6 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from lth_suite.pruning.masks import Mask
-
 from tests.conftest import TINY
 
 EXPERIMENTS = 4

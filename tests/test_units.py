@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
+from lth_suite.launch.execute import run_experiment
 from lth_suite.lottery.experiment import prepare
-from lth_suite.lottery.runner import LotteryRunner, run_experiment
+from lth_suite.lottery.runner import LotteryRunner
 from lth_suite.spec.loading import build_spec, spec_hash, to_yaml
 from lth_suite.tracking import open_tracker
 

@@ -13,6 +13,15 @@ from torch import nn
 
 from ..errors import LthError
 from ..pruning.masks import Mask
+from ..tracking.names import (
+    BRANCH_PARAM,
+    LEVEL_PARAM,
+    MASK_ARTIFACT,
+    REPLICATE_PARAM,
+    SPEC_ARTIFACT,
+    STATE_ARTIFACT,
+    TICKET,
+)
 from .shrink import Counts, LayerChange, count, masked_state_dict, shrink
 
 if TYPE_CHECKING:
@@ -20,7 +29,7 @@ if TYPE_CHECKING:
     from ..tracking import RunRecord, StoreReader
 
 MASKED_STATE = "masked_state_dict.pt"
-MASK = "mask.npz"
+MASK = MASK_ARTIFACT  # the exported mask keeps the name and format of the stored one
 SHRUNK_MODEL = "shrunk_model.pt"
 SUMMARY = "export.json"
 
@@ -47,20 +56,20 @@ def rebuild(reader: StoreReader, child: RunRecord, plugins: Plugins | None = Non
     architecture's name and the input shape of one example."""
     import yaml
 
-    from ..training.data import DataInfo
     from ..errors import SpecError, TrackingError
     from ..plugins.manager import load_plugins
     from ..spec.loading import build_spec
+    from ..training.data import DataInfo
 
     parent = reader.run(child.parent_id)
     if parent is None:
         raise TrackingError(f"run {child.run_id}: its parent run {child.parent_id} is not in "
                             f"{reader.uri}")
-    payload = reader.artifact_bytes(child.run_id, "mask.npz")
+    payload = reader.artifact_bytes(child.run_id, MASK_ARTIFACT)
     if payload is None:
-        raise TrackingError(f"run {child.run_id} ({child.name}) has no mask.npz artifact")
+        raise TrackingError(f"run {child.run_id} ({child.name}) has no {MASK_ARTIFACT} artifact")
     mask = Mask.unpack(payload)
-    state_bytes = reader.artifact_bytes(child.run_id, "state_dict.pt")
+    state_bytes = reader.artifact_bytes(child.run_id, STATE_ARTIFACT)
     if state_bytes is not None:
         import io
 
@@ -68,15 +77,16 @@ def rebuild(reader: StoreReader, child: RunRecord, plugins: Plugins | None = Non
     else:
         state = reader.model_state_dict(child)
         if state is None:
-            raise TrackingError(f"run {child.run_id} ({child.name}) has neither a state_dict.pt "
-                                "artifact (tracking.log_state_dicts was false) nor a logged model")
-    spec_text = reader.artifact_bytes(parent.run_id, "spec.yaml")
+            raise TrackingError(f"run {child.run_id} ({child.name}) has neither a "
+                                f"{STATE_ARTIFACT} artifact (tracking.log_state_dicts was false) "
+                                "nor a logged model")
+    spec_text = reader.artifact_bytes(parent.run_id, SPEC_ARTIFACT)
     if spec_text is None:
-        raise TrackingError(f"parent run {parent.run_id} has no spec.yaml artifact")
+        raise TrackingError(f"parent run {parent.run_id} has no {SPEC_ARTIFACT} artifact")
     plugins = plugins or load_plugins()
     try:
         spec = build_spec(yaml.safe_load(spec_text.decode("utf-8")) or {}, plugins.registry,
-                          f"spec.yaml of run {parent.run_id}")
+                          f"{SPEC_ARTIFACT} of run {parent.run_id}")
     except SpecError as exc:
         raise LthError("; ".join(exc.lines())) from None
     siblings = [c.run_id for c in reader.children(parent.run_id) if c.run_id != child.run_id]
@@ -103,7 +113,7 @@ def rebuild(reader: StoreReader, child: RunRecord, plugins: Plugins | None = Non
     params = dict(model.named_parameters())
     wrong = [k for k, v in mask.items() if k not in params or params[k].shape != v.shape]
     if wrong:
-        raise LthError(f"run {child.run_id}: mask.npz does not fit {spec.model.name} "
+        raise LthError(f"run {child.run_id}: {MASK_ARTIFACT} does not fit {spec.model.name} "
                        f"(tensor {wrong[0]})")
     mask.apply_(model)
     return model.eval(), mask, spec.model.name, tuple(info.input_shape)
@@ -118,9 +128,10 @@ def export_run(reader: StoreReader, run_id: str, out: Path, plugins: Plugins | N
     if child is None:
         raise TrackingError(f"no run {run_id} in {reader.uri}")
     if child.parent_id is None:
-        tickets = [c for c in reader.children(child.run_id) if c.params.get("branch") == "ticket"]
-        example = min(tickets, default=None, key=lambda c: (-int(c.params.get("level", 0)),
-                                                            c.params.get("replicate", "")))
+        tickets = [c for c in reader.children(child.run_id)
+                   if c.params.get(BRANCH_PARAM) == TICKET]
+        example = min(tickets, default=None, key=lambda c: (-int(c.params.get(LEVEL_PARAM, 0)),
+                                                            c.params.get(REPLICATE_PARAM, "")))
         hint = f", e.g. {example.run_id} ({example.name})" if example else ""
         raise LthError(f"run {run_id} ({child.name}) is an experiment's parent run; export "
                        f"takes one of its child runs{hint}")

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import LthError
-from ..plugins.hookspecs import hookimpl
 from ..launch.units import Job, Outcome, Unit, UnitFailed, run_in_order
+from ..plugins.hookspecs import hookimpl
 from ..plugins.registry import NoParams, RegisterFn
 
 RAY_MISSING = ("launcher 'ray' needs the ray package, which is not installed: "

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import experiments, inspection, sweeps, results  # noqa: F401, I001  (register commands, in help order)
+from . import experiments, inspection, results, sweeps  # noqa: F401, I001  (register commands, in help order)
 from .common import app, out
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,11 +22,11 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else WIDE)
 err = Console(stderr=True, soft_wrap=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="experiment spec (YAML)", show_default=False)]
-SetOpt = Annotated[Optional[list[str]], typer.Option(
+SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", help="override a spec field: KEY=VALUE, VALUE parsed as YAML (repeatable)")]
-OverridesOpt = Annotated[Optional[str], typer.Option(
+OverridesOpt = Annotated[str | None, typer.Option(
     "--overrides", help="several overrides in one string, separated by ';' (for mlflow run)")]
-UriOpt = Annotated[Optional[str], typer.Option(
+UriOpt = Annotated[str | None, typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: sqlite mlflow.db in this folder)")]
 
 
@@ -45,7 +48,7 @@ def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None
     """The report at the end of ``run``; a failure warns but never fails the finished run."""
     retry = f"retry with: lth-suite report {parent_run_id} --tracking-uri {uri}"
     try:
-        from ..report.data import report as write_report
+        from ..report.writer import report as write_report
 
         result = write_report(parent_run_id, uri, levels=levels)
     except KeyboardInterrupt:
@@ -59,3 +62,22 @@ def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None
         return
     out.print(f"report: {result.folder}/ (also logged to the parent run under report/)",
               highlight=False, markup=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def stopping_cleanly(resume_command: Callable[[], str]) -> Iterator[None]:
+    """The one handler of Ctrl-C and SIGTERM: SIGTERM takes Ctrl-C's path; either ends
+    with the command that resumes (the runs were ended KILLED) and exit code 130."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the open runs were ended as KILLED; resume with: "
+                  f"{resume_command()}", highlight=False, markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -9,7 +9,20 @@ import typer
 from rich.table import Table
 
 from ..errors import LthError
-from .common import OverridesOpt, SetOpt, SpecArg, UriOpt, _auto_report, _fail, _load, app, err, out
+from .common import (
+    OverridesOpt,
+    SetOpt,
+    SpecArg,
+    UriOpt,
+    _auto_report,
+    _fail,
+    _load,
+    app,
+    err,
+    out,
+    stopping_cleanly,
+)
+
 
 @app.command()
 def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
@@ -20,146 +33,92 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
                                              "run of this spec, skipping what is done")] = False,
         ) -> None:
     """Run an experiment: train, prune, rewind, retrain, level after level."""
+    from ..launch.execute import check_launcher
+    from ..lottery.checkpoints import find_resumable
     from ..lottery.experiment import prepare
+    from ..tracking import open_tracker, resolve_tracking_uri
 
     extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
     try:
         plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
-        if experiment_spec.launcher.name != "local":  # before data load and any run
-            from ..launch.driver import check_launcher
-            from ..tracking import resolve_tracking_uri
-
-            check_launcher(experiment_spec, plugins,
-                           resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
+        uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
+        launcher = check_launcher(experiment_spec, plugins, uri)  # before data load and any run
         experiment = prepare(experiment_spec, plugins)
         if dry_run:
             _print_plan(experiment)
             return
-        from ..lottery.checkpoints import find_resumable
-        from ..tracking import open_tracker, resolve_tracking_uri
-
-        tracker = open_tracker(resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri))
-        resume_id = find_resumable(tracker, experiment_spec, plugins.registry) if resume else None
+        tracker = open_tracker(uri)
+        resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
+                     if resume else None)
         if resume and resume_id is None:
             err.print("nothing to resume for this spec: starting a new experiment")
     except LthError as error:
         _fail(error)
-    _execute(experiment, tracker, resume_id, tracking_uri)
+    _execute(experiment, launcher, tracker, resume_id, tracking_uri)
 
 
 @app.command()
 def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experiment")],
            set_: SetOpt = None, tracking_uri: UriOpt = None) -> None:
     """Continue an interrupted experiment in its own parent run, skipping what is done."""
-    import yaml
-
+    from ..launch.execute import check_launcher
+    from ..lottery.checkpoints import check_same_spec, logged_spec
     from ..lottery.experiment import prepare
     from ..plugins.manager import load_plugins
-    from ..lottery.checkpoints import check_same_spec
     from ..spec.loading import apply_overrides, build_spec
     from ..tracking import open_tracker, resolve_tracking_uri
+    from ..tracking.names import SPEC_HASH_TAG
 
     try:
         tracker = open_tracker(resolve_tracking_uri(tracking_uri, None))
-        parent = tracker.get_run(run_id)
-        if "mlflow.parentRunId" in parent.data.tags or "lth_suite.spec_hash" not in parent.data.tags:
+        parent = tracker.reader.require(run_id)
+        if parent.parent_id is not None or SPEC_HASH_TAG not in parent.tags:
             raise LthError(f"run {run_id} is not the parent run of an lth-suite experiment")
-        if parent.info.status == "FINISHED":
+        if parent.status == "FINISHED":
             raise LthError(f"run {run_id} already finished: nothing to resume")
         plugins = load_plugins()
-        logged = yaml.safe_load(tracker.read_artifact(run_id, "spec.yaml").decode())
-        experiment_spec = build_spec(apply_overrides(logged, set_ or []), plugins.registry,
-                                     f"run {run_id} spec.yaml")
-        check_same_spec(tracker, run_id, experiment_spec, plugins.registry)
-        if experiment_spec.launcher.name != "local":
-            from ..launch.driver import check_launcher
-
-            check_launcher(experiment_spec, plugins, tracker.uri)
+        experiment_spec = build_spec(apply_overrides(logged_spec(tracker.reader, run_id),
+                                                     set_ or []),
+                                     plugins.registry, f"run {run_id} spec.yaml")
+        check_same_spec(tracker.reader, run_id, experiment_spec, plugins.registry)
+        launcher = check_launcher(experiment_spec, plugins, tracker.uri)
         experiment = prepare(experiment_spec, plugins)
     except LthError as error:
         _fail(error)
-    _execute(experiment, tracker, run_id, tracking_uri)
+    _execute(experiment, launcher, tracker, run_id, tracking_uri)
 
 
-def _execute(experiment, tracker, resume_id: str | None, tracking_uri: str | None) -> None:
-    """Run or resume a prepared experiment; Ctrl-C and SIGTERM end its runs as KILLED."""
-    import signal
-
-    from ..lottery.progress import ConsoleProgress
-    from ..lottery.runner import LotteryRunner
-
-    def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
-        raise KeyboardInterrupt
-
-    if experiment.spec.launcher.name != "local":
-        _execute_distributed(experiment, tracker, resume_id, tracking_uri, terminate)
-        return
-    previous = signal.signal(signal.SIGTERM, terminate)
-    _print_plan(experiment)
-    runner = LotteryRunner(experiment, tracker, ConsoleProgress(experiment.trainings()),
-                           resume=resume_id)
-    try:
-        finished = runner.run()
-    except LthError as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: the open runs were ended as KILLED; resume with: "
-                  f"lth-suite resume {tracker.parent_id} --tracking-uri {tracker.uri}",
-                  highlight=False, markup=False)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        runner.progress.stop()
-    elapsed = runner.progress.elapsed()
-    _print_summary(finished.summary, elapsed)
-    _print_time_split(finished, elapsed)
-    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
-    if experiment.spec.report.enabled:
-        _auto_report(tracker.uri, finished.parent_run_id, experiment.spec.report.levels)
-    out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
-              + (f" --tracking-uri {tracker.uri}" if tracking_uri else ""), highlight=False)
-
-
-def _execute_distributed(experiment, tracker, resume_id: str | None,
-                         tracking_uri: str | None, terminate) -> None:
-    """Run or resume an experiment's units through its launcher (e.g. Ray tasks)."""
-    import signal
-
-    from ..launch.driver import Driver, Planned, check_launcher
+def _execute(experiment, launcher, tracker, resume_id: str | None,
+             tracking_uri: str | None) -> None:
+    """Run or resume a prepared experiment through its launcher and print the outcome."""
+    from ..launch.execute import ExperimentPlan, execute
     from ..lottery.progress import ConsoleProgress
 
     spec = experiment.spec
-    launcher = check_launcher(spec, experiment.plugins, tracker.uri)
     _print_plan(experiment)
-    err.print(f"launcher {spec.launcher.name}: units run as they become ready; "
-              f"tracking at {tracker.uri}", highlight=False, markup=False)
-    progress = ConsoleProgress(experiment.trainings())
-    driver = Driver(experiment.plugins, launcher, tracker.uri, progress)
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        result = driver.run([Planned(spec, tracker, experiment, resume_id)])[0]
-    except LthError as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: the units were cancelled and the open runs ended as KILLED; "
-                  f"resume with: lth-suite resume {tracker.parent_id} --tracking-uri "
-                  f"{tracker.uri}", highlight=False, markup=False)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        progress.stop()
+    if not launcher.in_process:
+        err.print(f"launcher {spec.launcher.name}: units run as they become ready; "
+                  f"tracking at {tracker.uri}", highlight=False, markup=False)
+    plan = ExperimentPlan(spec, tracker, experiment, resume_id)
+    with stopping_cleanly(lambda: f"lth-suite resume {tracker.parent_id} "
+                                  f"--tracking-uri {tracker.uri}"):
+        result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
     if result.error is not None:
-        err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
-                  f"with: lth-suite resume {result.parent_id} --tracking-uri {tracker.uri}",
-                  highlight=False, markup=False)
+        if not launcher.in_process:
+            err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
+                      f"with: lth-suite resume {result.parent_id} --tracking-uri {tracker.uri}",
+                      highlight=False, markup=False)
         _fail(result.error)
     finished = result.finished
-    _print_summary(finished.summary, driver.restored_progress.elapsed())
+    _print_summary(finished.summary, result.seconds)
+    if launcher.in_process:  # units trained elsewhere report no time split here
+        _print_time_split(finished, result.seconds)
     out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
     if spec.report.enabled:
         _auto_report(tracker.uri, finished.parent_run_id, spec.report.levels)
-    out.print(f"open the MLflow UI with: [bold]lth-suite ui[/] --tracking-uri {tracker.uri}",
-              highlight=False)
+    shown_uri = tracking_uri or not launcher.in_process
+    out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
+              + (f" --tracking-uri {tracker.uri}" if shown_uri else ""), highlight=False)
 
 
 @app.command(hidden=True)

@@ -12,6 +12,7 @@ from rich.table import Table
 from ..errors import LthError
 from .common import SetOpt, SpecArg, UriOpt, _fail, _load, app, err, out
 
+
 @app.command()
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     """Check a spec (and its plugin params) without running it."""
@@ -70,8 +71,9 @@ def ui(tracking_uri: UriOpt = None,
        host: Annotated[str, typer.Option(help="interface; 0.0.0.0 exposes the UI to the "
                                          "network")] = "127.0.0.1") -> None:
     """Start the MLflow UI (on 127.0.0.1 unless told otherwise) for the configured store."""
-    from ..tracking import resolve_tracking_uri, ui_command
     import subprocess
+
+    from ..tracking import resolve_tracking_uri, ui_command
 
     uri = resolve_tracking_uri(tracking_uri, None)
     err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)", highlight=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,28 +11,28 @@ from rich.table import Table
 from ..errors import LthError
 from .common import UriOpt, _fail, app, out
 
-ExperimentArg = Annotated[Optional[str], typer.Argument(
+ExperimentArg = Annotated[str | None, typer.Argument(
     help="parent run id, MLflow experiment name (its latest run), spec hash or run name",
     show_default=False)]
-SweepOpt = Annotated[Optional[str], typer.Option(
+SweepOpt = Annotated[str | None, typer.Option(
     "--sweep", help="instead of EXPERIMENT: a sweep id (or its first digits), every point side "
     "by side (default folder: reports/sweep-ID8/)", show_default=False)]
 
 
 @app.command()
 def report(experiment: ExperimentArg = None,
-           out_dir: Annotated[Optional[Path], typer.Option(
+           out_dir: Annotated[Path | None, typer.Option(
                "--out", help="folder for the figures and summary.md (default: reports/RUN_NAME/)",
                show_default=False)] = None,
            tracking_uri: UriOpt = None,
-           levels: Annotated[Optional[str], typer.Option(
+           levels: Annotated[str | None, typer.Option(
                "--levels", help="levels drawn in accuracy_vs_iteration.png, e.g. 0,2,5 "
                "(default: a few spread levels)", show_default=False)] = None,
            sweep: SweepOpt = None,
            ) -> None:
     """Write paper-style figures and a summary table of a finished experiment."""
     from ..report.data import parse_levels
-    from ..report.data import report as write_report
+    from ..report.writer import report as write_report
     from ..tracking import resolve_tracking_uri
 
     if sweep is not None or experiment is None:

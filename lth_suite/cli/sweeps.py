@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from ..errors import LthError
+from ..tracking.names import DENSITY, EARLY_STOP_ACCURACY, TICKET, branch_metric
 from .common import SetOpt, UriOpt, _fail, app, err, out
+
 
 @app.command()
 def sweep(sweep_file: Annotated[Path, typer.Argument(
@@ -25,15 +27,16 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
     import shlex
     import signal
 
+    from ..launch.sweep import check_points, run_sweep
     from ..plugins.manager import load_plugins
-    from ..launch.sweep import check_points, load_sweep, run_sweep
+    from ..spec.sweeps import load_sweep
     from ..tracking import resolve_tracking_uri
 
     try:
         plugins = load_plugins()
         plan = load_sweep(sweep_file, plugins, set_ or [])
         uri = resolve_tracking_uri(tracking_uri, plan.points[0].spec.tracking.uri)
-        from ..launch.driver import check_launcher
+        from ..launch.execute import check_launcher
 
         check_launcher(plan.points[0].spec, plugins, uri)
         check_points(plan, plugins)
@@ -83,8 +86,8 @@ def _print_sweep(plan, results, uri: str) -> None:
     for result in results:
         last = result.summary[-1] if result.summary else {}
         table.add_row(str(result.point.index), result.point.label, result.parent_id or "-",
-                      f"{100 * last['density']:.1f}%" if last else "-",
-                      f"{last.get('ticket/early_stop_test_accuracy', float('nan')):.4f}"
+                      f"{100 * last[DENSITY]:.1f}%" if last else "-",
+                      f"{last.get(branch_metric(TICKET, EARLY_STOP_ACCURACY), float('nan')):.4f}"
                       if last else f"failed: {result.error}")
     out.print(table)
     if plan.points[0].spec.report.enabled:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from ..errors import LthError
+from ..tracking.names import TICKET, child_run_name
 
 
 @dataclass(frozen=True, order=True)
@@ -28,7 +29,7 @@ class Unit:
     @property
     def name(self) -> str:
         """The child run's name, ``r0-level3-ticket``."""
-        return f"r{self.replicate}-level{self.level}-{self.branch}"
+        return child_run_name(self.replicate, self.level, self.branch)
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class UnitGraph:
         dependencies: dict[Unit, tuple[Unit, ...]] = {}
         for level in range(levels + 1):
             for replicate in range(replicates):
-                ticket = Unit(replicate, level, "ticket")
+                ticket = Unit(replicate, level, TICKET)
                 units.append(ticket)
-                dependencies[ticket] = (Unit(replicate, level - 1, "ticket"),) if level else ()
+                dependencies[ticket] = (Unit(replicate, level - 1, TICKET),) if level else ()
                 if level == 0:
                     continue
                 for branch in controls:

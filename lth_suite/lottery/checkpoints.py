@@ -1,4 +1,8 @@
-"""Resuming an experiment from what its parent run's finished children hold."""
+"""What a resumed experiment finds in the store: its finished trainings, and its spec.
+
+A finished (replicate, level, branch) child run is a checkpoint: the planner restores
+it instead of training it again (open_lth's "if it exists, return").
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,20 @@ import yaml
 
 from ..errors import LthError
 from ..pruning.masks import Mask
-from ..spec.model import ExperimentSpec
 from ..spec.loading import canonical, spec_hash
-from ..tracking import Tracker, flatten
-
-MASK, STATE, REWIND_STATE = "mask.npz", "state_dict.pt", "rewind_state.pt"
-HISTORY_KEYS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+from ..spec.model import ExperimentSpec
+from ..tracking import StoreReader, flatten
+from ..tracking.names import (
+    BRANCH_PARAM,
+    HISTORY_KEYS,
+    LEVEL_PARAM,
+    MASK_ARTIFACT,
+    REPLICATE_PARAM,
+    REWIND_STATE_ARTIFACT,
+    SPEC_ARTIFACT,
+    SPEC_HASH_TAG,
+    STATE_ARTIFACT,
+)
 
 BranchKey = tuple[int, int, str]  # (replicate, level, branch)
 
@@ -26,31 +38,35 @@ class Finished:
     """One finished (replicate, level, branch) child run: a checkpoint."""
 
     run_id: str
-    tracker: Tracker
+    reader: StoreReader
 
     def mask(self) -> Mask:
         """The branch's mask."""
-        return Mask.unpack(self.tracker.read_artifact(self.run_id, MASK))
+        return Mask.unpack(self.reader.read_artifact(self.run_id, MASK_ARTIFACT))
 
-    def state(self, name: str = STATE) -> dict[str, torch.Tensor]:
+    def state(self, name: str = STATE_ARTIFACT) -> dict[str, torch.Tensor]:
         """A state dict it logged: the trained weights, or the rewind-point weights."""
-        payload = self.tracker.read_artifact(self.run_id, name)
+        payload = self.reader.read_artifact(self.run_id, name)
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+
+    def rewind_state(self) -> dict[str, torch.Tensor]:
+        """The dense training's weights at the rewind's capture iteration."""
+        return self.state(REWIND_STATE_ARTIFACT)
 
     def history(self) -> list[dict[str, float]]:
         """Its evaluation rows, as logged."""
-        return self.tracker.metric_rows(self.run_id, HISTORY_KEYS)
+        return self.reader.metric_rows(self.run_id, HISTORY_KEYS)
 
 
 class Checkpoints:
     """The finished branches of a parent run, by (replicate, level, branch)."""
 
-    def __init__(self, tracker: Tracker, children: list[Any]):
+    def __init__(self, reader: StoreReader | None = None, parent_id: str | None = None):
         self.done: dict[BranchKey, Finished] = {}
-        for child in children:
-            params = child.data.params
-            key = (int(params["replicate"]), int(params["level"]), params["branch"])
-            self.done[key] = Finished(child.info.run_id, tracker)
+        if reader is None or parent_id is None:
+            return  # a new experiment: nothing finished yet
+        for child in reader.finished_children(parent_id):
+            self.done[key_of(child.params)] = Finished(child.run_id, reader)
 
     def get(self, replicate: int, level: int, branch: str) -> Finished | None:
         """The checkpoint of a branch, if it finished."""
@@ -58,6 +74,11 @@ class Checkpoints:
 
     def __len__(self) -> int:
         return len(self.done)
+
+
+def key_of(params: dict[str, str]) -> BranchKey:
+    """(replicate, level, branch) from a child run's params."""
+    return int(params[REPLICATE_PARAM]), int(params[LEVEL_PARAM]), params[BRANCH_PARAM]
 
 
 def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -68,26 +89,31 @@ def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if flat_old.get(key) != flat_new.get(key)]
 
 
-def check_same_spec(tracker: Tracker, parent_id: str, spec: ExperimentSpec, registry: Any) -> None:
+def logged_spec(reader: StoreReader, parent_id: str) -> dict[str, Any]:
+    """The spec a parent run logged, as the YAML data it was written from."""
+    return yaml.safe_load(reader.read_artifact(parent_id, SPEC_ARTIFACT).decode())
+
+
+def check_same_spec(reader: StoreReader, parent_id: str, spec: ExperimentSpec,
+                    registry: Any) -> None:
     """Refuse to resume ``parent_id`` with a spec whose hash differs; name the fields."""
-    parent = tracker.get_run(parent_id)
-    if parent.data.tags.get("lth_suite.spec_hash") == spec_hash(spec):
+    if reader.require(parent_id).tags.get(SPEC_HASH_TAG) == spec_hash(spec):
         return
     from ..spec.loading import build_spec
 
-    logged = yaml.safe_load(tracker.read_artifact(parent_id, "spec.yaml").decode())
-    differences = spec_differences(canonical(build_spec(logged, registry)), canonical(spec))
+    logged = build_spec(logged_spec(reader, parent_id), registry)
+    differences = spec_differences(canonical(logged), canonical(spec))
     raise LthError(f"refusing to resume run {parent_id}: the spec differs in "
                    f"{'; '.join(differences) or 'its hash'}")
 
 
-def find_resumable(tracker: Tracker, spec: ExperimentSpec, registry: Any) -> str | None:
+def find_resumable(reader: StoreReader, spec: ExperimentSpec, registry: Any) -> str | None:
     """The newest unfinished parent run of this experiment, if any (same spec required)."""
     experiment = spec.tracking.experiment or spec.experiment.name
-    parents = tracker.unfinished_parents(experiment)
-    same = [p for p in parents if p.data.tags.get("lth_suite.spec_hash") == spec_hash(spec)]
+    parents = reader.unfinished_parents(experiment)
+    same = [p for p in parents if p.tags.get(SPEC_HASH_TAG) == spec_hash(spec)]
     if same:
-        return same[0].info.run_id
+        return same[0].run_id
     if parents:
-        check_same_spec(tracker, parents[0].info.run_id, spec, registry)
+        check_same_spec(reader, parents[0].run_id, spec, registry)
     return None

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..pruning.masks import Layer, Mask
+from ..tracking.names import DENSITY
 from ..training.result import TrainResult
-
-BRANCHES = ("ticket", "reinit", "random_prune")
 
 
 @dataclass
@@ -26,7 +25,7 @@ class BranchResult:
     @property
     def summary(self) -> dict[str, float]:
         """Early-stop and final metrics, plus the density."""
-        return {**self.result.summary(), "density": self.mask.density()}
+        return {**self.result.summary(), DENSITY: self.mask.density()}
 
 
 @dataclass

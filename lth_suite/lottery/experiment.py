@@ -8,14 +8,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..training.data import DatasetParams, Splits, split_validation
 from ..errors import LthError, SpecError
-from ..pruning.masks import Layer, prunable_layers
 from ..plugins.manager import Plugins
-from .rewinding import Rewind
-from ..spec.model import ExperimentSpec
+from ..pruning.masks import Layer, prunable_layers
 from ..spec.loading import spec_hash
+from ..spec.model import ExperimentSpec
+from ..tracking.names import CONTROLS, RANDOM_PRUNE, REINIT, TICKET
 from ..training.config import TrainConfig
+from ..training.data import DatasetParams, Splits, split_validation
+from .rewinding import Rewind
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -51,9 +52,12 @@ class Experiment:
 
     def branches(self) -> list[str]:
         """The branches trained at every pruned level."""
-        controls = self.spec.controls
-        return ["ticket"] + [name for name, on in (("reinit", controls.reinit),
-                                                   ("random_prune", controls.random_prune)) if on]
+        return [TICKET, *self.controls()]
+
+    def controls(self) -> list[str]:
+        """The controls the spec asks for, trained beside every pruned level's ticket."""
+        asked = {REINIT: self.spec.controls.reinit, RANDOM_PRUNE: self.spec.controls.random_prune}
+        return [name for name in CONTROLS if asked[name]]
 
     def trainings(self) -> int:
         """How many networks the experiment trains in all."""

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from ..errors import LthError, PluginFailure
 from ..plugins.manager import Plugins
 from ..tracking import Tracker
+from ..tracking.names import BRANCH_PARAM, LEVEL_PARAM, REPLICATE_PARAM, child_run_name
 
 T = TypeVar("T")
 
@@ -24,20 +25,30 @@ class Guard:
     def __init__(self, plugins: Plugins, tracker: Tracker):
         self.plugins, self.tracker = plugins, tracker
 
+    def open(self, replicate: int, level: int, branch: str) -> str:
+        """Start the child run of one training; it says at once which one it is."""
+        return self.tracker.start_child(child_run_name(replicate, level, branch), {
+            REPLICATE_PARAM: replicate, LEVEL_PARAM: level, BRANCH_PARAM: branch})
+
+    def close(self, run: str, error: BaseException | None = None) -> None:
+        """End a child run: FINISHED, KILLED when interrupted, else FAILED naming ``error``."""
+        if error is None:
+            self.tracker.end_run(run)
+        elif isinstance(error, KeyboardInterrupt):
+            self.tracker.end_run(run, "KILLED", "interrupted")
+        else:
+            self.tracker.end_run(run, "FAILED", describe(error))
+
     @contextmanager
     def child(self, replicate: int, level: int, branch: str) -> Iterator[str]:
         """A child run for one branch; whatever stops it is recorded on it."""
-        run = self.tracker.start_child(f"r{replicate}-level{level}-{branch}", {
-            "replicate": replicate, "level": level, "branch": branch})
+        run = self.open(replicate, level, branch)
         try:
             yield run
-        except KeyboardInterrupt:
-            self.tracker.end_run(run, "KILLED", "interrupted")
-            raise
         except BaseException as exc:
-            self.tracker.end_run(run, "FAILED", describe(exc))
+            self.close(run, exc)
             raise
-        self.tracker.end_run(run)
+        self.close(run)
 
     def call(self, kind: str, name: str, function: Callable[..., T], *args: Any) -> T:
         """Call a plugin's component; an exception from it names the component and plugin."""

@@ -1,8 +1,11 @@
-"""The whole extension surface of lth-suite.
+"""The whole extension surface of lth-suite: every hook a plugin may implement.
 
 Every built-in architecture, dataset, criterion, rewind, analyzer and launcher is registered
 through these hooks, exactly like a third-party plugin's. A plugin module implements
 any subset of them with ``@hookimpl``; a misspelled hook name is an error at load time.
+The hooks are grouped by when they are called, as pytest's are: registration hooks
+once when the plugins load, then experiment events while an experiment runs. The
+types named below are importable from ``lth_suite.api``; docs/plugins.md gives their fields.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the events module imports torch: plugin loading must not
     from ..lottery.events import ExperimentFinished, LevelFinished
     from .registry import RegisterFn
 
@@ -20,65 +23,96 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+# -------------------------------------------------------------------------------------------
+# Registration hooks (called once when plugins load)
+#
+# Each receives ``register(name, factory, params_model=NoParams, description="")`` and calls
+# it once per component; the factory is called with the validated params (an instance of
+# ``params_model``) when a spec uses the component. Register torch code with
+# ``lazy("package.module:attribute")`` so that loading the plugin imports no torch.
+# -------------------------------------------------------------------------------------------
+
+
 @hookspec
 def lth_register_architectures(register: RegisterFn) -> None:
-    """Register architectures: ``factory(params, data_info) -> torch.nn.Module``.
+    """Register architectures: ``factory(params, data_info: DataInfo) -> torch.nn.Module``.
 
-    The module's ``nn.Conv2d`` and ``nn.Linear`` weights are prunable; the last
-    ``nn.Linear`` is the output layer unless the module sets ``output_layer``.
+    The module's ``nn.Conv2d`` and ``nn.Linear`` weights are prunable (each a ``Layer``);
+    the last ``nn.Linear`` is the output layer unless the module sets ``output_layer``.
+    The runner seeds torch before each call: draw the initialisation from torch's
+    global generator only.
     """
 
 
 @hookspec
 def lth_register_datasets(register: RegisterFn) -> None:
-    """Register datasets: ``factory(params, seed) -> lth_suite.training.data.RawData``.
+    """Register datasets: ``factory(params: DatasetParams, seed: int) -> RawData``.
 
-    Params models subclass ``lth_suite.training.data.DatasetParams``; the core carves the
-    validation split and the subset from the returned training arrays.
+    Params models subclass ``DatasetParams``; the core carves the validation split and
+    the subset out of the returned training arrays (the ``Splits`` criteria receive).
     """
 
 
 @hookspec
 def lth_register_criteria(register: RegisterFn) -> None:
-    """Register pruning criteria: ``factory(params) -> callable(PruneRequest) -> Mask``.
+    """Register pruning criteria: ``factory(params) -> Criterion``, a ``PruneRequest -> Mask``.
 
-    The new mask must be a subset of ``request.mask`` and keep exactly
-    ``group.keep`` weights in each group (``lth_suite.pruning.masks.keep_top`` does both).
+    The new ``Mask`` must be a subset of ``request.mask`` and keep exactly ``keep``
+    weights in each ``Group`` of ``request.groups`` (``keep_top`` does both).
     """
 
 
 @hookspec
 def lth_register_rewinds(register: RegisterFn) -> None:
-    """Register rewind strategies: ``factory(params) -> lth_suite.lottery.rewinding.Rewind``.
+    """Register rewind strategies: ``factory(params) -> Rewind``.
 
-    A rewind names the iteration of the dense training whose weights it needs and
-    returns the weights and schedule position every pruned level trains from.
+    ``Rewind.capture_iteration(TrainConfig)`` names the iteration of the dense training
+    whose weights it needs; ``Rewind(RewindContext) -> RewindPoint`` gives the weights
+    and schedule position every pruned level trains from (the mask is applied to them).
     """
 
 
 @hookspec
 def lth_register_analyzers(register: RegisterFn) -> None:
-    """Register analyzers: ``factory(params) -> lth_suite.lottery.analyzers.Analyzer``.
+    """Register analyzers: ``factory(params) -> Analyzer``.
 
-    An analyzer turns a finished level (and the finished experiment) into metrics.
+    ``Analyzer.after_level(LevelFinished)`` and ``Analyzer.after_experiment(ExperimentFinished)``
+    each return an ``Analysis`` or a mapping of metric name to number.
     """
 
 
 @hookspec
 def lth_register_launchers(register: RegisterFn) -> None:
-    """Register launchers: ``factory(params) -> lth_suite.launch.units.Launcher``.
+    """Register launchers: ``factory(params) -> Launcher``.
 
-    A launcher receives the unit graph of one or more experiments and the function that
-    trains one unit, and runs every unit after its dependencies (in process, or as
-    tasks of a cluster); the spec's ``launcher`` section picks one.
+    ``Launcher.launch(jobs: Sequence[Job]) -> list[Outcome]`` runs every ``Unit`` of each
+    job's ``UnitGraph`` after its dependencies (in process, or as tasks of a cluster);
+    the spec's ``launcher`` section picks one.
     """
+
+
+# -------------------------------------------------------------------------------------------
+# Experiment events (called while an experiment runs)
+#
+# Return values are ignored; the events are shared with the analyzers and the tracker,
+# so an implementation reads them and never changes them. An exception becomes a
+# PluginFailure that fails the experiment.
+# -------------------------------------------------------------------------------------------
 
 
 @hookspec
 def lth_level_finished(event: LevelFinished) -> None:
-    """Called after every (replicate, level) once all its branches have trained."""
+    """Called once per level with a ``LevelFinished``, after its summary and analyzer metrics.
+
+    Every replicate and branch of the level has trained (its ``BranchResult``s are in
+    ``event.branches``). A resumed experiment calls it again for every level whose hooks
+    had not all returned before the interruption.
+    """
 
 
 @hookspec
 def lth_experiment_finished(event: ExperimentFinished) -> None:
-    """Called once after the last level of the last replicate."""
+    """Called once with an ``ExperimentFinished``, after the last level and ``after_experiment``.
+
+    The parent run is still open; a resume of an experiment that failed here calls it again.
+    """

@@ -27,8 +27,8 @@ from typing import Any
 import pluggy
 
 from .. import __version__
-from . import hookspecs
 from ..errors import LthError
+from . import hookspecs
 from .registry import KINDS, Component, NoParams, Registry
 
 ENTRY_POINT_GROUP = "lth_suite"

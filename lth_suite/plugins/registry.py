@@ -28,7 +28,10 @@ class RegisterFn(Protocol):
         factory: Callable[..., Any],
         params_model: type[BaseModel] = NoParams,
         description: str = "",
-    ) -> None: ...
+    ) -> None:
+        """Register one component: its unique name, its factory (or ``lazy("pkg.mod:attr")``),
+        the pydantic model its spec params validate against, and a one-line description."""
+        ...
 
 
 class UnavailableComponentError(UnknownComponentError):
@@ -171,6 +174,7 @@ class LazyFactory:
         return self._resolved
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Import the factory on first use and call it."""
         return self.resolve()(*args, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:  # pickles as its target, not the import

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from .masks import Layer, Mask, keep_top
 from ..spec.model import Pruning
+from .masks import Layer, Mask, keep_top
 
 Group = tuple[list[str], int]  # tensor names pooled under one threshold, weights to keep
 
@@ -26,6 +26,15 @@ class PruneRequest:
     generator: torch.Generator  # seeded per (replicate, level): use it for any randomness
     init_state: dict[str, torch.Tensor] = field(default_factory=dict)  # weights at step 0
     data: Any = None  # lth_suite.training.data.Splits, for data-driven criteria
+
+
+@runtime_checkable
+class Criterion(Protocol):
+    """A pruning criterion, as built by a registered factory: a request in, the next mask out."""
+
+    def __call__(self, request: PruneRequest, /) -> Mask:  # any parameter name will do
+        """A subset of ``request.mask`` keeping exactly ``keep`` weights in each group."""
+        ...
 
 
 def _prunable(layer: Layer, rules: Pruning) -> float | None:

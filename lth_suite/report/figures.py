@@ -12,12 +12,13 @@ matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
+from ..tracking.names import MASK_ARTIFACT, RANDOM_PRUNE, REINIT, TICKET  # noqa: E402
 from .data import Cell, ReportData, iou_matrix  # noqa: E402
 
 STYLE = {  # color, marker, line style, legend text
-    "ticket": ("tab:blue", "o", "-", "ticket (winning ticket: mask + rewound weights)"),
-    "reinit": ("tab:orange", "s", "--", "reinit (ticket mask, random init)"),
-    "random_prune": ("tab:green", "^", ":", "random_prune (random mask, same densities)"),
+    TICKET: ("tab:blue", "o", "-", "ticket (winning ticket: mask + rewound weights)"),
+    REINIT: ("tab:orange", "s", "--", "reinit (ticket mask, random init)"),
+    RANDOM_PRUNE: ("tab:green", "^", ":", "random_prune (random mask, same densities)"),
 }
 DPI = 150
 
@@ -40,14 +41,14 @@ def _band_note(data: ReportData) -> str:
 def _branch_cells(data: ReportData, branch: str) -> list[Cell]:
     """A branch's cells by level; the controls start from the dense level 0 they share."""
     cells = dict(data.cells[branch])
-    if 0 not in cells and 0 in data.cells["ticket"]:
-        cells[0] = data.cells["ticket"][0]
+    if 0 not in cells and 0 in data.cells[TICKET]:
+        cells[0] = data.cells[TICKET][0]
     return [cells[level] for level in sorted(cells)]
 
 
 def _weights_axis(ax, data: ReportData) -> None:
     """Log x axis of percent of weights remaining, reversed: sparser to the right."""
-    percents = sorted({round(data.cells["ticket"][lv].percent, 6) for lv in data.levels},
+    percents = sorted({round(data.cells[TICKET][lv].percent, 6) for lv in data.levels},
                       reverse=True)
     ax.set_xscale("log")
     ax.set_xlim(max(percents) * 1.2, min(percents) / 1.2)
@@ -119,12 +120,13 @@ def mask_similarity(data: ReportData, path: Path) -> None:
     size = min(14.0, max(5.5, 0.5 * len(keys) + 2.5))
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
     if not keys:
-        ax.text(0.5, 0.5, "no ticket mask.npz artifacts found", ha="center", va="center")
+        ax.text(0.5, 0.5, f"no ticket {MASK_ARTIFACT} artifacts found", ha="center",
+                va="center")
         ax.set_axis_off()
         _save(fig, path)
         return
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0)
-    labels = [f"r{replicate} L{level} ({data.cells['ticket'][level].percent:.3g}%)"
+    labels = [f"r{replicate} L{level} ({data.cells[TICKET][level].percent:.3g}%)"
               for replicate, level in keys]
     ticks = list(range(0, len(keys), max(1, len(keys) // 30)))
     ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize="small")

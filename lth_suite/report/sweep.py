@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TrackingError
-from ..launch.sweep import SWEEP_ID_TAG, SWEEP_INDEX_TAG, SWEEP_POINT_TAG, point_label
+from ..spec.sweeps import point_label
 from ..tracking import RunRecord, StoreReader, open_reader
+from ..tracking.names import (
+    DENSITY,
+    EARLY_STOP_ACCURACY,
+    SWEEP_ID_TAG,
+    SWEEP_INDEX_TAG,
+    SWEEP_POINT_TAG,
+    TICKET,
+    branch_metric,
+)
 
-ACCURACY = "ticket/early_stop_test_accuracy"
+ACCURACY = branch_metric(TICKET, EARLY_STOP_ACCURACY)
 
 
 @dataclass
@@ -63,7 +72,7 @@ def load_points(reader: StoreReader, key: str) -> tuple[str, list[PointCurve]]:
     parents = sweep_parents(reader, key)
     if not parents:
         raise TrackingError(f"no sweep '{key}' in {reader.uri} (the id is printed by "
-                            "lth-suite sweep and tagged lth_suite.sweep_id on its runs)")
+                            f"lth-suite sweep and tagged {SWEEP_ID_TAG} on its runs)")
     ids = sorted({run.tags[SWEEP_ID_TAG] for run in parents})
     if len(ids) > 1:
         raise TrackingError(f"'{key}' names several sweeps: {', '.join(ids)}")
@@ -77,7 +86,7 @@ def load_points(reader: StoreReader, key: str) -> tuple[str, list[PointCurve]]:
     for point, run in chosen.items():
         curve = PointCurve(int(run.tags.get(SWEEP_INDEX_TAG, len(curves))),
                            point_label(json.loads(point)), run)
-        curve.density = dict(reader.history(run.run_id, "density"))
+        curve.density = dict(reader.history(run.run_id, DENSITY))
         curve.accuracy = dict(reader.history(run.run_id, ACCURACY))
         curve.low = dict(reader.history(run.run_id, f"{ACCURACY}_min"))
         curve.high = dict(reader.history(run.run_id, f"{ACCURACY}_max"))

@@ -19,7 +19,8 @@ _WHERE = {
     "default_tracking_uri": "uris", "resolve_tracking_uri": "uris", "safe_name": "uris",
     "ui_command": "uris", "Tracker": "writer", "flatten": "writer", "open_tracker": "writer",
 }
-__all__ = sorted(_WHERE)
+__all__ = ["RunRecord", "StoreReader", "Tracker", "default_tracking_uri", "flatten",
+           "open_reader", "open_tracker", "resolve_tracking_uri", "safe_name", "ui_command"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,11 +15,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..errors import TrackingError
+from .names import ITERATION, PARENT_TAG, SPEC_HASH_TAG
 from .uris import checked_store
-from .writer import TAG_PREFIX
 
-PARENT_TAG = "mlflow.parentRunId"
-SPEC_HASH_TAG = f"{TAG_PREFIX}spec_hash"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _HASH = re.compile(r"^[0-9a-f]{4,16}$")
 
@@ -78,6 +76,13 @@ class StoreReader:
         except MlflowException:
             return None
 
+    def require(self, run_id: str) -> RunRecord:
+        """A run by id, or a ``TrackingError`` naming it."""
+        found = self.run(run_id)
+        if found is None:
+            raise TrackingError(f"run {run_id} not found in {self.uri}")
+        return found
+
     def _search(self, filter_string: str, experiment_ids: list[str] | None = None,
                 ) -> list[RunRecord]:
         ids = experiment_ids or [e.experiment_id for e in self.client.search_experiments()]
@@ -130,6 +135,37 @@ class StoreReader:
         ids = [parent.experiment_id] if parent else None
         return self._search(f"tags.`{PARENT_TAG}` = '{parent_id}'", ids)
 
+    def finished_children(self, parent_id: str) -> list[RunRecord]:
+        """The children of a parent run that ended FINISHED: the checkpoints of a resume."""
+        return [child for child in self.children(parent_id) if child.status == "FINISHED"]
+
+    def unfinished_parents(self, experiment: str) -> list[RunRecord]:
+        """Parent runs of an MLflow experiment that did not finish, newest first."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = self._search("attributes.status != 'FINISHED'", [found.experiment_id])
+        return [run for run in runs if run.parent_id is None]
+
+    def has_metric_at(self, run_id: str, key: str, step: int) -> bool:
+        """Whether a run logged ``key`` at ``step`` (a level summary is logged at its level)."""
+        return any(m.step == step for m in self.client.get_metric_history(run_id, key))
+
+    def metric_rows(self, run_id: str, keys: Iterable[str]) -> list[dict[str, float]]:
+        """Metric histories merged into rows by step (one row per evaluation)."""
+        rows: dict[int, dict[str, float]] = {}
+        for key in keys:
+            for metric in self.client.get_metric_history(run_id, key):
+                rows.setdefault(metric.step, {ITERATION: float(metric.step)})[key] = metric.value
+        return [rows[step] for step in sorted(rows)]
+
+    def read_artifact(self, run_id: str, path: str) -> bytes:
+        """The bytes of one artifact of a run; a ``TrackingError`` when it has none."""
+        payload = self.artifact_bytes(run_id, path)
+        if payload is None:
+            raise TrackingError(f"run {run_id} in {self.uri} has no artifact {path}")
+        return payload
+
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """A metric's (step, value) pairs, by step."""
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
@@ -146,11 +182,6 @@ class StoreReader:
                 return Path(local).read_bytes()
         except (MlflowException, OSError):
             return None
-
-    def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str) -> None:
-        """Log local files as artifacts of a run (a finished run too) under one folder."""
-        for path in files:
-            self.client.log_artifact(run_id, str(path), artifact_path)
 
     def _logged_models(self, run: RunRecord) -> list[Any]:
         try:

@@ -23,13 +23,25 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from .. import __version__
-from ..errors import TrackingError
 from ..pruning.masks import Mask
+from .names import (
+    ERROR_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    MASK_ARTIFACT,
+    OWN_GIT_COMMIT_TAG,
+    PARENT_TAG,
+    RESUMED_TAG,
+    RUN_NAME_TAG,
+    SPEC_ARTIFACT,
+    SPEC_PARAM_PREFIX,
+    VERSION_TAG,
+)
+from .reader import StoreReader
 from .uris import checked_store, safe_name
 
 PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call
 ENTITY_BATCH = 1000  # params, metrics and tags together, per call
-TAG_PREFIX = "lth_suite."
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -52,17 +64,22 @@ def _git_state() -> dict[str, str]:
                                timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {}
-    return {"mlflow.source.git.commit": commit, f"{TAG_PREFIX}git_commit": commit,
-            f"{TAG_PREFIX}git_dirty": str(bool(dirty)).lower()}
+    return {GIT_COMMIT_TAG: commit, OWN_GIT_COMMIT_TAG: commit,
+            GIT_DIRTY_TAG: str(bool(dirty)).lower()}
 
 
 class Tracker:
-    """Logs one experiment to MLflow and guarantees no run of it is left RUNNING."""
+    """Logs one experiment to MLflow and guarantees no run of it is left RUNNING.
+
+    It writes only; what it needs to read (the children of a run it resumes) it asks
+    ``reader``, the one reader of the store.
+    """
 
     def __init__(self, uri: str):
         self.uri = uri
         mlflow.set_tracking_uri(uri)  # the model logging API reads the global URI
         self.client = MlflowClient(uri)
+        self.reader = StoreReader(uri)
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
         self._open: list[str] = []
@@ -83,95 +100,49 @@ class Tracker:
     def start_experiment(self, experiment: str, run_name: str, params: Mapping[str, Any],
                          tags: Mapping[str, str], spec_yaml: str) -> str:
         """Create (or adopt, under ``mlflow run``) the parent run and describe it."""
-        all_tags = {**_git_state(), f"{TAG_PREFIX}version": __version__, **tags}
+        all_tags = {**_git_state(), VERSION_TAG: __version__, **tags}
         adopted = os.environ.get("MLFLOW_RUN_ID")
         if adopted:
             self.parent_id, self._adopted_parent = adopted, True
             self.experiment_id = self.client.get_run(adopted).info.experiment_id
-            self.client.set_tag(adopted, "mlflow.runName", run_name)
+            self.client.set_tag(adopted, RUN_NAME_TAG, run_name)
         else:
             self.experiment_id = self._experiment_id(experiment)
             run = self.client.create_run(self.experiment_id, run_name=run_name)
             self.parent_id = run.info.run_id
         self._open.append(self.parent_id)
         # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
-        self._log(self.parent_id, params=flatten(params, "spec."), tags=all_tags)
-        self.client.log_text(self.parent_id, spec_yaml, "spec.yaml")
+        self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
+        self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
         return self.parent_id
 
-    def attach(self, parent_id: str) -> list[Any]:
-        """Log children under an existing parent run, leaving its status alone.
-
-        Returns the parent's FINISHED children. Used by units running in other processes.
-        """
+    def attach(self, parent_id: str) -> None:
+        """Log children under an existing parent run, leaving its status alone (a unit
+        running in another process)."""
         self.parent_id = parent_id
-        self.experiment_id = self.client.get_run(parent_id).info.experiment_id
-        return [c for c in self._children(parent_id) if c.info.status == "FINISHED"]
-
-    def _children(self, parent_id: str) -> list[Any]:
-        return self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-            max_results=50000)
+        self.experiment_id = self.reader.require(parent_id).experiment_id
 
     def end_running_children(self, parent_id: str, reason: str) -> None:
         """End as KILLED the children of ``parent_id`` still RUNNING (their process is gone)."""
-        for child in self._children(parent_id):
-            if child.info.status == "RUNNING":
-                self.client.set_tag(child.info.run_id, f"{TAG_PREFIX}error", reason[:5000])
-                self.client.set_terminated(child.info.run_id, status="KILLED")
+        for child in self.reader.children(parent_id):
+            if child.status == "RUNNING":
+                self.client.set_tag(child.run_id, ERROR_TAG, reason[:5000])
+                self.client.set_terminated(child.run_id, status="KILLED")
 
-    def resume_experiment(self, parent_id: str, mark: bool = True) -> list[Any]:
-        """Reopen an unfinished parent run; end children a dead process left RUNNING as KILLED.
-
-        Returns the parent's FINISHED children (MLflow ``Run`` objects).
-        """
-        parent = self.client.get_run(parent_id)
-        self.parent_id, self.experiment_id = parent_id, parent.info.experiment_id
+    def resume_experiment(self, parent_id: str, mark: bool = True) -> None:
+        """Reopen an unfinished parent run; end children a dead process left RUNNING as KILLED."""
+        self.parent_id = parent_id
+        self.experiment_id = self.reader.require(parent_id).experiment_id
         self.end_running_children(
             parent_id, "the process running it died; ended when the experiment resumed")
-        children = self._children(parent_id)
         self.client.update_run(parent_id, status="RUNNING")
         if mark:
-            self.client.set_tag(parent_id, f"{TAG_PREFIX}resumed", str(int(time.time())))
+            self.client.set_tag(parent_id, RESUMED_TAG, str(int(time.time())))
         self._open.append(parent_id)
-        return [c for c in children if c.info.status == "FINISHED"]
 
-    def unfinished_parents(self, experiment: str) -> list[Any]:
-        """Parent runs of an MLflow experiment that did not finish, newest first."""
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        runs = self.client.search_runs([found.experiment_id],
-                                       filter_string="attributes.status != 'FINISHED'",
-                                       order_by=["attributes.start_time DESC"], max_results=1000)
-        return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-
-    def has_level_summary(self, parent_id: str, level: int) -> bool:
-        """Whether the parent run already holds the summary of ``level``."""
-        return any(m.step == level for m in self.client.get_metric_history(parent_id, "level"))
-
-    def get_run(self, run_id: str) -> Any:
-        """A run by id, or a ``TrackingError`` naming it."""
-        self._flush(run_id)
-        try:
-            return self.client.get_run(run_id)
-        except Exception:  # mlflow raises MlflowException or a store error
-            raise TrackingError(f"run {run_id} not found in {self.uri}") from None
-
-    def read_artifact(self, run_id: str, path: str) -> bytes:
-        """The bytes of one artifact of a run."""
-        with tempfile.TemporaryDirectory() as folder:
-            local = self.client.download_artifacts(run_id, path, folder)
-            return Path(local).read_bytes()
-
-    def metric_rows(self, run_id: str, keys: Iterable[str]) -> list[dict[str, float]]:
-        """Metric histories merged into rows by step (one row per evaluation)."""
-        self._flush(run_id)
-        rows: dict[int, dict[str, float]] = {}
-        for key in keys:
-            for metric in self.client.get_metric_history(run_id, key):
-                rows.setdefault(metric.step, {"iteration": float(metric.step)})[key] = metric.value
-        return [rows[step] for step in sorted(rows)]
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """One tag, written at once."""
+        self.client.set_tag(run_id, key, value)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Params of a run, as strings (a child run's when it ends)."""
@@ -186,7 +157,7 @@ class Tracker:
         """
         assert self.parent_id is not None and self.experiment_id is not None, "start_experiment first"
         run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"mlflow.parentRunId": self.parent_id})
+                                     tags={PARENT_TAG: self.parent_id})
         self._open.append(run.info.run_id)
         self._log(run.info.run_id, params={k: str(v) for k, v in params.items()})
         self._pending[run.info.run_id] = ([], [])
@@ -224,7 +195,7 @@ class Tracker:
                                states: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         """The bit-packed mask and state dicts by file name (``state_dict.pt``, ...)."""
         with tempfile.TemporaryDirectory() as folder:
-            Path(folder, "mask.npz").write_bytes(mask.pack())
+            Path(folder, MASK_ARTIFACT).write_bytes(mask.pack())
             for name, state in states.items():
                 torch.save(dict(state), Path(folder, name))
             self.client.log_artifacts(run_id, folder)
@@ -254,12 +225,17 @@ class Tracker:
             )
         return info.model_uri
 
+    def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str) -> None:
+        """Local files as artifacts of a run (a finished run too) under one folder."""
+        for path in files:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
     def end_run(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
         """End one run with FINISHED, FAILED or KILLED; ``reason`` says why it did not finish."""
         if run_id not in self._open:
             return  # already ended, e.g. a child ended FAILED before the parent gives up
         try:
-            self._flush(run_id, {f"{TAG_PREFIX}error": reason[:5000]} if reason else None)
+            self._flush(run_id, {ERROR_TAG: reason[:5000]} if reason else None)
         except Exception:
             if status == "FINISHED":
                 raise  # the run stays open: the caller's end_all ends it FAILED

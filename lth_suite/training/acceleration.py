@@ -102,6 +102,7 @@ class CompiledForward:
         self.checked = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The compiled forward pass (the first call names a compiler failure)."""
         if self.checked:
             return self.compiled(x)
         try:

@@ -166,6 +166,7 @@ class Captures:
                 self.captured[member][iteration] = self.stepper.state(member)
 
     def __call__(self, step: Step) -> None:
+        """As a step callback: capture after each step."""
         self.at(step.done)
 
 

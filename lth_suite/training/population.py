@@ -145,5 +145,5 @@ def _evaluate(shared_input, params, buffers, x: torch.Tensor,
         loss_sum += F.cross_entropy(logits.flatten(0, 1).float(), target.repeat(k),
                                     reduction="none").view(k, -1).sum(dim=1)
         correct += (logits.argmax(dim=2) == target).sum(dim=1)
-    return [(float(l) / len(y), int(c) / len(y)) for l, c in zip(loss_sum.tolist(),
-                                                                 correct.tolist())]
+    return [(float(loss) / len(y), int(hits) / len(y))
+            for loss, hits in zip(loss_sum.tolist(), correct.tolist())]

@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..tracking.names import (EARLY_STOP_ACCURACY, EARLY_STOP_ITERATION, EARLY_STOP_VAL_LOSS,
-                              FINAL_ACCURACY, FINAL_LOSS, ITERATION)
+from ..tracking.names import (
+    EARLY_STOP_ACCURACY,
+    EARLY_STOP_ITERATION,
+    EARLY_STOP_VAL_LOSS,
+    FINAL_ACCURACY,
+    FINAL_LOSS,
+    ITERATION,
+)
 
 
 @dataclass

@@ -17,6 +17,8 @@ from .loop import EVAL_BATCH, Batch, State, StepCallback, run_loop
 from .optimizers import FusedOptimizer
 from .result import TrainResult, snapshot
 
+FP32 = Acceleration()  # the default: float32, eager, torch's own threads
+
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> FusedOptimizer:
     """A fresh optimizer: momentum or Adam state would otherwise revive pruned weights."""
@@ -31,7 +33,7 @@ def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> Fused
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             acceleration: Acceleration = Acceleration()) -> tuple[float, float]:
+             acceleration: Acceleration = FP32) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy over a whole split, in the training's precision."""
     was_training = model.training
     model.eval()

@@ -6,6 +6,7 @@ from statistics import mean
 
 from ...lottery.events import ExperimentFinished, LevelFinished
 from ...plugins.registry import NoParams
+from ...tracking.names import TICKET
 
 
 class LayerDensity:
@@ -13,7 +14,7 @@ class LayerDensity:
 
     def after_level(self, event: LevelFinished) -> dict[str, float]:
         """Density per prunable tensor, keyed by the tensor's name."""
-        tickets = event.of("ticket")
+        tickets = event.of(TICKET)
         names = [layer.name for layer in event.layers]
         return {name: mean(t.mask.layer_density()[name] for t in tickets)
                 for name in names}

@@ -15,6 +15,7 @@ import torch
 from ...lottery.analyzers import Analysis
 from ...lottery.events import ExperimentFinished, LevelFinished
 from ...plugins.registry import NoParams
+from ...tracking.names import TICKET
 
 SIDES = ("kept", "pruned")
 
@@ -56,7 +57,7 @@ class InitStats:
         ``init_kept_abs_mean``, ``rewind_pruned_positive``, ... (none for an empty side)."""
         table: list[dict] = []
         per_replicate: list[dict[str, float]] = []
-        for ticket in event.of("ticket"):
+        for ticket in event.of(TICKET):
             r = ticket.replicate
             point = event.rewind_points.get(r)
             states = {"init": event.init_states.get(r),

@@ -13,12 +13,13 @@ import dataclasses
 
 import torch
 
-from ...lottery.analyzers import Analysis
 from ...errors import LthError
+from ...lottery.analyzers import Analysis
 from ...lottery.events import ExperimentFinished, LevelFinished
 from ...seeding import derive_seed
-from ...training.single import evaluate, train
+from ...tracking.names import TICKET
 from ...training.result import snapshot
+from ...training.single import evaluate, train
 from . import InstabilityParams
 
 State = dict[str, torch.Tensor]
@@ -64,7 +65,7 @@ class Instability:
         alphas = [i / (self.params.points - 1) for i in range(self.params.points)]
         table: list[dict] = []
         results: list[dict[str, float]] = []
-        for ticket in event.of("ticket"):
+        for ticket in event.of(TICKET):
             r = ticket.replicate
             ends = [self._train(event, r, ticket.mask, copy) for copy in (0, 1)]
             model = fresh_model(experiment, 0)  # weights are overwritten: only the shape matters

@@ -10,11 +10,12 @@ from __future__ import annotations
 from itertools import combinations
 from statistics import mean
 
+from ...analysis.similarity import chance_iou, chance_iou_pooled, iou
 from ...lottery.analyzers import Analysis
 from ...lottery.events import ExperimentFinished, LevelFinished
-from ...pruning.masks import Mask
 from ...plugins.registry import NoParams
-from ...analysis.similarity import chance_iou, chance_iou_pooled, iou
+from ...pruning.masks import Mask
+from ...tracking.names import RANDOM_PRUNE, TICKET
 
 OVERALL = "all"  # the table's row for all prunable tensors pooled; layer names end in .weight
 
@@ -47,8 +48,8 @@ class MaskSimilarity:
     def after_level(self, event: LevelFinished) -> Analysis:
         """Overall IoU and chance per comparison in metrics; per-layer rows in the table."""
         names = [layer.name for layer in event.layers]
-        tickets = {b.replicate: cpu(b.mask) for b in event.of("ticket")}
-        randoms = {b.replicate: cpu(b.mask) for b in event.of("random_prune")}
+        tickets = {b.replicate: cpu(b.mask) for b in event.of(TICKET)}
+        randoms = {b.replicate: cpu(b.mask) for b in event.of(RANDOM_PRUNE)}
         pairs = {
             "consecutive": [(mask, tickets[r]) for r, (level, mask) in sorted(self.previous.items())
                             if level == event.level - 1 and r in tickets],

@@ -16,6 +16,7 @@ import torch
 from ...lottery.analyzers import Analysis
 from ...lottery.events import ExperimentFinished, LevelFinished
 from ...plugins.registry import NoParams
+from ...tracking.names import TICKET
 from .connectivity import Graph, Unsupported, chain_graph, connectivity, traced_graph
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class Structure:
         kinds = {layer.name: layer.kind for layer in event.layers}
         table: list[dict] = []
         per_replicate: list[dict[str, float]] = []
-        for ticket in event.of("ticket"):
+        for ticket in event.of(TICKET):
             mask = {name: ticket.mask[name].to("cpu") for name in kinds}
             units, inputs = self._connected(graph, mask)
             rows = []

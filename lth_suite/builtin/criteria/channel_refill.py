@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import torch
 
+from ...plugins.registry import NoParams
 from ...pruning.masks import Mask, keep_top
 from ...pruning.targets import PruneRequest
-from ...plugins.registry import NoParams
 
 
 def filter_ranks(magnitude: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

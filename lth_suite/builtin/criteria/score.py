@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from ...plugins.registry import NoParams
 from ...pruning.masks import Mask, keep_top
 from ...pruning.targets import PruneRequest
-from ...plugins.registry import NoParams
 
 
 def magnitude(params: NoParams) -> object:

@@ -12,10 +12,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...training.data import DataInfo, RawData
 from ...errors import DataError
 from ...seeding import derive_seed
-from . import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_FILES, MNIST_MEAN, MNIST_STD, DigitsParams, FashionMNISTParams, MNISTParams, NpzParams
+from ...training.data import DataInfo, RawData
+from . import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    MNIST_FILES,
+    MNIST_MEAN,
+    MNIST_STD,
+    DigitsParams,
+    FashionMNISTParams,
+    MNISTParams,
+    NpzParams,
+)
 from .vision import open_torchvision
 
 

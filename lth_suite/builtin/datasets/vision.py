@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...training.data import DataInfo, RandomCropFlip, RawData
 from ...errors import DataError
 from ...seeding import derive_seed
-from . import CIFARParams, FakeParams, TorchvisionParams
+from ...training.data import DataInfo, RandomCropFlip, RawData
+from . import CIFARParams, FakeParams
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)

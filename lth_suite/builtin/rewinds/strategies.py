@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...plugins.registry import NoParams
 from ...lottery.rewinding import RewindContext, RewindPoint
+from ...plugins.registry import NoParams
 from ...spec.model import Duration
 from ...training.config import TrainConfig
 from . import StepParams

@@ -8,10 +8,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lth_suite.training.data import DataInfo
-from lth_suite.errors import SpecError
-from lth_suite.pruning.masks import prunable_layers
-from lth_suite.lottery.runner import run_experiment
+from lth_suite.api import DataInfo, SpecError, prunable_layers
+from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import build_spec
 
 SPEC = {

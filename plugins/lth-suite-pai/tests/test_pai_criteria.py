@@ -8,9 +8,8 @@ from pydantic import ValidationError
 from torch import nn
 from torch.func import functional_call
 
-from lth_suite.training.data import DataInfo, Splits
-from lth_suite.pruning.masks import Mask, keep_top, prunable_layers
-from lth_suite.pruning.targets import PruneRequest, target_groups
+from lth_suite.api import DataInfo, Mask, PruneRequest, Splits, keep_top, prunable_layers
+from lth_suite.pruning.targets import target_groups  # test helpers, not plugin API
 from lth_suite.spec.model import Pruning
 from lth_suite_pai.criteria import synflow_schedule
 

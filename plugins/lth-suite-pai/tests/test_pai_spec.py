@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lth_suite.lottery.runner import run_experiment
+from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import load_spec
 
 SPEC = Path(__file__).resolve().parents[3] / "specs" / "synflow_digits.yaml"

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lth_suite.plugins.hookspecs import hookimpl
-from lth_suite.plugins.registry import NoParams, RegisterFn, lazy
+from lth_suite.api import NoParams, RegisterFn, hookimpl, lazy
 
 __version__ = "0.1.0"
 

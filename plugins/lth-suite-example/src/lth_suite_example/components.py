@@ -7,8 +7,7 @@ from statistics import mean
 
 from torch import nn
 
-from lth_suite.training.data import DataInfo
-from lth_suite.lottery.events import ExperimentFinished, LevelFinished
+from lth_suite.api import DataInfo, ExperimentFinished, LevelFinished
 
 from . import TinyMLPParams
 

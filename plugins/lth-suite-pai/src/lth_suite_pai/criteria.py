@@ -1,7 +1,7 @@
 """SNIP, GraSP and SynFlow as lth-suite pruning criteria.
 
 Each criterion scores the currently kept weights of a *copy* of the request's network
-and keeps the highest scores of each group with ``lth_suite.pruning.masks.keep_top``: exactly
+and keeps the highest scores of each group with ``lth_suite.api.keep_top``: exactly
 the requested count per group, never a weight that is already pruned, and
 ``request.model`` is left untouched.
 
@@ -14,20 +14,15 @@ initialisation: the baselines that lottery-ticket papers compare tickets against
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth_suite.pruning.masks import Mask, keep_top
-from lth_suite.pruning.targets import PruneRequest
+from lth_suite.api import Criterion, Group, Mask, PruneRequest, keep_top
 
 from .params import GraspParams, SnipParams, SynflowParams
-
-Criterion = Callable[[PruneRequest], Mask]
-Group = tuple[list[str], int]
-
 
 # --- shared helpers -------------------------------------------------------------------------
 

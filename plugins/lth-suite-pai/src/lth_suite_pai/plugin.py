@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from lth_suite.plugins.hookspecs import hookimpl
-from lth_suite.plugins.registry import RegisterFn, lazy
+from lth_suite.api import RegisterFn, hookimpl, lazy
 
 from .params import GraspParams, SnipParams, SynflowParams
 

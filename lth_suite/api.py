@@ -1,0 +1,117 @@
+"""The public API of lth-suite for plugin authors: everything a plugin imports, in one module.
+
+A plugin's hook module (the entry point) holds the hooks and the params models; the torch
+code lives in another module, registered with ``lazy`` and imported when a spec uses it::
+
+    # my_plugin/__init__.py
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from lth_suite.api import RegisterFn, hookimpl, lazy
+
+
+    class PowerParams(BaseModel):
+        model_config = ConfigDict(extra="forbid")  # a typo in a spec is a spec error
+        power: float = Field(default=1.0, gt=0, description="scores are |w| ** power")
+
+
+    @hookimpl
+    def lth_register_criteria(register: RegisterFn) -> None:
+        \"\"\"Register ``power_magnitude``.\"\"\"
+        register("power_magnitude", lazy("my_plugin.criteria:power_magnitude"), PowerParams,
+                 "keeps the largest |w| ** power")
+
+    # my_plugin/criteria.py
+    from lth_suite.api import Criterion, Mask, PruneRequest, keep_top
+
+    from . import PowerParams
+
+
+    def power_magnitude(params: PowerParams) -> Criterion:
+        \"\"\"The criterion: keep the largest ``|w| ** power`` of each group.\"\"\"
+        def criterion(request: PruneRequest) -> Mask:
+            weights = dict(request.model.named_parameters())
+            scores = {n: weights[n].detach().abs() ** params.power for n in request.mask}
+            return keep_top(scores, request.mask, request.groups)
+        return criterion
+
+Importing this module imports neither torch nor mlflow, so a hook module that imports
+from it keeps ``lth-suite validate`` fast: the names a hook module needs are imported
+now, and each name whose module needs torch is imported on first access (PEP 562).
+docs/plugins.md describes every hook and every field of every type listed here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError, Diverged, LthError, PluginFailure, SpecError, UnknownComponentError
+from .plugins.hookspecs import hookimpl
+from .plugins.params import DatasetParams
+from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
+
+if TYPE_CHECKING:
+    from .launch.units import Execute, Job, Launcher, Outcome, Unit, UnitFailed, UnitGraph, run_in_order
+    from .lottery.analyzers import Analysis, Analyzer
+    from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
+    from .lottery.rewinding import Rewind, RewindContext, RewindPoint, State
+    from .pruning.masks import Layer, Mask, keep_top, prunable_layers
+    from .pruning.targets import Criterion, Group, PruneRequest
+    from .training.config import TrainConfig
+    from .training.data import Augment, DataInfo, RawData, Splits
+    from .training.loop import Step, StepCallback
+    from .training.result import TrainResult
+
+# Name -> the module that defines it, imported on first access. Keep in step with the
+# TYPE_CHECKING imports above (tests/test_api.py checks both against ``__all__``).
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("Criterion", "Group", "PruneRequest"), "lth_suite.pruning.targets"),
+    **dict.fromkeys(("Layer", "Mask", "keep_top", "prunable_layers"), "lth_suite.pruning.masks"),
+    **dict.fromkeys(("Augment", "DataInfo", "RawData", "Splits"), "lth_suite.training.data"),
+    "TrainConfig": "lth_suite.training.config",
+    "TrainResult": "lth_suite.training.result",
+    **dict.fromkeys(("Step", "StepCallback"), "lth_suite.training.loop"),
+    **dict.fromkeys(("Rewind", "RewindContext", "RewindPoint", "State"),
+                    "lth_suite.lottery.rewinding"),
+    **dict.fromkeys(("Analysis", "Analyzer"), "lth_suite.lottery.analyzers"),
+    **dict.fromkeys(("BranchResult", "ExperimentFinished", "LevelFinished"),
+                    "lth_suite.lottery.events"),
+    # Launch units import no torch, but only a launcher needs them: not worth loading
+    # for every hook module.
+    **dict.fromkeys(("Execute", "Job", "Launcher", "Outcome", "Unit", "UnitFailed", "UnitGraph",
+                     "run_in_order"), "lth_suite.launch.units"),
+}
+
+__all__ = [
+    # registering components (no torch)
+    "hookimpl", "RegisterFn", "lazy", "LazyFactory", "NoParams", "DatasetParams",
+    # errors a plugin raises or meets
+    "LthError", "SpecError", "DataError", "UnknownComponentError", "PluginFailure", "Diverged",
+    # criteria
+    "Criterion", "PruneRequest", "Group", "Mask", "Layer", "keep_top", "prunable_layers",
+    # datasets and architectures
+    "DataInfo", "RawData", "Splits", "Augment",
+    # training
+    "TrainConfig", "TrainResult", "Step", "StepCallback",
+    # rewinds
+    "Rewind", "RewindContext", "RewindPoint", "State",
+    # analyzers and experiment events
+    "Analyzer", "Analysis", "BranchResult", "LevelFinished", "ExperimentFinished",
+    # launchers
+    "Launcher", "Job", "Unit", "UnitGraph", "Outcome", "Execute", "UnitFailed", "run_in_order",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """A torch-bearing name, imported from its module on first access and kept here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    """Every public name, the lazy ones included, without importing them."""
+    return sorted(set(globals()) | set(__all__))

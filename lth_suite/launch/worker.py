@@ -1,0 +1,114 @@
+"""What runs in a worker process (a Ray task): one unit of an experiment.
+
+A unit reads what it depends on from the tracking store and logs its own child run
+there, so it runs in any process that reaches the store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Diverged, LthError
+from ..plugins.manager import LOAD_ENV, Plugins, load_plugins
+from ..tracking.names import DENSITY, DENSITY_PARAM, SUMMARY_KEYS
+from .units import Unit, UnitFailed
+
+if TYPE_CHECKING:
+    from ..lottery.experiment import Experiment
+
+
+@dataclass(frozen=True)
+class UnitDone:
+    """A finished unit: its child run and its summary metrics."""
+
+    run_id: str
+    summary: dict[str, float]
+
+
+_PLUGINS: dict[str | None, Plugins] = {}
+_PREPARED: dict[tuple[str, str | None], Any] = {}  # the last few experiments, per process
+
+
+def _worker_plugins(allowed: str | None) -> Plugins:
+    """The plugins the driver loaded (same ``LTH_SUITE_LOAD_PLUGINS``), once per process."""
+    if allowed not in _PLUGINS:
+        previous = os.environ.get(LOAD_ENV)
+        try:
+            if allowed is None:
+                os.environ.pop(LOAD_ENV, None)
+            else:
+                os.environ[LOAD_ENV] = allowed
+            _PLUGINS[allowed] = load_plugins(warn=False)
+        finally:
+            if previous is None:
+                os.environ.pop(LOAD_ENV, None)
+            else:
+                os.environ[LOAD_ENV] = previous
+    return _PLUGINS[allowed]
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """Trains one unit of an experiment in whatever process calls it (a Ray worker).
+
+    Plain data, so it pickles: the spec as YAML, the store, the parent run, and which
+    installed plugins the driver loaded. Every failure becomes a picklable
+    ``UnitFailed``; a unit that diverges under ``on_divergence: skip`` returns None.
+    """
+
+    spec_yaml: str
+    tracking_uri: str
+    parent_id: str
+    load_plugins: str | None = None
+
+    def _experiment(self) -> Experiment:
+        import yaml
+
+        from ..lottery.experiment import prepare
+        from ..spec.loading import build_spec
+
+        key = (self.spec_yaml, self.load_plugins)
+        if key not in _PREPARED:
+            plugins = _worker_plugins(self.load_plugins)
+            spec = build_spec(yaml.safe_load(self.spec_yaml), plugins.registry,
+                              f"run {self.parent_id} spec")
+            if len(_PREPARED) >= 2:  # bound memory: a worker may serve many experiments
+                _PREPARED.pop(next(iter(_PREPARED)))
+            _PREPARED[key] = prepare(spec, plugins)
+        return _PREPARED[key]
+
+    def __call__(self, unit: Unit) -> UnitDone | None:
+        """Train the unit (or find it finished) and return its run and summary."""
+        from ..lottery.guard import describe
+        from ..lottery.runner import LotteryRunner
+        from ..tracking import open_tracker
+
+        # MLflow prints a "View run" link per run it ends on a server: noise from workers
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        skip = False
+        try:
+            experiment = self._experiment()
+            skip = experiment.spec.training.on_divergence == "skip"
+            tracker = open_tracker(self.tracking_uri)
+            run_id = LotteryRunner(experiment, tracker).run_unit(
+                self.parent_id, unit.replicate, unit.level, unit.branch)
+            if run_id is None:  # a training skipped as diverged
+                if skip:
+                    return None
+                raise UnitFailed(unit.name, "it produced no result")
+            run = tracker.reader.require(run_id)
+        except Diverged as exc:
+            if skip:
+                return None
+            raise UnitFailed(unit.name, str(exc), exc.exit_code) from None
+        except UnitFailed:
+            raise
+        except LthError as exc:
+            raise UnitFailed(unit.name, str(exc), exc.exit_code) from None
+        except Exception as exc:
+            raise UnitFailed(unit.name, describe(exc)) from None
+        summary = {k: float(run.metrics[k]) for k in SUMMARY_KEYS if k in run.metrics}
+        summary[DENSITY] = float(run.params.get(DENSITY_PARAM, "nan"))
+        return UnitDone(run_id, summary)

@@ -1,0 +1,198 @@
+"""Writing an experiment's results: its parent run, each training's child run and
+checkpoint, each level's summary and analyses, and the experiment's end.
+
+Every finished training is a checkpoint (mask, weights, history): a resumed experiment
+reads it back through ``restore`` instead of training it again.
+"""
+
+from __future__ import annotations
+
+import json
+from statistics import mean
+
+import torch
+
+from ..spec.loading import to_yaml
+from ..tracking import Tracker
+from ..tracking.names import (
+    DENSITY,
+    DENSITY_PARAM,
+    HOOKS_DONE_TAG,
+    LEVEL,
+    PLUGINS_TAG,
+    REWIND_STATE_ARTIFACT,
+    SPEC_HASH_TAG,
+    STATE_ARTIFACT,
+    SUMMARY_KEYS,
+    SYNTHETIC_TAG,
+    TICKET,
+    WALL_TIME,
+    analysis_artifact,
+    branch_metric,
+    child_run_name,
+    level_label,
+    model_name,
+    parent_run_name,
+)
+from ..training.result import TrainResult
+from .analyzers import as_analysis
+from .checkpoints import Checkpoints, Finished
+from .events import BranchResult, ExperimentFinished, LevelFinished
+from .experiment import Experiment
+from .guard import Guard
+from .planner import Planned
+from .progress import Progress
+
+
+class Recorder:
+    """Logs one experiment through a ``Tracker``: the only writer the lottery uses."""
+
+    def __init__(self, experiment: Experiment, tracker: Tracker, guard: Guard,
+                 progress: Progress, model: torch.nn.Module):
+        self.x, self.tracker, self.guard = experiment, tracker, guard
+        self.progress, self.model = progress, model
+        self.hooks_done = -1  # the last level whose lifecycle hooks all returned
+
+    # ----------------------------------------------------------------------------------
+    # The parent run
+    # ----------------------------------------------------------------------------------
+    def open_parent(self, resume: str | None, mark_resumed: bool = True) -> Checkpoints:
+        """Create the parent run, or reopen it when resuming; what it already holds."""
+        if resume:
+            self.tracker.resume_experiment(resume, mark=mark_resumed)
+            parent = self.tracker.reader.require(resume)
+            self.hooks_done = int(parent.tags.get(HOOKS_DONE_TAG, "-1"))
+            return Checkpoints(self.tracker.reader, resume)
+        spec = self.x.spec
+        self.tracker.start_experiment(
+            experiment=spec.tracking.experiment or spec.experiment.name,
+            run_name=parent_run_name(spec.experiment.name, self.x.hash),
+            params=spec.model_dump(mode="json"),
+            tags={SPEC_HASH_TAG: self.x.hash,
+                  PLUGINS_TAG: json.dumps(self.x.plugins.versions()),
+                  SYNTHETIC_TAG: str(self.x.data.info.synthetic).lower()},
+            spec_yaml=to_yaml(spec),
+        )
+        return Checkpoints()
+
+    @property
+    def parent(self) -> str:
+        """The parent run's id."""
+        assert self.tracker.parent_id is not None, "open_parent first"
+        return self.tracker.parent_id
+
+    # ----------------------------------------------------------------------------------
+    # One training
+    # ----------------------------------------------------------------------------------
+    def start(self, item: Planned) -> None:
+        """Before a training: its densities, so that a run that fails still says them."""
+        self.tracker.log_params(item.run, {
+            DENSITY_PARAM: round(item.mask.density(), 6),
+            **{f"{DENSITY_PARAM}.{k}": round(v, 6) for k, v in item.mask.layer_density().items()}})
+
+    def finish(self, item: Planned, result: TrainResult) -> BranchResult:
+        """Log a finished training into its child run (history, summary, checkpoint, model)
+        and end the run FINISHED."""
+        tracking, run = self.x.spec.tracking, item.run
+        branch = BranchResult(item.replicate, item.level, item.branch, item.mask, result, run)
+        self.tracker.log_history(run, result.history)
+        self.tracker.log_metrics(run, branch.summary)
+        # A ticket's weights are the checkpoint later levels resume from: always kept.
+        keep_state = item.branch == TICKET or tracking.log_state_dicts
+        states = {STATE_ARTIFACT: result.state} if keep_state else {}
+        if item.capture is not None:
+            states[REWIND_STATE_ARTIFACT] = result.captured[item.capture]
+        self.tracker.log_training_artifacts(run, item.mask, states)
+        last_level = item.level == self.x.spec.pruning.levels
+        if item.branch == TICKET and (tracking.log_models == "all"
+                                      or (tracking.log_models == "final" and last_level)):
+            self.model.load_state_dict(result.state)
+            self.tracker.log_model(run, self.model, model_name(item.replicate, item.level),
+                                   self.x.data.x_test[:2], tracking.model_format)
+        self.progress.end(item.name, branch.summary)
+        self.guard.close(run)
+        return branch
+
+    def abandon(self, items: list[Planned], error: BaseException) -> None:
+        """End the runs of trainings that did not finish: FAILED, or KILLED when interrupted."""
+        for item in items:
+            self.guard.close(item.run, error)
+
+    def restore(self, done: Finished, replicate: int, level: int, branch: str,
+                capture: int | None) -> BranchResult:
+        """A training finished before a resume, read back from its child run. A ticket's
+        weights (and the dense run's rewind-point weights) come back; a control's are not
+        needed by any later level."""
+        weights = branch == TICKET
+        result = TrainResult(state=done.state() if weights else {}, history=done.history())
+        if capture is not None:
+            result.captured[capture] = done.rewind_state()
+        restored = BranchResult(replicate, level, branch, done.mask().to(self.x.device), result,
+                                done.run_id, restored=True)
+        self.progress.end(f"{child_run_name(replicate, level, branch)} (restored)",
+                          restored.summary)
+        return restored
+
+    # ----------------------------------------------------------------------------------
+    # Levels and the experiment
+    # ----------------------------------------------------------------------------------
+    def level_finished(self, event: LevelFinished, resumed: bool) -> None:
+        """The level's summary and analyses on the parent run, then the lifecycle hooks.
+
+        After a resume, what the store already holds is not logged twice, and the hooks
+        run for every level whose hooks had not all returned before.
+        """
+        level = event.level
+        if not resumed or not self.tracker.reader.has_metric_at(self.parent, LEVEL, level):
+            metrics = level_summary(event)
+            for name, analyzer in self.x.analyzers:
+                output = self.guard.call("analyzer", name, analyzer.after_level, event)
+                metrics.update(self._log_analysis(name, output, level_label(level)))
+            self.tracker.log_metrics(self.parent, metrics, step=level)
+        if level > self.hooks_done:
+            self.guard.hook("lth_level_finished", event)
+            self.hooks_done = level
+            self.tracker.set_tag(self.parent, HOOKS_DONE_TAG, str(level))
+        self.progress.level_done(level, level_summary(event))
+
+    def experiment_finished(self, finished: ExperimentFinished) -> None:
+        """The experiment's analyses, its hook, its wall time; the parent run ends FINISHED."""
+        for name, analyzer in self.x.analyzers:
+            output = self.guard.call("analyzer", name, analyzer.after_experiment, finished)
+            self.tracker.log_metrics(self.parent, self._log_analysis(name, output, "experiment"))
+        self.guard.hook("lth_experiment_finished", finished)
+        self.tracker.log_metrics(self.parent, {WALL_TIME: self.progress.elapsed()})
+        self.tracker.end_run(self.parent)
+
+    def end_all(self, error: BaseException) -> None:
+        """End every run still open: KILLED when interrupted, else FAILED naming ``error``."""
+        from .guard import describe
+
+        if isinstance(error, KeyboardInterrupt):
+            self.tracker.end_all("KILLED", "interrupted")
+        else:
+            self.tracker.end_all("FAILED", describe(error))
+
+    def _log_analysis(self, name: str, output: object, label: str) -> dict[str, float]:
+        """Log an analyzer's table as JSON; its metrics, prefixed with its name."""
+        analysis = as_analysis(output)
+        if analysis.table:
+            self.tracker.log_json(self.parent, {"rows": analysis.table},
+                                  analysis_artifact(name, label))
+        return {f"{name}/{k}": v for k, v in analysis.metrics.items()}
+
+
+def level_summary(event: LevelFinished) -> dict[str, float]:
+    """Density and each branch's accuracy at one level: mean, and min/max over replicates."""
+    tickets = event.of(TICKET)
+    row: dict[str, float] = {LEVEL: float(event.level),
+                             DENSITY: mean(t.mask.density() for t in tickets)}
+    for branch in sorted({b.branch for b in event.branches}):
+        results = event.of(branch)
+        for key in SUMMARY_KEYS:
+            values = [r.summary[key] for r in results]
+            row[branch_metric(branch, key)] = mean(values)
+            if len(values) > 1:
+                low, high = branch_metric(branch, f"{key}_min"), branch_metric(branch, f"{key}_max")
+                row[low], row[high] = min(values), max(values)
+    return row

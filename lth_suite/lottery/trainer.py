@@ -1,0 +1,73 @@
+"""Training planned trainings: one network at a time, or a level's networks as one
+population. ``population_off`` is the one place that chooses."""
+
+from __future__ import annotations
+
+import torch
+
+from ..training.population import Member, train_population, why_not_batchable
+from ..training.result import TrainResult
+from ..training.single import train
+from .experiment import Experiment
+from .planner import Planned
+from .progress import Progress
+
+
+def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None:
+    """Why a level's networks train one at a time, or None when they train as a population."""
+    training = experiment.spec.training
+    if training.population == "off":
+        return "training.population is off"
+    if training.population == "auto" and experiment.device.type != "cuda":
+        return "on the CPU sequential training is measured to be faster"
+    if training.compile or training.channels_last:
+        option = "compile" if training.compile else "channels_last"
+        return f"training.{option} applies to networks trained one at a time"
+    blocker = why_not_batchable(model)
+    if blocker:
+        return f"{experiment.spec.model.name}: {blocker}"
+    return None
+
+
+class Trainer:
+    """Trains lists of planned trainings of one experiment in its working model."""
+
+    def __init__(self, experiment: Experiment, model: torch.nn.Module, progress: Progress):
+        self.x, self.model, self.progress = experiment, model, progress
+        self.why_not_population = population_off(experiment, model)
+        choice = experiment.spec.training.population
+        expected = choice == "on" or (choice == "auto" and experiment.device.type == "cuda")
+        if self.why_not_population is not None and expected:  # asked for, or usual on a GPU
+            progress.note(f"population training off: {self.why_not_population}")
+
+    @property
+    def population(self) -> bool:
+        """Whether a level's trainings go together, as one population."""
+        return self.why_not_population is None
+
+    def train_alone(self, item: Planned) -> TrainResult:
+        """Train one network in the working model."""
+        config, point = self.x.config, item.point
+        self.model.load_state_dict(point.state)
+        tick = self.progress.begin(item.name, point.start_iteration, config.total)
+        return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+                     start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                     capture_at=_captures(item), progress=tick)
+
+    def train_together(self, items: list[Planned]) -> list[TrainResult]:
+        """Train the items as one population, every member from its own start."""
+        # Every rewind gives every replicate the same schedule position: one loop fits all.
+        point = items[0].point
+        if any((i.point.start_iteration, i.point.constant_lr)
+               != (point.start_iteration, point.constant_lr) for i in items):
+            raise ValueError("a population's members must start at the same schedule position")
+        tick = self.progress.begin(f"level {items[0].level}: population of {len(items)}",
+                                   point.start_iteration, self.x.config.total)
+        members = [Member(i.point.state, i.mask, i.data_seed, _captures(i)) for i in items]
+        return train_population(self.model, members, self.x.data, self.x.config,
+                                start_iteration=point.start_iteration,
+                                constant_lr=point.constant_lr, progress=tick)
+
+
+def _captures(item: Planned) -> frozenset[int]:
+    return frozenset() if item.capture is None else frozenset({item.capture})
