@@ -60,7 +60,7 @@ class Stepper(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class Step:
     """What a step callback receives, after the optimizer step and the re-applied masks.
 
@@ -91,32 +91,32 @@ class LossWindow:
     """
 
     def __init__(self, size: int, device: torch.device, members: int = 1):
-        self.values = torch.empty(size, members, device=device)
-        self.count = self.first = self.steps = 0
+        self.size = size
+        self.pending: list[torch.Tensor] = []  # on the device: appending one never syncs
+        self.first = self.steps = 0
         self.totals = [0.0] * members
 
     def add(self, loss: torch.Tensor, iteration: int) -> None:
         """Keep one step's losses (a scalar, or one per member); check the window when full."""
-        if self.count == 0:
+        if not self.pending:
             self.first = iteration
-        self.values[self.count].copy_(loss.detach())  # on the device: never syncs
-        self.count += 1
-        if self.count == len(self.values):
+        self.pending.append(loss.detach())
+        if len(self.pending) == self.size:
             self.flush()
 
     def flush(self) -> None:
         """Add the window to the running totals; raise ``Diverged`` on a non-finite loss."""
-        if not self.count:
+        if not self.pending:
             return
-        values = self.values[: self.count]
+        values = torch.stack(self.pending).float().reshape(len(self.pending), -1)
         finite = torch.isfinite(values)
         if not bool(finite.all()):
             row = int((~finite).any(dim=1).nonzero()[0])
             raise Diverged(self.first + row, float(values[row][~finite[row]][0]))
         for member, total in enumerate(values.sum(dim=0).tolist()):
             self.totals[member] += total
-        self.steps += self.count
-        self.count = 0
+        self.steps += len(self.pending)
+        self.pending = []
 
     def mean_and_reset(self) -> list[float] | None:
         """Each member's mean loss since the last call, or None when no step was taken."""
@@ -140,15 +140,16 @@ class Batches:
 
     def __call__(self, iteration: int) -> list[Batch]:
         """One (inputs, targets) pair per member."""
+        x, y, augment = self.data.x_train, self.data.y_train, self.data.augment
         found = []
-        for order, seed in zip(self.orders, self.seeds, strict=True):
+        for order, seed in zip(self.orders, self.seeds):
             index = order.indices(iteration)
             # index_select gathers the same rows as x[index], several times faster on the CPU
-            inputs = self.data.x_train.index_select(0, index)
-            if self.data.augment is not None:
+            inputs = x.index_select(0, index)
+            if augment is not None:
                 self.generator.manual_seed(derive_seed(seed, "augment", iteration))
-                inputs = self.data.augment(inputs, self.generator)
-            found.append((inputs, self.data.y_train.index_select(0, index)))
+                inputs = augment(inputs, self.generator)
+            found.append((inputs, y.index_select(0, index)))
         return found
 
 
@@ -207,7 +208,9 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
             history.append(row)
         evaluation += time.perf_counter() - begun
 
-    every_step: list[StepCallback] = [captures, *callbacks]
+    every_step: list[StepCallback] = [*callbacks]
+    if any(capture_at or ()):
+        every_step.insert(0, captures)
     if progress is not None:
         every_step.append(lambda step: progress(step.done))
     record(start_iteration)
@@ -224,9 +227,10 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
         done = iteration + 1
         if done % config.eval_every == 0 or done == config.total:
             record(done)
-        step = Step(iteration, config.total, stepper)
-        for callback in every_step:
-            callback(step)
+        if every_step:
+            step = Step(iteration, config.total, stepper)
+            for callback in every_step:
+                callback(step)
     states = [stepper.state(member) for member in range(members)]
     seconds = time.perf_counter() - started
     # Population members share every second: no time of their own to report.

@@ -1,53 +1,18 @@
-"""Built-in launchers: ``local`` (in process, in order) and ``ray`` (tasks on a Ray cluster).
+"""The ``ray`` launcher: units as Ray tasks on a local instance or a cluster.
 
-Ray is an optional dependency (``pip install 'lth-suite[ray]'``), imported only when the
-``ray`` launcher runs; neither Ray nor torch is imported when this module loads.
+Imported only when a spec uses it; Ray itself is imported when the launcher starts.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from ..errors import LthError
-from ..launch.units import Job, Outcome, Unit, UnitFailed, run_in_order
-from ..plugins.hookspecs import hookimpl
-from ..plugins.registry import NoParams, RegisterFn
-
-RAY_MISSING = ("launcher 'ray' needs the ray package, which is not installed: "
-               "pip install 'lth-suite[ray]'")
-
-
-@dataclass(frozen=True)
-class LocalLauncher:
-    """Every unit in this process, one after another, in graph order."""
-
-    in_process: ClassVar[bool] = True
-
-    def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
-        """Run the jobs one after another."""
-        return [run_in_order(job) for job in jobs]
-
-
-class RayParams(BaseModel):
-    """Where the Ray cluster is and what each unit reserves on it."""
-
-    model_config = ConfigDict(extra="forbid")
-    address: str = Field(default="", description="empty: start a local Ray instance; 'auto': "
-                         "connect to the cluster this machine belongs to; or ray://HOST:10001")
-    num_cpus_per_unit: float = Field(default=1, gt=0, description="CPUs reserved by each "
-                                     "training; also its torch threads")
-    num_gpus_per_unit: float = Field(default=0, ge=0, description="GPUs reserved by each "
-                                     "training (fractions share a GPU)")
-    max_retries: int = Field(default=3, ge=0, description="times a unit is retried when the "
-                             "worker running it dies")
-    num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local instance "
-                                 "(default: all of this machine's)")
+from ...errors import LthError
+from ...launch.units import Job, Outcome, Unit, UnitFailed
+from . import RAY_MISSING, RayParams
 
 
 def _ray() -> Any:
@@ -165,19 +130,3 @@ class RayLauncher:
         outcome.results[unit] = result
         if job.on_done is not None:
             job.on_done(unit, result)
-
-
-def _ray_launcher(params: RayParams) -> RayLauncher:
-    if importlib.util.find_spec("ray") is None:
-        raise LthError(RAY_MISSING)
-    return RayLauncher(params)
-
-
-@hookimpl
-def lth_register_launchers(register: RegisterFn) -> None:
-    """Register ``local`` and ``ray``."""
-    register("local", lambda params: LocalLauncher(), NoParams,
-             "every training in this process, one after another")
-    register("ray", _ray_launcher, RayParams,
-             "trainings as Ray tasks on a local instance or a cluster, as many at once as "
-             "the dependencies and resources allow (pip install 'lth-suite[ray]')")

@@ -1,0 +1,57 @@
+"""Built-in launchers: ``local`` (in process, in order) and ``ray`` (tasks on a Ray cluster).
+
+Ray is an optional dependency (``pip install 'lth-suite[ray]'``), imported only when the
+``ray`` launcher runs; neither Ray nor torch is imported when this module loads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...errors import LthError
+from ...plugins.hookspecs import hookimpl
+from ...plugins.registry import NoParams, RegisterFn
+from .local import LocalLauncher
+
+RAY_MISSING = ("launcher 'ray' needs the ray package, which is not installed: "
+               "pip install 'lth-suite[ray]'")
+
+
+class RayParams(BaseModel):
+    """Where the Ray cluster is and what each unit reserves on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: str = Field(default="", description="empty: start a local Ray instance; 'auto': "
+                         "connect to the cluster this machine belongs to; or ray://HOST:10001")
+    num_cpus_per_unit: float = Field(default=1, gt=0, description="CPUs reserved by each "
+                                     "training; also its torch threads")
+    num_gpus_per_unit: float = Field(default=0, ge=0, description="GPUs reserved by each "
+                                     "training (fractions share a GPU)")
+    max_retries: int = Field(default=3, ge=0, description="times a unit is retried when the "
+                             "worker running it dies")
+    num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local instance "
+                                 "(default: all of this machine's)")
+
+
+def _ray_launcher(params: RayParams) -> Any:
+    if importlib.util.find_spec("ray") is None:
+        raise LthError(RAY_MISSING)
+    from .ray_tasks import RayLauncher
+
+    return RayLauncher(params)
+
+
+@hookimpl
+def lth_register_launchers(register: RegisterFn) -> None:
+    """Register ``local`` and ``ray``."""
+    register("local", lambda params: LocalLauncher(), NoParams,
+             "every training in this process, one after another")
+    register("ray", _ray_launcher, RayParams,
+             "trainings as Ray tasks on a local instance or a cluster, as many at once as "
+             "the dependencies and resources allow (pip install 'lth-suite[ray]')")
+
+
+__all__ = ["LocalLauncher", "RayParams", "lth_register_launchers"]
