@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import LthError
 from ..tracking.names import DENSITY, EARLY_STOP_ACCURACY, TICKET, branch_metric
-from .common import SetOpt, UriOpt, _fail, app, err, out
+from .common import SetOpt, UriOpt, _fail, app, err, out, stopping_cleanly
 
 
 @app.command()
@@ -25,7 +25,6 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
           ) -> None:
     """Run every point of a sweep (a base spec and overrides) under one MLflow experiment."""
     import shlex
-    import signal
 
     from ..launch.sweep import check_points, run_sweep
     from ..plugins.manager import load_plugins
@@ -50,30 +49,23 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
     if dry_run:
         return
 
-    def terminate(signum, frame):  # SIGTERM takes the same path as Ctrl-C
-        raise KeyboardInterrupt
-
     from ..lottery.progress import ConsoleProgress
 
     def announce(point, what: str) -> None:
         err.print(f"point {point.index}/{len(plan.points)}: {point.label} ({what})",
                   highlight=False, markup=False)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        results = run_sweep(plan, plugins, uri, ConsoleProgress, announce, resume=resume)
-    except LthError as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        again = " ".join(["lth-suite sweep", shlex.quote(str(sweep_file)),
-                          *(f"--set {shlex.quote(item)}" for item in set_ or []),
-                          *([f"--tracking-uri {shlex.quote(tracking_uri)}"] if tracking_uri
-                            else []), "--resume"])
-        err.print(f"interrupted: the open runs were ended as KILLED; resume with: {again}",
-                  highlight=False, markup=False)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def again() -> str:
+        return " ".join(["lth-suite sweep", shlex.quote(str(sweep_file)),
+                         *(f"--set {shlex.quote(item)}" for item in set_ or []),
+                         *([f"--tracking-uri {shlex.quote(tracking_uri)}"] if tracking_uri
+                           else []), "--resume"])
+
+    with stopping_cleanly(again):
+        try:
+            results = run_sweep(plan, plugins, uri, ConsoleProgress, announce, resume=resume)
+        except LthError as error:
+            _fail(error)
     _print_sweep(plan, results, uri)
 
 
