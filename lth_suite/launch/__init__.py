@@ -1,1 +1,1 @@
-"""How experiments execute: units and their graph, the driver, sweeps, the entry point."""
+"""How experiments execute: units and their graph, the one entry point, workers, sweeps."""

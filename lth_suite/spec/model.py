@@ -2,7 +2,7 @@
 
 Plugin sections (model, dataset, criterion, rewind, analyzers, launcher) are written flat in
 YAML, ``{name: magnitude, some_param: 1}``; their params are validated against the
-plugin's own params model when the spec is resolved (see ``spec_loading``).
+plugin's own params model when the spec is resolved (see ``spec.loading``).
 """
 
 from __future__ import annotations

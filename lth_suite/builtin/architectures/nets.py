@@ -1,5 +1,5 @@
 """LeNet-style MLPs and the Conv-2/4/6 of Frankle & Carbin (2019), registered by
-``architectures.py``; VGG and ResNet live in ``cifar_nets.py``."""
+the package's hook; VGG and ResNet live in ``cifar_nets.py``."""
 
 from __future__ import annotations
 

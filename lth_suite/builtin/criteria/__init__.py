@@ -1,6 +1,6 @@
 """Built-in pruning criteria: magnitude, random and channel_refill.
 
-The criteria themselves (torch) live in ``score_criteria.py`` and ``channel_refill.py``,
+The criteria themselves (torch) live in ``score.py`` and ``channel_refill.py``,
 imported when a spec uses one.
 """
 

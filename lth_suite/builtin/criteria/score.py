@@ -1,4 +1,4 @@
-"""The ``magnitude`` and ``random`` criteria, registered by ``criteria.py``: both rank the
+"""The ``magnitude`` and ``random`` criteria, registered by the package's hook: both rank the
 kept weights by a score and keep the top of each group."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 npz, CIFAR-10/100 and fake images.
 
 This module holds the params models and the hook; the loaders (torch, torchvision) live
-in ``local_datasets.py`` and ``vision_datasets.py``, imported when a spec loads one.
+in ``local.py`` and ``vision.py``, imported when a spec loads one.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class NpzParams(DatasetParams):
 
 @hookimpl
 def lth_register_datasets(register: RegisterFn) -> None:
-    """Register every built-in dataset, those of ``vision_datasets`` included."""
+    """Register every built-in dataset, those of ``vision`` included."""
     register("digits", lazy(f"{LOCAL}:load_digits"), DigitsParams,
              "scikit-learn's 8x8 digits, embedded")
     register("mnist", lazy(f"{LOCAL}:load_mnist"), MNISTParams,

@@ -1,6 +1,6 @@
 """Datasets read without torchvision: digits (embedded), MNIST-style IDX files and npz.
 
-Registered by ``lth_register_datasets`` in ``datasets.py``, which holds their params
+Registered by ``lth_register_datasets`` in the package's ``__init__``, which holds their params
 models; this module (torch) is imported when a spec loads one of them.
 """
 

@@ -1,6 +1,6 @@
 """Built-in image datasets through torchvision: CIFAR-10, CIFAR-100 and random fake images.
 
-Registered by ``lth_register_datasets`` in ``datasets.py``, which holds their params
+Registered by ``lth_register_datasets`` in the package's ``__init__``, which holds their params
 models; this module (torch) and torchvision are imported only when one of them loads.
 """
 

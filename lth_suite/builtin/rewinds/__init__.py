@@ -1,6 +1,6 @@
 """Built-in rewind strategies: init, step (late rewinding), lr, finetune.
 
-The strategies live in ``rewind_strategies.py`` (they need torch), imported when a spec
+The strategies live in ``strategies.py`` (they need torch), imported when a spec
 uses one.
 """
 

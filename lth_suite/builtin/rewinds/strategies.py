@@ -1,4 +1,4 @@
-"""The built-in rewind strategies, registered by ``rewinds.py``."""
+"""The built-in rewind strategies, registered by the package's hook."""
 
 from __future__ import annotations
 
