@@ -20,14 +20,13 @@ from ..errors import LthError
 from ..lottery.checkpoints import key_of
 from ..lottery.events import BranchResult, ExperimentFinished
 from ..lottery.experiment import Experiment, prepare
-from ..lottery.guard import describe
+from ..lottery.guard import describe, ending
 from ..lottery.progress import Progress, SilentProgress
 from ..lottery.runner import LotteryRunner
 from ..plugins.manager import LOAD_ENV, Plugins
 from ..spec.loading import to_yaml
 from ..spec.model import ExperimentSpec
 from ..tracking import Tracker, open_tracker
-from ..tracking.names import CONTROLS
 from .units import Job, Launcher, Outcome, Unit, UnitGraph
 from .worker import UnitJob
 
@@ -63,8 +62,8 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> L
 
 def unit_graph(spec: ExperimentSpec) -> UnitGraph:
     """The units of an experiment and what each one waits for."""
-    controls = [name for name in CONTROLS if getattr(spec.controls, name)]
-    return UnitGraph.build(spec.experiment.replicates, spec.pruning.levels, controls)
+    return UnitGraph.build(spec.experiment.replicates, spec.pruning.levels,
+                           spec.controls.enabled())
 
 
 @dataclass
@@ -106,17 +105,16 @@ def execute(plans: Sequence[ExperimentPlan], plugins: Plugins, launcher: Launche
     """
     session: AbstractContextManager[Any] = (
         launcher if hasattr(launcher, "__enter__") else nullcontext())
+    tell = starting or (lambda plan: None)
     with session:  # a cluster that cannot be reached fails before any run exists
         if launcher.in_process:
             results = []
-            for plan in plans:
-                if starting is not None:
-                    starting(plan)
+            for plan in plans:  # one experiment after another, each told as it starts
+                tell(plan)
                 results.append(_in_process(plan, plugins, launcher, progress))
             return results
         for plan in plans:
-            if starting is not None:
-                starting(plan)
+            tell(plan)
         return _out_of_process(list(plans), plugins, launcher, uri, progress)
 
 
@@ -272,10 +270,9 @@ def _end_plan(plan: ExperimentPlan, error: BaseException) -> None:
     interrupted, else FAILED naming the error."""
     if plan.parent_id is None:
         return
-    killed = isinstance(error, KeyboardInterrupt)
-    reason = "interrupted" if killed else describe(error)
+    status, reason = ending(error)
     plan.tracker.end_running_children(plan.parent_id, reason)
-    plan.tracker.end_all("KILLED" if killed else "FAILED", reason)
+    plan.tracker.end_all(status, reason)
 
 
 def _as_lth_error(exc: BaseException) -> LthError:

@@ -13,7 +13,7 @@ from ..plugins.manager import Plugins
 from ..pruning.masks import Layer, prunable_layers
 from ..spec.loading import spec_hash
 from ..spec.model import ExperimentSpec
-from ..tracking.names import CONTROLS, RANDOM_PRUNE, REINIT, TICKET
+from ..tracking.names import TICKET
 from ..training.config import TrainConfig
 from ..training.data import DatasetParams, Splits, split_validation
 from .rewinding import Rewind
@@ -56,8 +56,7 @@ class Experiment:
 
     def controls(self) -> list[str]:
         """The controls the spec asks for, trained beside every pruned level's ticket."""
-        asked = {REINIT: self.spec.controls.reinit, RANDOM_PRUNE: self.spec.controls.random_prune}
-        return [name for name in CONTROLS if asked[name]]
+        return self.spec.controls.enabled()
 
     def trainings(self) -> int:
         """How many networks the experiment trains in all."""

@@ -19,6 +19,14 @@ def describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LthError) else f"{type(exc).__name__}: {exc}"
 
 
+def ending(error: BaseException) -> tuple[str, str]:
+    """The status and reason of a run that ``error`` stopped: KILLED when interrupted,
+    else FAILED naming the error."""
+    if isinstance(error, KeyboardInterrupt):
+        return "KILLED", "interrupted"
+    return "FAILED", describe(error)
+
+
 class Guard:
     """Wraps plugin calls and child runs of one experiment."""
 
@@ -34,10 +42,8 @@ class Guard:
         """End a child run: FINISHED, KILLED when interrupted, else FAILED naming ``error``."""
         if error is None:
             self.tracker.end_run(run)
-        elif isinstance(error, KeyboardInterrupt):
-            self.tracker.end_run(run, "KILLED", "interrupted")
         else:
-            self.tracker.end_run(run, "FAILED", describe(error))
+            self.tracker.end_run(run, *ending(error))
 
     @contextmanager
     def child(self, replicate: int, level: int, branch: str) -> Iterator[str]:

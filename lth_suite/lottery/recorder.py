@@ -39,7 +39,7 @@ from .analyzers import as_analysis
 from .checkpoints import Checkpoints, Finished
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
-from .guard import Guard
+from .guard import Guard, ending
 from .planner import Planned
 from .progress import Progress
 
@@ -166,12 +166,7 @@ class Recorder:
 
     def end_all(self, error: BaseException) -> None:
         """End every run still open: KILLED when interrupted, else FAILED naming ``error``."""
-        from .guard import describe
-
-        if isinstance(error, KeyboardInterrupt):
-            self.tracker.end_all("KILLED", "interrupted")
-        else:
-            self.tracker.end_all("FAILED", describe(error))
+        self.tracker.end_all(*ending(error))
 
     def _log_analysis(self, name: str, output: object, label: str) -> dict[str, float]:
         """Log an analyzer's table as JSON; its metrics, prefixed with its name."""

@@ -113,16 +113,14 @@ class LotteryRunner:
             for replicate in replicates:
                 for item in self.planner.plan(replicate, level):
                     (planned if isinstance(item, Planned) else results).append(item)
-            if planned:
-                for item in planned:
-                    self.recorder.start(item)
-                trained = self.trainer.train_together(planned)
+            for item in planned:
+                self.recorder.start(item)
+            trained = self.trainer.train_together(planned) if planned else []
         except BaseException as exc:
             self.recorder.abandon(planned, exc)
             raise
-        if planned:
-            results += [self.recorder.finish(item, result)
-                        for item, result in zip(planned, trained, strict=True)]
+        results += [self.recorder.finish(item, result)
+                    for item, result in zip(planned, trained, strict=True)]
         for result in results:
             self.planner.keep(result)
         return sorted(results, key=lambda b: (b.replicate, branch_order(b.branch)))

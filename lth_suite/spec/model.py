@@ -224,6 +224,10 @@ class Controls(Strict):
     reinit: bool = Field(default=True, description="ticket mask, fresh random init")
     random_prune: bool = Field(default=True, description="random mask, ticket densities")
 
+    def enabled(self) -> list[str]:
+        """The controls asked for, in branch order (the field names are the branch names)."""
+        return [name for name in type(self).model_fields if getattr(self, name)]
+
 
 class Tracking(Strict):
     """Where and what to log. Not part of the spec hash."""

@@ -160,11 +160,13 @@ class StoreReader:
         return [rows[step] for step in sorted(rows)]
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
-        """The bytes of one artifact of a run; a ``TrackingError`` when it has none."""
-        payload = self.artifact_bytes(run_id, path)
-        if payload is None:
-            raise TrackingError(f"run {run_id} in {self.uri} has no artifact {path}")
-        return payload
+        """The bytes of one artifact the run is known to have (a checkpoint): one download,
+        no listing first; a ``TrackingError`` when it cannot be read."""
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                return Path(self.client.download_artifacts(run_id, path, tmp)).read_bytes()
+        except (MlflowException, OSError):
+            raise TrackingError(f"run {run_id} in {self.uri} has no artifact {path}") from None
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """A metric's (step, value) pairs, by step."""

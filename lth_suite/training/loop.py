@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -171,6 +172,15 @@ class Captures:
         self.at(step.done)
 
 
+@contextmanager
+def isolated(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Around one training: the caller's RNG state is restored after it, and so are the
+    process-wide switches (threads, TF32) its acceleration sets."""
+    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+          config.acceleration.session(device)):
+        yield
+
+
 def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
              data_seeds: Sequence[int], start_iteration: int = 0,
              constant_lr: float | None = None,
@@ -208,11 +218,8 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
             history.append(row)
         evaluation += time.perf_counter() - begun
 
-    every_step: list[StepCallback] = [*callbacks]
-    if any(capture_at or ()):
-        every_step.insert(0, captures)
-    if progress is not None:
-        every_step.append(lambda step: progress(step.done))
+    every_step: list[StepCallback] = [captures, *callbacks] if any(capture_at or ()) \
+        else list(callbacks)
     record(start_iteration)
     captures.at(start_iteration)
     fixed_lr = constant_lr if constant_lr is not None else (
@@ -227,10 +234,12 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
         done = iteration + 1
         if done % config.eval_every == 0 or done == config.total:
             record(done)
-        if every_step:
+        if every_step:  # no Step object per iteration unless someone reads it
             step = Step(iteration, config.total, stepper)
             for callback in every_step:
                 callback(step)
+        if progress is not None:
+            progress(done)
     states = [stepper.state(member) for member in range(members)]
     seconds = time.perf_counter() - started
     # Population members share every second: no time of their own to report.

@@ -22,7 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..pruning.masks import Mask
 from .config import TrainConfig
 from .data import Splits
-from .loop import EVAL_BATCH, Batch, State, StepCallback, run_loop
+from .loop import EVAL_BATCH, Batch, State, StepCallback, isolated, run_loop
 from .result import TrainResult
 from .single import make_optimizer_for
 
@@ -117,8 +117,7 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
                      callbacks: Sequence[StepCallback] = ()) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``, all at once."""
     device = data.x_train.device
-    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-          config.acceleration.session(device)):
+    with isolated(config, device):
         stepper = Population(template, members, config, device)
         return run_loop(stepper, data, config, data_seeds=[m.data_seed for m in members],
                         start_iteration=start_iteration, constant_lr=constant_lr,

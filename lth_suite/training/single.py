@@ -13,7 +13,7 @@ from ..seeding import derive_seed
 from .acceleration import Acceleration
 from .config import TrainConfig
 from .data import Splits
-from .loop import EVAL_BATCH, Batch, State, StepCallback, run_loop
+from .loop import EVAL_BATCH, Batch, State, StepCallback, isolated, run_loop
 from .optimizers import FusedOptimizer
 from .result import TrainResult, snapshot
 
@@ -164,8 +164,7 @@ def train(
     global RNG state is left as it was.
     """
     device = data.x_train.device
-    with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-          config.acceleration.session(device)):
+    with isolated(config, device):
         stepper = SingleNetwork(model, mask, config, data_seed, device)
         return run_loop(stepper, data, config, data_seeds=[data_seed],
                         start_iteration=start_iteration, constant_lr=constant_lr,
