@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -27,4 +28,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=version_ca
 
 def main() -> None:
     """Console-script entry point."""
+    # Idle OpenMP threads sleep instead of spinning (read when torch loads, after this):
+    # spinning threads beside other busy processes made every step several times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()

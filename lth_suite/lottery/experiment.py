@@ -16,6 +16,7 @@ from ..spec.model import ExperimentSpec
 from ..tracking.names import TICKET
 from ..training.config import TrainConfig
 from ..training.data import DatasetParams, Splits, split_validation
+from ..training.threads import auto_threads, step_macs
 from .rewinding import Rewind
 
 
@@ -100,6 +101,10 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         raise SpecError([("model", f"cannot build '{spec.model.name}' for "
                           f"{data.info.name} {data.info.input_shape}: {exc}")]) from None
     experiment.layers = prunable_layers(probe)
+    if spec.training.threads == "auto" and device.type == "cpu":
+        macs = step_macs(probe, data.info.input_shape, spec.training.batch_size)
+        experiment.config = TrainConfig.resolve(spec.training, len(data.y_train),
+                                                auto_threads(macs))
     unknown = [name for name in spec.pruning.exclude
                if name not in {layer.name for layer in experiment.layers}
                and name not in {layer.name.rsplit(".", 1)[0] for layer in experiment.layers}]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -164,9 +164,9 @@ class Training(Strict):
     compile: bool = Field(
         default=False, description="torch.compile the training forward pass (compiles once "
         "per process; networks then train one at a time, not as a population)")
-    threads: int | None = Field(
-        default=None, ge=1, description="CPU threads torch uses while training; "
-        "default: torch's own choice (the number of cores)")
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default="auto", description="CPU threads torch uses while training; auto: one per "
+        "2G multiply-adds of a step, within this process's share of the cores")
     on_divergence: Literal["stop", "skip"] = Field(
         default="stop", description="a NaN or infinite loss stops the experiment, or skips that "
         "branch (a diverged ticket ends its replicate)")

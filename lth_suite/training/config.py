@@ -27,8 +27,10 @@ class TrainConfig:
     acceleration: Acceleration = Acceleration()
 
     @classmethod
-    def resolve(cls, training: Training, n_train: int) -> TrainConfig:
-        """Turn epochs into iterations for ``n_train`` training examples."""
+    def resolve(cls, training: Training, n_train: int,
+                auto_threads: int | None = None) -> TrainConfig:
+        """Turn epochs into iterations for ``n_train`` training examples; ``threads: auto``
+        becomes ``auto_threads`` (None: torch's own thread count is left alone)."""
         per_epoch = max(1, n_train // training.batch_size)
         schedule = training.schedule
         return cls(
@@ -41,7 +43,9 @@ class TrainConfig:
             gamma=schedule.gamma, eval_every=training.eval_every, per_epoch=per_epoch,
             acceleration=Acceleration(precision=training.precision,
                                       channels_last=training.channels_last,
-                                      compile=training.compile, threads=training.threads),
+                                      compile=training.compile,
+                                      threads=auto_threads if training.threads == "auto"
+                                      else training.threads),
         )
 
     def lr_at(self, iteration: int) -> float:
