@@ -113,3 +113,29 @@ def test_each_device_kind_keeps_its_own_section_of_the_results(bench):
     assert again.index("second cpu run") < again.index("gpu run")  # CPU first
     assert again.startswith("# lth-suite benchmark\n") and merge(again, "cpu",
                                                                  "## CPU\n\nsecond cpu run") == again
+
+
+def test_gpu_script_without_a_gpu_says_so_and_exits_0(tmp_path):
+    import os
+    import subprocess
+
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_bytes()
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "no CUDA device here" in done.stdout and "nothing measured" in done.stdout
+    assert results.read_bytes() == before
+
+
+def test_gpu_script_asks_the_benchmark_for_rows_it_knows(bench):
+    import re
+
+    script = (ROOT / "benchmarks" / "gpu.sh").read_text()
+    models = re.search(r"--models (\S+)", script).group(1).split(",")
+    options = re.search(r"--options (\S+)", script).group(1).split(",")
+    assert {"lenet", "resnet20", "vgg19", "population", "options"} <= set(models)
+    assert set(models) <= set(bench.workloads.MODEL_CHOICES)
+    assert {"fp32", "bf16", "channels_last"} <= set(options)
+    assert set(options) <= set(bench.workloads.OPTION_VARIANTS)

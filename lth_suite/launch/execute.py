@@ -10,6 +10,7 @@ per-level summaries, analyzers and hooks, and the parent run ended FINISHED.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -28,7 +29,7 @@ from ..spec.loading import to_yaml
 from ..spec.model import ExperimentSpec
 from ..tracking import Tracker, open_tracker
 from .units import Job, Launcher, Outcome, Unit, UnitGraph
-from .worker import UnitJob
+from .worker import UnitJob, land
 
 # Stores that processes on other machines can share: servers and database backends.
 SHARED_SCHEMES = ("http", "https", "databricks", "postgresql", "mysql", "mssql", "oracle")
@@ -55,9 +56,13 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> L
     """
     launcher: Launcher = plugins.registry.build("launcher", spec.launcher.name,
                                                 spec.launcher.params)
-    if not launcher.in_process and uri is not None:
+    if not launcher.in_process and not _driver_writes(launcher) and uri is not None:
         check_tracking_uri(uri, spec.launcher.name)
     return launcher
+
+
+def _driver_writes(launcher: Launcher) -> bool:
+    return bool(getattr(launcher, "driver_writes", False))
 
 
 def unit_graph(spec: ExperimentSpec) -> UnitGraph:
@@ -196,7 +201,7 @@ def _out_of_process(plans: list[ExperimentPlan], plugins: Plugins, launcher: Lau
     finishing = SilentProgress()  # the finishing steps' progress: keeps the wall time
     shown: Progress | None = None
     try:
-        jobs = [_open(plan, plugins, uri) for plan in plans]
+        jobs = [_open(plan, plugins, uri, _driver_writes(launcher)) for plan in plans]
         if progress is not None:  # counted once opened: a resume runs fewer units
             shown = progress(sum(len(job.graph) for job in jobs))
             for plan, job in zip(plans, jobs):
@@ -239,8 +244,9 @@ def _finish_all(plans: list[ExperimentPlan], jobs: list[Job], outcomes: list[Out
     return results
 
 
-def _open(plan: ExperimentPlan, plugins: Plugins, uri: str) -> Job:
-    """Create (or reopen) the parent run and build the job of the units left to run."""
+def _open(plan: ExperimentPlan, plugins: Plugins, uri: str, relay: bool) -> Job:
+    """Create (or reopen) the parent run and build the job of the units left to run;
+    with ``relay`` the units' writes come back to be replayed through the plan's tracker."""
     if plan.resume_id:
         plan.tracker.resume_experiment(plan.resume_id)
         plan.parent_id = plan.resume_id
@@ -251,8 +257,10 @@ def _open(plan: ExperimentPlan, plugins: Plugins, uri: str) -> Job:
         # the same parent run, params and tags as an in-process run creates
         plan.parent_id = LotteryRunner(experiment, plan.tracker).open_parent()
     graph = unit_graph(plan.spec).without(plan.done)
-    execute_unit = UnitJob(to_yaml(plan.spec), uri, plan.parent_id, os.environ.get(LOAD_ENV))
-    return Job(graph, execute_unit, plan.label)
+    execute_unit = UnitJob(to_yaml(plan.spec), uri, plan.parent_id, os.environ.get(LOAD_ENV),
+                           relay=relay)
+    return Job(graph, execute_unit, plan.label,
+               land=functools.partial(land, plan.tracker) if relay else None)
 
 
 def _reporter(plan: ExperimentPlan, progress: Progress) -> Callable[[Unit, Any], None]:

@@ -84,13 +84,20 @@ class Job:
 
     A launcher that runs units in other processes pickles ``execute``, so it must be a
     module-level function or an instance of a module-level class holding plain data.
-    ``on_done`` is called in the launching process as each unit finishes.
+    ``land``, when set, is called in the launching process with what ``execute``
+    returned, before any unit that depends on it starts; what it returns (or raises) is
+    the unit's result. ``on_done`` is called in the launching process as each unit finishes.
     """
 
     graph: UnitGraph
     execute: Execute
     label: str = ""
     on_done: Callable[[Unit, Any], None] | None = None
+    land: Callable[[Any], Any] | None = None
+
+    def result_of(self, returned: Any) -> Any:
+        """The unit's result from what ``execute`` returned: landed, when the job says so."""
+        return returned if self.land is None else self.land(returned)
 
 
 @dataclass
@@ -114,6 +121,9 @@ class Launcher(Protocol):
     """
 
     in_process: ClassVar[bool]  # False: units run in other processes, maybe machines
+    # True: units out of process record their writes and the driver replays them (``land``),
+    # so the tracking store need not be shared (a SQLite file will do)
+    driver_writes: ClassVar[bool] = False
 
     def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
         """Run every job's units; one ``Outcome`` per job, in order."""
@@ -140,7 +150,7 @@ def run_in_order(job: Job) -> Outcome:
             skipped.add(unit)
             continue
         try:
-            result = job.execute(unit)
+            result = job.result_of(job.execute(unit))
         except Exception as exc:  # KeyboardInterrupt goes through
             outcome.error, outcome.failed = exc, unit
             return outcome

@@ -1,7 +1,9 @@
-"""What runs in a worker process (a Ray task): one unit of an experiment.
+"""What runs in a worker process (a Ray task, a ``local`` worker): one unit of an experiment.
 
 A unit reads what it depends on from the tracking store and logs its own child run
-there, so it runs in any process that reaches the store.
+there, so it runs in any process that reaches the store. With ``relay`` it records its
+writes instead, and the driver replays them (``land``): the driver is then the store's
+only writer, as a SQLite file needs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .units import Unit, UnitFailed
 
 if TYPE_CHECKING:
     from ..lottery.experiment import Experiment
+    from ..tracking import Tracker
+    from ..tracking.relay import Write
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class UnitJob:
     tracking_uri: str
     parent_id: str
     load_plugins: str | None = None
+    relay: bool = False  # record the writes for the driver (``Relayed``) instead of sending them
 
     def _experiment(self) -> Experiment:
         import yaml
@@ -79,11 +84,29 @@ class UnitJob:
             _PREPARED[key] = prepare(spec, plugins)
         return _PREPARED[key]
 
-    def __call__(self, unit: Unit) -> UnitDone | None:
-        """Train the unit (or find it finished) and return its run and summary."""
+    def __call__(self, unit: Unit) -> UnitDone | Relayed | None:
+        """Train the unit (or find it finished) and return its run and summary; with
+        ``relay``, the writes it made and how it ended, for ``land`` in the driver."""
+        if not self.relay:
+            return self._train(unit, self._tracker(self.tracking_uri))
+        from ..tracking.relay import RecordingTracker
+
+        tracker = RecordingTracker(self.tracking_uri)
+        try:
+            done = self._train(unit, tracker)
+        except UnitFailed as failure:
+            return Relayed(tracker.writes, None, failure)
+        return Relayed(tracker.writes, None if done is None else done.run_id)
+
+    @staticmethod
+    def _tracker(uri: str) -> Tracker:
+        from ..tracking import open_tracker
+
+        return open_tracker(uri)
+
+    def _train(self, unit: Unit, tracker: Tracker) -> UnitDone | None:
         from ..lottery.guard import describe
         from ..lottery.runner import LotteryRunner
-        from ..tracking import open_tracker
 
         # MLflow prints a "View run" link per run it ends on a server: noise from workers
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -91,13 +114,14 @@ class UnitJob:
         try:
             experiment = self._experiment()
             skip = experiment.spec.training.on_divergence == "skip"
-            tracker = open_tracker(self.tracking_uri)
             run_id = LotteryRunner(experiment, tracker).run_unit(
                 self.parent_id, unit.replicate, unit.level, unit.branch)
             if run_id is None:  # a training skipped as diverged
                 if skip:
                     return None
                 raise UnitFailed(unit.name, "it produced no result")
+            if self.relay:  # not in the store yet: the driver reads the summary when it lands
+                return UnitDone(run_id, {})
             run = tracker.reader.require(run_id)
         except Diverged as exc:
             if skip:
@@ -109,6 +133,34 @@ class UnitJob:
             raise UnitFailed(unit.name, str(exc), exc.exit_code) from None
         except Exception as exc:
             raise UnitFailed(unit.name, describe(exc)) from None
-        summary = {k: float(run.metrics[k]) for k in SUMMARY_KEYS if k in run.metrics}
-        summary[DENSITY] = float(run.params.get(DENSITY_PARAM, "nan"))
-        return UnitDone(run_id, summary)
+        return UnitDone(run_id, _summary(run))
+
+
+def _summary(run: Any) -> dict[str, float]:
+    summary = {k: float(run.metrics[k]) for k in SUMMARY_KEYS if k in run.metrics}
+    summary[DENSITY] = float(run.params.get(DENSITY_PARAM, "nan"))
+    return summary
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """What a unit trained with ``relay`` sends back: its recorded writes, its child run's
+    stand-in id (None: skipped as diverged), and the failure that stopped it, if any."""
+
+    writes: list[Write]
+    run_id: str | None
+    failure: UnitFailed | None = None
+
+
+def land(tracker: Tracker, relayed: Relayed) -> UnitDone | None:
+    """In the driver: replay a relayed unit's writes through ``tracker``, then return its
+    run and summary as a unit run in place would, or raise the failure that stopped it."""
+    from ..tracking.relay import replay
+
+    ids = replay(tracker, relayed.writes)
+    if relayed.failure is not None:
+        raise relayed.failure
+    if relayed.run_id is None:
+        return None
+    run_id = ids.get(relayed.run_id, relayed.run_id)
+    return UnitDone(run_id, _summary(tracker.reader.require(run_id)))

@@ -69,12 +69,19 @@ class SilentProgress:
 
 
 class ConsoleProgress(SilentProgress):
-    """A progress bar per training on stderr, and one line per finished training."""
+    """A progress bar per training on stderr, and one line per finished training.
 
-    def __init__(self, total_trainings: int, console: Console | None = None):
+    When stderr is not a terminal (a cluster job's log), a bar would print as empty lines:
+    a training instead prints a line every ``line_every`` seconds with its iteration, its
+    rate and the experiment's estimated time left.
+    """
+
+    def __init__(self, total_trainings: int, console: Console | None = None,
+                 line_every: float = 30.0):
         super().__init__()
         self.console = console or Console(stderr=True)
         self.total_trainings, self.done = total_trainings, 0
+        self.line_every = line_every
         self._bar: RichBar | None = None
 
     def stop(self) -> None:
@@ -84,8 +91,10 @@ class ConsoleProgress(SilentProgress):
             self._bar = None
 
     def begin(self, label: str, start: int, total: int) -> Tick:
-        """Show a bar that advances every 1% of the training."""
+        """Show a bar that advances every 1% of the training (lines when not a terminal)."""
         self.stop()
+        if not self.console.is_terminal:
+            return self._lines(label, start, total)
         self._bar = RichBar(TextColumn(f"[{self.done + 1}/{self.total_trainings}] {label}"),
                             BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TimeRemainingColumn(), console=self.console, transient=True)
@@ -97,6 +106,26 @@ class ConsoleProgress(SilentProgress):
         def tick(iteration: int) -> None:
             if iteration % every == 0 or iteration == total:
                 bar.update(task, completed=iteration)
+
+        return tick
+
+    def _lines(self, label: str, start: int, total: int) -> Tick:
+        """A tick that prints a line when ``line_every`` seconds have passed since the last."""
+        began = last = time.perf_counter()
+        prefix = f"[{self.done + 1}/{self.total_trainings}] {label}"
+
+        def tick(iteration: int) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            if now - last < self.line_every:  # the training's end has its own line
+                return
+            last = now
+            rate = (iteration - start) / max(now - began, 1e-9)
+            part = (iteration - start) / max(total - start, 1)
+            self.console.print(
+                f"{prefix}: iteration {iteration}/{total}, {rate:,.1f} it/s, experiment "
+                f"{_eta(self.elapsed(), (self.done + part) / self.total_trainings)}",
+                highlight=False, markup=False, soft_wrap=True)
 
         return tick
 
@@ -114,3 +143,12 @@ class ConsoleProgress(SilentProgress):
         """A warning line."""
         self.stop()
         self.console.print(f"warning: {text}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _eta(elapsed: float, fraction: float) -> str:
+    """``ETA 4m12s``: the time left if the rest goes as fast as what is done."""
+    if fraction <= 0:
+        return "ETA unknown"
+    left = int(elapsed / fraction - elapsed + 0.5)
+    hours, rest = divmod(max(left, 0), 3600)
+    return f"ETA {hours}h{rest // 60:02d}m" if hours else f"ETA {rest // 60}m{rest % 60:02d}s"

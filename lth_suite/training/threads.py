@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch loads when a step is measured: launchers import this module too
+    import torch
+    from torch import nn
 
 # Measured on a shared 2-core EPYC (benchmarks/RESULTS.md, "thread policy"): a second
 # thread made steps of 0.06-1.9G multiply-adds slower, of 3.5G faster (passive waiting).
@@ -57,6 +59,9 @@ def thread_cap(cores: int | None = None, concurrent: int | None = None) -> int:
 def step_macs(model: nn.Module, input_shape: Sequence[int], batch_size: int) -> int:
     """Multiply-adds of one training step: 3x the forward pass of a batch through the
     network's convolutions and linear layers (the backward pass is about twice the forward)."""
+    import torch
+    from torch import nn
+
     macs = 0
 
     def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:

@@ -1,4 +1,5 @@
-"""Built-in launchers: ``local`` (in process, in order) and ``ray`` (tasks on a Ray cluster).
+"""Built-in launchers: ``local`` (this machine: in process, or in worker processes) and
+``ray`` (tasks on a Ray cluster).
 
 Ray is an optional dependency (``pip install 'lth-suite[ray]'``), imported only when the
 ``ray`` launcher runs; neither Ray nor torch is imported when this module loads.
@@ -13,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import LthError
 from ...plugins.hookspecs import hookimpl
-from ...plugins.registry import NoParams, RegisterFn
-from .local import LocalLauncher
+from ...plugins.registry import RegisterFn
+from .local import LocalLauncher, LocalParams, LocalWorkers, local_launcher
 
 RAY_MISSING = ("launcher 'ray' needs the ray package, which is not installed: "
                "pip install 'lth-suite[ray]'")
@@ -47,11 +48,12 @@ def _ray_launcher(params: RayParams) -> Any:
 @hookimpl
 def lth_register_launchers(register: RegisterFn) -> None:
     """Register ``local`` and ``ray``."""
-    register("local", lambda params: LocalLauncher(), NoParams,
-             "every training in this process, one after another")
+    register("local", local_launcher, LocalParams,
+             "this machine: every training in this process, one after another, or with "
+             "workers: N side by side in worker processes (SQLite store included)")
     register("ray", _ray_launcher, RayParams,
              "trainings as Ray tasks on a local instance or a cluster, as many at once as "
              "the dependencies and resources allow (pip install 'lth-suite[ray]')")
 
 
-__all__ = ["LocalLauncher", "RayParams", "lth_register_launchers"]
+__all__ = ["LocalLauncher", "LocalParams", "LocalWorkers", "RayParams", "lth_register_launchers"]

@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Wall time of whole `lth-suite run`s: the thread policy, workers, and where time goes.
+
+    python benchmarks/walls.py [--rounds 3] [--parts threads,workers] [--out benchmarks/RESULTS.md]
+
+- threads: the quickstart with torch's old default (one thread per core, OpenMP's default
+  spinning), with ``training.threads: auto`` (the default: one thread here, idle threads
+  sleep) and with ``OMP_NUM_THREADS=1``; each alone, and beside two busy processes (two
+  Python loops spinning on a core each, started before the run and stopped after it).
+- workers: the quickstart with 2 replicates and both controls (32 trainings) through the
+  ``local`` launcher in process (``workers: 1``), with 2 workers, and with one per core.
+- logging overhead: the split that every run prints (training steps, evaluation, logging
+  and checkpoints), from the default runs.
+
+Every variant runs once per round, in turn (A B C A B C ...), so each sees the same drift
+of a shared machine; figures are medians over rounds. Each run is a fresh process with
+its own SQLite store in a temporary folder. Writes the "walls" section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+QUICKSTART = ROOT / "specs" / "quickstart.yaml"
+SPLIT = re.compile(r"time: training steps ([\d.]+) s, evaluation ([\d.]+) s, "
+                   r"logging and checkpoints ([\d.]+) s")
+
+
+@dataclass
+class Variant:
+    """One way of running: its label, extra CLI arguments, environment and load."""
+
+    part: str
+    label: str
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    busy: int = 0  # spinning processes beside the run
+    walls: list[float] = field(default_factory=list)
+    splits: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def cores() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def variants(parts: list[str]) -> list[Variant]:
+    """Every variant of the chosen parts."""
+    found: list[Variant] = []
+    old_default = {"OMP_WAIT_POLICY": ""}  # empty: OpenMP's own default (spinning), as before
+    if "threads" in parts:
+        for busy in (0, 2):
+            beside = f", beside {busy} busy processes" if busy else ""
+            found += [
+                Variant("threads", f"torch's default ({cores()} threads, spinning){beside}",
+                        ["--set", f"training.threads={cores()}"], old_default, busy),
+                Variant("threads", f"threads: auto (default){beside}", [], {}, busy),
+                Variant("threads", f"OMP_NUM_THREADS=1{beside}", [], {"OMP_NUM_THREADS": "1"},
+                        busy),
+            ]
+    if "workers" in parts:
+        two = ["--set", "experiment.replicates=2"]
+        found += [Variant("workers", "2 replicates, in process (workers: 1)", two),
+                  Variant("workers", "2 replicates, workers: 2", [*two, "--set", "launcher.workers=2"])]
+        if cores() > 2:
+            found.append(Variant("workers", f"2 replicates, workers: auto ({cores()})",
+                                 [*two, "--set", "launcher.workers=auto"]))
+    return found
+
+
+def run_once(variant: Variant) -> None:
+    """One `lth-suite run` of the quickstart; its wall time and time split."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update(variant.env)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(variant.busy)]
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            command = [sys.executable, "-m", "lth_suite", "run", str(QUICKSTART),
+                       "--set", "report.enabled=false", "--tracking-uri",
+                       f"sqlite:///{folder}/mlflow.db", *variant.args]
+            started = time.perf_counter()
+            done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    if done.returncode != 0:
+        raise SystemExit(f"{variant.label}: exit {done.returncode}\n{done.stderr[-2000:]}")
+    variant.walls.append(wall)
+    match = SPLIT.search(done.stdout + done.stderr)
+    if match:
+        variant.splits.append(tuple(float(g) for g in match.groups()))  # type: ignore[arg-type]
+    print(f"  {variant.label}: {wall:.1f} s", file=sys.stderr, flush=True)
+
+
+def table(found: list[Variant], part: str, reference: str) -> str:
+    """A markdown table of one part's medians, each against the reference variant."""
+    rows = [v for v in found if v.part == part]
+    base = statistics.median(next(v for v in rows if v.label == reference).walls)
+    header = "ratio to " + reference
+    lines = [f"| run | median wall s | runs (s) | {header} |", "| --- | ---: | --- | ---: |"]
+    for v in rows:
+        median = statistics.median(v.walls)
+        each = ", ".join(f"{w:.1f}" for w in v.walls)
+        lines.append(f"| {v.label} | {median:.1f} | {each} | {median / base:.2f}x |")
+    return "\n".join(lines)
+
+
+def split_line(found: list[Variant]) -> str:
+    """The median time split of the default quiet runs."""
+    default = next((v for v in found if v.label == "threads: auto (default)"), None)
+    if default is None or not default.splits:
+        return ""
+    steps, evaluation, logging = (statistics.median(s[i] for s in default.splits)
+                                  for i in range(3))
+    return (f"Time split of the default quickstart (median of {len(default.splits)}): training "
+            f"steps {steps:.1f} s, evaluation {evaluation:.1f} s ({evaluation / steps:+.0%}), "
+            f"logging and checkpoints {logging:.1f} s ({logging / steps:+.0%}).")
+
+
+def write(found: list[Variant], out: Path, rounds: int, note: str) -> str:
+    """The walls section, merged into ``out``."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    parts = ["<!-- bench:walls -->", "## Whole runs: thread policy and workers", "",
+             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cores()} cores; "
+             f"load average (1 min) {load:.2f} at the end; {rounds} rounds, interleaved",
+             f"- command: `python benchmarks/walls.py {' '.join(sys.argv[1:])}`"]
+    if note:
+        parts.append(f"- note: {note}")
+    for part, reference in (("threads", "threads: auto (default)"),
+                            ("workers", "2 replicates, in process (workers: 1)")):
+        if any(v.part == part for v in found):
+            parts += ["", table(found, part, reference)]
+    if split_line(found):
+        parts += ["", split_line(found)]
+    parts.append("<!-- /bench:walls -->")
+    section = "\n".join(parts)
+    text = out.read_text() if out.exists() else "# lth-suite benchmark\n"
+    marked = re.compile(r"<!-- bench:walls -->.*?<!-- /bench:walls -->", re.S)
+    text = marked.sub(lambda _: section, text) if marked.search(text) else \
+        text.rstrip("\n") + "\n\n" + section + "\n"
+    out.write_text(text)
+    return section
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", default="threads,workers")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    found = variants([p.strip() for p in args.parts.split(",")])
+    for round_ in range(args.rounds):
+        print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        for variant in found:
+            run_once(variant)
+    print(write(found, args.out, args.rounds, args.note))
+
+
+if __name__ == "__main__":
+    main()
