@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Wall time of whole `lth-suite run`s: the thread policy, workers, and where time goes.
 
-    python benchmarks/walls.py [--rounds 3] [--parts threads,workers] [--out benchmarks/RESULTS.md]
+    python benchmarks/walls.py [--rounds 3] [--parts threads,workers] [--set KEY=VALUE ...]
+        [--out benchmarks/RESULTS.md]
 
 - threads: the quickstart with torch's old default (one thread per core, OpenMP's default
   spinning), with ``training.threads: auto`` (the default: one thread here, idle threads
@@ -14,7 +15,8 @@
 
 Every variant runs once per round, in turn (A B C A B C ...), so each sees the same drift
 of a shared machine; figures are medians over rounds. Each run is a fresh process with
-its own SQLite store in a temporary folder. Writes the "walls" section of RESULTS.md.
+its own SQLite store in a temporary folder; ``--set`` overrides go to every run (to
+shorten it on a slow machine). Writes the "walls" section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     busy: int = 0  # spinning processes beside the run
     walls: list[float] = field(default_factory=list)
+    timed_out: int = 0  # runs stopped at --timeout (their wall counts as the timeout)
     splits: list[tuple[float, float, float]] = field(default_factory=list)
 
 
@@ -55,12 +58,12 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def variants(parts: list[str]) -> list[Variant]:
-    """Every variant of the chosen parts."""
+def variants(parts: list[str], loads: list[int]) -> list[Variant]:
+    """Every variant of the chosen parts, the thread policy under each load."""
     found: list[Variant] = []
     old_default = {"OMP_WAIT_POLICY": ""}  # empty: OpenMP's own default (spinning), as before
     if "threads" in parts:
-        for busy in (0, 2):
+        for busy in loads:
             beside = f", beside {busy} busy processes" if busy else ""
             found += [
                 Variant("threads", f"torch's default ({cores()} threads, spinning){beside}",
@@ -79,7 +82,7 @@ def variants(parts: list[str]) -> list[Variant]:
     return found
 
 
-def run_once(variant: Variant) -> None:
+def run_once(variant: Variant, overrides: list[str], timeout: float) -> None:
     """One `lth-suite run` of the quickstart; its wall time and time split."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env.update(variant.env)
@@ -89,9 +92,17 @@ def run_once(variant: Variant) -> None:
         with tempfile.TemporaryDirectory() as folder:
             command = [sys.executable, "-m", "lth_suite", "run", str(QUICKSTART),
                        "--set", "report.enabled=false", "--tracking-uri",
-                       f"sqlite:///{folder}/mlflow.db", *variant.args]
+                       f"sqlite:///{folder}/mlflow.db",
+                       *[a for o in overrides for a in ("--set", o)], *variant.args]
             started = time.perf_counter()
-            done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+            try:
+                done = subprocess.run(command, cwd=folder, env=env, capture_output=True,
+                                      text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                variant.walls.append(timeout)
+                variant.timed_out += 1
+                print(f"  {variant.label}: stopped at {timeout:.0f} s", file=sys.stderr, flush=True)
+                return
             wall = time.perf_counter() - started
     finally:
         for process in busy:
@@ -115,7 +126,8 @@ def table(found: list[Variant], part: str, reference: str) -> str:
     for v in rows:
         median = statistics.median(v.walls)
         each = ", ".join(f"{w:.1f}" for w in v.walls)
-        lines.append(f"| {v.label} | {median:.1f} | {each} | {median / base:.2f}x |")
+        more = f" ({v.timed_out} stopped at the timeout)" if v.timed_out else ""
+        lines.append(f"| {v.label} | {median:.1f}{more} | {each} | {median / base:.2f}x |")
     return "\n".join(lines)
 
 
@@ -162,12 +174,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", default="threads,workers")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--note", default="")
+    parser.add_argument("--busy", default="0,2",
+                        help="busy processes beside the thread-policy runs, comma-separated")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds after which a run is stopped and counted as that long")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="a spec override for every run")
     args = parser.parse_args(argv)
-    found = variants([p.strip() for p in args.parts.split(",")])
+    found = variants([p.strip() for p in args.parts.split(",")],
+                     [int(b) for b in args.busy.split(",")])
     for round_ in range(args.rounds):
         print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
         for variant in found:
-            run_once(variant)
+            run_once(variant, args.overrides, args.timeout)
     print(write(found, args.out, args.rounds, args.note))
 
 

@@ -52,6 +52,7 @@ class Recorder:
         self.x, self.tracker, self.guard = experiment, tracker, guard
         self.progress, self.model = progress, model
         self.hooks_done = -1  # the last level whose lifecycle hooks all returned
+        self.logged_rows: dict[str, int] = {}  # evaluation rows already logged, per child run
 
     # ----------------------------------------------------------------------------------
     # The parent run
@@ -90,12 +91,17 @@ class Recorder:
             DENSITY_PARAM: round(item.mask.density(), 6),
             **{f"{DENSITY_PARAM}.{k}": round(v, 6) for k, v in item.mask.layer_density().items()}})
 
+    def evaluated(self, item: Planned, row: dict[str, float]) -> None:
+        """One evaluation of a training still running, logged as it is computed."""
+        self.tracker.log_evaluations(item.run, [row])
+        self.logged_rows[item.run] = self.logged_rows.get(item.run, 0) + 1
+
     def finish(self, item: Planned, result: TrainResult) -> BranchResult:
         """Log a finished training into its child run (history, summary, checkpoint, model)
         and end the run FINISHED."""
         tracking, run = self.x.spec.tracking, item.run
         branch = BranchResult(item.replicate, item.level, item.branch, item.mask, result, run)
-        self.tracker.log_history(run, result.history)
+        self.tracker.log_history(run, result.history[self.logged_rows.pop(run, 0):])
         self.tracker.log_metrics(run, branch.summary)
         # A ticket's weights are the checkpoint later levels resume from: always kept.
         keep_state = item.branch == TICKET or tracking.log_state_dicts

@@ -36,7 +36,7 @@ class LotteryRunner:
         self.model = experiment.build_model(experiment.spec.experiment.seed)
         self.guard = Guard(experiment.plugins, tracker)
         self.recorder = Recorder(experiment, tracker, self.guard, self.progress, self.model)
-        self.trainer = Trainer(experiment, self.model, self.progress)
+        self.trainer = Trainer(experiment, self.model, self.progress, self.recorder.evaluated)
         self.planner = Planner(experiment, self.model, self.guard, Checkpoints(),
                                self.recorder.restore)
         self.levels: list[LevelFinished] = []

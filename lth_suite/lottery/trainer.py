@@ -3,8 +3,11 @@ population. ``population_off`` is the one place that chooses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from ..training.loop import Evaluated
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
@@ -32,8 +35,10 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
 class Trainer:
     """Trains lists of planned trainings of one experiment in its working model."""
 
-    def __init__(self, experiment: Experiment, model: torch.nn.Module, progress: Progress):
+    def __init__(self, experiment: Experiment, model: torch.nn.Module, progress: Progress,
+                 evaluated: Callable[[Planned, dict[str, float]], None] | None = None):
         self.x, self.model, self.progress = experiment, model, progress
+        self.evaluated = evaluated  # told each evaluation of each training as it happens
         self.why_not_population = population_off(experiment, model)
         choice = experiment.spec.training.population
         expected = choice == "on" or (choice == "auto" and experiment.device.type == "cuda")
@@ -52,7 +57,8 @@ class Trainer:
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
         return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
                      start_iteration=point.start_iteration, constant_lr=point.constant_lr,
-                     capture_at=_captures(item), progress=tick)
+                     capture_at=_captures(item), progress=tick,
+                     evaluated=self._telling([item]))
 
     def train_together(self, items: list[Planned]) -> list[TrainResult]:
         """Train the items as one population, every member from its own start."""
@@ -66,7 +72,20 @@ class Trainer:
         members = [Member(i.point.state, i.mask, i.data_seed, _captures(i)) for i in items]
         return train_population(self.model, members, self.x.data, self.x.config,
                                 start_iteration=point.start_iteration,
-                                constant_lr=point.constant_lr, progress=tick)
+                                constant_lr=point.constant_lr, progress=tick,
+                                evaluated=self._telling(items))
+
+    def _telling(self, items: list[Planned]) -> Evaluated | None:
+        """What the loop calls with each evaluation's rows: one per item, in order."""
+        evaluated = self.evaluated
+        if evaluated is None:
+            return None
+
+        def tell(rows: list[dict[str, float]]) -> None:
+            for item, row in zip(items, rows, strict=True):
+                evaluated(item, row)
+
+        return tell
 
 
 def _captures(item: Planned) -> frozenset[int]:

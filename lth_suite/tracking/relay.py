@@ -18,8 +18,8 @@ from typing import Any
 from .writer import Tracker
 
 # The Tracker methods that write, and so are recorded rather than sent.
-RECORDED = ("log_params", "log_history", "log_metrics", "log_json", "log_training_artifacts",
-            "log_model", "log_files", "set_tag")
+RECORDED = ("log_params", "log_history", "log_evaluations", "log_metrics", "log_json",
+            "log_training_artifacts", "log_model", "log_files", "set_tag")
 PENDING_PREFIX = "pending-"  # the stand-in id of a child run not created yet
 
 

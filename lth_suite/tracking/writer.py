@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from .. import __version__
 from ..pruning.masks import Mask
+from .batching import batches
+from .model_logging import quiet_model_logging
 from .names import (
     ERROR_TAG,
     GIT_COMMIT_TAG,
@@ -40,8 +40,7 @@ from .names import (
 from .reader import StoreReader
 from .uris import checked_store, safe_name
 
-PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call
-ENTITY_BATCH = 1000  # params, metrics and tags together, per call
+LIVE_EVERY = 10.0  # seconds between writes of a running child's evaluations
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -87,6 +86,7 @@ class Tracker:
         # Child runs' params and metrics wait here and go to the store in one call when the
         # run ends: one write per training instead of four (see ``start_child``).
         self._pending: dict[str, tuple[list[Param], list[Metric]]] = {}
+        self._sent: dict[str, float] = {}  # when each child's waiting metrics were last sent
 
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -161,7 +161,20 @@ class Tracker:
         self._open.append(run.info.run_id)
         self._log(run.info.run_id, params={k: str(v) for k, v in params.items()})
         self._pending[run.info.run_id] = ([], [])
+        self._sent[run.info.run_id] = time.monotonic()
         return run.info.run_id
+
+    def log_evaluations(self, run_id: str, history: list[dict[str, float]]) -> None:
+        """Evaluation rows of a child run still training: they wait as ``log_history``'s do,
+        and go out with whatever else waits once ``LIVE_EVERY`` seconds have passed, so a
+        long training shows its curves while it runs and a short one costs no extra write."""
+        self.log_history(run_id, history)
+        now = time.monotonic()
+        if run_id in self._pending and now - self._sent.get(run_id, now) >= LIVE_EVERY:
+            params, metrics = self._pending[run_id]
+            self._pending[run_id] = ([], [])
+            self._sent[run_id] = now
+            self._send(run_id, params, metrics, [])
 
     def log_history(self, run_id: str, history: list[dict[str, float]]) -> None:
         """Evaluation rows as metrics at ``step=iteration`` (a child run's when it ends)."""
@@ -212,16 +225,11 @@ class Tracker:
         # Created here so the model lands in this experiment, not the fluent default one.
         logged = mlflow.initialize_logged_model(name=name, source_run_id=run_id,
                                                 experiment_id=self.experiment_id)
-        # MLflow loads every PT2 model it logs back and runs the example through it, only
-        # to warn when that fails; lth-suite's networks run on the example they are
-        # logged with, so that check is skipped.
-        checks = {"validate_serving_input": False} if model_format == "pt2" else {}
-        with _quiet_pickle_warning():
+        with quiet_model_logging():
             info = mlflow.pytorch.log_model(
                 cpu_model, name=name, run_id=run_id, model_id=logged.model_id,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
                 input_example=example.detach().cpu().numpy(), serialization_format=model_format,
-                **checks,
             )
         return info.model_uri
 
@@ -262,53 +270,9 @@ class Tracker:
 
         A key given twice starts a new call, so MLflow judges it as it would two calls.
         """
-        for batch_params, batch_metrics, batch_tags in _batches(params, metrics, tags):
+        for batch_params, batch_metrics, batch_tags in batches(params, metrics, tags):
             self.client.log_batch(run_id, metrics=batch_metrics, params=batch_params,
                                   tags=batch_tags)
-
-
-def _batches(params: list[Param], metrics: list[Metric],
-             tags: list[RunTag]) -> Iterable[tuple[list[Param], list[Metric], list[RunTag]]]:
-    """Split into ``log_batch`` calls within MLflow's limits, params and tags first."""
-    batch: tuple[list[Param], list[Metric], list[RunTag]] = ([], [], [])
-    keys: tuple[set[str], set[str]] = (set(), set())
-    for kind, items in ((0, params), (2, tags), (1, metrics)):
-        for item in items:
-            size = sum(map(len, batch))
-            full = (size >= ENTITY_BATCH or (kind == 0 and len(batch[0]) >= PARAM_BATCH)
-                    or (kind == 2 and len(batch[2]) >= PARAM_BATCH)
-                    or (kind == 1 and len(batch[1]) >= METRIC_BATCH)
-                    or (kind != 1 and item.key in keys[kind // 2]))
-            if full:
-                yield batch
-                batch, keys = ([], [], []), (set(), set())
-            batch[kind].append(item)
-            if kind != 1:
-                keys[kind // 2].add(item.key)
-    if any(batch):
-        yield batch
-
-
-class _PickleWarningFilter(logging.Filter):
-    """Drops MLflow's warning that pickled models run code when loaded.
-
-    ``tracking.model_format: pickle`` is a documented choice (the README says what
-    loading needs, and ``pt2`` is one setting away); repeating the warning for every
-    ticket of every level would bury the run's own output.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Saving pytorch model by Pickle")
-
-
-@contextmanager
-def _quiet_pickle_warning() -> Iterator[None]:
-    logger, quiet = logging.getLogger("mlflow.pytorch"), _PickleWarningFilter()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
 
 
 def open_tracker(uri: str) -> Tracker:

@@ -79,6 +79,9 @@ class Step:
         return self.iteration + 1
 
 
+Evaluated = Callable[[list[dict[str, float]]], None]
+"""Receives each evaluation's rows (one per member) as soon as they are computed."""
+
 StepCallback = Callable[[Step], None]
 """Called after every step, in order. It must not read values back from the device at
 every step (``float(tensor)``, ``.item()``): that would synchronise the hot loop."""
@@ -186,11 +189,13 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
              constant_lr: float | None = None,
              capture_at: Sequence[frozenset[int]] | None = None,
              progress: Callable[[int], None] | None = None,
-             callbacks: Sequence[StepCallback] = ()) -> list[TrainResult]:
+             callbacks: Sequence[StepCallback] = (),
+             evaluated: Evaluated | None = None) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``; one result each.
 
     ``constant_lr`` replaces the schedule (fine-tuning). ``capture_at`` names, per member,
-    the iterations whose weights to keep; ``progress`` receives the iterations done.
+    the iterations whose weights to keep; ``progress`` receives the iterations done;
+    ``evaluated`` receives each evaluation's rows, one per member, as they are computed.
     """
     started = time.perf_counter()
     device = data.x_train.device
@@ -216,6 +221,8 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
             row["val_loss"], row["val_accuracy"] = val[member]
             row["test_loss"], row["test_accuracy"] = test[member]
             history.append(row)
+        if evaluated is not None:
+            evaluated([history[-1] for history in histories])
         evaluation += time.perf_counter() - begun
 
     every_step: list[StepCallback] = [captures, *callbacks] if any(capture_at or ()) \

@@ -22,7 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..pruning.masks import Mask
 from .config import TrainConfig
 from .data import Splits
-from .loop import EVAL_BATCH, Batch, State, StepCallback, isolated, run_loop
+from .loop import EVAL_BATCH, Batch, Evaluated, State, StepCallback, isolated, run_loop
 from .result import TrainResult
 from .single import make_optimizer_for
 
@@ -114,7 +114,8 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
                      config: TrainConfig, *, start_iteration: int = 0,
                      constant_lr: float | None = None,
                      progress: Callable[[int], None] | None = None,
-                     callbacks: Sequence[StepCallback] = ()) -> list[TrainResult]:
+                     callbacks: Sequence[StepCallback] = (),
+                     evaluated: Evaluated | None = None) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``, all at once."""
     device = data.x_train.device
     with isolated(config, device):
@@ -122,7 +123,7 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
         return run_loop(stepper, data, config, data_seeds=[m.data_seed for m in members],
                         start_iteration=start_iteration, constant_lr=constant_lr,
                         capture_at=[m.capture_at for m in members], progress=progress,
-                        callbacks=callbacks)
+                        callbacks=callbacks, evaluated=evaluated)
 
 
 def _member_state(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],

@@ -13,7 +13,7 @@ from ..seeding import derive_seed
 from .acceleration import Acceleration
 from .config import TrainConfig
 from .data import Splits
-from .loop import EVAL_BATCH, Batch, State, StepCallback, isolated, run_loop
+from .loop import EVAL_BATCH, Batch, Evaluated, State, StepCallback, isolated, run_loop
 from .optimizers import FusedOptimizer
 from .result import TrainResult, snapshot
 
@@ -154,6 +154,7 @@ def train(
     capture_at: frozenset[int] = frozenset(),
     progress: Callable[[int], None] | None = None,
     callbacks: Sequence[StepCallback] = (),
+    evaluated: Evaluated | None = None,
 ) -> TrainResult:
     """Train ``model`` in place from ``start_iteration`` to ``config.total``.
 
@@ -168,4 +169,5 @@ def train(
         stepper = SingleNetwork(model, mask, config, data_seed, device)
         return run_loop(stepper, data, config, data_seeds=[data_seed],
                         start_iteration=start_iteration, constant_lr=constant_lr,
-                        capture_at=[capture_at], progress=progress, callbacks=callbacks)[0]
+                        capture_at=[capture_at], progress=progress, callbacks=callbacks,
+                        evaluated=evaluated)[0]
