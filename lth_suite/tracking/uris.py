@@ -32,8 +32,8 @@ def resolve_tracking_uri(cli_uri: str | None, spec_uri: str | None) -> str:
 
 def safe_name(text: str) -> str:
     """A file or folder name from user input: no separators, no '..', no odd characters."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return cleaned or "unnamed"
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:100]  # paths stay short
+    return cleaned.rstrip("-.") or "unnamed"
 
 
 def _check_server(uri: str, timeout: float = 10.0) -> None:
