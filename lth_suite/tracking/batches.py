@@ -1,4 +1,4 @@
-"""Splitting params, metrics and tags into ``log_batch`` calls within MLflow's limits."""
+"""Params, metrics and tags split into ``log_batch`` calls within MLflow's limits."""
 
 from __future__ import annotations
 
