@@ -117,13 +117,13 @@ class Launcher(Protocol):
     ``KeyboardInterrupt`` stops everything and propagates once the units are stopped.
 
     Optionally a launcher is also a context manager, entered before any run is created,
-    so that a cluster that cannot be reached fails first.
+    so that a cluster that cannot be reached fails first; and it may set the class
+    attribute ``driver_writes = True``: its units out of process then record their writes
+    and the launching process replays them (``Job.land``), so the tracking store need not
+    be shared (a SQLite file will do).
     """
 
     in_process: ClassVar[bool]  # False: units run in other processes, maybe machines
-    # True: units out of process record their writes and the driver replays them (``land``),
-    # so the tracking store need not be shared (a SQLite file will do)
-    driver_writes: ClassVar[bool] = False
 
     def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
         """Run every job's units; one ``Outcome`` per job, in order."""
