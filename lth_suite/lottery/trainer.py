@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ..tracking.names import TICKET
+from ..training.dynamic import UpdaterContext
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
@@ -18,6 +20,8 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     training = experiment.spec.training
     if training.population == "off":
         return "training.population is off"
+    if experiment.dynamic is not None:
+        return "dynamic sparse training trains networks one at a time"
     if training.population == "auto" and experiment.device.type != "cuda":
         return "on the CPU sequential training is measured to be faster"
     if training.compile or training.channels_last:
@@ -50,9 +54,17 @@ class Trainer:
         config, point = self.x.config, item.point
         self.model.load_state_dict(point.state)
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
-        return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
-                     start_iteration=point.start_iteration, constant_lr=point.constant_lr,
-                     capture_at=_captures(item), progress=tick)
+        updater = None
+        if self.x.dynamic is not None and item.level == 0 and item.branch == TICKET:
+            updater = self.x.dynamic.updater(
+                UpdaterContext(item.mask, self.x.data, config, item.data_seed))
+        result = train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+                       start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                       capture_at=_captures(item), progress=tick,
+                       callbacks=[updater] if updater is not None else [])
+        if updater is not None:  # the ticket is the mask it ended with
+            item.mask = updater.mask().to(self.x.device)
+        return result
 
     def train_together(self, items: list[Planned]) -> list[TrainResult]:
         """Train the items as one population, every member from its own start."""

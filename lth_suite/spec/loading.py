@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import LthError, SpecError, UnknownComponentError
 from ..plugins.registry import Registry
 from .model import ComponentSpec, ExperimentSpec
+from .sparsity import raw_components
 
 # Where results are logged and shown, and what runs the trainings, does not change them.
 HASH_EXCLUDES = ("tracking", "report", "launcher")
@@ -143,6 +144,7 @@ def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
     pruning = data.get("pruning")
     if isinstance(pruning, dict) and "criterion" in pruning:
         found.append(("pruning.criterion", "criterion", pruning["criterion"]))
+    found += raw_components(data.get("sparsity"))
     analyzers = data.get("analyzers")
     if isinstance(analyzers, list):
         found += [(f"analyzers.{i}", "analyzer", a) for i, a in enumerate(analyzers)]
@@ -187,6 +189,8 @@ def canonical(spec: ExperimentSpec) -> dict[str, Any]:
     data = spec.model_dump(mode="json")
     for key in HASH_EXCLUDES:
         data.pop(key, None)
+    if data.get("sparsity", {}) is None:  # absent: the hash of every older spec stays
+        data.pop("sparsity")
     return data
 
 
