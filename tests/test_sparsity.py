@@ -204,3 +204,41 @@ def test_default_pattern_schedule_steps_from_m_toward_n():
     explicit = Sparsity(pattern="2:4", pattern_schedule=[3, 2])
     assert [explicit.kept_per_group(level, 4) for level in (1, 2, 3, 4)] == [3, 2, 2, 2]
     assert math.isclose(0.5, 2 / 4)
+
+
+def two_four_mlp():
+    torch.manual_seed(0)
+    model = REGISTRY.build("architecture", "mlp", {"hidden": [64, 32]},
+                           DataInfo("mnist", (1, 28, 28), 10))
+    weights = dict(model.named_parameters())
+    mask = Mask({name: nm.top_n(weights[name].abs(), torch.ones_like(keep), 2, 4)
+                 for name, keep in Mask.dense(model).items()})
+    mask.apply_(model)
+    return model, mask
+
+
+def test_export_names_the_two_four_weights_and_says_why_they_stay_dense(tmp_path):
+    from lth_suite.analysis.semistructured import export_semi_structured, two_four_linears
+
+    model, mask = two_four_mlp()
+    assert two_four_linears(model, mask) == list(mask)
+    unstructured = Mask({name: torch.ones_like(keep) for name, keep in mask.items()})
+    assert two_four_linears(model, unstructured) == []
+    result = export_semi_structured(model, mask, tmp_path)
+    if not torch.cuda.is_available():
+        assert result.converted == [] and result.file is None and "CUDA" in result.reason
+        assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="semi-structured tensors need CUDA")
+def test_semi_structured_export_on_cuda_computes_the_masked_network(tmp_path):
+    from lth_suite.analysis.semistructured import export_semi_structured
+
+    model, mask = two_four_mlp()
+    result = export_semi_structured(model, mask, tmp_path)
+    assert result.converted or result.reason  # a GPU without sparse tensor cores says why
+    if result.converted:
+        sparse = torch.load(result.file, weights_only=False)
+        x = torch.randn(64, 1, 28, 28)
+        expected = model.to("cuda", torch.float16)(x.to("cuda", torch.float16))
+        assert torch.allclose(sparse(x.to("cuda", torch.float16)), expected, atol=5e-2)
