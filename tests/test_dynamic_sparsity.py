@@ -136,14 +136,17 @@ def test_rigl_at_80_percent_density_within_two_points_of_dense(digits):
     assert accuracy["rigl"] >= accuracy["dense"] - 0.02, accuracy
 
 
+@pytest.mark.parametrize("population", ["off", "on"])
 def test_experiment_level0_ticket_moves_and_its_controls_share_its_densities(
-        tiny, registry, tracking_uri):
+        tiny, registry, tracking_uri, population):
     tiny["sparsity"] = {"dynamic": {"name": "rigl", "every": 5}, "density": 0.3,
                         "allocation": "erk"}
     tiny["pruning"]["levels"] = 1
+    tiny["experiment"]["replicates"] = 2 if population == "on" else 1
+    tiny["training"]["population"] = population
     finished = run_experiment(build_spec(tiny, registry), load_plugins(installed=False),
                               tracking_uri)
-    level0 = {b.branch: b.mask for b in finished.levels[0].branches}
+    level0 = {b.branch: b.mask for b in finished.levels[0].branches if b.replicate == 0}
     assert set(level0) == {"ticket", "reinit", "random_prune"}
     assert level0["ticket"].density() == pytest.approx(0.3, abs=1e-3)
     assert level0["reinit"].equals(level0["ticket"])
@@ -151,3 +154,45 @@ def test_experiment_level0_ticket_moves_and_its_controls_share_its_densities(
     assert not level0["random_prune"].equals(level0["ticket"])
     ticket1 = finished.levels[1].branches[0].mask
     assert ticket1.is_subset_of(level0["ticket"]) and ticket1.density() < 0.3
+    if population == "on":  # each replicate moved its own mask, from its own start
+        other = next(b.mask for b in finished.levels[0].branches
+                     if b.replicate == 1 and b.branch == "ticket")
+        assert other.kept() == level0["ticket"].kept() and not other.equals(level0["ticket"])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_population_members_move_their_own_masks_exactly(method, digits):
+    from lth_suite.training.population import Member, train_population
+
+    config = config_for(40)
+    members, updaters = [], []
+    for seed in (0, 1):
+        model, mask = start(0.25, seed=seed)
+        members.append(Member({k: v.clone() for k, v in model.state_dict().items()}, mask, seed))
+        updaters.append(Watch(REGISTRY.build("dynamic", method, {"every": 10}).updater(
+            UpdaterContext(mask, digits, config, data_seed=seed, member=len(updaters))),
+            mask.kept()))
+    results = train_population(model, members, digits, config,
+                               callbacks=[PopulationWatch(updaters)])
+    for member, watch in zip(members, updaters):
+        final = watch.updater.mask()
+        assert final.kept() == member.mask.kept() and not final.equals(member.mask)
+    for result, watch in zip(results, updaters):
+        for name, keep in watch.updater.mask().items():
+            assert torch.all(result.state[name][~keep] == 0)
+
+
+class PopulationWatch:
+    """Each member's updater, with the density and zero-weight checks of one member."""
+
+    def __init__(self, watches):
+        self.watches = watches
+
+    def __call__(self, step: Step) -> None:
+        for member, watch in enumerate(self.watches):
+            before = {n: k.clone() for n, _, k in step.stepper.sparse_layers(member)}
+            watch.updater(step)
+            for name, weight, keep in step.stepper.sparse_layers(member):
+                assert int(keep.sum()) == watch.counts[name]
+                assert torch.all(weight[keep == 0] == 0)
+                assert torch.all(weight[(keep == 1) & (before[name] == 0)] == 0)

@@ -81,6 +81,9 @@ class Planner:
         self.states: dict[int, ReplicateState] = {}
         self.points: dict[int, RewindPoint] = {}  # this level's, per replicate
         self._init_states: dict[int, State] = {}  # level 0's, until its ticket is kept
+        # Tickets finished in this process: planning a level again (a population that
+        # diverged, retried one network at a time) must not train them twice.
+        self._kept: dict[tuple[int, int], BranchResult] = {}
 
     def alive(self, level: int) -> list[int]:
         """The replicates that train at ``level``: a diverged ticket ends its replicate."""
@@ -107,6 +110,8 @@ class Planner:
         """Keep what later levels need from a ticket, trained or restored."""
         if result.branch != TICKET:
             return
+        self._kept = {key: kept for key, kept in self._kept.items() if key[1] >= result.level}
+        self._kept[(result.replicate, result.level)] = result
         trained = Trained(result.mask, result.result.state)
         if result.level == 0:
             captured = (result.result.captured.get(self.capture)
@@ -131,6 +136,8 @@ class Planner:
         done = self.checkpoints.get(replicate, 0, TICKET)
         if done is not None:
             return self.restore(done, replicate, 0, TICKET, self.capture)
+        if (replicate, 0) in self._kept:
+            return self._kept[(replicate, 0)]
         if self.x.dynamic is None:
             return Planned(replicate, 0, TICKET, self.guard.open(replicate, 0, TICKET),
                            Mask.dense(self.model, self.x.layers), self.points[replicate],
@@ -149,8 +156,9 @@ class Planner:
             state.init_state, state.captured_state, source.state, self.x.config))
         self.points[replicate] = point
         done = self.checkpoints.get(replicate, level, TICKET)
-        if done is not None:
-            ticket = self.restore(done, replicate, level, TICKET, None)
+        if done is not None or (replicate, level) in self._kept:
+            ticket = (self.restore(done, replicate, level, TICKET, None) if done is not None
+                      else self._kept[(replicate, level)])
             mask = ticket.mask
             yield ticket
         else:

@@ -1,9 +1,10 @@
 """What a dynamic sparse training method is to the loop: a step callback that moves the
 kept weights of one training, built from an ``UpdaterContext``.
 
-The loop's ``SingleNetwork`` exposes its masked weights (``sparse_layers``) and resets the
-optimizer state of chosen weights (``reset_state``); a method changes the weights and
-their keep tensors in place, between two steps.
+Both steppers (``SingleNetwork``, ``Population``) expose, per member, the masked weights
+(``sparse_layers``), a reset of the optimizer state of chosen weights (``reset_state``)
+and the dense gradients on a batch (``dense_gradients``); a method changes the weights
+and their keep tensors in place, between two steps.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class UpdaterContext:
     data: Splits  # e.g. batches for RigL's dense gradients
     config: TrainConfig
     data_seed: int  # seeds the method's randomness, per iteration
+    member: int = 0  # which of the stepper's networks (a population trains several)
 
 
 @runtime_checkable

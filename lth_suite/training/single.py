@@ -134,14 +134,22 @@ class SingleNetwork:
                 torch._foreach_mul_(self.masked_params, self.keeps)
         return loss
 
-    def sparse_layers(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    def sparse_layers(self, member: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
         """(name, weight, keep) of every weight with pruned entries; ``keep`` is 1.0/0.0 in
         the weight's dtype. Dynamic sparse training changes both in place between steps."""
         return list(zip(self.masked_names, self.masked_params, self.keeps))
 
-    def reset_state(self, weight: torch.Tensor, positions: torch.Tensor) -> None:
-        """Zero the optimizer state (moments, momentum) of ``weight`` at ``positions``."""
-        self.optimizer.reset_(weight, positions)
+    def reset_state(self, name: str, positions: torch.Tensor, member: int = 0) -> None:
+        """Zero the optimizer state (moments, momentum) of weight ``name`` at ``positions``."""
+        self.optimizer.reset_(self.masked_params[self.masked_names.index(name)], positions)
+
+    def dense_gradients(self, inputs: torch.Tensor, targets: torch.Tensor,
+                        member: int = 0) -> list[torch.Tensor]:
+        """Loss gradients of the ``sparse_layers`` weights on one batch, pruned entries
+        included (the ``.grad`` the optimizer uses is left alone)."""
+        with self.autocast:
+            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets)
+        return list(torch.autograd.grad(loss.float(), self.masked_params))
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
         """Loss and accuracy over a whole split, as a one-member list."""

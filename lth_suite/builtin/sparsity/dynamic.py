@@ -16,7 +16,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ...plugins.registry import NoParams
 from ...pruning import allocation
@@ -100,21 +99,23 @@ class DropGrow:
             self.update(done, fraction)
 
     def update(self, iteration: int, fraction: float) -> None:
-        """Drop and grow in every sparse layer of the stepper."""
-        layers = self.stepper.sparse_layers()
+        """Drop and grow in every sparse layer of the stepper's member."""
+        member = self.context.member
+        layers = self.stepper.sparse_layers(member)
         if self.by_gradient:
-            scores = [g.abs() for g in self._dense_gradients(iteration, [w for _, w, _ in layers])]
+            scores = [g.abs() for g in self.stepper.dense_gradients(*self._batch(iteration),
+                                                                    member=member)]
         else:
             generator = torch.Generator().manual_seed(
                 derive_seed(self.context.data_seed, "grow", iteration))
             scores = [torch.rand(w.shape, generator=generator) for _, w, _ in layers]
-        for (_, weight, keep), score in zip(layers, scores):
+        for (name, weight, keep), score in zip(layers, scores):
             newly = drop_and_grow(weight, keep, score, fraction)
-            self.stepper.reset_state(weight, newly)
+            self.stepper.reset_state(name, newly, member)
 
-    def _dense_gradients(self, iteration: int, weights: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Gradients of every weight, pruned ones included, on a fresh training batch."""
-        data, stepper = self.context.data, self.stepper
+    def _batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh training batch for RigL's gradients, drawn by the updater's own seed."""
+        data = self.context.data
         device = data.x_train.device
         generator = torch.Generator(device=device).manual_seed(
             derive_seed(self.context.data_seed, "gradient", iteration))
@@ -123,16 +124,13 @@ class DropGrow:
         inputs = data.x_train.index_select(0, index)
         if data.augment is not None:
             inputs = data.augment(inputs, generator)
-        with stepper.autocast:
-            logits = stepper.forward(stepper.convert(inputs))
-            loss = F.cross_entropy(logits, data.y_train.index_select(0, index))
-        return list(torch.autograd.grad(loss.float(), weights))
+        return inputs, data.y_train.index_select(0, index)
 
     def mask(self) -> Mask:
         """The starting mask with every sparse layer's current keep tensor."""
         current = dict(self.context.mask.items())
         if self.stepper is not None:
-            for name, _, keep in self.stepper.sparse_layers():
+            for name, _, keep in self.stepper.sparse_layers(self.context.member):
                 current[name] = keep.bool()
         return Mask(current)
 
