@@ -43,14 +43,6 @@ def report(experiment: ExperimentArg = None,
                               parse_levels(levels))
     except LthError as error:
         _fail(error)
-    semi = result.semi_structured
-    if semi is not None and semi.candidates:
-        if semi.converted:
-            out.print(f"2:4 weights as semi-structured sparse tensors (CUDA, float16): "
-                      f"{', '.join(semi.converted)}", highlight=False, markup=False)
-        if semi.reason:
-            out.print(f"2:4 weights kept in the masked dense model: {semi.reason}",
-                      highlight=False, markup=False)
     for path in result.files:
         out.print(str(path), highlight=False, markup=False)
     out.print(f"report of {result.run_name} in {result.folder}/, also logged to parent run "
@@ -70,14 +62,6 @@ def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | Non
         result = sweep_report(sweep, resolve_tracking_uri(tracking_uri, None), out_dir)
     except LthError as error:
         _fail(error)
-    semi = result.semi_structured
-    if semi is not None and semi.candidates:
-        if semi.converted:
-            out.print(f"2:4 weights as semi-structured sparse tensors (CUDA, float16): "
-                      f"{', '.join(semi.converted)}", highlight=False, markup=False)
-        if semi.reason:
-            out.print(f"2:4 weights kept in the masked dense model: {semi.reason}",
-                      highlight=False, markup=False)
     for path in result.files:
         out.print(str(path), highlight=False, markup=False)
     out.print(f"report of sweep {result.sweep_id} ({len(result.points)} points) in "
