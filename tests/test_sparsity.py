@@ -242,3 +242,13 @@ def test_semi_structured_export_on_cuda_computes_the_masked_network(tmp_path):
         x = torch.randn(64, 1, 28, 28)
         expected = model.to("cuda", torch.float16)(x.to("cuda", torch.float16))
         assert torch.allclose(sparse(x.to("cuda", torch.float16)), expected, atol=5e-2)
+
+
+def test_schema_offers_the_allocation_and_dynamic_plugins():
+    from lth_suite.spec.loading import json_schema
+
+    sparsity = json_schema(REGISTRY)["$defs"]["Sparsity"]["properties"]
+    for field, kind in (("allocation", "allocation"), ("dynamic", "dynamic")):
+        consts = {option["properties"]["name"]["const"] for option in sparsity[field]["oneOf"]
+                  if "properties" in option}
+        assert consts == set(REGISTRY.names(kind)), field

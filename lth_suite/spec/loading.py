@@ -236,4 +236,7 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     pruning["criterion"] = {"oneOf": options.get("criterion", [])}
     schema["properties"]["analyzers"] = {"type": "array",
                                          "items": {"oneOf": options.get("analyzer", [])}}
+    sparsity = definitions["Sparsity"]["properties"]
+    for field, kind in (("allocation", "allocation"), ("dynamic", "dynamic")):
+        sparsity[field] = {"oneOf": [*options.get(kind, []), {"type": "null"}]}
     return schema
