@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from lth_suite.builtin.datasets import MNIST_FILES, files
 from lth_suite.cli import app
+from lth_suite.errors import DataError
 from tests.conftest import TINY
 
 FUZZ = settings(deadline=None, derandomize=True, max_examples=6,  # per class
@@ -314,3 +315,24 @@ def test_hostile_npz_files_are_refused_cleanly(kind, data, tmp_path):
 def test_hostile_idx_files_are_refused_cleanly(kind, data, tmp_path):
     key, payload = data.draw(idx_case(kind))
     refused_idx(tmp_path, key, payload, small_limit=kind == "gzip_bomb")
+
+
+@settings(FUZZ, max_examples=150)
+@given(arrays=good_arrays(), compressed=st.booleans(), data=st.data())
+def test_damage_anywhere_in_an_archive_is_refused_or_harmless(arrays, compressed, data,
+                                                              tmp_path):
+    """Bytes changed anywhere (headers, names, sizes, the central directory): the reader
+    refuses the file with a DataError, or every array it returns is the original one (a
+    damaged name leaves that array out: the loader then reports it missing)."""
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    path = tmp_path / "data.npz"
+    path.write_bytes(damage(data.draw, buffer.getvalue()))
+    try:
+        read = files.read_npz(path, ("x", "y", "x_test", "y_test"))
+    except DataError as error:
+        assert str(path) in str(error) and "\n" not in str(error)
+        return
+    assert set(read) <= set(arrays)
+    assert all(np.array_equal(read[k], arrays[k]) and read[k].dtype == arrays[k].dtype
+               for k in read)

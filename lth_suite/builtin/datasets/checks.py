@@ -26,7 +26,8 @@ def check_count(where: str, count: int, least: int) -> None:
     """Refuse fewer than ``least`` examples."""
     if count < least:
         found = "no examples" if count == 0 else f"{count} example{'s' * (count != 1)}"
-        raise DataError(f"{where}: holds {found}; at least {least} are needed")
+        raise DataError(f"{where}: holds {found}; at least {least} "
+                        f"{'is' if least == 1 else 'are'} needed")
 
 
 def features(where: str, array: np.ndarray, least: int) -> np.ndarray:
@@ -45,8 +46,9 @@ def features(where: str, array: np.ndarray, least: int) -> np.ndarray:
     if not np.isfinite(converted).all():
         bad = ~np.isfinite(converted.reshape(len(converted), -1))
         first = int(np.argmax(bad.any(axis=1)))
-        raise DataError(f"{where}: holds {int(bad.sum())} NaN or infinite value(s) as float32, "
-                        f"the first in example {first}")
+        what = "NaN or infinite value(s)" if not np.isfinite(array).all() \
+            else "value(s) beyond float32's range (3.4e38)"
+        raise DataError(f"{where}: holds {int(bad.sum())} {what}, the first in example {first}")
     return converted
 
 

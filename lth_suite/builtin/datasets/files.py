@@ -23,8 +23,10 @@ from numpy.lib import format as npy
 from ...errors import DataError
 
 FALLBACK_LIMIT = 8 * 2**30  # where the machine's memory cannot be read
+CHUNK = 2**24
 # Errors a damaged zip member or gzip stream raises while it is read.
-READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, ValueError,
+               struct.error)
 
 
 def data_limit() -> int:
@@ -40,12 +42,17 @@ def data_limit() -> int:
         return FALLBACK_LIMIT
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (cut short), or its type's name."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+
+
 def _size(count: int) -> str:
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
 def _too_big(path: Path, what: str, count: int, limit: int) -> DataError:
-    return DataError(f"{path}: {what} expands to {_size(count)}, more than the "
+    return DataError(f"{path}: {what} expands to {_size(count)} or more, over the "
                      f"{_size(limit)} allowed (half this machine's memory)")
 
 
@@ -66,20 +73,20 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
                  name: str) -> np.ndarray:
     """One .npy member, its header checked against its size before its data is read."""
     if info.flag_bits & 0x1:
-        raise DataError(f"{path}: array '{name}' is encrypted")
+        raise DataError(f"{path}, array '{name}': is encrypted")
     with archive.open(info) as member:
         shape, fortran, dtype = _npy_header(member, path, name)
         if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-            raise DataError(f"{path}: array '{name}' holds Python objects or records (dtype "
+            raise DataError(f"{path}, array '{name}': holds Python objects or records (dtype "
                             f"{dtype}); lth-suite reads plain numeric arrays and never unpickles")
         expected = math.prod(shape) * dtype.itemsize
         if expected != info.file_size - member.tell():
-            raise DataError(f"{path}: array '{name}' is damaged: its header promises shape "
+            raise DataError(f"{path}, array '{name}': is damaged: its header promises shape "
                             f"{shape} of {dtype} ({expected} bytes) but it holds "
                             f"{info.file_size - member.tell()}")
         data = member.read(expected)  # reaching the end checks the member's CRC
     if len(data) != expected:
-        raise DataError(f"{path}: array '{name}' is truncated")
+        raise DataError(f"{path}, array '{name}': is truncated")
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
@@ -92,10 +99,10 @@ def _npy_header(member: IO[bytes], path: Path, name: str) -> tuple[tuple[int, ..
         read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
         shape, fortran, dtype = read(member)
     except (ValueError, TypeError, SyntaxError, RecursionError, OverflowError) as exc:
-        raise DataError(f"{path}: array '{name}' is not a readable .npy array "
-                        f"({str(exc).splitlines()[0][:120]})") from None
+        raise DataError(f"{path}, array '{name}': is not a readable .npy array "
+                        f"({_first_line(exc)})") from None
     if not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise DataError(f"{path}: array '{name}' has an invalid shape {shape}")
+        raise DataError(f"{path}, array '{name}': has an invalid shape {shape}")
     return tuple(shape), bool(fortran), dtype
 
 
@@ -120,7 +127,7 @@ def read_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
             return {name: _read_member(archive, members[name], path, name) for name in wanted}
     except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot be read as an .npz archive "
-                        f"({str(exc).splitlines()[0][:120] or type(exc).__name__})") from None
+                        f"({_first_line(exc)})") from None
 
 
 # --- IDX ------------------------------------------------------------------------------
@@ -132,19 +139,24 @@ def _read_bounded(path: Path, limit: int) -> bytes:
             if path.stat().st_size > limit:
                 raise _too_big(path, "the file", path.stat().st_size, limit)
             return path.read_bytes()
+        chunks, total = [], 0
         with gzip.open(path, "rb") as stream:
-            raw = stream.read(limit + 1)  # never more than the limit in memory
+            # In chunks: one read of limit + 1 bytes would allocate that much up front.
+            while total <= limit and (chunk := stream.read(CHUNK)):
+                chunks.append(chunk)
+                total += len(chunk)
     except READ_ERRORS as exc:
-        raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0][:120] or type(exc).__name__})"
-                        ) from None
-    if len(raw) > limit:
-        raise _too_big(path, "the decompressed file", len(raw), limit)
-    return raw
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
+    if total > limit:
+        raise _too_big(path, "the decompressed file", total, limit)
+    return b"".join(chunks)
 
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format) of unsigned bytes, gzipped or not."""
     raw = _read_bounded(path, data_limit())
+    if not raw:
+        raise DataError(f"{path}: is empty")
     # Magic: two zero bytes, the element type (0x08 = unsigned byte), the number of dims.
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         hint = " (it is gzipped: name it .gz)" if raw[:2] == b"\x1f\x8b" else ""
