@@ -52,7 +52,7 @@ def _size(count: int) -> str:
 
 
 def _too_big(path: Path, what: str, count: int, limit: int) -> DataError:
-    return DataError(f"{path}: {what} expands to {_size(count)} or more, over the "
+    return DataError(f"{path}: {what} {_size(count)} or more once decompressed, over the "
                      f"{_size(limit)} allowed (half this machine's memory)")
 
 
@@ -123,7 +123,8 @@ def read_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
             wanted = [name for name in names if name in members]
             total, limit = sum(members[name].file_size for name in wanted), data_limit()
             if total > limit:
-                raise _too_big(path, ", ".join(f"'{n}'" for n in wanted), total, limit)
+                raise _too_big(path, "arrays " + ", ".join(f"'{n}'" for n in wanted) + " hold",
+                               total, limit)
             return {name: _read_member(archive, members[name], path, name) for name in wanted}
     except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot be read as an .npz archive "
@@ -137,7 +138,7 @@ def _read_bounded(path: Path, limit: int) -> bytes:
     try:
         if path.suffix != ".gz":
             if path.stat().st_size > limit:
-                raise _too_big(path, "the file", path.stat().st_size, limit)
+                raise _too_big(path, "the file holds", path.stat().st_size, limit)
             return path.read_bytes()
         chunks, total = [], 0
         with gzip.open(path, "rb") as stream:
@@ -148,7 +149,7 @@ def _read_bounded(path: Path, limit: int) -> bytes:
     except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
     if total > limit:
-        raise _too_big(path, "the decompressed file", total, limit)
+        raise _too_big(path, "the file holds", total, limit)
     return b"".join(chunks)
 
 
