@@ -35,8 +35,9 @@ def features(where: str, array: np.ndarray, least: int) -> np.ndarray:
     if array.dtype.kind not in NUMBERS:
         raise DataError(f"{where}: holds {_holds(array)}; features must be real numbers")
     if array.ndim < 2:
-        raise DataError(f"{where}: has shape {array.shape}, one value per example; features "
-                        "need shape (examples, ...): for one feature per example use x[:, None]")
+        hint = ": for one feature per example use x[:, None]" if array.ndim == 1 else ""
+        raise DataError(f"{where}: has shape {array.shape}; features need shape "
+                        f"(examples, ...){hint}")
     check_count(where, len(array), least)
     if math.prod(array.shape[1:]) == 0:
         raise DataError(f"{where}: every example is empty (shape {array.shape})")

@@ -23,8 +23,9 @@ from numpy.lib import format as npy
 from ...errors import DataError
 
 FALLBACK_LIMIT = 8 * 2**30  # where the machine's memory cannot be read
-CHUNK = 2**24
-# Errors a damaged zip member or gzip stream raises while it is read.
+CHUNK = 2**24  # bytes per gzip read
+# What a damaged file raises while it is read: a bad CRC, a broken deflate or gzip stream,
+# an unknown compression method, malformed fields of the zip's directory.
 READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, ValueError,
                struct.error)
 
@@ -96,6 +97,7 @@ def _npy_header(member: IO[bytes], path: Path, name: str) -> tuple[tuple[int, ..
         version = npy.read_magic(member)
         if version not in ((1, 0), (2, 0), (3, 0)):
             raise ValueError(f"unknown .npy format version {version}")
+        # 3.0 differs from 2.0 only in UTF-8 field names, and records are refused anyway.
         read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
         shape, fortran, dtype = read(member)
     except (ValueError, TypeError, SyntaxError, RecursionError, OverflowError) as exc:
