@@ -71,7 +71,8 @@ def _driver_writes(launcher: Launcher) -> bool:
 def unit_graph(spec: ExperimentSpec) -> UnitGraph:
     """The units of an experiment and what each one waits for."""
     return UnitGraph.build(spec.experiment.replicates, spec.pruning.levels,
-                           spec.controls.enabled())
+                           spec.controls.enabled(),
+                           dense_controls=spec.sparsity is not None and spec.sparsity.dynamic is not None)
 
 
 @dataclass

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..tracking.names import TICKET
+from ..training.dynamic import MaskUpdater, UpdaterContext
 from ..training.loop import Evaluated
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
@@ -55,10 +57,13 @@ class Trainer:
         config, point = self.x.config, item.point
         self.model.load_state_dict(point.state)
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
-        return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
-                     start_iteration=point.start_iteration, constant_lr=point.constant_lr,
-                     capture_at=_captures(item), progress=tick,
-                     evaluated=self._telling([item]))
+        updaters = self._updaters([item])
+        result = train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+                       start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                       capture_at=_captures(item), progress=tick, callbacks=list(updaters.values()),
+                       evaluated=self._telling([item]))
+        self._final_masks(updaters, [item])
+        return result
 
     def train_together(self, items: list[Planned]) -> list[TrainResult]:
         """Train the items as one population, every member from its own start."""
@@ -70,10 +75,14 @@ class Trainer:
         tick = self.progress.begin(f"level {items[0].level}: population of {len(items)}",
                                    point.start_iteration, self.x.config.total)
         members = [Member(i.point.state, i.mask, i.data_seed, _captures(i)) for i in items]
-        return train_population(self.model, members, self.x.data, self.x.config,
-                                start_iteration=point.start_iteration,
-                                constant_lr=point.constant_lr, progress=tick,
-                                evaluated=self._telling(items))
+        updaters = self._updaters(items)
+        results = train_population(self.model, members, self.x.data, self.x.config,
+                                   start_iteration=point.start_iteration,
+                                   constant_lr=point.constant_lr, progress=tick,
+                                   callbacks=list(updaters.values()),
+                                   evaluated=self._telling(items))
+        self._final_masks(updaters, items)
+        return results
 
     def _telling(self, items: list[Planned]) -> Evaluated | None:
         """What the loop calls with each evaluation's rows: one per item, in order."""
@@ -86,6 +95,19 @@ class Trainer:
                 evaluated(item, row)
 
         return tell
+
+    def _updaters(self, items: list[Planned]) -> dict[int, MaskUpdater]:
+        """Per member (index in ``items``), the dynamic sparse training of a level-0 ticket."""
+        if self.x.dynamic is None:
+            return {}
+        return {member: self.x.dynamic.updater(UpdaterContext(
+                    item.mask, self.x.data, self.x.config, item.data_seed, member))
+                for member, item in enumerate(items) if item.level == 0 and item.branch == TICKET}
+
+    def _final_masks(self, updaters: dict[int, MaskUpdater], items: list[Planned]) -> None:
+        """A dynamically trained ticket is the mask it ended with."""
+        for member, updater in updaters.items():
+            items[member].mask = updater.mask().to(self.x.device)
 
 
 def _captures(item: Planned) -> frozenset[int]:
