@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import LthError
-from .common import UriOpt, _fail, app, out
+from .common import UriOpt, _fail, app, out, print_statistics
 
 ExperimentArg = Annotated[str | None, typer.Argument(
     help="parent run id, MLflow experiment name (its latest run), spec hash or run name",
@@ -26,7 +26,7 @@ def report(experiment: ExperimentArg = None,
                show_default=False)] = None,
            tracking_uri: UriOpt = None,
            levels: Annotated[str | None, typer.Option(
-               "--levels", help="levels drawn in accuracy_vs_iteration.png, e.g. 0,2,5 "
+               "--levels", help="levels drawn in accuracy_vs_iteration, e.g. 0,2,5 "
                "(default: a few spread levels)", show_default=False)] = None,
            sweep: SweepOpt = None,
            ) -> None:
@@ -45,8 +45,10 @@ def report(experiment: ExperimentArg = None,
         _fail(error)
     for path in result.files:
         out.print(str(path), highlight=False, markup=False)
+    print_statistics(result)
     out.print(f"report of {result.run_name} in {result.folder}/, also logged to parent run "
-              f"{result.parent_run_id} under report/", highlight=False, markup=False)
+              f"{result.parent_run_id} (summary.md and PNG figures at its artifact root, "
+              "PDF/SVG under report/)", highlight=False, markup=False)
 
 
 def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | None,
