@@ -42,8 +42,12 @@ def _branch_cells(data: ReportData, branch: str) -> list[Cell]:
 
 def weights_axis(ax, data: ReportData) -> None:
     """Log x axis of percent of weights remaining, reversed: sparser to the right."""
-    percents = sorted({round(data.cells[TICKET][lv].percent, 6) for lv in data.levels},
-                      reverse=True)
+    weights_axis_from(ax, sorted({round(data.cells[TICKET][lv].percent, 6)
+                                  for lv in data.levels}, reverse=True))
+
+
+def weights_axis_from(ax, percents: list[float]) -> None:
+    """The weights-remaining axis, ticks at ``percents`` (largest first)."""
     ax.set_xscale("log")
     ax.set_xlim(max(percents) * 1.2, min(percents) / 1.2)
     step = max(1, len(percents) // 9)
@@ -63,6 +67,12 @@ def _mean_and_errors(data: ReportData, values: list[list[float]]):
         below.append(mean - found.low if found and found.exists else 0.0)
         above.append(found.high - mean if found and found.exists else 0.0)
     return means, [below, above]
+
+
+def cap_at_100(ax) -> None:
+    """Intervals of few replicates can pass 100% accuracy; the axis stops just above it."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, min(high, 100.5))
 
 
 def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
@@ -89,6 +99,8 @@ def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
                        label="last evaluation (circled: early stop there, training may be "
                              "too short)")
         weights_axis(ax, data)
+        if not mark_end:  # an accuracy axis
+            cap_at_100(ax)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{data.title}: {title}")
         ax.legend(title=interval_note(data))

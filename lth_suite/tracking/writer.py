@@ -24,13 +24,16 @@ from mlflow.tracking import MlflowClient
 
 from .. import __version__
 from ..pruning.masks import Mask
+from .experiments import adoptable, experiment_id
 from .names import (
     ERROR_TAG,
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
     MASK_ARTIFACT,
+    NOTE_TAG,
     OWN_GIT_COMMIT_TAG,
     PARENT_TAG,
+    REDIRECT_TAG,
     RESUMED_TAG,
     RUN_NAME_TAG,
     SPEC_ARTIFACT,
@@ -88,28 +91,24 @@ class Tracker:
         # run ends: one write per training instead of four (see ``start_child``).
         self._pending: dict[str, tuple[list[Param], list[Metric]]] = {}
 
-    def _experiment_id(self, name: str) -> str:
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        location = None
-        if self.uri.startswith("sqlite:"):
-            location = (Path.cwd().resolve() / "mlruns" / safe_name(name)).as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
-
     def start_experiment(self, experiment: str, run_name: str, params: Mapping[str, Any],
                          tags: Mapping[str, str], spec_yaml: str) -> str:
         """Create (or adopt, under ``mlflow run``) the parent run and describe it."""
         all_tags = {**_git_state(), VERSION_TAG: __version__, **tags}
-        adopted = os.environ.get("MLFLOW_RUN_ID")
+        launched = os.environ.get("MLFLOW_RUN_ID")
+        adopted = adoptable(self.client, launched, experiment)
         if adopted:
             self.parent_id, self._adopted_parent = adopted, True
             self.experiment_id = self.client.get_run(adopted).info.experiment_id
             self.client.set_tag(adopted, RUN_NAME_TAG, run_name)
         else:
-            self.experiment_id = self._experiment_id(experiment)
+            self.experiment_id = experiment_id(self.client, self.uri, experiment)
             run = self.client.create_run(self.experiment_id, run_name=run_name)
             self.parent_id = run.info.run_id
+            if launched:  # the ``mlflow run`` run says where the experiment went
+                self._log(launched, tags={REDIRECT_TAG: self.parent_id, NOTE_TAG: (
+                    f"lth-suite logged this run as `{self.parent_id}` in experiment "
+                    f"`{experiment}`.")})
         self._open.append(self.parent_id)
         # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
         self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
