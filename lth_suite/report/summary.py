@@ -102,9 +102,18 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
     if stems:
         formats = ", ".join(data.settings.formats)
         lines += ["", "## Figures", "", f"Each figure is written as {formats}.", ""]
-        lines += [f"- `{stem}`: {FIGURE_NOTES.get(stem, 'what the analyzer logged, by level')}"
+        notes = {**FIGURE_NOTES, "accuracy_vs_iteration": _curves_note(data)}
+        lines += [f"- `{stem}`: {notes.get(stem, 'what the analyzer logged, by level')}"
                   for stem in stems]
     return "\n".join(lines) + "\n"
+
+
+def _curves_note(data: ReportData) -> str:
+    tickets = [str(c.level) for c in data.curves if c.branch == TICKET]
+    controls = sorted({str(c.level) for c in data.curves if c.branch != TICKET})
+    return ("test accuracy during training, zoomed to the range the curves cover: the ticket "
+            f"at levels {', '.join(tickets)}."
+            + (f" The controls at level {', '.join(controls)}." if controls else ""))
 
 
 FIGURE_NOTES = {
@@ -112,8 +121,6 @@ FIGURE_NOTES = {
     "weights remaining (log scale, sparser to the right), per branch, with interval bars.",
     "early_stop_vs_weights": "the early-stop iteration against the percent of weights "
     "remaining, per branch; circled points stopped at the last evaluation.",
-    "accuracy_vs_iteration": "test accuracy during training of the ticket at a few levels and "
-    "of the controls at the chosen ones, zoomed to the range the curves cover.",
     "mask_similarity": "IoU of the ticket masks of every (replicate, level) pair, with the "
     "chance IoU of random masks of the same densities above the diagonal.",
     "analysis_layer_density": "per-layer density of the ticket against weights remaining.",
