@@ -44,7 +44,8 @@ def experiment_kind(spec: Mapping[str, str]) -> str:
     criterion = spec.get("pruning.criterion.name", "").strip('"').lower()
     if any(key.startswith(("dst.", "sparse_training.")) for key in spec):
         return "dst"
-    return "init" if criterion in AT_INIT_CRITERIA else "imp"
+    at_init = spec.get("pruning.criterion.at", "").strip('"') == "init"
+    return "init" if at_init or criterion in AT_INIT_CRITERIA else "imp"
 
 
 def _rewind_text(spec: Mapping[str, str]) -> str:
