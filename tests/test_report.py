@@ -247,7 +247,7 @@ def test_accuracy_vs_iteration_is_zoomed_and_shows_the_controls(drawn):
 
 
 def weights_label(result, level: int) -> str:
-    from lth_suite.report.style import weights_text
+    from lth_suite.report.numbers import weights_text
 
     return weights_text(result.data.cells["ticket"][level].percent)
 

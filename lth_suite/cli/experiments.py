@@ -172,13 +172,15 @@ def _print_time_split(finished, seconds: float) -> None:
 def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
     branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
                       key=lambda b: (b != "ticket", b))
-    table = Table(title=f"test accuracy at the early-stop iteration ({seconds:.1f} s)")
+    from ..report.numbers import accuracy_text, weights_text
+
+    table = Table(title=f"test accuracy (%) at the early-stop iteration ({seconds:.1f} s)")
     table.add_column("level", justify="right")
-    table.add_column("weights left", justify="right")
+    table.add_column("weights left (%)", justify="right")
     for branch in branches:
         table.add_column(branch, justify="right")
     for row in rows:
-        cells = [f"{row.get(f'{b}/early_stop_test_accuracy', float('nan')):.4f}"
-                 if f"{b}/early_stop_test_accuracy" in row else "-" for b in branches]
-        table.add_row(str(int(row["level"])), f"{100 * row['density']:.1f}%", *cells)
+        cells = [accuracy_text(100 * row[f"{b}/early_stop_test_accuracy"])
+                 if f"{b}/early_stop_test_accuracy" in row else "–" for b in branches]
+        table.add_row(str(int(row["level"])), weights_text(100 * row["density"]), *cells)
     out.print(table)

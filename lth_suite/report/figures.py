@@ -12,14 +12,8 @@ from ..analysis.similarity import chance_iou
 from ..analysis.stats import interval
 from ..tracking.names import MASK_ARTIFACT, TICKET
 from .data import Cell, Curve, ReportData, iou_matrix
-from .style import (
-    branch_label,
-    branch_style,
-    new_figure,
-    save,
-    styled,
-    weights_text,
-)
+from .numbers import weights_text
+from .style import branch_label, branch_style, new_figure, save, styled
 
 ZOOM_FROM = 0.1  # the zoomed accuracy axis ignores the first 10% of training
 

@@ -96,6 +96,11 @@ def interval_text(found: Interval | None, digits: int) -> str:
     return text
 
 
+def accuracy_interval(found: Interval | None) -> str:
+    """An accuracy interval (in %) as every table prints it."""
+    return interval_text(found, 2)
+
+
 def comparison_text(compared: Comparison) -> str:
     """``+1.23 pp, p=0.012, d_z=2.1`` (ticket minus control), or why there is no test."""
     text = f"{compared.mean_difference:+.2f} pp"
@@ -126,7 +131,7 @@ def terminal_rows(data: ReportData, levels: list[LevelStatistics],
                   ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the terminal's table: accuracy with its interval per branch, and
     the ticket's comparison with each control, formatted as in ``summary.md``."""
-    from .style import weights_text
+    from .numbers import weights_text
 
     branches = data.branches()
     controls = [b for b in branches if b != TICKET]
@@ -136,6 +141,6 @@ def terminal_rows(data: ReportData, levels: list[LevelStatistics],
     for stats in levels:
         found = {c.control: c for c in stats.comparisons}
         rows.append([str(stats.level), weights_text(stats.percent)]
-                    + [interval_text(stats.accuracy.get(b), 2) for b in branches]
+                    + [accuracy_interval(stats.accuracy.get(b)) for b in branches]
                     + [comparison_text(found[c]) if c in found else "–" for c in controls])
     return header, rows

@@ -1,7 +1,6 @@
 """One look for every figure of a report: colors, legends, number formats, files.
 
-Figures, ``summary.md`` and the terminal print numbers through the same helpers
-(``weights_text``, ``accuracy_text``), so a value reads the same in all three.
+Numbers are formatted by ``numbers``, shared with ``summary.md`` and the terminal.
 """
 
 from __future__ import annotations
@@ -26,16 +25,6 @@ LINES = {TICKET: "-", REINIT: "--", RANDOM_PRUNE: ":"}
 AT_INIT_CRITERIA = ("snip", "grasp", "synflow")
 FONT_SCALE = {"paper": 1.0, "talk": 1.35}
 ASPECT = 0.68  # height / width
-
-
-def weights_text(percent: float) -> str:
-    """Percent of weights remaining, three significant digits: ``100``, ``51.2``, ``3.52``."""
-    return f"{percent:.3g}"
-
-
-def accuracy_text(percent: float) -> str:
-    """Test accuracy in percent, two decimals: ``97.31``."""
-    return f"{percent:.2f}"
 
 
 def experiment_kind(spec: Mapping[str, str]) -> str:

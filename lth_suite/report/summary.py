@@ -9,8 +9,14 @@ from statistics import mean
 from ..analysis.similarity import chance_iou, iou
 from ..tracking.names import TICKET
 from .data import ReportData
-from .statistics import LevelStatistics, comparison_text, interval_text, method_note
-from .style import weights_text
+from .numbers import weights_text
+from .statistics import (
+    LevelStatistics,
+    accuracy_interval,
+    comparison_text,
+    interval_text,
+    method_note,
+)
 
 END_MARK = "†"  # an early stop at the last evaluation
 
@@ -30,7 +36,7 @@ def results_table(data: ReportData, levels: list[LevelStatistics]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for stats in levels:
         row = [str(stats.level), weights_text(stats.percent)]
-        row += [interval_text(stats.accuracy.get(b), 2) for b in branches]
+        row += [accuracy_interval(stats.accuracy.get(b)) for b in branches]
         for b in branches:
             text = interval_text(stats.iteration.get(b), 0)
             cell = data.cells[b].get(stats.level)

@@ -16,7 +16,8 @@ from typing import Any
 from ..analysis.stats import interval
 from ..spec.report import Report
 from ..tracking.names import CONTROLS
-from .style import LINES, MARKERS, new_figure, save, styled, weights_text
+from .numbers import weights_text
+from .style import LINES, MARKERS, new_figure, save, styled
 
 SEED = "experiment.seed"
 
