@@ -185,3 +185,11 @@ def test_mlflow_run_into_the_default_experiment_logs_into_the_spec_experiment(
     monkeypatch.setenv("MLFLOW_RUN_ID", named)
     again = open_tracker(tracking_uri)
     assert again.start_experiment("lenet300-mnist", "x", {}, {}, "spec: {}\n") == named
+
+
+def test_the_ui_address_opens_the_model_training_mode():
+    from lth_suite.tracking import ui_url
+
+    assert ui_url("127.0.0.1", 5000) == ("http://127.0.0.1:5000/#/experiments"
+                                         "?workflowType=machine_learning")
+    assert ui_url("h", 80, "3").endswith("/#/experiments/3?workflowType=machine_learning")

@@ -73,10 +73,12 @@ def ui(tracking_uri: UriOpt = None,
     """Start the MLflow UI (on 127.0.0.1 unless told otherwise) for the configured store."""
     import subprocess
 
-    from ..tracking import resolve_tracking_uri, ui_command
+    from ..tracking import resolve_tracking_uri, ui_command, ui_url
 
     uri = resolve_tracking_uri(tracking_uri, None)
-    err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    err.print(f"MLflow UI for {uri} at {ui_url(host, port)} (Ctrl-C stops it); its sidebar's "
+              "'Model training' switch, which the browser remembers, shows experiments' runs "
+              "rather than GenAI traces", highlight=False)
     try:
         raise typer.Exit(subprocess.call(ui_command(uri, port, host)))
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..tracking.names import TICKET
 from .data import ReportData
 from .figures import weights_axis
-from .style import new_figure, save, styled
+from .style import legend_below, new_figure, save, styled
 
 Series = dict[str, dict[int, float]]  # line label -> level -> value
 
@@ -33,7 +33,7 @@ def _lines(data: ReportData, stem: Path, series: Series, ylabel: str, title: str
             ax.set_yscale("log")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{data.title}: {title}")
-        ax.legend(title=note, ncol=2 if len(series) > 8 else 1)
+        legend_below(ax, note, len(series))
         return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
 
 

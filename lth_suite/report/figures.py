@@ -13,7 +13,7 @@ from ..analysis.stats import interval
 from ..tracking.names import MASK_ARTIFACT, TICKET
 from .data import Cell, Curve, ReportData, iou_matrix
 from .numbers import weights_text
-from .style import branch_label, branch_style, new_figure, save, styled
+from .style import branch_label, branch_style, legend_below, new_figure, save, styled
 
 ZOOM_FROM = 0.1  # the zoomed accuracy axis ignores the first 10% of training
 
@@ -97,7 +97,7 @@ def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
             cap_at_100(ax)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{data.title}: {title}")
-        ax.legend(title=interval_note(data))
+        legend_below(ax, interval_note(data), len(ax.get_legend_handles_labels()[1]))
         return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
 
 
@@ -167,7 +167,7 @@ def accuracy_vs_iteration(data: ReportData, stem: Path) -> list[Path]:
         ax.set_ylabel("test accuracy (%, zoomed)")
         title = "test accuracy during training"
         ax.set_title(f"{data.title}: {title}")
-        ax.legend(title=interval_note(data), ncol=2 if len(data.curves) > 5 else 1)
+        legend_below(ax, interval_note(data), len(data.curves))
         return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
 
 

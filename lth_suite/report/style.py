@@ -82,6 +82,12 @@ def styled(settings: Report) -> Iterator[None]:
         yield
 
 
+def legend_below(ax, title: str, entries: int) -> None:
+    """The legend under the axes, so that it never hides a line or an interval bar."""
+    ax.legend(title=title, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=2 if entries > 4 else 1, frameon=False)
+
+
 def new_figure(settings: Report, height: float | None = None):
     """A figure of the report's width and one axes."""
     width = settings.width
@@ -98,7 +104,7 @@ def save(fig, stem: Path, settings: Report, title: str, caption: str) -> list[Pa
         about = {"png": {"Title": title, "Description": caption},
                  "pdf": {"Title": title, "Subject": caption},
                  "svg": {"Title": title, "Description": caption}}[fmt]
-        fig.savefig(path, dpi=settings.dpi, metadata=about)
+        fig.savefig(path, dpi=settings.dpi, metadata=about, bbox_inches="tight")
         written.append(path)
     plt.close(fig)
     return written

@@ -17,7 +17,7 @@ from ..analysis.stats import interval
 from ..spec.report import Report
 from ..tracking.names import CONTROLS
 from .numbers import weights_text
-from .style import LINES, MARKERS, new_figure, save, styled
+from .style import LINES, MARKERS, legend_below, new_figure, save, styled
 
 SEED = "experiment.seed"
 
@@ -110,8 +110,9 @@ def group_figure(sweep_id: str, groups: list[Group], settings: Report, stem: Pat
             cap_at_100(ax)
         ax.set_ylabel("test accuracy at early stop (%)")
         ax.set_title(f"sweep {sweep_id[:8]}: {title}")
-        ax.legend(title=f"mean over seeds, {100 * settings.confidence:.0f}% interval"
-                  + ("; dashed/dotted: controls" if controls else ""))
+        legend_below(ax, f"mean over seeds, {100 * settings.confidence:.0f}% interval"
+                     + ("; dashed/dotted: controls" if controls else ""),
+                     len(ax.get_legend_handles_labels()[1]))
         return save(fig, stem, settings, f"sweep {sweep_id[:8]}: {title}",
                     f"sweep {sweep_id}")
 
