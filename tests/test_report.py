@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 from typer.testing import CliRunner
 
 from lth_suite.cli import app
@@ -67,6 +68,8 @@ def test_report_writes_every_figure_and_a_row_per_level(experiment, tmp_path):
         png, pdf = (out / f"{stem}.png").read_bytes(), (out / f"{stem}.pdf").read_bytes()
         assert png.startswith(PNG) and len(png) > 10_000, stem
         assert pdf.startswith(PDF) and len(pdf) > 5_000, stem
+        about = Image.open(out / f"{stem}.png").text  # the hash is in the metadata only
+        assert about["Title"].startswith("tiny: ") and finished.spec_hash in about["Description"]
     summary = (out / "summary.md").read_text()
     rows = table_rows(summary)
     assert [row[0] for row in rows] == ["0", "1", "2"]
@@ -282,6 +285,21 @@ def test_analyzer_figures_plot_what_the_analyzers_logged(drawn):
     heatmap = kept["mask_similarity"]
     assert "chance" in heatmap.get_title()
     assert len(heatmap.texts) == (3 * 2) ** 2  # replicates x pruned levels, every cell
+
+
+def test_an_instability_figure_draws_the_barrier(drawn, tmp_path):
+    from dataclasses import replace
+
+    from lth_suite.report.analyzer_figures import analyzer_figures
+
+    _, result = drawn
+    barrier = {"barrier": {1: 0.02, 2: 0.05}, "endpoint_error": {1: 0.1, 2: 0.12}}
+    data = replace(result.data, analyses={"instability": barrier},
+                   settings=Report(formats=["svg"]))
+    written = analyzer_figures(data, tmp_path)
+    assert [p.name for p in written] == ["analysis_instability.svg"]
+    svg = written[0].read_text()
+    assert "instability: error barrier" in svg and "endpoint_error" in svg
 
 
 def test_statistics_are_logged_per_level_and_the_run_describes_itself(experiment, tmp_path):

@@ -140,8 +140,9 @@ def sweep_report(key: str, uri: str, out_dir: Path | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     settings = logged_settings(curves[0].run)
     groups = sweep_groups(curves, settings)
-    figures = group_figure(sweep_id, groups, settings, folder / "sweep_accuracy_vs_weights",
-                           controls)
+    name = reader.client.get_experiment(curves[0].run.experiment_id).name
+    figures = group_figure(name, sweep_id, groups, settings,
+                           folder / "sweep_accuracy_vs_weights", controls)
     table = folder / "sweep.md"
     table.write_text(group_table(sweep_id, groups, settings) + "\n" + _table(sweep_id, curves),
                      encoding="utf-8")

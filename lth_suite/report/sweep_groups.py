@@ -77,9 +77,10 @@ def _seeds(group: Group) -> str:
     return f"{len(group.points)} seed{'s' if len(group.points) > 1 else ''}"
 
 
-def group_figure(sweep_id: str, groups: list[Group], settings: Report, stem: Path,
+def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report, stem: Path,
                  controls: bool) -> list[Path]:
-    """Ticket accuracy against weights remaining, one line per group (controls dashed)."""
+    """Ticket accuracy against weights remaining, one line per group (controls dashed),
+    titled with the sweep's MLflow experiment ``name``."""
     from .figures import cap_at_100, weights_axis_from
 
     title = "tickets side by side"
@@ -109,12 +110,11 @@ def group_figure(sweep_id: str, groups: list[Group], settings: Report, stem: Pat
             weights_axis_from(ax, sorted(percents, reverse=True))
             cap_at_100(ax)
         ax.set_ylabel("test accuracy at early stop (%)")
-        ax.set_title(f"sweep {sweep_id[:8]}: {title}")
+        ax.set_title(f"{name}: {title}")
         legend_below(ax, f"mean over seeds, {100 * settings.confidence:.0f}% interval"
                      + ("; dashed/dotted: controls" if controls else ""),
                      len(ax.get_legend_handles_labels()[1]))
-        return save(fig, stem, settings, f"sweep {sweep_id[:8]}: {title}",
-                    f"sweep {sweep_id}")
+        return save(fig, stem, settings, f"{name}: {title}", f"sweep {sweep_id}")
 
 
 def group_table(sweep_id: str, groups: list[Group], settings: Report) -> str:
