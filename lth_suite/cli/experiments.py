@@ -11,6 +11,7 @@ from rich.table import Table
 from ..errors import LthError
 from .common import (
     OverridesOpt,
+    Resumable,
     SetOpt,
     SpecArg,
     UriOpt,
@@ -39,28 +40,38 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
     from ..tracking import open_tracker, resolve_tracking_uri
 
     extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
-    try:
-        plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
-        uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
-        launcher = check_launcher(experiment_spec, plugins, uri)  # before data load and any run
-        experiment = prepare(experiment_spec, plugins)
-        if dry_run:
-            _print_plan(experiment)
-            return
-        tracker = open_tracker(uri)
-        resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
-                     if resume else None)
-        if resume and resume_id is None:
-            err.print("nothing to resume for this spec: starting a new experiment")
-    except LthError as error:
-        _fail(error)
-    _execute(experiment, launcher, tracker, resume_id, tracking_uri)
+    with stopping_cleanly() as stop:  # Ctrl-C while loading data is clean too
+        try:
+            plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
+            uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
+            launcher = check_launcher(experiment_spec, plugins, uri)  # before data and runs
+            experiment = prepare(experiment_spec, plugins)
+            if dry_run:
+                _print_plan(experiment)
+                return
+            tracker = open_tracker(uri)
+            resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
+                         if resume else None)
+            if resume and resume_id is None:
+                err.print("nothing to resume for this spec: starting a new experiment")
+        except LthError as error:
+            _fail(error)
+        _execute(experiment, launcher, tracker, resume_id, tracking_uri, stop)
 
 
 @app.command()
 def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experiment")],
            set_: SetOpt = None, tracking_uri: UriOpt = None) -> None:
     """Continue an interrupted experiment in its own parent run, skipping what is done."""
+    again = f"lth-suite resume {run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri
+                                            else "")
+    with stopping_cleanly(lambda: again) as stop:
+        _resume(run_id, set_, tracking_uri, stop)
+
+
+def _resume(run_id: str, set_: list[str] | None, tracking_uri: str | None,
+            stop: Resumable) -> None:
+    """``resume`` once Ctrl-C is handled: the logged spec, checked, then executed."""
     from ..launch.execute import check_launcher
     from ..lottery.checkpoints import check_same_spec, logged_spec
     from ..lottery.experiment import prepare
@@ -85,11 +96,11 @@ def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experim
         experiment = prepare(experiment_spec, plugins)
     except LthError as error:
         _fail(error)
-    _execute(experiment, launcher, tracker, run_id, tracking_uri)
+    _execute(experiment, launcher, tracker, run_id, tracking_uri, stop)
 
 
 def _execute(experiment, launcher, tracker, resume_id: str | None,
-             tracking_uri: str | None) -> None:
+             tracking_uri: str | None, stop: Resumable) -> None:
     """Run or resume a prepared experiment through its launcher and print the outcome."""
     from ..launch.execute import ExperimentPlan, execute
     from ..lottery.progress import ConsoleProgress
@@ -100,9 +111,12 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
         err.print(f"launcher {spec.launcher.name}: units run as they become ready; "
                   f"tracking at {tracker.uri}", highlight=False, markup=False)
     plan = ExperimentPlan(spec, tracker, experiment, resume_id)
-    with stopping_cleanly(lambda: f"lth-suite resume {tracker.parent_id} "
-                                  f"--tracking-uri {tracker.uri}"):
-        result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
+    def resume_command() -> str | None:
+        parent = tracker.parent_id or resume_id  # None: interrupted before the parent existed
+        return f"lth-suite resume {parent} --tracking-uri {tracker.uri}" if parent else None
+
+    stop.command = resume_command
+    result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
     if result.error is not None:
         if not launcher.in_process:
             err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "

@@ -164,9 +164,10 @@ class Recorder:
         self.tracker.log_metrics(self.parent, {WALL_TIME: self.progress.elapsed()})
         self.tracker.end_run(self.parent)
 
-    def end_all(self, error: BaseException) -> None:
-        """End every run still open: KILLED when interrupted, else FAILED naming ``error``."""
-        self.tracker.end_all(*ending(error))
+    def end_all(self, error: BaseException) -> list[str]:
+        """End every run still open: KILLED when interrupted, else FAILED naming ``error``;
+        the runs a failing store would not let end."""
+        return self.tracker.end_all(*ending(error))
 
     def _log_analysis(self, name: str, output: object, label: str) -> dict[str, float]:
         """Log an analyzer's table as JSON; its metrics, prefixed with its name."""
