@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from matplotlib.ticker import FuncFormatter
+
 from ..tracking.names import TICKET
 from .data import ReportData
 from .figures import weights_axis
+from .numbers import weights_text
 from .style import legend_below, new_figure, save, styled
 
 Series = dict[str, dict[int, float]]  # line label -> level -> value
@@ -29,8 +32,10 @@ def _lines(data: ReportData, stem: Path, series: Series, ylabel: str, title: str
                     color=f"C{index % 10}", marker="o", label=label,
                     linestyle="--" if dashed(label) else "-")
         weights_axis(ax, data)
-        if log_y:
+        if log_y:  # percents as numbers (51.2), not powers of ten
             ax.set_yscale("log")
+            for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis_format(FuncFormatter(lambda value, _: weights_text(value)))
         ax.set_ylabel(ylabel)
         ax.set_title(f"{data.title}: {title}")
         legend_below(ax, note, len(series))
