@@ -188,7 +188,7 @@ def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
                       key=lambda b: (b != "ticket", b))
     from ..report.numbers import accuracy_text, weights_text
 
-    table = Table(title=f"test accuracy (%) at the early-stop iteration ({seconds:.1f} s)")
+    table = Table(title=f"test accuracy at the early-stop iteration, % ({seconds:.1f} s)")
     table.add_column("level", justify="right")
     table.add_column("weights left (%)", justify="right")
     for branch in branches:
