@@ -130,6 +130,9 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
     out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
     if spec.report.enabled:
         _auto_report(tracker.uri, finished.parent_run_id, spec.report.levels)
+    if tracker.uri.startswith(("http://", "https://")):  # the server shows its own UI
+        out.print(f"open the MLflow UI at {tracker.uri}", highlight=False, markup=False)
+        return
     shown_uri = tracking_uri or not launcher.in_process
     out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
               + (f" --tracking-uri {tracker.uri}" if shown_uri else ""), highlight=False)

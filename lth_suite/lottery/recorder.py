@@ -149,6 +149,10 @@ class Recorder:
                 output = self.guard.call("analyzer", name, analyzer.after_level, event)
                 metrics.update(self._log_analysis(name, output, level_label(level)))
             self.tracker.log_metrics(self.parent, metrics, step=level)
+        else:  # logged before the interruption: analyzers only catch up on their state
+            for name, analyzer in self.x.analyzers:
+                if hasattr(analyzer, "seen_level"):
+                    self.guard.call("analyzer", name, analyzer.seen_level, event)
         if level > self.hooks_done:
             self.guard.hook("lth_level_finished", event)
             self.hooks_done = level

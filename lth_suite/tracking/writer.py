@@ -96,25 +96,24 @@ class Tracker:
         all_tags = {**_git_state(), VERSION_TAG: __version__, **tags}
         launched = os.environ.get("MLFLOW_RUN_ID")
         adopted = adoptable(self.client, launched, experiment)
-        if adopted:
-            self.parent_id, self._adopted_parent = adopted, True
-            self.experiment_id = self.client.get_run(adopted).info.experiment_id
-            self.client.set_tag(adopted, RUN_NAME_TAG, run_name)
-        else:
+        if not adopted:
             self.experiment_id = experiment_id(self.client, self.uri, experiment)
-            with interrupts_held():  # a run created is a run known to be open
-                run = self.client.create_run(self.experiment_id, run_name=run_name)
-                self.parent_id = run.info.run_id
-                self._open.append(self.parent_id)
-            if launched:  # the ``mlflow run`` run says where the experiment went
-                self._log(launched, tags={REDIRECT_TAG: self.parent_id, NOTE_TAG: (
-                    f"lth-suite logged this run as `{self.parent_id}` in experiment "
-                    f"`{experiment}`.")})
-        if adopted:
+        # A parent exists whole or not at all: stopped halfway, it could not be resumed.
+        with interrupts_held():
+            if adopted:
+                self.parent_id, self._adopted_parent = adopted, True
+                self.experiment_id = self.client.get_run(adopted).info.experiment_id
+                self.client.set_tag(adopted, RUN_NAME_TAG, run_name)
+            else:
+                self.parent_id = self.client.create_run(self.experiment_id,
+                                                        run_name=run_name).info.run_id
             self._open.append(self.parent_id)
-        # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
-        self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
-        self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
+            # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
+            self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
+            self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
+        if launched and not adopted:  # the ``mlflow run`` run says where the experiment went
+            self._log(launched, tags={REDIRECT_TAG: self.parent_id, NOTE_TAG: (
+                f"lth-suite logged this run as `{self.parent_id}` in experiment `{experiment}`.")})
         return self.parent_id
 
     def attach(self, parent_id: str) -> None:
@@ -133,7 +132,10 @@ class Tracker:
     def resume_experiment(self, parent_id: str, mark: bool = True) -> None:
         """Reopen an unfinished parent run; end children a dead process left RUNNING as KILLED."""
         self.parent_id = parent_id
-        self.experiment_id = self.reader.require(parent_id).experiment_id
+        parent = self.reader.require(parent_id)
+        self.experiment_id = parent.experiment_id
+        if ERROR_TAG in parent.tags:  # why it stopped last time is no longer true
+            self.client.delete_tag(parent_id, ERROR_TAG)
         self.end_running_children(
             parent_id, "the process running it died; ended when the experiment resumed")
         with interrupts_held():
