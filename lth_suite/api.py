@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from .training.data import Augment, DataInfo, RawData, Splits
     from .training.loop import Step, StepCallback
     from .training.result import TrainResult
+    from .training.streaming import StreamedData, StreamedSet, StreamedSplits
 
 # Name -> the module that defines it, imported on first access. Keep in step with the
 # TYPE_CHECKING imports above (tests/test_api.py checks both against ``__all__``).
@@ -71,6 +72,8 @@ _LAZY: dict[str, str] = {
     "TrainConfig": "lth_suite.training.config",
     "TrainResult": "lth_suite.training.result",
     **dict.fromkeys(("Step", "StepCallback"), "lth_suite.training.loop"),
+    **dict.fromkeys(("StreamedData", "StreamedSet", "StreamedSplits"),
+                    "lth_suite.training.streaming"),
     **dict.fromkeys(("Rewind", "RewindContext", "RewindPoint", "State"),
                     "lth_suite.lottery.rewinding"),
     **dict.fromkeys(("Analysis", "Analyzer"), "lth_suite.lottery.analyzers"),
@@ -90,7 +93,7 @@ __all__ = [
     # criteria
     "Criterion", "PruneRequest", "Group", "Mask", "Layer", "keep_top", "prunable_layers",
     # datasets and architectures
-    "DataInfo", "RawData", "Splits", "Augment",
+    "DataInfo", "RawData", "Splits", "Augment", "StreamedData", "StreamedSet", "StreamedSplits",
     # training
     "TrainConfig", "TrainResult", "Step", "StepCallback",
     # rewinds

@@ -15,7 +15,8 @@ from ..spec.loading import spec_hash
 from ..spec.model import ExperimentSpec
 from ..tracking.names import TICKET
 from ..training.config import TrainConfig
-from ..training.data import DatasetParams, Splits, split_validation
+from ..training.data import DatasetParams, split_validation
+from ..training.streaming import AnySplits, StreamedData, split_streamed
 from .rewinding import Rewind
 
 
@@ -36,7 +37,7 @@ class Experiment:
     hash: str
     plugins: Plugins
     device: torch.device
-    data: Splits
+    data: AnySplits
     config: TrainConfig
     criterion: Any
     rewind: Rewind
@@ -73,11 +74,13 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     if not isinstance(params, DatasetParams):
         raise LthError(f"dataset '{spec.dataset.name}': its params model must subclass "
                        "lth_suite.training.data.DatasetParams")
-    data = split_validation(raw, params).to(device)
-    config = TrainConfig.resolve(spec.training, len(data.y_train))
-    if spec.training.batch_size > len(data.y_train):
+    split = split_streamed if isinstance(raw, StreamedData) else split_validation
+    data = split(raw, params).to(device)
+    n_train = data.sizes()["train"]
+    config = TrainConfig.resolve(spec.training, n_train)
+    if spec.training.batch_size > n_train:
         raise SpecError([("training.batch_size", f"{spec.training.batch_size} is larger than the "
-                          f"{len(data.y_train)} training examples")])
+                          f"{n_train} training examples")])
     if config.total < 1:
         raise SpecError([("training.duration", "must be at least one iteration")])
     rewind = registry.build("rewind", spec.rewind.name, spec.rewind.params)

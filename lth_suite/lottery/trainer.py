@@ -8,6 +8,7 @@ import torch
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
+from ..training.streaming import StreamedSplits
 from .experiment import Experiment
 from .planner import Planned
 from .progress import Progress
@@ -18,6 +19,8 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     training = experiment.spec.training
     if training.population == "off":
         return "training.population is off"
+    if isinstance(experiment.data, StreamedSplits):
+        return "streamed data trains one network at a time"
     if training.population == "auto" and experiment.device.type != "cuda":
         return "on the CPU sequential training is measured to be faster"
     if training.compile or training.channels_last:

@@ -27,6 +27,7 @@ from ..tracking.names import ITERATION
 from .config import TrainConfig
 from .data import BatchOrder, Splits
 from .result import TrainResult
+from .streaming import AnySplits, StreamedSplits, evaluate_split
 
 EVAL_BATCH = 8192  # examples per forward pass when evaluating a whole split
 DIVERGENCE_CHECK_EVERY = 100  # iterations between reads of the losses (one sync each)
@@ -181,7 +182,7 @@ def isolated(config: TrainConfig, device: torch.device) -> Iterator[None]:
         yield
 
 
-def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
+def run_loop(stepper: Stepper, data: AnySplits, config: TrainConfig, *,
              data_seeds: Sequence[int], start_iteration: int = 0,
              constant_lr: float | None = None,
              capture_at: Sequence[frozenset[int]] | None = None,
@@ -193,9 +194,10 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
     the iterations whose weights to keep; ``progress`` receives the iterations done.
     """
     started = time.perf_counter()
-    device = data.x_train.device
+    device = data.device
     members = stepper.members
-    batches = Batches(data, config.batch_size, data_seeds)
+    batches = (data.batches(config.batch_size, data_seeds, config.total)
+               if isinstance(data, StreamedSplits) else Batches(data, config.batch_size, data_seeds))
     captures = Captures(stepper, capture_at or [frozenset()] * members)
     losses = LossWindow(min(config.eval_every, DIVERGENCE_CHECK_EVERY), device, members)
     histories: list[list[dict[str, float]]] = [[] for _ in range(members)]
@@ -207,8 +209,8 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
             torch.cuda.synchronize(device)
         begun = time.perf_counter()
         train_loss = losses.mean_and_reset()
-        val = stepper.evaluate(data.x_val, data.y_val)
-        test = stepper.evaluate(data.x_test, data.y_test)
+        val = evaluate_split(stepper, data, "validation")
+        test = evaluate_split(stepper, data, "test")
         for member, history in enumerate(histories):
             row = {ITERATION: float(iteration)}
             if train_loss is not None:

@@ -12,10 +12,10 @@ from ..pruning.masks import Mask
 from ..seeding import derive_seed
 from .acceleration import Acceleration
 from .config import TrainConfig
-from .data import Splits
 from .loop import EVAL_BATCH, Batch, State, StepCallback, isolated, run_loop
 from .optimizers import FusedOptimizer
 from .result import TrainResult, snapshot
+from .streaming import AnySplits
 
 FP32 = Acceleration()  # the default: float32, eager, torch's own threads
 
@@ -145,7 +145,7 @@ class SingleNetwork:
 def train(
     model: nn.Module,
     mask: Mask,
-    data: Splits,
+    data: AnySplits,
     config: TrainConfig,
     *,
     data_seed: int,
@@ -163,7 +163,7 @@ def train(
     so a training is reproducible and can start at any iteration; the caller's
     global RNG state is left as it was.
     """
-    device = data.x_train.device
+    device = data.device
     with isolated(config, device):
         stepper = SingleNetwork(model, mask, config, data_seed, device)
         return run_loop(stepper, data, config, data_seeds=[data_seed],
