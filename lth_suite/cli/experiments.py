@@ -35,6 +35,7 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
     """Run an experiment: train, prune, rewind, retrain, level after level."""
     from ..launch.execute import check_launcher
     from ..lottery.checkpoints import find_resumable
+    from ..lottery.data_parallel import follows, join_torchrun, leading
     from ..lottery.experiment import prepare
     from ..tracking import open_tracker, resolve_tracking_uri
 
@@ -43,18 +44,25 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
         plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
         uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
         launcher = check_launcher(experiment_spec, plugins, uri)  # before data load and any run
+        join_torchrun(experiment_spec, launcher.in_process)
         experiment = prepare(experiment_spec, plugins)
-        if dry_run:
-            _print_plan(experiment)
-            return
-        tracker = open_tracker(uri)
-        resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
-                     if resume else None)
-        if resume and resume_id is None:
-            err.print("nothing to resume for this spec: starting a new experiment")
     except LthError as error:
         _fail(error)
-    _execute(experiment, launcher, tracker, resume_id, tracking_uri)
+    if follows(experiment):  # a torchrun rank other than 0: trains, never touches the store
+        return
+    with leading():
+        try:
+            if dry_run:
+                _print_plan(experiment)
+                return
+            tracker = open_tracker(uri)
+            resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
+                         if resume else None)
+            if resume and resume_id is None:
+                err.print("nothing to resume for this spec: starting a new experiment")
+        except LthError as error:
+            _fail(error)
+        _execute(experiment, launcher, tracker, resume_id, tracking_uri)
 
 
 @app.command()
@@ -63,6 +71,7 @@ def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experim
     """Continue an interrupted experiment in its own parent run, skipping what is done."""
     from ..launch.execute import check_launcher
     from ..lottery.checkpoints import check_same_spec, logged_spec
+    from ..lottery.data_parallel import follows, join_torchrun, leading
     from ..lottery.experiment import prepare
     from ..plugins.manager import load_plugins
     from ..spec.loading import apply_overrides, build_spec
@@ -82,10 +91,14 @@ def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experim
                                      plugins.registry, f"run {run_id} spec.yaml")
         check_same_spec(tracker.reader, run_id, experiment_spec, plugins.registry)
         launcher = check_launcher(experiment_spec, plugins, tracker.uri)
+        join_torchrun(experiment_spec, launcher.in_process)
         experiment = prepare(experiment_spec, plugins)
     except LthError as error:
         _fail(error)
-    _execute(experiment, launcher, tracker, run_id, tracking_uri)
+    if follows(experiment):  # a torchrun rank other than 0: trains, writes nothing
+        return
+    with leading():
+        _execute(experiment, launcher, tracker, run_id, tracking_uri)
 
 
 def _execute(experiment, launcher, tracker, resume_id: str | None,

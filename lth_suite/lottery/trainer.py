@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from ..training.distributed import group, together
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
 from ..training.streaming import StreamedSplits
+from .data_parallel import TrainingJob, send
 from .experiment import Experiment
 from .planner import Planned
 from .progress import Progress
@@ -19,6 +21,8 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     training = experiment.spec.training
     if training.population == "off":
         return "training.population is off"
+    if group() is not None:
+        return "data-parallel training (torchrun) trains one network at a time"
     if isinstance(experiment.data, StreamedSplits):
         return "streamed data trains one network at a time"
     if training.population == "auto" and experiment.device.type != "cuda":
@@ -37,6 +41,7 @@ class Trainer:
 
     def __init__(self, experiment: Experiment, model: torch.nn.Module, progress: Progress):
         self.x, self.model, self.progress = experiment, model, progress
+        self.ranks = group()
         self.why_not_population = population_off(experiment, model)
         choice = experiment.spec.training.population
         expected = choice == "on" or (choice == "auto" and experiment.device.type == "cuda")
@@ -52,10 +57,14 @@ class Trainer:
         """Train one network in the working model."""
         config, point = self.x.config, item.point
         self.model.load_state_dict(point.state)
+        if self.ranks is not None:  # the other ranks train the same network beside this one
+            send(TrainingJob(point.state, item.mask, item.data_seed, point.start_iteration,
+                             point.constant_lr, _captures(item)))
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
-        return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
-                     start_iteration=point.start_iteration, constant_lr=point.constant_lr,
-                     capture_at=_captures(item), progress=tick)
+        with together():
+            return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+                         start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                         capture_at=_captures(item), progress=tick)
 
     def train_together(self, items: list[Planned]) -> list[TrainResult]:
         """Train the items as one population, every member from its own start."""

@@ -26,6 +26,7 @@ from ..seeding import derive_seed
 from ..tracking.names import ITERATION
 from .config import TrainConfig
 from .data import BatchOrder, Splits
+from .distributed import current, share_of
 from .result import TrainResult
 from .streaming import AnySplits, StreamedSplits, evaluate_split
 
@@ -196,8 +197,13 @@ def run_loop(stepper: Stepper, data: AnySplits, config: TrainConfig, *,
     started = time.perf_counter()
     device = data.device
     members = stepper.members
-    batches = (data.batches(config.batch_size, data_seeds, config.total)
-               if isinstance(data, StreamedSplits) else Batches(data, config.batch_size, data_seeds))
+    ranks = current()  # data-parallel: this process trains on its share of every batch
+    shard = ranks.shard if ranks else (0, 1)
+    if isinstance(data, StreamedSplits):
+        batches = data.batches(config.batch_size, data_seeds, config.total, shard)
+    else:
+        batches = Batches(data, config.batch_size, data_seeds)
+        batches = share_of(batches, ranks) if ranks else batches
     captures = Captures(stepper, capture_at or [frozenset()] * members)
     losses = LossWindow(min(config.eval_every, DIVERGENCE_CHECK_EVERY), device, members)
     histories: list[list[dict[str, float]]] = [[] for _ in range(members)]

@@ -12,6 +12,7 @@ from ..pruning.masks import Mask
 from ..seeding import derive_seed
 from .acceleration import Acceleration
 from .config import TrainConfig
+from .distributed import average_gradients, current
 from .loop import EVAL_BATCH, Batch, State, StepCallback, isolated, run_loop
 from .optimizers import FusedOptimizer
 from .result import TrainResult, snapshot
@@ -102,6 +103,7 @@ class SingleNetwork:
         # numbers (dropout) need it, and for them every step's randomness is reproducible.
         self.generators = _generators(device) if draws_random_numbers(model) else []
         self.autocast = self.acceleration.autocast(device)
+        self.ranks = current()  # data-parallel under torchrun: gradients averaged over ranks
         model.train()
 
     def set_lr(self, lr: float) -> None:
@@ -128,6 +130,9 @@ class SingleNetwork:
                             grad.mul_(keep)
                 else:
                     torch._foreach_mul_(grads, self.keeps)
+            if self.ranks is not None:  # after the masks: pruned weights get exactly zero
+                loss = average_gradients([p.grad for p in self.optimizer.params
+                                          if p.grad is not None], loss, self.ranks.world)
             self.optimizer.step()
             if self.keeps:
                 torch._foreach_mul_(self.masked_params, self.keeps)
