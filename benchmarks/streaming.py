@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         f"- machine: {os.cpu_count()} cores; torch {torch.__version__}; load average (1 min) "
         f"{load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end; "
         f"the run took {time.time() - started:.0f} s",
-        f"- command: `python benchmarks/streaming.py {' '.join(argv or sys.argv[1:])}`".rstrip(),
+        "- command: `" + " ".join(["python", "benchmarks/streaming.py",
+                                   *map(shlex.quote, argv or sys.argv[1:])]) + "`",
         *(f"- note: {note}" for note in args.note),
         "",
         table,

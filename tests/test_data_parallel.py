@@ -1,4 +1,5 @@
-"""Data-parallel training under torchrun (2 Gloo processes on the CPU) equals one process."""
+"""Data-parallel training under torchrun (2 Gloo processes on the CPU) equals one process,
+streamed data included."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from lth_suite.cli import app
 from lth_suite.training.distributed import Ranks, share_of
 
 from .test_resume import finished_branches, wait_for_running_child
+from .test_streaming import write_image_folder
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-EXPECTED = {("0", "0", "ticket"), ("0", "1", "ticket"), ("0", "1", "reinit"),
-            ("0", "2", "ticket"), ("0", "2", "reinit")}
+EXPECTED = {("0", "0", "ticket"), ("0", "1", "ticket"), ("0", "1", "reinit")}
 
 
 def torchrun(*args: str, cwd: Path) -> subprocess.Popen:
@@ -36,26 +37,30 @@ def torchrun(*args: str, cwd: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> Path:
-    """The tiny MLP on digits, SGD with momentum, late rewinding, a reinit control."""
-    path = tmp_path_factory.mktemp("spec") / "spec.yaml"
-    path.write_text("""
-experiment: {name: ddp, seed: 0}
-model: {name: mlp, hidden: [32, 16]}
-dataset: {name: digits, validation: 0.1}
-training: {optimizer: sgd, lr: 0.05, momentum: 0.9, batch_size: 60, duration: 160it,
-           eval_every: 40}
-pruning: {levels: 2}
-rewind: {name: step, iteration: 20it}
-controls: {reinit: true, random_prune: false}
-tracking: {log_models: none}
-report: {enabled: false}
+    """A small conv net on a tiny image folder streamed by 2 loader workers (augmented),
+    SGD with momentum, late rewinding, a reinit control."""
+    folder = tmp_path_factory.mktemp("data")
+    write_image_folder(folder / "images")
+    path = folder / "spec.yaml"
+    path.write_text(f"""
+experiment: {{name: ddp, seed: 0}}
+model: {{name: conv, depth: 2, width: 4, hidden: [16]}}
+dataset: {{name: imagefolder, root: {folder / "images"}, image_size: 32, resize: 32,
+           validation: 3, storage: stream, workers: 2, eval_batch_size: 12}}
+training: {{optimizer: sgd, lr: 0.05, momentum: 0.9, batch_size: 6, duration: 60it,
+           eval_every: 20}}
+pruning: {{levels: 1}}
+rewind: {{name: step, iteration: 5it}}
+controls: {{reinit: true, random_prune: false}}
+tracking: {{log_models: none}}
+report: {{enabled: false}}
 """)
     return path
 
 
 @pytest.fixture(scope="module")
 def one_process(spec, tmp_path_factory) -> dict:
-    """The experiment trained by one process with the whole batch of 60."""
+    """The experiment trained by one process with the whole batch of 6."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('one') / 'mlflow.db'}"
     result = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
@@ -86,7 +91,7 @@ def test_two_gloo_processes_train_as_one_process_with_the_same_global_batch(
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 + len(EXPECTED)  # every child once: rank 1 created none
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert output.count("r0-level2-reinit") == 1  # the progress of rank 0 alone
+    assert output.count("r0-level1-reinit:") == 1  # the progress of rank 0 alone
 
 
 def descendants(pid: int) -> list[int]:
@@ -137,9 +142,17 @@ def test_shares_of_an_in_memory_batch_make_up_the_batch():
 def test_a_batch_that_does_not_split_over_the_processes_is_a_one_line_error(
         spec, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the check comes before joining
-    result = CliRunner().invoke(app, ["run", str(spec), "--set", "training.batch_size=61",
+    result = CliRunner().invoke(app, ["run", str(spec), "--set", "training.batch_size=5",
                                       "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
     assert result.exit_code == 2
     assert result.output.strip().endswith(
-        "training.batch_size: 61 does not split evenly over the 2 processes torchrun started")
+        "training.batch_size: 5 does not split evenly over the 2 processes torchrun started")
     assert not (tmp_path / "mlflow.db").exists()  # nothing was logged
+
+
+def test_the_ray_launcher_under_torchrun_is_refused(spec, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, ["run", str(spec), "--set", "launcher=ray",
+                                      "--tracking-uri", "http://127.0.0.1:9"])
+    assert result.exit_code == 2, result.output
+    assert "launcher: 'ray' under torchrun" in result.output

@@ -136,7 +136,8 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
 
 @app.command(hidden=True)
 def mlproject(
-    model: Annotated[str, typer.Option(help="preset: lenet, conv2, conv4, conv6, vgg19, resnet20")] = "lenet",
+    model: Annotated[str, typer.Option(help="preset: lenet, conv2, conv4, conv6, vgg19, resnet20, "
+                                           "resnet50")] = "lenet",
     spec: Annotated[str, typer.Option(help="a spec file instead of the preset")] = "",
     dataset: str = "", data_root: str = "", levels: str = "", iterations: str = "",
     replicates: str = "", device: str = "",

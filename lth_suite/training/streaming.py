@@ -132,9 +132,11 @@ class StreamedSplits:
         return {"train": len(self.train_indices), "validation": len(self.val_indices),
                 "test": len(self.test)}
 
-    def loader(self, source: StreamedSet, batches: Sampler[list[Key]]) -> DataLoader:
+    def loader(self, source: StreamedSet, batches: Sampler[list[Key]] | list[list[Key]],
+               workers: int | None = None) -> DataLoader:
         """A loader of the keyed batches, pinned for a GPU."""
-        return DataLoader(_Keyed(source), batch_sampler=batches, num_workers=self.workers,
+        return DataLoader(_Keyed(source), batch_sampler=batches,
+                          num_workers=self.workers if workers is None else workers,
                           pin_memory=self.device.type == "cuda")
 
     def batches(self, batch_size: int, seeds: Sequence[int], stop: int,
@@ -150,7 +152,9 @@ class StreamedSplits:
                            else (self.test, range(len(self.test))))
         keys: list[list[Key]] = [[(int(i), None) for i in indices[start: start + self.eval_batch_size]]
                                  for start in range(0, len(indices), self.eval_batch_size)]
-        for inputs, targets in self.loader(source, keys):  # type: ignore[arg-type]
+        # A split of one batch has nothing to overlap: starting workers would only cost.
+        workers = self.workers if len(keys) > 1 else 0
+        for inputs, targets in self.loader(source, keys, workers):
             yield (inputs.to(self.device, non_blocking=True),
                    targets.to(self.device, non_blocking=True))
 
