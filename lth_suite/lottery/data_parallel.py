@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch.distributed as dist
 
-from ..errors import LthError
+from ..errors import Diverged, LthError
 from ..pruning.masks import Mask
 from ..spec.model import ExperimentSpec
 from ..training.distributed import group, join, launched, leave, together
@@ -54,10 +54,13 @@ def follow(experiment: Experiment) -> int:
     trained = 0
     while (job := _broadcast(None)) is not None:
         model.load_state_dict(job.state)
-        with together():
-            train(model, job.mask.to(experiment.device), experiment.data, experiment.config,
-                  data_seed=job.data_seed, start_iteration=job.start_iteration,
-                  constant_lr=job.constant_lr, capture_at=job.capture_at)
+        try:
+            with together():
+                train(model, job.mask.to(experiment.device), experiment.data, experiment.config,
+                      data_seed=job.data_seed, start_iteration=job.start_iteration,
+                      constant_lr=job.constant_lr, capture_at=job.capture_at)
+        except Diverged:  # the loss is averaged over ranks: rank 0 saw it too, and decides
+            pass
         trained += 1
     return trained
 
