@@ -140,9 +140,11 @@ def test_binary_spec_file(tmp_path):
     assert lines == [f"error: {spec}: cannot read spec (not UTF-8 text: byte 128)"]
 
 
-def test_empty_spec_is_all_defaults(write_spec):
-    result = invoke("validate", write_spec(""))
-    assert result.exit_code == 0 and "valid" in result.stdout
+def test_empty_spec_is_refused_not_run_with_every_default(write_spec):
+    for empty in ("", "# nothing here yet\n"):
+        result = invoke("run", write_spec(empty))
+        assert result.exit_code == 2
+        assert "the spec is empty" in result.stderr and "Traceback" not in result.output
 
 
 # --- overrides ------------------------------------------------------------------------

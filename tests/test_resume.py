@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,10 +62,27 @@ def wait_for_running_child(uri: str, name: str, timeout: float = 240) -> None:
     raise AssertionError(f"{name} never started")
 
 
+ANALYZERS = ("mask_similarity", "layer_density", "init_stats")
+
+
+def parent_analyses(uri: str, parent_id: str) -> dict:
+    """The analyzers' metric histories and tables on the parent run."""
+    client = MlflowClient(uri)
+    metrics = client.get_run(parent_id).data.metrics
+    found = {key: [(m.step, m.value) for m in client.get_metric_history(parent_id, key)]
+             for key in metrics if key.split("/")[0] in ANALYZERS}
+    for name in ANALYZERS:
+        for item in client.list_artifacts(parent_id, f"analysis/{name}"):
+            found[item.path] = json.loads(Path(client.download_artifacts(
+                parent_id, item.path)).read_text())
+    return found
+
+
 @pytest.fixture
 def resumable_spec(tiny, write_spec):
     tiny["training"]["duration"] = "400it"
     tiny["training"]["eval_every"] = 100
+    tiny["analyzers"] = list(ANALYZERS)
     return write_spec(tiny)
 
 
@@ -101,6 +119,10 @@ def test_sigkill_mid_level_then_resume_matches_an_uninterrupted_run(resumable_sp
     assert client.get_run(broken_parent).info.status == "FINISHED"
     levels = client.get_metric_history(broken_parent, "ticket/early_stop_test_accuracy")
     assert sorted(m.step for m in levels) == [0, 1, 2]
+    analyses = parent_analyses(whole, whole_parent)
+    assert "mask_similarity/consecutive_iou" in analyses  # levels 1 and 2 compare
+    assert [step for step, _ in analyses["mask_similarity/consecutive_iou"]] == [1, 2]
+    assert parent_analyses(broken, broken_parent) == analyses
 
 
 def test_resume_with_a_changed_spec_is_refused_naming_the_fields(tiny, write_spec, tracking_uri):

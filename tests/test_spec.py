@@ -229,7 +229,9 @@ def test_read_yaml_errors(write_spec, tmp_path):
         read_yaml(binary)
     with pytest.raises(LthError, match="line 1, column"):  # no arbitrary objects
         read_yaml(write_spec("a: !!python/object/apply:os.system [echo]\n"))
-    assert read_yaml(write_spec("")) == {}
+    for empty in ("", "# only a comment\n", "{}\n"):  # not a silent run of every default
+        with pytest.raises(LthError, match="the spec is empty"):
+            read_yaml(write_spec(empty))
 
 
 def test_overrides(tiny):
@@ -258,7 +260,7 @@ def test_override_creates_sections_and_expands_bare_names():
 @pytest.mark.parametrize(("override", "message"), [
     ("training.lr", "expected KEY=VALUE"),
     ("=3", "expected KEY=VALUE"),
-    ("training.lr=[1", "not valid YAML"),
+    ("training.lr=[1", "invalid YAML"),
     ("training.lr.x=1", "lr is not a section"),
 ])
 def test_bad_overrides(tiny, override, message):

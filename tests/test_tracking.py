@@ -116,9 +116,34 @@ def test_ui_command_really_serves_the_store(tmp_path):
                 assert time.time() < deadline, "the UI never answered"
                 assert server.poll() is None, "the UI exited"
                 time.sleep(0.5)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert len(children) == 1  # the MLflow server, in a process group of its own
+        server.send_signal(signal.SIGTERM)  # to lth-suite alone, as a job scheduler would
+        assert server.wait(timeout=60) == 0
+        deadline = time.time() + 30
+        while True:  # the server and every worker it started are gone
+            try:
+                os.killpg(int(children[0]), 0)
+            except ProcessLookupError:
+                break
+            assert time.time() < deadline, "the MLflow server outlived lth-suite ui"
+            time.sleep(0.5)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "http"])
+def test_ui_refuses_a_port_that_is_not_one(port):
+    result = CliRunner().invoke(app, ["ui", "--port", port])
+    assert result.exit_code == 2 and "--port" in result.output
+
+
+def test_ui_of_a_tracking_server_points_at_the_server():
+    result = CliRunner().invoke(app, ["ui", "--tracking-uri", "http://lab-server:5000"])
+    assert result.exit_code == 0
+    assert "open http://lab-server:5000" in result.output
 
 
 @pytest.mark.parametrize("model_format", ["pickle", "pt2"])

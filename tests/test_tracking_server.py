@@ -205,6 +205,7 @@ def test_four_experiments_at_once_lose_nothing_on_a_postgres_server(mlflow_serve
             except subprocess.TimeoutExpired:
                 pytest.fail(f"{name} did not finish in 300 s:\n{log.read_text()[-3000:]}")
             assert code == 0, f"{name} exited {code}:\n{log.read_text()[-3000:]}"
+            assert f"open the MLflow UI at {url}" in log.read_text()  # not a local command
     finally:
         for process, _ in processes.values():
             if process.poll() is None:

@@ -68,16 +68,34 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class Resumable:
+    """What ``stopping_cleanly`` prints when interrupted: the command that resumes, once
+    there is something to resume (``command`` returns None until then)."""
+
+    def __init__(self, command: Callable[[], str | None]):
+        self.command = command
+
+
 @contextmanager
-def stopping_cleanly(resume_command: Callable[[], str]) -> Iterator[None]:
+def stopping_cleanly(resume_command: Callable[[], str | None] = lambda: None,
+                     ) -> Iterator[Resumable]:
     """The one handler of Ctrl-C and SIGTERM: SIGTERM takes Ctrl-C's path; either ends
-    with the command that resumes (the runs were ended KILLED) and exit code 130."""
+    with the command that resumes (the runs were ended KILLED) and exit code 130.
+
+    The command may learn its resume command later: set ``command`` on what this yields.
+    """
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    resumable = Resumable(resume_command)
     try:
-        yield
+        yield resumable
     except KeyboardInterrupt:
-        err.print(f"interrupted: the open runs were ended as KILLED; resume with: "
-                  f"{resume_command()}", highlight=False, markup=False)
+        command = resumable.command()
+        if command is None:
+            err.print("interrupted before any run was created: nothing to resume",
+                      highlight=False, markup=False)
+        else:
+            err.print(f"interrupted: the open runs were ended as KILLED; resume with: "
+                      f"{command}", highlight=False, markup=False)
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

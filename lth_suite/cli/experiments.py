@@ -11,6 +11,7 @@ from rich.table import Table
 from ..errors import LthError
 from .common import (
     OverridesOpt,
+    Resumable,
     SetOpt,
     SpecArg,
     UriOpt,
@@ -40,35 +41,45 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
     from ..tracking import open_tracker, resolve_tracking_uri
 
     extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
-    try:
-        plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
-        uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
-        launcher = check_launcher(experiment_spec, plugins, uri)  # before data load and any run
-        join_torchrun(experiment_spec, launcher.in_process)
-        experiment = prepare(experiment_spec, plugins)
-    except LthError as error:
-        _fail(error)
-    if follows(experiment):  # a torchrun rank other than 0: trains, never touches the store
-        return
-    with leading():
+    with stopping_cleanly() as stop:  # Ctrl-C while loading data is clean too
         try:
-            if dry_run:
-                _print_plan(experiment)
-                return
-            tracker = open_tracker(uri)
-            resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
-                         if resume else None)
-            if resume and resume_id is None:
-                err.print("nothing to resume for this spec: starting a new experiment")
+            plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
+            uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
+            launcher = check_launcher(experiment_spec, plugins, uri)  # before data and runs
+            join_torchrun(experiment_spec, launcher.in_process)
+            experiment = prepare(experiment_spec, plugins)
         except LthError as error:
             _fail(error)
-        _execute(experiment, launcher, tracker, resume_id, tracking_uri)
+        if follows(experiment):  # a torchrun rank other than 0: trains, never touches the store
+            return
+        with leading():
+            try:
+                if dry_run:
+                    _print_plan(experiment)
+                    return
+                tracker = open_tracker(uri)
+                resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
+                             if resume else None)
+                if resume and resume_id is None:
+                    err.print("nothing to resume for this spec: starting a new experiment")
+            except LthError as error:
+                _fail(error)
+            _execute(experiment, launcher, tracker, resume_id, tracking_uri, stop)
 
 
 @app.command()
 def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experiment")],
            set_: SetOpt = None, tracking_uri: UriOpt = None) -> None:
     """Continue an interrupted experiment in its own parent run, skipping what is done."""
+    again = f"lth-suite resume {run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri
+                                            else "")
+    with stopping_cleanly(lambda: again) as stop:
+        _resume(run_id, set_, tracking_uri, stop)
+
+
+def _resume(run_id: str, set_: list[str] | None, tracking_uri: str | None,
+            stop: Resumable) -> None:
+    """``resume`` once Ctrl-C is handled: the logged spec, checked, then executed."""
     from ..launch.execute import check_launcher
     from ..lottery.checkpoints import check_same_spec, logged_spec
     from ..lottery.data_parallel import follows, join_torchrun, leading
@@ -98,11 +109,11 @@ def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experim
     if follows(experiment):  # a torchrun rank other than 0: trains, writes nothing
         return
     with leading():
-        _execute(experiment, launcher, tracker, run_id, tracking_uri)
+        _execute(experiment, launcher, tracker, run_id, tracking_uri, stop)
 
 
 def _execute(experiment, launcher, tracker, resume_id: str | None,
-             tracking_uri: str | None) -> None:
+             tracking_uri: str | None, stop: Resumable) -> None:
     """Run or resume a prepared experiment through its launcher and print the outcome."""
     from ..launch.execute import ExperimentPlan, execute
     from ..lottery.progress import ConsoleProgress
@@ -113,9 +124,12 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
         err.print(f"launcher {spec.launcher.name}: units run as they become ready; "
                   f"tracking at {tracker.uri}", highlight=False, markup=False)
     plan = ExperimentPlan(spec, tracker, experiment, resume_id)
-    with stopping_cleanly(lambda: f"lth-suite resume {tracker.parent_id} "
-                                  f"--tracking-uri {tracker.uri}"):
-        result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
+    def resume_command() -> str | None:
+        parent = tracker.parent_id or resume_id  # None: interrupted before the parent existed
+        return f"lth-suite resume {parent} --tracking-uri {tracker.uri}" if parent else None
+
+    stop.command = resume_command
+    result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
     if result.error is not None:
         if not launcher.in_process:
             err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
@@ -129,6 +143,9 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
     out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
     if spec.report.enabled:
         _auto_report(tracker.uri, finished.parent_run_id, spec.report.levels)
+    if tracker.uri.startswith(("http://", "https://")):  # the server shows its own UI
+        out.print(f"open the MLflow UI at {tracker.uri}", highlight=False, markup=False)
+        return
     shown_uri = tracking_uri or not launcher.in_process
     out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
               + (f" --tracking-uri {tracker.uri}" if shown_uri else ""), highlight=False)

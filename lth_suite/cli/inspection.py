@@ -67,17 +67,17 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readab
 
 @app.command()
 def ui(tracking_uri: UriOpt = None,
-       port: Annotated[int, typer.Option(help="port")] = 5000,
+       port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 5000,
        host: Annotated[str, typer.Option(help="interface; 0.0.0.0 exposes the UI to the "
                                          "network")] = "127.0.0.1") -> None:
     """Start the MLflow UI (on 127.0.0.1 unless told otherwise) for the configured store."""
-    import subprocess
-
     from ..tracking import resolve_tracking_uri, ui_command
+    from .serving import serve
 
     uri = resolve_tracking_uri(tracking_uri, None)
+    if uri.startswith(("http://", "https://")):  # a server already shows its own UI
+        out.print(f"the tracking server {uri} serves the MLflow UI itself: open {uri}",
+                  highlight=False, markup=False)
+        return
     err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)", highlight=False)
-    try:
-        raise typer.Exit(subprocess.call(ui_command(uri, port, host)))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    raise typer.Exit(serve(ui_command(uri, port, host)))

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import LthError
+from ..errors import LthError, TrackingError
 from ..lottery.checkpoints import key_of
 from ..lottery.events import BranchResult, ExperimentFinished
 from ..lottery.experiment import Experiment, prepare
@@ -27,6 +27,7 @@ from ..plugins.manager import LOAD_ENV, Plugins
 from ..spec.loading import to_yaml
 from ..spec.model import ExperimentSpec
 from ..tracking import Tracker, open_tracker
+from ..tracking.uris import store_failure
 from .units import Job, Launcher, Outcome, Unit, UnitGraph
 from .worker import UnitJob
 
@@ -166,15 +167,19 @@ def _in_process(plan: ExperimentPlan, plugins: Plugins, launcher: Launcher,
     runner = LotteryRunner(experiment, plan.tracker, shown, resume=plan.resume_id)
     graph = unit_graph(plan.spec)  # whole: the runner itself restores what is done
     try:
-        plan.parent_id = runner.open_parent()
         try:
+            plan.parent_id = runner.open_parent()
             outcome = launcher.launch([Job(graph, LevelByLevel(runner), plan.label)])[0]
             if outcome.error is not None:
                 raise outcome.error
             finished = runner.finish()
         except BaseException as exc:
-            runner.recorder.end_all(exc)
-            raise
+            plan.parent_id = plan.parent_id or plan.tracker.parent_id  # created, then stopped
+            stuck = runner.recorder.end_all(exc)
+            store = stopped_by_store(exc, stuck, plan)
+            if store is None:
+                raise
+            raise store from exc
     except LthError as error:
         return Result(plan.parent_id or "", error=error, units=len(graph),
                       seconds=shown.elapsed())
@@ -182,6 +187,21 @@ def _in_process(plan: ExperimentPlan, plugins: Plugins, launcher: Launcher,
         shown.stop()
     return Result(finished.parent_run_id or "", finished, units=len(graph),
                   seconds=shown.elapsed())
+
+
+def stopped_by_store(error: BaseException, stuck: list[str],
+                     plan: ExperimentPlan) -> TrackingError | None:
+    """A one-line error when the store stopped accepting writes, saying what became of the
+    runs and how to go on; None when something else stopped the experiment."""
+    why = None if isinstance(error, (LthError, KeyboardInterrupt)) else store_failure(error)
+    if why is None:
+        return None
+    runs = (f"{len(stuck)} run(s) could not be ended and stay RUNNING until "
+            if stuck else "the open runs were ended FAILED; ")
+    resume = (f"lth-suite resume {plan.parent_id} --tracking-uri {plan.tracker.uri}"
+              if plan.parent_id else "run it again")
+    return TrackingError(f"the tracking store stopped accepting writes ({why}); {runs}"
+                         f"free space or make the store writable, then: {resume}")
 
 
 # --------------------------------------------------------------------------------------

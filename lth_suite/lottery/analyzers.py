@@ -34,6 +34,11 @@ class Analyzer(Protocol):
         """
         ...
 
+    # Optional: ``seen_level(event: LevelFinished) -> None``, called instead of
+    # ``after_level`` for a level a resumed experiment restored with its analyses already
+    # logged, so an analyzer that compares a level with the one before (mask_similarity)
+    # keeps the state an uninterrupted run would have. It logs nothing.
+
     def after_experiment(self, event: ExperimentFinished) -> Analysis | Mapping[str, float]:
         """Metrics of the whole experiment, logged once on the parent run.
 

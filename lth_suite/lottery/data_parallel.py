@@ -85,6 +85,8 @@ def follows(experiment: Experiment) -> bool:
         return False
     try:
         follow(experiment)
+    except KeyboardInterrupt:  # torchrun passes Ctrl-C and SIGTERM to every rank: rank 0 says
+        raise SystemExit(130) from None  # how to resume; the others end quietly
     finally:
         leave()
     return True

@@ -150,6 +150,10 @@ class Recorder:
                 output = self.guard.call("analyzer", name, analyzer.after_level, event)
                 metrics.update(self._log_analysis(name, output, level_label(level)))
             self.tracker.log_metrics(self.parent, metrics, step=level)
+        else:  # logged before the interruption: analyzers only catch up on their state
+            for name, analyzer in self.x.analyzers:
+                if hasattr(analyzer, "seen_level"):
+                    self.guard.call("analyzer", name, analyzer.seen_level, event)
         if level > self.hooks_done:
             self.guard.hook("lth_level_finished", event)
             self.hooks_done = level
@@ -165,9 +169,10 @@ class Recorder:
         self.tracker.log_metrics(self.parent, {WALL_TIME: self.progress.elapsed()})
         self.tracker.end_run(self.parent)
 
-    def end_all(self, error: BaseException) -> None:
-        """End every run still open: KILLED when interrupted, else FAILED naming ``error``."""
-        self.tracker.end_all(*ending(error))
+    def end_all(self, error: BaseException) -> list[str]:
+        """End every run still open: KILLED when interrupted, else FAILED naming ``error``;
+        the runs a failing store would not let end."""
+        return self.tracker.end_all(*ending(error))
 
     def _log_analysis(self, name: str, output: object, label: str) -> dict[str, float]:
         """Log an analyzer's table as JSON; its metrics, prefixed with its name."""

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class DatasetParams(BaseModel):
     """Params every dataset accepts; plugin params models subclass this."""
 
-    model_config = ConfigDict(extra="forbid")
+    # .inf or .nan would pass ``gt=0`` and fail only when the data is split.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     validation: float = Field(
         default=0.1, gt=0,

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import LthError, SpecError, UnknownComponentError
 from ..plugins.registry import Registry
+from . import safe_yaml
+from .limits import beyond_limits
 from .model import ComponentSpec, ExperimentSpec
 
 # Where results are logged and shown, and what runs the trainings, does not change them.
@@ -47,26 +49,41 @@ def _yaml_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse a spec file; errors name the file, line and column."""
+def read_yaml(path: Path, what: str = "spec") -> dict[str, Any]:
+    """Parse a spec file within bounds (``safe_yaml``); errors name the file, line and column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # bounded: /dev/zero or a 50 MB file is not read whole
+            raw = handle.read(safe_yaml.MAX_BYTES + 1)
+        if len(raw) > safe_yaml.MAX_BYTES:
+            raise LthError(f"{path}: refused: larger than {safe_yaml.MAX_BYTES // 1024} KiB; "
+                           f"a {what} is a small text file")
+        text = raw.decode("utf-8")
     except OSError as exc:
-        raise LthError(f"{path}: cannot read spec ({exc.strerror or exc})") from None
+        raise LthError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        raise LthError(f"{path}: cannot read spec (not UTF-8 text: byte {exc.start})") from None
+        raise LthError(f"{path}: cannot read {what} (not UTF-8 text: byte {exc.start})") from None
+    data = _parse(text, str(path))
+    if data is None or data == {}:
+        raise LthError(f"{path}: the {what} is empty; write at least one section, e.g. "
+                       f"'experiment: {{name: my-study}}' (see specs/quickstart.yaml)")
+    if not isinstance(data, dict):
+        raise LthError(f"{path}: a {what} must be a mapping of sections, got {_yaml_type(data)}")
+    return data
+
+
+def _parse(text: str, source: str) -> Any:
+    """YAML data of ``text``; a refusal or syntax error is one line naming ``source``."""
     try:
-        data = yaml.safe_load(text)
+        return safe_yaml.parse(text)
+    except safe_yaml.YamlRefused as exc:
+        raise LthError(f"{source}: refused: {exc}") from None
+    except RecursionError:
+        raise LthError(f"{source}: refused: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise LthError(f"{path}: invalid YAML at {where}{problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise LthError(f"{path}: a spec must be a mapping of sections, got {type(data).__name__}")
-    return data
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise LthError(f"{source}: invalid YAML at {where}{problem}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -76,22 +93,29 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         key, sep, raw = override.partition("=")
         if not sep or not key.strip():
             raise LthError(f"--set {override!r}: expected KEY=VALUE, e.g. training.lr=0.01")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise LthError(f"--set {key}: value {raw!r} is not valid YAML") from None
+        value = _parse(raw, f"--set {key.strip()}")
         node = result
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
-            if child is None or isinstance(child, str):  # a bare plugin name becomes flat form
-                child = {"name": child} if isinstance(child, str) else {}
+            if child is None:  # a section not written: a plugin slot starts from its default
+                child = _default_component(parts[:depth + 1])
+            if isinstance(child, str):  # a bare plugin name becomes flat form
+                child = {"name": child}
+            if child is not node.get(part):
                 node[part] = child
             if not isinstance(child, dict):
                 raise LthError(f"--set {key}: {part} is not a section")
             node = child
         node[parts[-1]] = value
     return result
+
+
+def _default_component(path: Sequence[str]) -> dict[str, Any]:
+    """``{name: default}`` when ``path`` is a plugin slot (``model``, ``pruning.criterion``),
+    so ``--set model.hidden=[10]`` keeps the default architecture; else an empty section."""
+    slot = {p: c for p, _, c in ExperimentSpec().components()}.get(".".join(path))
+    return {"name": slot.name} if slot is not None else {}
 
 
 def _check_component(path: str, kind: str, component: ComponentSpec, registry: Registry,
@@ -172,9 +196,13 @@ def build_spec(data: dict[str, Any], registry: Registry, source: str | None = No
         problems = _problems(exc)
         raise SpecError(problems + _component_problems(data, registry, problems), source) from None
     try:
-        return _resolve_params(spec, registry)
+        resolved = _resolve_params(spec, registry)
     except SpecError as exc:
         raise SpecError(exc.problems, source) from None
+    problems = beyond_limits(data, resolved.model_dump(mode="json"))
+    if problems:
+        raise SpecError(problems, source)
+    return resolved
 
 
 def load_spec(path: Path, registry: Registry, overrides: Sequence[str] = ()) -> ExperimentSpec:

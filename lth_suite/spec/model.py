@@ -23,6 +23,9 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
+# Names become run names and folder names: bounded well below the 255 bytes a file name may have.
+NAME_MAX = 200
+
 
 class Strict(BaseModel):
     """Base of every spec section: unknown fields are errors."""
@@ -127,7 +130,8 @@ class ComponentSpec(Strict):
 class ExperimentSection(Strict):
     """Identity and repetition of the experiment."""
 
-    name: str = Field(default="experiment", min_length=1, description="experiment name")
+    name: str = Field(default="experiment", min_length=1, max_length=NAME_MAX,
+                      description="experiment name")
     seed: int = Field(default=0, ge=0, description="base seed; every other seed derives from it")
     replicates: int = Field(default=1, ge=1, description="independent repetitions")
 
@@ -233,7 +237,8 @@ class Tracking(Strict):
     """Where and what to log. Not part of the spec hash."""
 
     uri: str | None = Field(default=None, description="MLflow tracking URI")
-    experiment: str | None = Field(default=None, description="MLflow experiment; default: name")
+    experiment: str | None = Field(default=None, min_length=1, max_length=NAME_MAX,
+                                   description="MLflow experiment; default: name")
     log_models: Literal["all", "final", "none"] = Field(
         default="all", description="ticket levels logged as MLflow models"
     )

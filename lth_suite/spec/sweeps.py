@@ -105,7 +105,7 @@ def load_sweep(path: Path, plugins: Plugins, overrides: Sequence[str] = ()) -> S
 
     ``overrides`` (``--set``) apply to the base, before each point's own.
     """
-    data = read_yaml(path)
+    data = read_yaml(path, "sweep file")
     try:
         sweep = SweepFile.model_validate(data)
     except ValidationError as exc:

@@ -32,8 +32,8 @@ def resolve_tracking_uri(cli_uri: str | None, spec_uri: str | None) -> str:
 
 def safe_name(text: str) -> str:
     """A file or folder name from user input: no separators, no '..', no odd characters."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return cleaned or "unnamed"
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:100]  # paths stay short
+    return cleaned.rstrip("-.") or "unnamed"
 
 
 def _check_server(uri: str, timeout: float = 10.0) -> None:
@@ -45,6 +45,19 @@ def _check_server(uri: str, timeout: float = 10.0) -> None:
     except requests.RequestException as exc:
         reason = type(exc).__name__
         raise TrackingError(f"tracking URI {uri}: the server cannot be reached ({reason})") from None
+
+
+def store_failure(error: BaseException) -> str | None:
+    """One line on a store that stopped accepting writes (a full disk, a read-only or locked
+    database, a server gone), if that is what stopped ``error``'s run; else None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        module = type(seen).__module__.split(".")[0]
+        if isinstance(seen, OSError) or module in ("sqlite3", "sqlalchemy", "mlflow", "requests"):
+            lines = str(seen).splitlines()
+            return f"{type(seen).__name__}: {lines[0] if lines else 'no detail'}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
@@ -64,5 +77,33 @@ def checked_store(uri: str, make: Callable[[str], T], verb: str) -> T:
         store.client.search_experiments(max_results=1)
     except Exception as exc:  # mlflow raises many types for a bad store
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TrackingError(f"tracking URI {uri}: cannot be {verb} ({first})") from None
+        raise TrackingError(_half_created(uri, first) or f"tracking URI {uri}: cannot be "
+                            f"{verb} ({first})") from None
     return store
+
+
+def _half_created(uri: str, problem: str) -> str | None:
+    """What to do about an embedded store a kill left half-created, if ``uri`` is one.
+
+    MLflow builds a new ``mlflow.db`` in some thirty schema steps; a process stopped midway
+    leaves tables that the next start tries to create again ("already exists", "duplicate
+    column"). Such a file holds no runs yet, so moving it aside loses nothing.
+    """
+    import sqlite3
+
+    if not uri.startswith("sqlite:///") or not re.search(
+            r"already exists|duplicate column|no such (table|column)", problem):
+        return None
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            runs = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        runs = 0  # not even the runs table: created no further than that
+    if runs:
+        return None  # a store with results is never called half-created
+    return (f"{path}: a half-created MLflow store with no runs (a process was stopped while "
+            f"it created the store); move it aside and run again: mv {path} {path}.broken")
+

@@ -24,6 +24,8 @@ from mlflow.tracking import MlflowClient
 
 from .. import __version__
 from ..pruning.masks import Mask
+from ..signals import interrupts_held
+from .batches import batches
 from .names import (
     ERROR_TAG,
     GIT_COMMIT_TAG,
@@ -39,9 +41,6 @@ from .names import (
 )
 from .reader import StoreReader
 from .uris import checked_store, safe_name
-
-PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call
-ENTITY_BATCH = 1000  # params, metrics and tags together, per call
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -102,18 +101,21 @@ class Tracker:
         """Create (or adopt, under ``mlflow run``) the parent run and describe it."""
         all_tags = {**_git_state(), VERSION_TAG: __version__, **tags}
         adopted = os.environ.get("MLFLOW_RUN_ID")
-        if adopted:
-            self.parent_id, self._adopted_parent = adopted, True
-            self.experiment_id = self.client.get_run(adopted).info.experiment_id
-            self.client.set_tag(adopted, RUN_NAME_TAG, run_name)
-        else:
+        if not adopted:
             self.experiment_id = self._experiment_id(experiment)
-            run = self.client.create_run(self.experiment_id, run_name=run_name)
-            self.parent_id = run.info.run_id
-        self._open.append(self.parent_id)
-        # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
-        self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
-        self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
+        # A parent exists whole or not at all: stopped halfway, it could not be resumed.
+        with interrupts_held():
+            if adopted:
+                self.parent_id, self._adopted_parent = adopted, True
+                self.experiment_id = self.client.get_run(adopted).info.experiment_id
+                self.client.set_tag(adopted, RUN_NAME_TAG, run_name)
+            else:
+                self.parent_id = self.client.create_run(self.experiment_id,
+                                                        run_name=run_name).info.run_id
+            self._open.append(self.parent_id)
+            # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
+            self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
+            self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
         return self.parent_id
 
     def attach(self, parent_id: str) -> None:
@@ -132,13 +134,17 @@ class Tracker:
     def resume_experiment(self, parent_id: str, mark: bool = True) -> None:
         """Reopen an unfinished parent run; end children a dead process left RUNNING as KILLED."""
         self.parent_id = parent_id
-        self.experiment_id = self.reader.require(parent_id).experiment_id
+        parent = self.reader.require(parent_id)
+        self.experiment_id = parent.experiment_id
+        if ERROR_TAG in parent.tags:  # why it stopped last time is no longer true
+            self.client.delete_tag(parent_id, ERROR_TAG)
         self.end_running_children(
             parent_id, "the process running it died; ended when the experiment resumed")
-        self.client.update_run(parent_id, status="RUNNING")
+        with interrupts_held():
+            self.client.update_run(parent_id, status="RUNNING")
+            self._open.append(parent_id)
         if mark:
             self.client.set_tag(parent_id, RESUMED_TAG, str(int(time.time())))
-        self._open.append(parent_id)
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         """One tag, written at once."""
@@ -156,9 +162,10 @@ class Tracker:
         (params, metrics) is written in one call when it ends, FINISHED or not.
         """
         assert self.parent_id is not None and self.experiment_id is not None, "start_experiment first"
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={PARENT_TAG: self.parent_id})
-        self._open.append(run.info.run_id)
+        with interrupts_held():
+            run = self.client.create_run(self.experiment_id, run_name=name,
+                                         tags={PARENT_TAG: self.parent_id})
+            self._open.append(run.info.run_id)
         self._log(run.info.run_id, params={k: str(v) for k, v in params.items()})
         self._pending[run.info.run_id] = ([], [])
         return run.info.run_id
@@ -245,10 +252,17 @@ class Tracker:
             return  # ``mlflow run`` ends the run it created
         self.client.set_terminated(run_id, status=status)
 
-    def end_all(self, status: str, reason: str | None = None) -> None:
-        """End every run still open, children first (FAILED or KILLED)."""
+    def end_all(self, status: str, reason: str | None = None) -> list[str]:
+        """End every run still open, children first (FAILED or KILLED); the runs the store
+        would not let end (a full disk), which stay RUNNING there."""
+        stuck = []
         for run_id in reversed(list(self._open)):
-            self.end_run(run_id, status, reason)
+            try:
+                with interrupts_held():  # a second Ctrl-C must not stop the ending halfway
+                    self.end_run(run_id, status, reason)
+            except Exception:
+                stuck.append(run_id)
+        return stuck
 
     def _log(self, run_id: str, metrics: list[Metric] | None = None,
              params: Mapping[str, str] | None = None,
@@ -262,31 +276,9 @@ class Tracker:
 
         A key given twice starts a new call, so MLflow judges it as it would two calls.
         """
-        for batch_params, batch_metrics, batch_tags in _batches(params, metrics, tags):
+        for batch_params, batch_metrics, batch_tags in batches(params, metrics, tags):
             self.client.log_batch(run_id, metrics=batch_metrics, params=batch_params,
                                   tags=batch_tags)
-
-
-def _batches(params: list[Param], metrics: list[Metric],
-             tags: list[RunTag]) -> Iterable[tuple[list[Param], list[Metric], list[RunTag]]]:
-    """Split into ``log_batch`` calls within MLflow's limits, params and tags first."""
-    batch: tuple[list[Param], list[Metric], list[RunTag]] = ([], [], [])
-    keys: tuple[set[str], set[str]] = (set(), set())
-    for kind, items in ((0, params), (2, tags), (1, metrics)):
-        for item in items:
-            size = sum(map(len, batch))
-            full = (size >= ENTITY_BATCH or (kind == 0 and len(batch[0]) >= PARAM_BATCH)
-                    or (kind == 2 and len(batch[2]) >= PARAM_BATCH)
-                    or (kind == 1 and len(batch[1]) >= METRIC_BATCH)
-                    or (kind != 1 and item.key in keys[kind // 2]))
-            if full:
-                yield batch
-                batch, keys = ([], [], []), (set(), set())
-            batch[kind].append(item)
-            if kind != 1:
-                keys[kind // 2].add(item.key)
-    if any(batch):
-        yield batch
 
 
 class _PickleWarningFilter(logging.Filter):

@@ -38,8 +38,8 @@ class MaskSimilarity:
     """IoU of ticket masks: level L vs L-1, replicate vs replicate, ticket vs random_prune.
 
     Built once per experiment, so it keeps the previous level's ticket masks (on the
-    CPU) to compare with; a level whose predecessor it did not see (a resumed run)
-    has no consecutive comparison.
+    CPU) to compare with; a resumed run shows it the levels restored from the store
+    (``seen_level``), so its comparisons are those of an uninterrupted run.
     """
 
     def __init__(self) -> None:
@@ -56,7 +56,7 @@ class MaskSimilarity:
             "replicate": [(tickets[a], tickets[b]) for a, b in combinations(sorted(tickets), 2)],
             "ticket_vs_random": [(tickets[r], randoms[r]) for r in sorted(randoms) if r in tickets],
         }
-        self.previous = {r: (event.level, mask) for r, mask in tickets.items()}
+        self.seen_level(event)
         metrics: dict[str, float] = {}
         table: list[dict] = []
         for comparison, masks in pairs.items():
@@ -75,6 +75,10 @@ class MaskSimilarity:
             metrics[f"{comparison}_iou"] = mean(r[OVERALL][0] for r in results)
             metrics[f"{comparison}_chance"] = mean(r[OVERALL][1] for r in results)
         return Analysis(metrics=metrics, table=table)
+
+    def seen_level(self, event: LevelFinished) -> None:
+        """Keep this level's ticket masks for the next level's consecutive comparison."""
+        self.previous = {b.replicate: (event.level, cpu(b.mask)) for b in event.of(TICKET)}
 
     def after_experiment(self, event: ExperimentFinished) -> Analysis:
         """Nothing beyond the per-level values; frees the stored masks."""

@@ -7,7 +7,7 @@ Layers have readable names (``fc1``, ``conv3``, ``out``): they name the masks, t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,11 +21,15 @@ __getattr__ = moved(__name__, {"MLP": "nets", "ConvNet": "nets", "VGG": "cifar_n
                               "ResNet": "cifar_nets"})
 
 
+# A layer of zero units would leave nothing to train or prune: refused when the spec is validated.
+Width = Annotated[int, Field(ge=1)]
+
+
 class MLPParams(BaseModel):
     """A fully connected network; the default is LeNet-300-100."""
 
     model_config = ConfigDict(extra="forbid")
-    hidden: list[int] = Field(default=[300, 100], description="hidden layer widths")
+    hidden: list[Width] = Field(default=[300, 100], description="hidden layer widths")
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
 
@@ -35,7 +39,7 @@ class ConvParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     depth: Literal[2, 4, 6] = 2
     width: int = Field(default=64, ge=1, description="channels of the first conv pair")
-    hidden: list[int] = Field(default=[256, 256], description="fully connected widths")
+    hidden: list[Width] = Field(default=[256, 256], description="fully connected widths")
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from ...plugins.hookspecs import hookimpl
 from ...plugins.params import DatasetParams
@@ -92,7 +92,8 @@ class ImageFolderParams(DatasetParams):
     resize: int | None = Field(default=None, ge=8, description="evaluation images are "
                                "resized to this, then center-cropped; default image_size / 0.875")
     mean: tuple[float, float, float] = Field(default=(0.5, 0.5, 0.5), description="per channel")
-    std: tuple[float, float, float] = Field(default=(0.5, 0.5, 0.5), description="per channel")
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        default=(0.5, 0.5, 0.5), description="per channel")
     augment: bool = Field(default=True, description="random resized crop and horizontal "
                           "flip of training images")
     storage: Literal["auto", "memory", "stream"] = Field(
@@ -111,7 +112,8 @@ class ImageNetParams(ImageFolderParams):
 
     root: Path = Field(default=Path("data/imagenet"), description="holds train/ and val/")
     mean: tuple[float, float, float] = Field(default=(0.485, 0.456, 0.406))
-    std: tuple[float, float, float] = Field(default=(0.229, 0.224, 0.225))
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        default=(0.229, 0.224, 0.225))
     validation: float = Field(default=10000, gt=0, description="training images held out "
                               "for early stopping (a fraction < 1 or a count)")
 
