@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -115,3 +116,29 @@ def test_anchors_merges_and_repeated_aliases_within_bounds_still_load():
     data = safe_yaml.parse(text)
     assert data["training"] == {"lr": 0.02, "batch_size": 32}
     assert data["copies"] == [data["defaults"]] * 3
+
+
+@pytest.mark.parametrize("override, field", [
+    ("experiment.replicates=true", "experiment.replicates"),
+    ("training.batch_size=false", "training.batch_size"),
+    ("training.lr=true", "training.lr"),
+    ("model.hidden=[true, 4]", "model.hidden.0"),
+    ("model.hidden=[0]", "model.hidden.0"),
+    ("model.hidden=[-3, 4]", "model.hidden.0"),
+    ("dataset.validation=.inf", "dataset.validation"),
+    ("experiment.seed=99999999999999999999", "experiment.seed"),
+    (f"dataset.split_seed={10**400}", "dataset.split_seed"),
+    (f"training.duration={10**400}", "training.duration"),
+    ("training.duration='99999999999999999999it'", "training.duration"),
+    ("experiment.name=" + "x" * 256, "experiment.name"),
+    ("tracking.experiment=" + "y" * 300, "tracking.experiment"),
+    ("experiment.replicates=100000", "experiment.replicates"),
+    ("pruning.levels=5000", "pruning.levels"),
+])
+def test_validate_refuses_what_run_could_not_run(tmp_path, override, field):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("experiment: {name: limits}\n")
+    result = CliRunner().invoke(app, ["validate", str(spec), "--set", override])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f": {field}: " in lines[0], lines

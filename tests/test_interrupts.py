@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 
 import mlflow
 import pytest
@@ -95,3 +96,42 @@ def test_an_interrupt_at_any_store_call_leaves_no_run_running(tmp_path, short, a
     assert again.exit_code == 0, again.output
     parent = MlflowClient(store(tmp_path)).get_run(said.group(1))
     assert parent.info.status == "FINISHED" and ERROR_TAG not in parent.data.tags
+
+
+class FullDisk:
+    """From call ``at`` on, the store refuses writes as a full disk does (reads still work,
+    and so does ending runs unless ``stuck``)."""
+
+    WRITES = ("log_batch", "log_artifact", "log_text", "log_dict", "set_tag", "create_run")
+
+    def __init__(self, patch: pytest.MonkeyPatch, at: int, stuck: bool):
+        self.calls, self.at = 0, at
+        for name in self.WRITES + (("set_terminated",) if stuck else ()):
+            patch.setattr(MlflowClient, name, self._failing(getattr(MlflowClient, name)))
+
+    def _failing(self, method):
+        def call(client, *args, **kwargs):
+            self.calls += 1
+            if self.calls >= self.at:
+                raise sqlite3.OperationalError("database or disk is full")
+            return method(client, *args, **kwargs)
+        return call
+
+
+@pytest.mark.parametrize("at, stuck", [(3, False), (12, False), (12, True)])
+def test_a_store_that_stops_accepting_writes_ends_with_one_line(tmp_path, short, at, stuck):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(short))
+    with pytest.MonkeyPatch.context() as patch:
+        FullDisk(patch, at, stuck)
+        result = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri", store(tmp_path)])
+    mlflow.set_tracking_uri(None)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "the tracking store stopped accepting writes" in lines[0]
+    assert "database or disk is full" in lines[0] and "Traceback" not in result.output
+    running = [r.info.run_name for r in runs(tmp_path) if r.info.status == "RUNNING"]
+    if stuck:
+        assert running and "stay RUNNING" in lines[0] and "lth-suite resume" in lines[0]
+    else:
+        assert running == [] and "ended FAILED" in lines[0]

@@ -288,6 +288,7 @@ def _reporter(plan: ExperimentPlan, progress: Progress) -> Callable[[Unit, Any],
 def _end_plan(plan: ExperimentPlan, error: BaseException) -> None:
     """End the children a unit left RUNNING KILLED, then the parent: KILLED when
     interrupted, else FAILED naming the error."""
+    plan.parent_id = plan.parent_id or plan.tracker.parent_id  # created, then stopped
     if plan.parent_id is None:
         return
     status, reason = ending(error)

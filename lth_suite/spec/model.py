@@ -44,6 +44,8 @@ class Duration:
     _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(it|ep)\s*$")
 
     def __init__(self, amount: float, unit: Literal["it", "ep"]):
+        if amount > 2**62:  # iteration counters are int64 in torch and MLflow
+            raise ValueError("a duration must be at most 2^62 iterations or epochs")
         if amount < 0 or not math.isfinite(amount):
             raise ValueError("a duration must be a finite number >= 0")
         if unit == "it" and amount != int(amount):
@@ -133,7 +135,7 @@ class ExperimentSection(Strict):
     name: str = Field(default="experiment", min_length=1, max_length=NAME_MAX,
                       description="experiment name")
     seed: int = Field(default=0, ge=0, description="base seed; every other seed derives from it")
-    replicates: int = Field(default=1, ge=1, description="independent repetitions")
+    replicates: int = Field(default=1, ge=1, le=1000, description="independent repetitions")
 
 
 class Schedule(Strict):
@@ -217,7 +219,9 @@ class Pruning(Strict):
         description="iterative: prune the remaining weights level after level; "
         "oneshot: each level prunes the dense trained network to its density at once",
     )
-    levels: int = Field(default=5, ge=1, description="pruned levels after the dense level 0")
+    # 100 levels of even 10% leave 0.003% of the weights: more is a typo, not a study.
+    levels: int = Field(default=5, ge=1, le=100,
+                        description="pruned levels after the dense level 0")
     fraction: Fractions = Field(default_factory=Fractions)
     exclude: list[str] = Field(default_factory=list, description="layer names never pruned")
 
