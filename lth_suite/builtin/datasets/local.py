@@ -6,7 +6,6 @@ models; this module (torch) is imported when a spec loads one of them.
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,13 @@ from . import (
     FashionMNISTParams,
     MNISTParams,
     NpzParams,
+    checks,
 )
+from .files import read_idx, read_npz
 from .vision import open_torchvision
+
+__all__ = ["carve_test", "standardize", "load_digits", "read_idx", "load_mnist",
+           "load_fashion_mnist", "load_npz"]
 
 
 def carve_test(x: torch.Tensor, y: torch.Tensor, fraction: float,
@@ -56,25 +60,6 @@ def load_digits(params: DigitsParams, seed: int) -> RawData:
     return RawData(x_train, y_train, x_test, y_test, DataInfo("digits", (1, 8, 8), 10))
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST's format), gzipped or not."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    # Magic: two zero bytes, the element type (0x08 = unsigned byte), the number of dims.
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes")
-    dims = raw[3]
-    if len(raw) < 4 + 4 * dims:
-        raise DataError(f"{path}: truncated IDX file")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
-    if data.size != int(np.prod(shape)):
-        raise DataError(f"{path}: truncated IDX file")
-    return data.reshape(shape)
-
-
 def _find_idx(folder: Path, stem: str, layout: str) -> Path | None:
     for candidate in (folder / stem, folder / f"{stem}.gz", folder / layout / "raw" / stem,
                       folder / layout / "raw" / f"{stem}.gz"):
@@ -91,26 +76,35 @@ def _idx_dataset(root: Path, download: bool, name: str, label: str, mean: float,
     found = {key: _find_idx(root, stem, layout) for key, stem in MNIST_FILES.items()}
     if all(found.values()):
         arrays = {key: read_idx(path) for key, path in found.items()}  # type: ignore[arg-type]
+        where = {key: str(path) for key, path in found.items()}
     else:
         from torchvision import datasets
 
         train, test = open_torchvision(getattr(datasets, layout), label, root, download)
         arrays = {"x_train": train.data.numpy(), "y_train": train.targets.numpy(),
                   "x_test": test.data.numpy(), "y_test": test.targets.numpy()}
+        where = {key: f"{label} under {root}: {key}" for key in arrays}
+    named = {key: (where[key], array) for key, array in arrays.items()}
+    for key in ("x_train", "x_test"):
+        if arrays[key].ndim != 3:
+            raise DataError(f"{where[key]}: has shape {arrays[key].shape}, not images "
+                            "(examples, height, width)")
+    x_train = checks.features(where["x_train"], arrays["x_train"], least=2)
+    x_test = checks.features(where["x_test"], arrays["x_test"], least=1)
+    checks.same_example_shape(named["x_train"], named["x_test"])
+    for xs, ys in (("x_train", "y_train"), ("x_test", "y_test")):
+        named[ys] = (where[ys], checks.labels(where[ys], arrays[ys]))
+        checks.same_count(named[xs], named[ys])
+    checks.count_classes(named["y_train"], [named["y_test"]], known=10)
 
-    def images(key: str) -> torch.Tensor:
-        x = torch.from_numpy(arrays[key].astype(np.float32) / 255.0).unsqueeze(1)
-        return (x - mean) / std
+    def images(x: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(x).unsqueeze(1) - mean) / std
 
-    def labels(key: str) -> torch.Tensor:
-        return torch.from_numpy(arrays[key].astype(np.int64))
+    def classes(key: str) -> torch.Tensor:
+        return torch.from_numpy(named[key][1].astype(np.int64))
 
-    x_train, x_test = images("x_train"), images("x_test")
-    y_train, y_test = labels("y_train"), labels("y_test")
-    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
-        raise DataError(f"{label} under {root}: images and labels differ in number")
-    return RawData(x_train, y_train, x_test, y_test,
-                   DataInfo(name, tuple(x_train.shape[1:]), 10))
+    return RawData(images(x_train), classes("y_train"), images(x_test), classes("y_test"),
+                   DataInfo(name, (1, *x_train.shape[1:]), 10))
 
 
 def load_mnist(params: MNISTParams, seed: int) -> RawData:
@@ -125,31 +119,34 @@ def load_fashion_mnist(params: FashionMNISTParams, seed: int) -> RawData:
 
 
 def load_npz(params: NpzParams, seed: int) -> RawData:
-    """Arrays from a user's .npz; uint8 images are scaled to [0, 1]."""
-    if not params.path.is_file():
-        raise DataError(f"dataset.path: {params.path} does not exist")
-    with np.load(params.path) as arrays:
-        missing = {"x", "y"} - set(arrays.files)
-        if missing:
-            raise DataError(f"{params.path}: missing array(s) {', '.join(sorted(missing))}")
-        if ("x_test" in arrays.files) != ("y_test" in arrays.files):
-            raise DataError(f"{params.path}: x_test and y_test come together; one is missing")
-        loaded = {k: arrays[k] for k in arrays.files}
+    """Arrays from a user's .npz; uint8 images are scaled to [0, 1]. Every array is checked."""
+    path = params.path
+    arrays = read_npz(path, ("x", "y", "x_test", "y_test"))
+    missing = {"x", "y"} - set(arrays)
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: x_test and y_test come together; one is missing")
+    named = {key: (f"{path}, array '{key}'", array) for key, array in arrays.items()}
+    x = checks.features(named["x"][0], arrays["x"], least=2)
+    x_given = checks.features(named["x_test"][0], arrays["x_test"], least=1) \
+        if "x_test" in arrays else None
     for xs, ys in (("x", "y"), ("x_test", "y_test")):
-        if xs in loaded and len(loaded[xs]) != len(loaded[ys]):
-            raise DataError(f"{params.path}: {xs} has {len(loaded[xs])} examples, "
-                            f"{ys} {len(loaded[ys])}")
+        if xs in arrays:
+            named[ys] = (named[ys][0], checks.labels(named[ys][0], arrays[ys]))
+            checks.same_count(named[xs], named[ys])
+    if x_given is not None:
+        checks.same_example_shape(named["x"], named["x_test"])
+    classes = checks.count_classes(named["y"], [named["y_test"]] if "y_test" in named else [])
 
-    def features(a: np.ndarray) -> torch.Tensor:
-        scale = 255.0 if a.dtype == np.uint8 else 1.0
-        return torch.from_numpy(a.astype(np.float32) / scale)
+    def targets(key: str) -> torch.Tensor:
+        return torch.from_numpy(named[key][1].astype(np.int64))
 
-    x, y = features(loaded["x"]), torch.from_numpy(loaded["y"].astype(np.int64))
-    if "x_test" in loaded and "y_test" in loaded:
-        x_test, y_test = features(loaded["x_test"]), torch.from_numpy(loaded["y_test"].astype(np.int64))
-        x_train, y_train = x, y
+    if x_given is not None:
+        x_train, y_train = torch.from_numpy(x), targets("y")
+        x_test, y_test = torch.from_numpy(x_given), targets("y_test")
     else:
-        x_train, y_train, x_test, y_test = carve_test(x, y, params.test, params.split_seed)
-    classes = int(max(y_train.max(), y_test.max())) + 1
+        x_train, y_train, x_test, y_test = carve_test(torch.from_numpy(x), targets("y"),
+                                                      params.test, params.split_seed)
     return RawData(x_train, y_train, x_test, y_test,
-                   DataInfo(params.path.stem, tuple(x.shape[1:]), classes))
+                   DataInfo(path.stem, tuple(x.shape[1:]), classes))
