@@ -143,3 +143,19 @@ def test_a_missing_folder_is_a_one_line_error(tmp_path, write_spec):
                                       f"sqlite:///{tmp_path / 'm.db'}"])
     assert result.exit_code == 2, result.output
     assert "dataset.root: no folder" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("storage", ["memory", "stream"])
+def test_an_unreadable_image_is_a_one_line_error_naming_it(folder, tmp_path, write_spec,
+                                                           tracking_uri, storage):
+    broken = folder / "train" / "class1" / "3.png"
+    broken.write_bytes(b"not an image")
+    result = CliRunner().invoke(app, ["run", str(write_spec(spec_data(folder, storage))),
+                                      "--tracking-uri", tracking_uri])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert f"dataset.root: {broken} is not a readable image" in last, result.output
+    assert "Traceback" not in result.output
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert all(r.info.status != "RUNNING" for r in runs)  # nothing left half-written

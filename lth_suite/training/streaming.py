@@ -10,12 +10,14 @@ of workers and wherever training starts (late rewinding, resume).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import DataError
 from ..seeding import derive_seed
 from .data import BatchOrder, DataInfo, Splits, split_indices
 
@@ -85,6 +87,19 @@ class TrainingKeys(Sampler[list[Key]]):
                    for p in positions]
 
 
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A ``DataError`` raised in a loader worker arrives with the worker's traceback appended
+    to its message: give it back its own one line."""
+    try:
+        yield
+    except DataError as exc:
+        lines = str(exc).strip().splitlines()
+        if len(lines) > 1:
+            raise DataError(lines[-1].split("DataError: ", 1)[-1]) from None
+        raise
+
+
 class StreamedBatches:
     """The loop's batches of one member, streamed: iteration ``i`` is always the same batch.
 
@@ -103,7 +118,8 @@ class StreamedBatches:
             keys = TrainingKeys(self.data.train_indices, self.batch_size, self.seed, iteration,
                                 self.stop, self.shard)
             self.stream = iter(self.data.loader(self.data.train, keys))
-        inputs, targets = next(self.stream)
+        with one_line_errors():
+            inputs, targets = next(self.stream)
         self.next_iteration = iteration + 1
         device = self.data.device
         return [(inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True))]
@@ -154,9 +170,10 @@ class StreamedSplits:
                                  for start in range(0, len(indices), self.eval_batch_size)]
         # A split of one batch has nothing to overlap: starting workers would only cost.
         workers = self.workers if len(keys) > 1 else 0
-        for inputs, targets in self.loader(source, keys, workers):
-            yield (inputs.to(self.device, non_blocking=True),
-                   targets.to(self.device, non_blocking=True))
+        with one_line_errors():
+            for inputs, targets in self.loader(source, keys, workers):
+                yield (inputs.to(self.device, non_blocking=True),
+                       targets.to(self.device, non_blocking=True))
 
     def examples(self, count: int) -> torch.Tensor:
         """The first ``count`` test inputs, on the device (a logged model's input example)."""

@@ -52,7 +52,11 @@ class ImageFolderSet:
     def load(self, index: int, augment_seed: int | None) -> tuple[torch.Tensor, int]:
         """One normalised image and its label; augmented when ``augment_seed`` is given."""
         path, label = self.samples[index]
-        image = self.loader(path)
+        try:
+            image = self.loader(path)
+        except (OSError, ValueError) as exc:  # PIL's word for a truncated or non-image file
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise DataError(f"dataset.root: {path} is not a readable image ({reason})") from None
         if augment_seed is None:
             return self.evaluation(image), label
         # torchvision's transforms draw from the global generator: seed it for this example
