@@ -55,10 +55,12 @@ if TYPE_CHECKING:
     from .lottery.analyzers import Analysis, Analyzer
     from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
     from .lottery.rewinding import Rewind, RewindContext, RewindPoint, State
+    from .pruning.allocation import Allocation, LayerShape
     from .pruning.masks import Layer, Mask, keep_top, prunable_layers
     from .pruning.targets import Criterion, Group, PruneRequest
     from .training.config import TrainConfig
     from .training.data import Augment, DataInfo, RawData, Splits
+    from .training.dynamic import DynamicSparsity, MaskUpdater, UpdaterContext
     from .training.loop import Step, StepCallback
     from .training.result import TrainResult
     from .training.streaming import StreamedData, StreamedSet, StreamedSplits
@@ -68,6 +70,9 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("Criterion", "Group", "PruneRequest"), "lth_suite.pruning.targets"),
     **dict.fromkeys(("Layer", "Mask", "keep_top", "prunable_layers"), "lth_suite.pruning.masks"),
+    **dict.fromkeys(("Allocation", "LayerShape"), "lth_suite.pruning.allocation"),
+    **dict.fromkeys(("DynamicSparsity", "MaskUpdater", "UpdaterContext"),
+                    "lth_suite.training.dynamic"),
     **dict.fromkeys(("Augment", "DataInfo", "RawData", "Splits"), "lth_suite.training.data"),
     "TrainConfig": "lth_suite.training.config",
     "TrainResult": "lth_suite.training.result",
@@ -92,6 +97,8 @@ __all__ = [
     "LthError", "SpecError", "DataError", "UnknownComponentError", "PluginFailure", "Diverged",
     # criteria
     "Criterion", "PruneRequest", "Group", "Mask", "Layer", "keep_top", "prunable_layers",
+    # allocations and dynamic sparse training
+    "Allocation", "LayerShape", "DynamicSparsity", "MaskUpdater", "UpdaterContext",
     # datasets and architectures
     "DataInfo", "RawData", "Splits", "Augment", "StreamedData", "StreamedSet", "StreamedSplits",
     # training

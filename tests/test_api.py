@@ -137,7 +137,8 @@ def test_builtin_criteria_are_criteria(registry):
 
 
 @pytest.mark.parametrize("kind, protocol", [("rewind", "Rewind"), ("analyzer", "Analyzer"),
-                                            ("launcher", "Launcher")])
+                                            ("launcher", "Launcher"),
+                                            ("dynamic", "DynamicSparsity")])
 def test_builtin_components_satisfy_their_protocol(registry, kind, protocol):
     for component in built(registry, kind):
         satisfies(component, getattr(api, protocol))

@@ -156,3 +156,13 @@ def test_the_ray_launcher_under_torchrun_is_refused(spec, tmp_path, monkeypatch)
                                       "--tracking-uri", "http://127.0.0.1:9"])
     assert result.exit_code == 2, result.output
     assert "launcher: 'ray' under torchrun" in result.output
+
+
+def test_dynamic_sparse_training_under_torchrun_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    spec = Path(__file__).resolve().parents[1] / "specs" / "rigl_digits.yaml"
+    result = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri",
+                                      f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert result.exit_code == 2, result.output
+    assert "sparsity.dynamic: dynamic sparse training does not run under torchrun" in result.output
+    assert not (tmp_path / "mlflow.db").exists()

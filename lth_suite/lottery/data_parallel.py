@@ -99,5 +99,9 @@ def join_torchrun(spec: ExperimentSpec, in_process: bool) -> bool:
     if not in_process:
         raise LthError(f"launcher: '{spec.launcher.name}' under torchrun: torchrun trains one "
                        "experiment data-parallel in its processes; use the local launcher")
+    if spec.sparsity is not None and spec.sparsity.dynamic is not None:
+        # Its mask updates happen on rank 0 during training: the other ranks' masks would drift.
+        raise LthError("sparsity.dynamic: dynamic sparse training does not run under torchrun; "
+                       "run it in one process")
     join(spec.device, spec.training.batch_size)
     return True

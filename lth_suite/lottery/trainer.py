@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from ..tracking.names import TICKET
 from ..training.distributed import group, together
+from ..training.dynamic import MaskUpdater, UpdaterContext
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
@@ -61,10 +63,14 @@ class Trainer:
             send(TrainingJob(point.state, item.mask, item.data_seed, point.start_iteration,
                              point.constant_lr, _captures(item)))
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
+        updaters = self._updaters([item])
         with together():
-            return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
-                         start_iteration=point.start_iteration, constant_lr=point.constant_lr,
-                         capture_at=_captures(item), progress=tick)
+            result = train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+                           start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                           capture_at=_captures(item), progress=tick,
+                           callbacks=list(updaters.values()))
+        self._final_masks(updaters, [item])
+        return result
 
     def train_together(self, items: list[Planned]) -> list[TrainResult]:
         """Train the items as one population, every member from its own start."""
@@ -76,9 +82,26 @@ class Trainer:
         tick = self.progress.begin(f"level {items[0].level}: population of {len(items)}",
                                    point.start_iteration, self.x.config.total)
         members = [Member(i.point.state, i.mask, i.data_seed, _captures(i)) for i in items]
-        return train_population(self.model, members, self.x.data, self.x.config,
-                                start_iteration=point.start_iteration,
-                                constant_lr=point.constant_lr, progress=tick)
+        updaters = self._updaters(items)
+        results = train_population(self.model, members, self.x.data, self.x.config,
+                                   start_iteration=point.start_iteration,
+                                   constant_lr=point.constant_lr, progress=tick,
+                                   callbacks=list(updaters.values()))
+        self._final_masks(updaters, items)
+        return results
+
+    def _updaters(self, items: list[Planned]) -> dict[int, MaskUpdater]:
+        """Per member (index in ``items``), the dynamic sparse training of a level-0 ticket."""
+        if self.x.dynamic is None:
+            return {}
+        return {member: self.x.dynamic.updater(UpdaterContext(
+                    item.mask, self.x.data, self.x.config, item.data_seed, member))
+                for member, item in enumerate(items) if item.level == 0 and item.branch == TICKET}
+
+    def _final_masks(self, updaters: dict[int, MaskUpdater], items: list[Planned]) -> None:
+        """A dynamically trained ticket is the mask it ended with."""
+        for member, updater in updaters.items():
+            items[member].mask = updater.mask().to(self.x.device)
 
 
 def _captures(item: Planned) -> frozenset[int]:

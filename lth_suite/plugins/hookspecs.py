@@ -93,6 +93,26 @@ def lth_register_launchers(register: RegisterFn) -> None:
     """
 
 
+@hookspec
+def lth_register_allocations(register: RegisterFn) -> None:
+    """Register layer-wise density allocations: ``factory(params) -> Allocation``.
+
+    ``Allocation(layers: list[LayerShape], density: float) -> list[int]`` gives each
+    layer's kept weights so that they total ``density`` of all of them (rounded);
+    ``lth_suite.pruning.allocation`` has the helpers the built-ins use.
+    """
+
+
+@hookspec
+def lth_register_dynamic_sparsity(register: RegisterFn) -> None:
+    """Register dynamic sparse training methods: ``factory(params) -> DynamicSparsity``.
+
+    ``DynamicSparsity.updater(UpdaterContext) -> MaskUpdater``: a step callback that
+    moves the kept weights of one training (keeping every layer's count exactly), and
+    whose ``mask()`` is the mask at the end.
+    """
+
+
 # -------------------------------------------------------------------------------------------
 # Experiment events (called while an experiment runs)
 #

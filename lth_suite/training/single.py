@@ -95,9 +95,10 @@ class SingleNetwork:
         # Masks as tensors of the weights' dtype and memory format, built once; a layer that
         # keeps every weight needs no multiply (x * 1 is x, bit for bit), so the dense level 0
         # does none at all.
-        masked = [(params[name], torch.empty_like(params[name]).copy_(keep))
+        masked = [(name, params[name], torch.empty_like(params[name]).copy_(keep))
                   for name, keep in mask.items() if not bool(keep.all())]
-        self.masked_params, self.keeps = [p for p, _ in masked], [k for _, k in masked]
+        self.masked_names = [name for name, _, _ in masked]
+        self.masked_params, self.keeps = [p for _, p, _ in masked], [k for _, _, k in masked]
         self.optimizer = make_optimizer(model, config)
         # Seeding the generators costs a hash per step: only models that draw random
         # numbers (dropout) need it, and for them every step's randomness is reproducible.
@@ -137,6 +138,23 @@ class SingleNetwork:
             if self.keeps:
                 torch._foreach_mul_(self.masked_params, self.keeps)
         return loss
+
+    def sparse_layers(self, member: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """(name, weight, keep) of every weight with pruned entries; ``keep`` is 1.0/0.0 in
+        the weight's dtype. Dynamic sparse training changes both in place between steps."""
+        return list(zip(self.masked_names, self.masked_params, self.keeps))
+
+    def reset_state(self, name: str, positions: torch.Tensor, member: int = 0) -> None:
+        """Zero the optimizer state (moments, momentum) of weight ``name`` at ``positions``."""
+        self.optimizer.reset_(self.masked_params[self.masked_names.index(name)], positions)
+
+    def dense_gradients(self, inputs: torch.Tensor, targets: torch.Tensor,
+                        member: int = 0) -> list[torch.Tensor]:
+        """Loss gradients of the ``sparse_layers`` weights on one batch, pruned entries
+        included (the ``.grad`` the optimizer uses is left alone)."""
+        with self.autocast:
+            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets)
+        return list(torch.autograd.grad(loss.float(), self.masked_params))
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
         """Loss and accuracy over a whole split, as a one-member list."""
