@@ -55,22 +55,30 @@ if TYPE_CHECKING:
     from .lottery.analyzers import Analysis, Analyzer
     from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
     from .lottery.rewinding import Rewind, RewindContext, RewindPoint, State
+    from .pruning.allocation import Allocation, LayerShape
     from .pruning.masks import Layer, Mask, keep_top, prunable_layers
     from .pruning.targets import Criterion, Group, PruneRequest
     from .training.config import TrainConfig
     from .training.data import Augment, DataInfo, RawData, Splits
+    from .training.dynamic import DynamicSparsity, MaskUpdater, UpdaterContext
     from .training.loop import Step, StepCallback
     from .training.result import TrainResult
+    from .training.streaming import StreamedData, StreamedSet, StreamedSplits
 
 # Name -> the module that defines it, imported on first access. Keep in step with the
 # TYPE_CHECKING imports above (tests/test_api.py checks both against ``__all__``).
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("Criterion", "Group", "PruneRequest"), "lth_suite.pruning.targets"),
     **dict.fromkeys(("Layer", "Mask", "keep_top", "prunable_layers"), "lth_suite.pruning.masks"),
+    **dict.fromkeys(("Allocation", "LayerShape"), "lth_suite.pruning.allocation"),
+    **dict.fromkeys(("DynamicSparsity", "MaskUpdater", "UpdaterContext"),
+                    "lth_suite.training.dynamic"),
     **dict.fromkeys(("Augment", "DataInfo", "RawData", "Splits"), "lth_suite.training.data"),
     "TrainConfig": "lth_suite.training.config",
     "TrainResult": "lth_suite.training.result",
     **dict.fromkeys(("Step", "StepCallback"), "lth_suite.training.loop"),
+    **dict.fromkeys(("StreamedData", "StreamedSet", "StreamedSplits"),
+                    "lth_suite.training.streaming"),
     **dict.fromkeys(("Rewind", "RewindContext", "RewindPoint", "State"),
                     "lth_suite.lottery.rewinding"),
     **dict.fromkeys(("Analysis", "Analyzer"), "lth_suite.lottery.analyzers"),
@@ -89,8 +97,10 @@ __all__ = [
     "LthError", "SpecError", "DataError", "UnknownComponentError", "PluginFailure", "Diverged",
     # criteria
     "Criterion", "PruneRequest", "Group", "Mask", "Layer", "keep_top", "prunable_layers",
+    # allocations and dynamic sparse training
+    "Allocation", "LayerShape", "DynamicSparsity", "MaskUpdater", "UpdaterContext",
     # datasets and architectures
-    "DataInfo", "RawData", "Splits", "Augment",
+    "DataInfo", "RawData", "Splits", "Augment", "StreamedData", "StreamedSet", "StreamedSplits",
     # training
     "TrainConfig", "TrainResult", "Step", "StepCallback",
     # rewinds

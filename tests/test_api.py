@@ -137,7 +137,8 @@ def test_builtin_criteria_are_criteria(registry):
 
 
 @pytest.mark.parametrize("kind, protocol", [("rewind", "Rewind"), ("analyzer", "Analyzer"),
-                                            ("launcher", "Launcher")])
+                                            ("launcher", "Launcher"),
+                                            ("dynamic", "DynamicSparsity")])
 def test_builtin_components_satisfy_their_protocol(registry, kind, protocol):
     for component in built(registry, kind):
         satisfies(component, getattr(api, protocol))
@@ -196,7 +197,8 @@ def public_methods(cls: type) -> list[str]:
             and (callable(value) or isinstance(value, (property, classmethod, staticmethod)))]
 
 
-DOCUMENTED = ["PruneRequest", "Layer", "DataInfo", "RawData", "Splits", "TrainConfig",
+DOCUMENTED = ["PruneRequest", "Layer", "DataInfo", "RawData", "Splits", "StreamedData",
+              "StreamedSplits", "TrainConfig",
               "TrainResult", "Step", "RewindContext", "RewindPoint", "Analysis", "BranchResult",
               "LevelFinished", "ExperimentFinished", "Unit", "UnitGraph", "Job", "Outcome"]
 

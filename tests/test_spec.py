@@ -139,7 +139,8 @@ def test_unknown_field_message(tiny, registry):
 def test_unknown_plugin_lists_known_names(tiny, registry):
     tiny["pruning"]["criterion"] = "magnitud"
     assert problems(tiny, registry) == {
-        "pruning.criterion.name": "unknown criterion 'magnitud' (known: channel_refill, magnitude, random)"}
+        "pruning.criterion.name":
+            "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random)"}
 
 
 def test_bad_plugin_param(tiny, registry):
@@ -162,7 +163,7 @@ def test_every_problem_reported_in_one_pass(tiny, registry):
     found = problems(tiny, registry)
     assert set(found) == {"training.lr", "pruning.levels", "pruning.criterion.name",
                           "model.hidden", "analyzers.0.name", "analyzers.1.x"}
-    assert "known: channel_refill, magnitude, random" in found["pruning.criterion.name"]
+    assert "known: channel_refill, lamp, magnitude, random" in found["pruning.criterion.name"]
 
 
 def test_spec_error_lines_name_the_source(tiny, registry):

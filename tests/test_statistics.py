@@ -82,6 +82,9 @@ def test_legends_follow_the_kind_of_experiment():
     assert branch_label("ticket", synflow) == ("ticket: mask chosen at init by synflow, "
                                                "original init weights")
     assert "rewound" not in branch_label("ticket", synflow)
+    rigl = {**imp, "sparsity.dynamic.name": "rigl", "sparsity.density": "0.2"}
+    assert experiment_kind(rigl) == "dst"
+    assert branch_label("ticket", rigl).startswith("ticket: mask grown by rigl at level 0")
 
 
 def test_zoom_keeps_curves_above_90_percent_apart():

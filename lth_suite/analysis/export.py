@@ -22,6 +22,7 @@ from ..tracking.names import (
     STATE_ARTIFACT,
     TICKET,
 )
+from .semistructured import SemiStructured, export_semi_structured
 from .shrink import Counts, LayerChange, count, masked_state_dict, shrink
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class ExportResult:
     after: Counts | None  # None when the network could not be shrunk
     reason: str  # why not
     layers: list[LayerChange]
+    semi_structured: SemiStructured | None = None  # the 2:4 weights as sparse tensors
 
 
 def rebuild(reader: StoreReader, child: RunRecord, plugins: Plugins | None = None,
@@ -158,7 +160,14 @@ def export_run(reader: StoreReader, run_id: str, out: Path, plugins: Plugins | N
         "shrunk": shrunk.model is not None, "not_shrunk_because": shrunk.reason or None,
         "layers": [asdict(change) for change in shrunk.layers],
     }
+    semi = export_semi_structured(model, mask, out)
+    if semi.file is not None:
+        files.append(semi.file)
+    summary["semi_structured"] = {
+        "two_four_weights": semi.candidates, "converted": semi.converted,
+        "file": semi.file.name if semi.file else None, "dense_because": semi.reason or None}
+    summary["files"] = [f.name for f in files] + [SUMMARY]
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     files.append(out / SUMMARY)
     return ExportResult(child.run_id, child.name, architecture, input_shape, out, files,
-                        before, after, shrunk.reason, shrunk.layers)
+                        before, after, shrunk.reason, shrunk.layers, semi)

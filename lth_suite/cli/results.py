@@ -112,5 +112,13 @@ def _print_export(result) -> None:
                   f"({change.constant_removed} constant removed or folded, "
                   f"{change.unused_removed} without outgoing weights{kept})",
                   highlight=False, markup=False)
+    semi = result.semi_structured
+    if semi is not None and semi.candidates:
+        if semi.converted:
+            out.print(f"2:4 weights as semi-structured sparse tensors (CUDA, float16): "
+                      f"{', '.join(semi.converted)}", highlight=False, markup=False)
+        if semi.reason:
+            out.print(f"2:4 weights kept in the masked dense model: {semi.reason}",
+                      highlight=False, markup=False)
     for path in result.files:
         out.print(str(path), highlight=False, markup=False)

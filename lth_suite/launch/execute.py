@@ -64,7 +64,8 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> L
 def unit_graph(spec: ExperimentSpec) -> UnitGraph:
     """The units of an experiment and what each one waits for."""
     return UnitGraph.build(spec.experiment.replicates, spec.pruning.levels,
-                           spec.controls.enabled())
+                           spec.controls.enabled(),
+                           dense_controls=spec.sparsity is not None and spec.sparsity.dynamic is not None)
 
 
 @dataclass

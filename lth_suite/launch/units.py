@@ -44,8 +44,10 @@ class UnitGraph:
     dependencies: Mapping[Unit, tuple[Unit, ...]]
 
     @classmethod
-    def build(cls, replicates: int, levels: int, controls: Sequence[str]) -> UnitGraph:
-        """The graph of ``replicates`` x (level 0 + ``levels`` pruned levels x branches)."""
+    def build(cls, replicates: int, levels: int, controls: Sequence[str],
+              dense_controls: bool = False) -> UnitGraph:
+        """The graph of ``replicates`` x (level 0 + ``levels`` pruned levels x branches);
+        ``dense_controls``: level 0 has controls too (a sparse level 0)."""
         units: list[Unit] = []
         dependencies: dict[Unit, tuple[Unit, ...]] = {}
         for level in range(levels + 1):
@@ -53,7 +55,7 @@ class UnitGraph:
                 ticket = Unit(replicate, level, TICKET)
                 units.append(ticket)
                 dependencies[ticket] = (Unit(replicate, level - 1, TICKET),) if level else ()
-                if level == 0:
+                if level == 0 and not dense_controls:
                     continue
                 for branch in controls:
                     control = Unit(replicate, level, branch)

@@ -10,12 +10,15 @@ from torch import nn
 
 from ..errors import LthError, SpecError
 from ..plugins.manager import Plugins
+from ..pruning.allocation import Allocation
 from ..pruning.masks import Layer, prunable_layers
 from ..spec.loading import spec_hash
 from ..spec.model import ExperimentSpec
 from ..tracking.names import TICKET
 from ..training.config import TrainConfig
-from ..training.data import DatasetParams, Splits, split_validation
+from ..training.data import DatasetParams, split_validation
+from ..training.dynamic import DynamicSparsity
+from ..training.streaming import AnySplits, StreamedData, split_streamed
 from .rewinding import Rewind
 
 
@@ -36,12 +39,14 @@ class Experiment:
     hash: str
     plugins: Plugins
     device: torch.device
-    data: Splits
+    data: AnySplits
     config: TrainConfig
     criterion: Any
     rewind: Rewind
     analyzers: list[tuple[str, Any]]
     layers: list[Layer]
+    allocation: Allocation | None = None  # the spec's sparsity.allocation, built
+    dynamic: DynamicSparsity | None = None  # the spec's sparsity.dynamic, built
 
     def build_model(self, seed: int) -> nn.Module:
         """A freshly initialised network; the same seed gives the same weights."""
@@ -58,9 +63,14 @@ class Experiment:
         """The controls the spec asks for, trained beside every pruned level's ticket."""
         return self.spec.controls.enabled()
 
+    def controlled_levels(self) -> int:
+        """How many levels have controls: the pruned ones, and level 0 when it is sparse."""
+        return self.spec.pruning.levels + (1 if self.dynamic is not None else 0)
+
     def trainings(self) -> int:
         """How many networks the experiment trains in all."""
-        return self.spec.experiment.replicates * (1 + self.spec.pruning.levels * len(self.branches()))
+        return self.spec.experiment.replicates * (
+            1 + self.spec.pruning.levels + self.controlled_levels() * len(self.controls()))
 
 
 def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
@@ -73,11 +83,13 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     if not isinstance(params, DatasetParams):
         raise LthError(f"dataset '{spec.dataset.name}': its params model must subclass "
                        "lth_suite.training.data.DatasetParams")
-    data = split_validation(raw, params).to(device)
-    config = TrainConfig.resolve(spec.training, len(data.y_train))
-    if spec.training.batch_size > len(data.y_train):
+    split = split_streamed if isinstance(raw, StreamedData) else split_validation
+    data = split(raw, params).to(device)
+    n_train = data.sizes()["train"]
+    config = TrainConfig.resolve(spec.training, n_train)
+    if spec.training.batch_size > n_train:
         raise SpecError([("training.batch_size", f"{spec.training.batch_size} is larger than the "
-                          f"{len(data.y_train)} training examples")])
+                          f"{n_train} training examples")])
     if config.total < 1:
         raise SpecError([("training.duration", "must be at least one iteration")])
     rewind = registry.build("rewind", spec.rewind.name, spec.rewind.params)
@@ -94,6 +106,13 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         analyzers=[(a.name, registry.build("analyzer", a.name, a.params)) for a in spec.analyzers],
         layers=[],
     )
+    sparsity = spec.sparsity
+    if sparsity is not None and sparsity.allocation is not None:
+        experiment.allocation = registry.build("allocation", sparsity.allocation.name,
+                                               sparsity.allocation.params)
+    if sparsity is not None and sparsity.dynamic is not None:
+        experiment.dynamic = registry.build("dynamic", sparsity.dynamic.name,
+                                            sparsity.dynamic.params)
     try:
         probe = experiment.build_model(spec.experiment.seed)
     except (ValueError, RuntimeError) as exc:

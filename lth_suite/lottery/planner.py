@@ -15,8 +15,11 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import LthError
-from ..pruning.masks import Mask
-from ..pruning.targets import PruneRequest, random_mask_like, target_groups
+from ..pruning import nm
+from ..pruning.allocation import shapes_of, uniform
+from ..pruning.masks import Mask, keep_top
+from ..pruning.shaping import allocated_groups, nm_groups
+from ..pruning.targets import Group, PruneRequest, layer_fraction, random_mask_like, target_groups
 from ..seeding import derive_seed
 from ..tracking.names import CONTROLS, RANDOM_PRUNE, REINIT, TICKET, child_run_name
 from ..training.result import snapshot
@@ -78,6 +81,9 @@ class Planner:
         self.states: dict[int, ReplicateState] = {}
         self.points: dict[int, RewindPoint] = {}  # this level's, per replicate
         self._init_states: dict[int, State] = {}  # level 0's, until its ticket is kept
+        # Tickets finished in this process: planning a level again (a population that
+        # diverged, retried one network at a time) must not train them twice.
+        self._kept: dict[tuple[int, int], BranchResult] = {}
 
     def alive(self, level: int) -> list[int]:
         """The replicates that train at ``level``: a diverged ticket ends its replicate."""
@@ -92,7 +98,11 @@ class Planner:
         Lazy: a control is planned only once the caller asks for it, after the ticket.
         """
         if level == 0:
-            yield self._dense(replicate)
+            dense = self._dense(replicate)
+            yield dense
+            if self.x.dynamic is not None:  # a sparse level 0 has controls of its own
+                yield from self._controls(replicate, 0, lambda: dense.mask,
+                                          self.points[replicate], controls)
             return
         yield from self._pruned(replicate, level, controls)
 
@@ -100,6 +110,8 @@ class Planner:
         """Keep what later levels need from a ticket, trained or restored."""
         if result.branch != TICKET:
             return
+        self._kept = {key: kept for key, kept in self._kept.items() if key[1] >= result.level}
+        self._kept[(result.replicate, result.level)] = result
         trained = Trained(result.mask, result.result.state)
         if result.level == 0:
             captured = (result.result.captured.get(self.capture)
@@ -124,9 +136,16 @@ class Planner:
         done = self.checkpoints.get(replicate, 0, TICKET)
         if done is not None:
             return self.restore(done, replicate, 0, TICKET, self.capture)
-        run = self.guard.open(replicate, 0, TICKET)
-        return Planned(replicate, 0, TICKET, run, Mask.dense(self.model, self.x.layers),
-                       self.points[replicate], self._data_seed(replicate), self.capture)
+        if (replicate, 0) in self._kept:
+            return self._kept[(replicate, 0)]
+        if self.x.dynamic is None:
+            return Planned(replicate, 0, TICKET, self.guard.open(replicate, 0, TICKET),
+                           Mask.dense(self.model, self.x.layers), self.points[replicate],
+                           self._data_seed(replicate), self.capture)
+        planned = self._open(replicate, 0, TICKET, lambda: (
+            self._sparse_start(replicate), self.points[replicate]))
+        planned.capture = self.capture
+        return planned
 
     def _pruned(self, replicate: int, level: int,
                 controls: Collection[str]) -> Iterator[Planned | BranchResult]:
@@ -137,8 +156,9 @@ class Planner:
             state.init_state, state.captured_state, source.state, self.x.config))
         self.points[replicate] = point
         done = self.checkpoints.get(replicate, level, TICKET)
-        if done is not None:
-            ticket = self.restore(done, replicate, level, TICKET, None)
+        if done is not None or (replicate, level) in self._kept:
+            ticket = (self.restore(done, replicate, level, TICKET, None) if done is not None
+                      else self._kept[(replicate, level)])
             mask = ticket.mask
             yield ticket
         else:
@@ -150,12 +170,20 @@ class Planner:
             planned = self._open(replicate, level, TICKET, prune)
             mask = planned.mask
             yield planned
-        seed = spec.experiment.seed
+        yield from self._controls(replicate, level, lambda: mask, point, controls)
+
+    def _controls(self, replicate: int, level: int, ticket_mask: Callable[[], Mask],
+                  point: RewindPoint, controls: Collection[str],
+                  ) -> Iterator[Planned | BranchResult]:
+        """The level's asked-for controls; ``ticket_mask`` is read once the ticket trained
+        (dynamic sparse training moves a level-0 ticket's mask while it trains)."""
+        seed = self.x.spec.experiment.seed
         setups = {
-            REINIT: lambda: (mask, RewindPoint(snapshot(self.x.build_model(derive_seed(
+            REINIT: lambda: (ticket_mask(), RewindPoint(snapshot(self.x.build_model(derive_seed(
                 seed, REINIT, replicate, level))), point.start_iteration, point.constant_lr)),
-            RANDOM_PRUNE: lambda: (random_mask_like(mask, torch.Generator().manual_seed(
-                derive_seed(seed, "random", replicate, level))), point),
+            RANDOM_PRUNE: lambda: (self._random_like(ticket_mask(), level, torch.Generator()
+                                   .manual_seed(derive_seed(seed, "random", replicate, level))),
+                                   point),
         }
         for control in self.x.controls():
             if control not in controls:
@@ -177,15 +205,61 @@ class Planner:
             raise
         return Planned(replicate, level, branch, run, mask, point, self._data_seed(replicate))
 
+    def _sparse_start(self, replicate: int) -> Mask:
+        """Dynamic sparse training's random mask at ``sparsity.density``, shared among the
+        layers the rules prune as the allocation says (uniform by default)."""
+        sparsity, rules = self.x.spec.sparsity, self.x.spec.pruning
+        assert sparsity is not None and sparsity.density is not None
+        dense = Mask.dense(self.model, self.x.layers)
+        names = [layer.name for layer in self.x.layers if layer_fraction(layer, rules) is not None]
+        shapes = shapes_of(dense, names)
+        counts = (self.x.allocation or uniform)(shapes, sparsity.density)
+        generator = torch.Generator().manual_seed(
+            derive_seed(self.x.spec.experiment.seed, "sparse_start", replicate))
+        scores = {name: torch.rand(keep.shape, generator=generator) for name, keep in dense.items()}
+        return keep_top(scores, dense, [([name], count) for name, count in zip(names, counts)])
+
+    def _pattern(self, level: int) -> tuple[int, int] | None:
+        """``(kept per group, M)`` of the level's N:M pattern, or None."""
+        sparsity = self.x.spec.sparsity
+        if sparsity is None or sparsity.pattern is None or level == 0:
+            return None
+        return sparsity.kept_per_group(level, self.x.spec.pruning.levels), sparsity.nm()[1]
+
+    def _random_like(self, ticket: Mask, level: int, generator: torch.Generator) -> Mask:
+        """random_prune's mask: the ticket's per-layer counts (and N:M pattern), at random."""
+        pattern = self._pattern(level)
+        if pattern is None:
+            return random_mask_like(ticket, generator)
+        structured = {names[0] for names, _ in nm_groups(
+            self.x.layers, ticket, self.x.spec.pruning, *pattern)}
+        return nm.random_like(ticket, structured, *pattern, generator)
+
+    def _groups(self, level: int, base: Mask) -> list[Group]:
+        """What the level keeps: the rules' targets, shared out by the allocation, or the
+        level's N:M counts."""
+        rules = self.x.spec.pruning
+        pattern = self._pattern(level)
+        if pattern is not None:
+            return nm_groups(self.x.layers, base, rules, *pattern)
+        groups = target_groups(self.x.layers, base, rules, level)
+        return groups if self.x.allocation is None else allocated_groups(
+            groups, base, self.x.allocation)
+
     def _prune(self, replicate: int, level: int, base: Mask, state: ReplicateState) -> Mask:
         rules = self.x.spec.pruning
-        groups = target_groups(self.x.layers, base, rules, level)
+        groups = self._groups(level, base)
         generator = torch.Generator().manual_seed(
             derive_seed(self.x.spec.experiment.seed, "prune", replicate, level))
         request = PruneRequest(self.model, base, self.x.layers, groups, level, generator,
                                state.init_state, self.x.data)
         mask = self.guard.call("criterion", rules.criterion.name, self.x.criterion, request)
         mask = mask.to(self.x.device)
+        pattern = self._pattern(level)
+        if pattern is not None and set(mask) == set(base) and mask.is_subset_of(base):
+            weights = dict(self.model.named_parameters())
+            mask = nm.project(mask, base, {name: weights[name] for name in mask}, *pattern,
+                              names={name for names, _ in groups for name in names})
         kept = mask.kept()
         wrong = [names for names, keep in groups if sum(kept[n] for n in names) != keep]
         if set(mask) != set(base) or not mask.is_subset_of(base) or wrong:

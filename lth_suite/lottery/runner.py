@@ -8,7 +8,7 @@ resumed experiment restores every finished training instead of training it again
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from ..errors import Diverged, LthError
 from ..tracking import Tracker
@@ -106,13 +106,26 @@ class LotteryRunner:
         return [b for replicate in replicates for b in self._replicate(replicate, level)]
 
     def _together(self, level: int, replicates: list[int]) -> list[BranchResult]:
-        """Plan every replicate's trainings, train the planned ones as one population."""
+        """Plan every replicate's trainings, train the planned ones as one population.
+
+        A dynamically trained level 0 goes in two populations: its controls need the
+        masks the tickets end with.
+        """
+        plans = [self.planner.plan(replicate, level) for replicate in replicates]
+        if level == 0 and self.x.dynamic is not None:
+            results = self._population(next(plan) for plan in plans)
+            results += self._population(item for plan in plans for item in plan)
+        else:
+            results = self._population(item for plan in plans for item in plan)
+        return sorted(results, key=lambda b: (b.replicate, branch_order(b.branch)))
+
+    def _population(self, items: Iterable[Planned | BranchResult]) -> list[BranchResult]:
+        """Train the planned items as one population; restored ones come back as they are."""
         results: list[BranchResult] = []
         planned: list[Planned] = []
         try:
-            for replicate in replicates:
-                for item in self.planner.plan(replicate, level):
-                    (planned if isinstance(item, Planned) else results).append(item)
+            for item in items:
+                (planned if isinstance(item, Planned) else results).append(item)
             for item in planned:
                 self.recorder.start(item)
             trained = self.trainer.train_together(planned) if planned else []
@@ -123,7 +136,7 @@ class LotteryRunner:
                     for item, result in zip(planned, trained, strict=True)]
         for result in results:
             self.planner.keep(result)
-        return sorted(results, key=lambda b: (b.replicate, branch_order(b.branch)))
+        return results
 
     def _replicate(self, replicate: int, level: int,
                    controls: Collection[str] = CONTROLS) -> list[BranchResult]:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import torch
 
+from ..tracking.names import TICKET
+from ..training.distributed import group, together
+from ..training.dynamic import MaskUpdater, UpdaterContext
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
+from ..training.streaming import StreamedSplits
+from .data_parallel import TrainingJob, send
 from .experiment import Experiment
 from .planner import Planned
 from .progress import Progress
@@ -18,6 +23,10 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     training = experiment.spec.training
     if training.population == "off":
         return "training.population is off"
+    if group() is not None:
+        return "data-parallel training (torchrun) trains one network at a time"
+    if isinstance(experiment.data, StreamedSplits):
+        return "streamed data trains one network at a time"
     if training.population == "auto" and experiment.device.type != "cuda":
         return "on the CPU sequential training is measured to be faster"
     if training.compile or training.channels_last:
@@ -34,6 +43,7 @@ class Trainer:
 
     def __init__(self, experiment: Experiment, model: torch.nn.Module, progress: Progress):
         self.x, self.model, self.progress = experiment, model, progress
+        self.ranks = group()
         self.why_not_population = population_off(experiment, model)
         choice = experiment.spec.training.population
         expected = choice == "on" or (choice == "auto" and experiment.device.type == "cuda")
@@ -49,10 +59,18 @@ class Trainer:
         """Train one network in the working model."""
         config, point = self.x.config, item.point
         self.model.load_state_dict(point.state)
+        if self.ranks is not None:  # the other ranks train the same network beside this one
+            send(TrainingJob(point.state, item.mask, item.data_seed, point.start_iteration,
+                             point.constant_lr, _captures(item)))
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
-        return train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
-                     start_iteration=point.start_iteration, constant_lr=point.constant_lr,
-                     capture_at=_captures(item), progress=tick)
+        updaters = self._updaters([item])
+        with together():
+            result = train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+                           start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                           capture_at=_captures(item), progress=tick,
+                           callbacks=list(updaters.values()))
+        self._final_masks(updaters, [item])
+        return result
 
     def train_together(self, items: list[Planned]) -> list[TrainResult]:
         """Train the items as one population, every member from its own start."""
@@ -64,9 +82,26 @@ class Trainer:
         tick = self.progress.begin(f"level {items[0].level}: population of {len(items)}",
                                    point.start_iteration, self.x.config.total)
         members = [Member(i.point.state, i.mask, i.data_seed, _captures(i)) for i in items]
-        return train_population(self.model, members, self.x.data, self.x.config,
-                                start_iteration=point.start_iteration,
-                                constant_lr=point.constant_lr, progress=tick)
+        updaters = self._updaters(items)
+        results = train_population(self.model, members, self.x.data, self.x.config,
+                                   start_iteration=point.start_iteration,
+                                   constant_lr=point.constant_lr, progress=tick,
+                                   callbacks=list(updaters.values()))
+        self._final_masks(updaters, items)
+        return results
+
+    def _updaters(self, items: list[Planned]) -> dict[int, MaskUpdater]:
+        """Per member (index in ``items``), the dynamic sparse training of a level-0 ticket."""
+        if self.x.dynamic is None:
+            return {}
+        return {member: self.x.dynamic.updater(UpdaterContext(
+                    item.mask, self.x.data, self.x.config, item.data_seed, member))
+                for member, item in enumerate(items) if item.level == 0 and item.branch == TICKET}
+
+    def _final_masks(self, updaters: dict[int, MaskUpdater], items: list[Planned]) -> None:
+        """A dynamically trained ticket is the mask it ended with."""
+        for member, updater in updaters.items():
+            items[member].mask = updater.mask().to(self.x.device)
 
 
 def _captures(item: Planned) -> frozenset[int]:

@@ -46,10 +46,12 @@ def lth_register_architectures(register: RegisterFn) -> None:
 
 @hookspec
 def lth_register_datasets(register: RegisterFn) -> None:
-    """Register datasets: ``factory(params: DatasetParams, seed: int) -> RawData``.
+    """Register datasets: ``factory(params: DatasetParams, seed: int) -> RawData``, or
+    ``StreamedData`` for data read from storage batch by batch.
 
     Params models subclass ``DatasetParams``; the core carves the validation split and
-    the subset out of the returned training arrays (the ``Splits`` criteria receive).
+    the subset out of the returned training arrays (the ``Splits`` criteria receive), or
+    out of the indices of the streamed training examples.
     """
 
 
@@ -88,6 +90,26 @@ def lth_register_launchers(register: RegisterFn) -> None:
     ``Launcher.launch(jobs: Sequence[Job]) -> list[Outcome]`` runs every ``Unit`` of each
     job's ``UnitGraph`` after its dependencies (in process, or as tasks of a cluster);
     the spec's ``launcher`` section picks one.
+    """
+
+
+@hookspec
+def lth_register_allocations(register: RegisterFn) -> None:
+    """Register layer-wise density allocations: ``factory(params) -> Allocation``.
+
+    ``Allocation(layers: list[LayerShape], density: float) -> list[int]`` gives each
+    layer's kept weights so that they total ``density`` of all of them (rounded);
+    ``lth_suite.pruning.allocation`` has the helpers the built-ins use.
+    """
+
+
+@hookspec
+def lth_register_dynamic_sparsity(register: RegisterFn) -> None:
+    """Register dynamic sparse training methods: ``factory(params) -> DynamicSparsity``.
+
+    ``DynamicSparsity.updater(UpdaterContext) -> MaskUpdater``: a step callback that
+    moves the kept weights of one training (keeping every layer's count exactly), and
+    whose ``mask()`` is the mask at the end.
     """
 
 

@@ -42,6 +42,7 @@ DEFAULT_PLUGINS = (
     "lth_suite.builtin.rewinds",
     "lth_suite.builtin.analyzers",
     "lth_suite.builtin.launchers",
+    "lth_suite.builtin.sparsity",
 )
 
 _REGISTER_HOOKS = {
@@ -51,6 +52,8 @@ _REGISTER_HOOKS = {
     "rewind": "lth_register_rewinds",
     "analyzer": "lth_register_analyzers",
     "launcher": "lth_register_launchers",
+    "allocation": "lth_register_allocations",
+    "dynamic": "lth_register_dynamic_sparsity",
 }
 
 

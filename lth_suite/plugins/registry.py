@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import LthError, UnknownComponentError
 
-KINDS = ("architecture", "dataset", "criterion", "rewind", "analyzer", "launcher")
+KINDS = ("architecture", "dataset", "criterion", "rewind", "analyzer", "launcher", "allocation",
+         "dynamic")
 
 
 class NoParams(BaseModel):

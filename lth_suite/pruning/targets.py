@@ -37,7 +37,8 @@ class Criterion(Protocol):
         ...
 
 
-def _prunable(layer: Layer, rules: Pruning) -> float | None:
+def layer_fraction(layer: Layer, rules: Pruning) -> float | None:
+    """The layer's per-level pruning fraction, or None when it is never pruned."""
     module = layer.name.rsplit(".", 1)[0]
     if layer.name in rules.exclude or module in rules.exclude:
         return None
@@ -54,7 +55,7 @@ def target_groups(layers: list[Layer], mask: Mask, rules: Pruning, level: int) -
     kept = mask.kept()
     by_key: dict[str, tuple[list[str], int, float]] = {}
     for layer in layers:
-        fraction = _prunable(layer, rules)
+        fraction = layer_fraction(layer, rules)
         if fraction is None:
             continue
         key = layer.kind if rules.scope == "global" else layer.name

@@ -29,9 +29,9 @@ ASPECT = 0.68  # height / width
 
 def experiment_kind(spec: Mapping[str, str]) -> str:
     """``imp`` (iterative pruning with rewinding), ``init`` (pruning at initialisation) or
-    ``dst`` (dynamic sparse training), from the flattened spec of the parent run."""
+    ``dst`` (dynamic sparse training at level 0), from the flattened spec of the parent run."""
     criterion = spec.get("pruning.criterion.name", "").strip('"').lower()
-    if any(key.startswith(("dst.", "sparse_training.")) for key in spec):
+    if "sparsity.dynamic.name" in spec:
         return "dst"
     at_init = spec.get("pruning.criterion.at", "").strip('"') == "init"
     return "init" if at_init or criterion in AT_INIT_CRITERIA else "imp"
@@ -52,7 +52,8 @@ def branch_label(branch: str, spec: Mapping[str, str]) -> str:
     criterion = spec.get("pruning.criterion.name", "the criterion")
     if branch == TICKET:
         return {"init": f"ticket: mask chosen at init by {criterion}, original init weights",
-                "dst": "sparse network: mask evolved during training",
+                "dst": f"ticket: mask grown by {spec.get('sparsity.dynamic.name', 'DST')} at "
+                       f"level 0, then pruned; {_rewind_text(spec)}",
                 "imp": f"ticket: pruned mask, {_rewind_text(spec)}"}[kind]
     if branch == REINIT:
         return "reinit: same mask, fresh random init"

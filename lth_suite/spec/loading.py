@@ -16,6 +16,7 @@ from ..plugins.registry import Registry
 from . import safe_yaml
 from .limits import beyond_limits
 from .model import ComponentSpec, ExperimentSpec
+from .sparsity import raw_components
 
 # Where results are logged and shown, and what runs the trainings, does not change them.
 HASH_EXCLUDES = ("tracking", "report", "launcher")
@@ -167,6 +168,7 @@ def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
     pruning = data.get("pruning")
     if isinstance(pruning, dict) and "criterion" in pruning:
         found.append(("pruning.criterion", "criterion", pruning["criterion"]))
+    found += raw_components(data.get("sparsity"))
     analyzers = data.get("analyzers")
     if isinstance(analyzers, list):
         found += [(f"analyzers.{i}", "analyzer", a) for i, a in enumerate(analyzers)]
@@ -215,6 +217,8 @@ def canonical(spec: ExperimentSpec) -> dict[str, Any]:
     data = spec.model_dump(mode="json")
     for key in HASH_EXCLUDES:
         data.pop(key, None)
+    if data.get("sparsity", {}) is None:  # absent: the hash of every older spec stays
+        data.pop("sparsity")
     return data
 
 
@@ -260,4 +264,7 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     pruning["criterion"] = {"oneOf": options.get("criterion", [])}
     schema["properties"]["analyzers"] = {"type": "array",
                                          "items": {"oneOf": options.get("analyzer", [])}}
+    sparsity = definitions["Sparsity"]["properties"]
+    for field, kind in (("allocation", "allocation"), ("dynamic", "dynamic")):
+        sparsity[field] = {"oneOf": [*options.get(kind, []), {"type": "null"}]}
     return schema

@@ -12,28 +12,20 @@ import re
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import core_schema
 
+from .base import ComponentSpec, Strict
 from .report import Report
+from .sparsity import Sparsity
 
 # Names become run names and folder names: bounded well below the 255 bytes a file name may have.
 NAME_MAX = 200
-
-
-class Strict(BaseModel):
-    """Base of every spec section: unknown fields are errors."""
-
-    # inf/nan pass ``gt``/``lt`` bounds only partly (lr=.inf would), so refuse them outright.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Duration:
@@ -103,32 +95,6 @@ class Duration:
             ],
             "description": "iterations ('50000it' or an int) or epochs ('40ep')",
         }
-
-
-class ComponentSpec(Strict):
-    """A plugin component: its registered name and its params.
-
-    Written flat in YAML (``{name: mlp, hidden: [300, 100]}``) or as a bare name.
-    """
-
-    name: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_flat(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            return {"name": data, "params": {}}
-        if isinstance(data, dict) and "params" not in data:
-            flat = {"params": {k: v for k, v in data.items() if k != "name"}}
-            if "name" in data:  # a missing name must read "Field required", not "not a string"
-                flat["name"] = data["name"]
-            return flat
-        return data
-
-    @model_serializer(mode="plain")
-    def _to_flat(self) -> dict[str, Any]:
-        return {"name": self.name, **self.params}
 
 
 class ExperimentSection(Strict):
@@ -265,6 +231,8 @@ class ExperimentSpec(Strict):
     pruning: Pruning = Field(default_factory=Pruning)
     rewind: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="init"))
     controls: Controls = Field(default_factory=Controls)
+    sparsity: Sparsity | None = Field(
+        default=None, description="layer-wise allocation, N:M patterns, dynamic sparse training")
     analyzers: list[ComponentSpec] = Field(default_factory=list)
     tracking: Tracking = Field(default_factory=Tracking)
     report: Report = Field(default_factory=Report)
@@ -283,6 +251,14 @@ class ExperimentSpec(Strict):
                                  f"({self.pruning.levels})")
         return self
 
+    @model_validator(mode="after")
+    def _dynamic_then_iterative(self) -> ExperimentSpec:
+        if self.sparsity is not None and self.sparsity.dynamic is not None \
+                and self.pruning.strategy == "oneshot":
+            raise ValueError("sparsity.dynamic: the levels after dynamic sparse training prune "
+                             "its network: pruning.strategy must be iterative")
+        return self
+
     def components(self) -> list[tuple[str, str, ComponentSpec]]:
         """Every plugin component as (field path, registry kind, component)."""
         found = [
@@ -291,6 +267,7 @@ class ExperimentSpec(Strict):
             ("pruning.criterion", "criterion", self.pruning.criterion),
             ("rewind", "rewind", self.rewind),
         ]
+        found += self.sparsity.components() if self.sparsity is not None else []
         found += [(f"analyzers.{i}", "analyzer", a) for i, a in enumerate(self.analyzers)]
         found.append(("launcher", "launcher", self.launcher))
         return found

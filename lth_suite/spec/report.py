@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from .base import Strict
 
 
-class Report(BaseModel):
+class Report(Strict):
     """Figures, a summary table and statistics across replicates, written after the run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     enabled: bool = Field(default=True, description="write the report when the run finishes")
     levels: list[int] | None = Field(

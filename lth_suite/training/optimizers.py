@@ -75,6 +75,15 @@ class FusedOptimizer:
                 self.buffers[i] = buffer
         self._complete = len(present) == len(self.params)
 
+    def reset_(self, param: torch.Tensor, positions: torch.Tensor) -> None:
+        """Zero the state of ``param`` at boolean ``positions`` (regrown weights start afresh;
+        Adam's step count is per tensor and goes on)."""
+        index = next(i for i, p in enumerate(self.params) if p is param)
+        with torch.no_grad():
+            for states in (self.exp_avgs, self.exp_avg_sqs, self.buffers):
+                if states[index] is not None:
+                    states[index].masked_fill_(positions, 0)
+
     def _update(self, params: list, grads: list, exp_avgs: list, exp_avg_sqs: list,
                 steps: list, buffers: list) -> None:
         if not params:

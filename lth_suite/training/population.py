@@ -60,7 +60,7 @@ class Population:
             model.load_state_dict(member.state)
             models.append(model.to(device))
         self.params, self.buffers = stack_module_state(models)
-        base = copy.deepcopy(models[0]).to("meta").train()
+        self.base = base = copy.deepcopy(models[0]).to("meta").train()
         base_eval = copy.deepcopy(base).eval()  # dropout off while evaluating
         self.masks = {name: torch.stack([m.mask[name].to(device) for m in members])
                       .to(self.params[name].dtype) for name in members[0].mask}
@@ -100,6 +100,32 @@ class Population:
                 self.params[name].mul_(keep)
         return per_member
 
+    def sparse_layers(self, member: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """One member's (name, weight, keep) per masked weight: views into the stacked
+        tensors, which dynamic sparse training changes in place between steps."""
+        return [(name, self.params[name][member], keep[member])
+                for name, keep in self.masks.items()]
+
+    def reset_state(self, name: str, positions: torch.Tensor, member: int = 0) -> None:
+        """Zero one member's optimizer state of weight ``name`` at ``positions``."""
+        stacked = self.params[name]
+        everywhere = torch.zeros(stacked.shape, dtype=torch.bool, device=stacked.device)
+        everywhere[member] = positions
+        self.optimizer.reset_(stacked, everywhere)
+
+    def dense_gradients(self, inputs: torch.Tensor, targets: torch.Tensor,
+                        member: int = 0) -> list[torch.Tensor]:
+        """One member's loss gradients of its ``sparse_layers`` weights on one batch,
+        pruned entries included (the optimizer's ``.grad`` is left alone)."""
+        params = {name: tensor[member] for name, tensor in self.params.items()}
+        buffers = {name: tensor[member] for name, tensor in self.buffers.items()}
+        with self.autocast:
+            logits = functional_call(self.base, (params, buffers), (inputs,))
+            loss = F.cross_entropy(logits.float(), targets)
+        names = list(self.masks)
+        grads = torch.autograd.grad(loss, [self.params[name] for name in names])
+        return [grad[member] for grad in grads]
+
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
         """Per member: loss and accuracy over a whole split, the split read once."""
         with self.autocast:
@@ -116,7 +142,7 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
                      progress: Callable[[int], None] | None = None,
                      callbacks: Sequence[StepCallback] = ()) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``, all at once."""
-    device = data.x_train.device
+    device = data.device
     with isolated(config, device):
         stepper = Population(template, members, config, device)
         return run_loop(stepper, data, config, data_seeds=[m.data_seed for m in members],

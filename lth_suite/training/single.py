@@ -12,10 +12,11 @@ from ..pruning.masks import Mask
 from ..seeding import derive_seed
 from .acceleration import Acceleration
 from .config import TrainConfig
-from .data import Splits
+from .distributed import average_gradients, current
 from .loop import EVAL_BATCH, Batch, State, StepCallback, isolated, run_loop
 from .optimizers import FusedOptimizer
 from .result import TrainResult, snapshot
+from .streaming import AnySplits
 
 FP32 = Acceleration()  # the default: float32, eager, torch's own threads
 
@@ -94,14 +95,16 @@ class SingleNetwork:
         # Masks as tensors of the weights' dtype and memory format, built once; a layer that
         # keeps every weight needs no multiply (x * 1 is x, bit for bit), so the dense level 0
         # does none at all.
-        masked = [(params[name], torch.empty_like(params[name]).copy_(keep))
+        masked = [(name, params[name], torch.empty_like(params[name]).copy_(keep))
                   for name, keep in mask.items() if not bool(keep.all())]
-        self.masked_params, self.keeps = [p for p, _ in masked], [k for _, k in masked]
+        self.masked_names = [name for name, _, _ in masked]
+        self.masked_params, self.keeps = [p for _, p, _ in masked], [k for _, _, k in masked]
         self.optimizer = make_optimizer(model, config)
         # Seeding the generators costs a hash per step: only models that draw random
         # numbers (dropout) need it, and for them every step's randomness is reproducible.
         self.generators = _generators(device) if draws_random_numbers(model) else []
         self.autocast = self.acceleration.autocast(device)
+        self.ranks = current()  # data-parallel under torchrun: gradients averaged over ranks
         model.train()
 
     def set_lr(self, lr: float) -> None:
@@ -128,10 +131,30 @@ class SingleNetwork:
                             grad.mul_(keep)
                 else:
                     torch._foreach_mul_(grads, self.keeps)
+            if self.ranks is not None:  # after the masks: pruned weights get exactly zero
+                loss = average_gradients([p.grad for p in self.optimizer.params
+                                          if p.grad is not None], loss, self.ranks.world)
             self.optimizer.step()
             if self.keeps:
                 torch._foreach_mul_(self.masked_params, self.keeps)
         return loss
+
+    def sparse_layers(self, member: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """(name, weight, keep) of every weight with pruned entries; ``keep`` is 1.0/0.0 in
+        the weight's dtype. Dynamic sparse training changes both in place between steps."""
+        return list(zip(self.masked_names, self.masked_params, self.keeps))
+
+    def reset_state(self, name: str, positions: torch.Tensor, member: int = 0) -> None:
+        """Zero the optimizer state (moments, momentum) of weight ``name`` at ``positions``."""
+        self.optimizer.reset_(self.masked_params[self.masked_names.index(name)], positions)
+
+    def dense_gradients(self, inputs: torch.Tensor, targets: torch.Tensor,
+                        member: int = 0) -> list[torch.Tensor]:
+        """Loss gradients of the ``sparse_layers`` weights on one batch, pruned entries
+        included (the ``.grad`` the optimizer uses is left alone)."""
+        with self.autocast:
+            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets)
+        return list(torch.autograd.grad(loss.float(), self.masked_params))
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
         """Loss and accuracy over a whole split, as a one-member list."""
@@ -145,7 +168,7 @@ class SingleNetwork:
 def train(
     model: nn.Module,
     mask: Mask,
-    data: Splits,
+    data: AnySplits,
     config: TrainConfig,
     *,
     data_seed: int,
@@ -163,7 +186,7 @@ def train(
     so a training is reproducible and can start at any iteration; the caller's
     global RNG state is left as it was.
     """
-    device = data.x_train.device
+    device = data.device
     with isolated(config, device):
         stepper = SingleNetwork(model, mask, config, data_seed, device)
         return run_loop(stepper, data, config, data_seeds=[data_seed],

@@ -1,4 +1,4 @@
-"""Built-in pruning criteria: magnitude, random and channel_refill.
+"""Built-in pruning criteria: magnitude, random, lamp and channel_refill.
 
 The criteria themselves (torch) live in ``score.py`` and ``channel_refill.py``,
 imported when a spec uses one.
@@ -10,15 +10,18 @@ from ...plugins.hookspecs import hookimpl
 from ...plugins.registry import NoParams, RegisterFn, lazy
 from .. import moved
 
-__getattr__ = moved(__name__, {"magnitude": "score", "random": "score"})
+__getattr__ = moved(__name__, {"magnitude": "score", "random": "score", "lamp": "score"})
 
 
 @hookimpl
 def lth_register_criteria(register: RegisterFn) -> None:
-    """Register ``magnitude``, ``random`` and ``channel_refill``."""
+    """Register ``magnitude``, ``random``, ``lamp`` and ``channel_refill``."""
     register("magnitude", lazy("lth_suite.builtin.criteria.score:magnitude"), NoParams,
              "smallest |weight| pruned first")
     register("random", lazy("lth_suite.builtin.criteria.score:random"), NoParams,
              "uniformly random weights pruned")
+    register("lamp", lazy("lth_suite.builtin.criteria.score:lamp"), NoParams,
+             "layer-adaptive magnitude scores: global scope sets the layer densities "
+             "(Lee et al. 2021)")
     register("channel_refill", lazy("lth_suite.builtin.criteria.channel_refill:channel_refill"), NoParams,
              "magnitude, then whole conv filters refilled: structured tickets (Chen et al. 2022)")
