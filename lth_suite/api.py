@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from .training.dynamic import DynamicSparsity, MaskUpdater, UpdaterContext
     from .training.loop import Step, StepCallback
     from .training.result import TrainResult
+    from .training.streaming import StreamedData, StreamedSet, StreamedSplits
 
 # Name -> the module that defines it, imported on first access. Keep in step with the
 # TYPE_CHECKING imports above (tests/test_api.py checks both against ``__all__``).
@@ -76,6 +77,8 @@ _LAZY: dict[str, str] = {
     "TrainConfig": "lth_suite.training.config",
     "TrainResult": "lth_suite.training.result",
     **dict.fromkeys(("Step", "StepCallback"), "lth_suite.training.loop"),
+    **dict.fromkeys(("StreamedData", "StreamedSet", "StreamedSplits"),
+                    "lth_suite.training.streaming"),
     **dict.fromkeys(("Rewind", "RewindContext", "RewindPoint", "State"),
                     "lth_suite.lottery.rewinding"),
     **dict.fromkeys(("Analysis", "Analyzer"), "lth_suite.lottery.analyzers"),
@@ -97,7 +100,7 @@ __all__ = [
     # allocations and dynamic sparse training
     "Allocation", "LayerShape", "DynamicSparsity", "MaskUpdater", "UpdaterContext",
     # datasets and architectures
-    "DataInfo", "RawData", "Splits", "Augment",
+    "DataInfo", "RawData", "Splits", "Augment", "StreamedData", "StreamedSet", "StreamedSplits",
     # training
     "TrainConfig", "TrainResult", "Step", "StepCallback",
     # rewinds

@@ -197,7 +197,8 @@ def public_methods(cls: type) -> list[str]:
             and (callable(value) or isinstance(value, (property, classmethod, staticmethod)))]
 
 
-DOCUMENTED = ["PruneRequest", "Layer", "DataInfo", "RawData", "Splits", "TrainConfig",
+DOCUMENTED = ["PruneRequest", "Layer", "DataInfo", "RawData", "Splits", "StreamedData",
+              "StreamedSplits", "TrainConfig",
               "TrainResult", "Step", "RewindContext", "RewindPoint", "Analysis", "BranchResult",
               "LevelFinished", "ExperimentFinished", "Unit", "UnitGraph", "Job", "Outcome"]
 

@@ -15,7 +15,8 @@ from lth_suite.training.data import DataInfo
 
 ARCHITECTURES = load_plugins(installed=False).registry.names("architecture")
 SMALL = {"mlp": {"hidden": [32, 16]}, "conv": {"width": 4, "hidden": [32, 16]},
-         "vgg": {"depth": 11, "width": 4}, "resnet": {"depth": 8, "width": 4}}
+         "vgg": {"depth": 11, "width": 4}, "resnet": {"depth": 8, "width": 4},
+         "imagenet_resnet": {"depth": 18}}
 INFOS = [DataInfo("gray", (1, 8, 8), 10), DataInfo("rgb", (3, 16, 16), 7),
          DataInfo("mnist", (1, 28, 28), 10), DataInfo("cifar", (3, 32, 32), 10)]
 CIFAR = DataInfo("cifar10", (3, 32, 32), 10)
@@ -244,3 +245,19 @@ def test_resnet_depth_must_be_6n_plus_2(registry, depth):
 def test_bad_resnet_depth_is_a_spec_error_naming_the_field(registry):
     with pytest.raises(SpecError, match=r"model\.depth: resnet depth must be 6n\+2"):
         build_spec({"model": {"name": "resnet", "depth": 21}}, registry)
+
+
+@pytest.mark.parametrize(("depth", "parameters"), [(18, 11_689_512), (50, 25_557_032)])
+def test_imagenet_resnet_is_torchvisions(registry, depth, parameters):
+    from torchvision.models import resnet
+
+    info = DataInfo("imagenet", (3, 224, 224), 1000)
+    model = registry.build("architecture", "imagenet_resnet", {"depth": depth}, info)
+    reference = getattr(resnet, f"resnet{depth}")(weights=None)
+    # torchvision's published sizes, and its layer names (they name masks and metrics).
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    assert list(model.state_dict()) == list(reference.state_dict())
+    layers = prunable_layers(model)
+    assert (layers[0].name, layers[0].kind, layers[0].numel) == ("conv1.weight", "conv", 9408)
+    assert [layer.name for layer in layers if layer.kind == "output"] == ["fc.weight"]
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)

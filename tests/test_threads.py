@@ -28,13 +28,16 @@ def test_step_macs_counts_linear_and_conv_layers_forward_and_backward():
 def test_auto_gives_small_steps_one_thread_and_large_ones_their_share(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(CONCURRENT_ENV, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert auto_threads(50_000_000, cap=16) == 1  # a LeNet step
     assert auto_threads(5 * MACS_PER_THREAD, cap=16) == 5
     assert auto_threads(100 * MACS_PER_THREAD, cap=16) == 16  # never above the share
     assert thread_cap(cores=16, concurrent=1) == 16
     assert thread_cap(cores=16, concurrent=4) == 4  # side by side trainings split the cores
     assert thread_cap(cores=2, concurrent=4) == 1
-    monkeypatch.setenv(CONCURRENT_ENV, "8")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun's processes on this node
+    assert thread_cap(cores=16) == 4
+    monkeypatch.setenv(CONCURRENT_ENV, "8")  # the local launcher's workers say it first
     assert thread_cap(cores=16) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's own limit wins
     assert thread_cap(cores=16, concurrent=1) == 1

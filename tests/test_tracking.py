@@ -183,3 +183,38 @@ def logging_filters_left() -> list:
     import logging
 
     return logging.getLogger("mlflow.pytorch").filters
+
+
+def test_mlflow_run_into_the_default_experiment_logs_into_the_spec_experiment(
+        tracking_uri, monkeypatch):
+    """``mlflow run .`` without ``--experiment-name`` starts its run in MLflow's Default
+    experiment; the parent run goes to the spec's experiment, where ``report`` looks."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    launched = client.create_run("0").info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched)
+    tracker = open_tracker(tracking_uri)
+    parent = tracker.start_experiment("lenet300-mnist", "lenet300-mnist-abcd1234", {},
+                                      {"lth_suite.spec_hash": "abcd1234"}, "spec: {}\n")
+    tracker.end_all("FINISHED")
+    experiment = client.get_experiment_by_name("lenet300-mnist")
+    assert parent != launched and client.get_run(parent).info.experiment_id == \
+        experiment.experiment_id
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    tags = client.get_run(launched).data.tags
+    assert tags["lth_suite.logged_as"] == parent and parent in tags["mlflow.note.content"]
+    assert tracker.reader.find_experiment("lenet300-mnist").run_id == parent
+    # a named experiment (``mlflow run --experiment-name``): its run stays the parent
+    named = client.create_run(client.create_experiment("mine")).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", named)
+    again = open_tracker(tracking_uri)
+    assert again.start_experiment("lenet300-mnist", "x", {}, {}, "spec: {}\n") == named
+
+
+def test_the_ui_address_opens_the_model_training_mode():
+    from lth_suite.tracking import ui_url
+
+    assert ui_url("127.0.0.1", 5000) == ("http://127.0.0.1:5000/#/experiments"
+                                         "?workflowType=machine_learning")
+    assert ui_url("h", 80, "3").endswith("/#/experiments/3?workflowType=machine_learning")

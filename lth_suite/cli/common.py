@@ -60,8 +60,28 @@ def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None
         err.print(f"warning: the report could not be written ({type(exc).__name__}: {first}); "
                   f"{retry}", highlight=False, markup=False)
         return
-    out.print(f"report: {result.folder}/ (also logged to the parent run under report/)",
-              highlight=False, markup=False)
+    print_statistics(result)
+    out.print(f"report: {result.folder}/ (also logged to the parent run: summary.md and PNG "
+              "figures at its artifact root, PDF/SVG under report/)", highlight=False, markup=False)
+
+
+def print_statistics(result) -> None:
+    """The report's table: accuracy with its interval per branch, ticket vs controls."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..report.statistics import method_note, terminal_rows
+
+    if result.data is None:
+        return
+    header, rows = terminal_rows(result.data, result.statistics)
+    table = Table(title=escape("test accuracy at early stop: mean [interval] over replicates"),
+                  caption=escape(method_note(result.data)), caption_justify="left")
+    for name in header:
+        table.add_column(escape(name), justify="right")
+    for row in rows:
+        table.add_row(*map(escape, row))
+    out.print(table)
 
 
 def _interrupt(signum: int, frame: object) -> None:

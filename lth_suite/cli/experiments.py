@@ -36,6 +36,7 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
     """Run an experiment: train, prune, rewind, retrain, level after level."""
     from ..launch.execute import check_launcher
     from ..lottery.checkpoints import find_resumable
+    from ..lottery.data_parallel import follows, join_torchrun, leading
     from ..lottery.experiment import prepare
     from ..tracking import open_tracker, resolve_tracking_uri
 
@@ -45,18 +46,25 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
             plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
             uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
             launcher = check_launcher(experiment_spec, plugins, uri)  # before data and runs
+            join_torchrun(experiment_spec, launcher.in_process)
             experiment = prepare(experiment_spec, plugins)
-            if dry_run:
-                _print_plan(experiment)
-                return
-            tracker = open_tracker(uri)
-            resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
-                         if resume else None)
-            if resume and resume_id is None:
-                err.print("nothing to resume for this spec: starting a new experiment")
         except LthError as error:
             _fail(error)
-        _execute(experiment, launcher, tracker, resume_id, tracking_uri, stop)
+        if follows(experiment):  # a torchrun rank other than 0: trains, never touches the store
+            return
+        with leading():
+            try:
+                if dry_run:
+                    _print_plan(experiment)
+                    return
+                tracker = open_tracker(uri)
+                resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
+                             if resume else None)
+                if resume and resume_id is None:
+                    err.print("nothing to resume for this spec: starting a new experiment")
+            except LthError as error:
+                _fail(error)
+            _execute(experiment, launcher, tracker, resume_id, tracking_uri, stop)
 
 
 @app.command()
@@ -74,6 +82,7 @@ def _resume(run_id: str, set_: list[str] | None, tracking_uri: str | None,
     """``resume`` once Ctrl-C is handled: the logged spec, checked, then executed."""
     from ..launch.execute import check_launcher
     from ..lottery.checkpoints import check_same_spec, logged_spec
+    from ..lottery.data_parallel import follows, join_torchrun, leading
     from ..lottery.experiment import prepare
     from ..plugins.manager import load_plugins
     from ..spec.loading import apply_overrides, build_spec
@@ -93,10 +102,14 @@ def _resume(run_id: str, set_: list[str] | None, tracking_uri: str | None,
                                      plugins.registry, f"run {run_id} spec.yaml")
         check_same_spec(tracker.reader, run_id, experiment_spec, plugins.registry)
         launcher = check_launcher(experiment_spec, plugins, tracker.uri)
+        join_torchrun(experiment_spec, launcher.in_process)
         experiment = prepare(experiment_spec, plugins)
     except LthError as error:
         _fail(error)
-    _execute(experiment, launcher, tracker, run_id, tracking_uri, stop)
+    if follows(experiment):  # a torchrun rank other than 0: trains, writes nothing
+        return
+    with leading():
+        _execute(experiment, launcher, tracker, run_id, tracking_uri, stop)
 
 
 def _execute(experiment, launcher, tracker, resume_id: str | None,
@@ -140,7 +153,8 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
 
 @app.command(hidden=True)
 def mlproject(
-    model: Annotated[str, typer.Option(help="preset: lenet, conv2, conv4, conv6, vgg19, resnet20")] = "lenet",
+    model: Annotated[str, typer.Option(help="preset: lenet, conv2, conv4, conv6, vgg19, resnet20, "
+                                           "resnet50")] = "lenet",
     spec: Annotated[str, typer.Option(help="a spec file instead of the preset")] = "",
     dataset: str = "", data_root: str = "", levels: str = "", iterations: str = "",
     replicates: str = "", device: str = "",
@@ -189,13 +203,15 @@ def _print_time_split(finished, seconds: float) -> None:
 def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
     branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
                       key=lambda b: (b != "ticket", b))
-    table = Table(title=f"test accuracy at the early-stop iteration ({seconds:.1f} s)")
+    from ..report.numbers import accuracy_text, weights_text
+
+    table = Table(title=f"test accuracy at the early-stop iteration, % ({seconds:.1f} s)")
     table.add_column("level", justify="right")
-    table.add_column("weights left", justify="right")
+    table.add_column("weights left (%)", justify="right")
     for branch in branches:
         table.add_column(branch, justify="right")
     for row in rows:
-        cells = [f"{row.get(f'{b}/early_stop_test_accuracy', float('nan')):.4f}"
-                 if f"{b}/early_stop_test_accuracy" in row else "-" for b in branches]
-        table.add_row(str(int(row["level"])), f"{100 * row['density']:.1f}%", *cells)
+        cells = [accuracy_text(100 * row[f"{b}/early_stop_test_accuracy"])
+                 if f"{b}/early_stop_test_accuracy" in row else "–" for b in branches]
+        table.add_row(str(int(row["level"])), weights_text(100 * row["density"]), *cells)
     out.print(table)

@@ -71,7 +71,7 @@ def ui(tracking_uri: UriOpt = None,
        host: Annotated[str, typer.Option(help="interface; 0.0.0.0 exposes the UI to the "
                                          "network")] = "127.0.0.1") -> None:
     """Start the MLflow UI (on 127.0.0.1 unless told otherwise) for the configured store."""
-    from ..tracking import resolve_tracking_uri, ui_command
+    from ..tracking import resolve_tracking_uri, ui_command, ui_url
     from .serving import serve
 
     uri = resolve_tracking_uri(tracking_uri, None)
@@ -79,5 +79,7 @@ def ui(tracking_uri: UriOpt = None,
         out.print(f"the tracking server {uri} serves the MLflow UI itself: open {uri}",
                   highlight=False, markup=False)
         return
-    err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    err.print(f"MLflow UI for {uri} at {ui_url(host, port)} (Ctrl-C stops it); its sidebar's "
+              "'Model training' switch, which the browser remembers, shows experiments' runs "
+              "rather than GenAI traces", highlight=False)
     raise typer.Exit(serve(ui_command(uri, port, host)))

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import LthError
-from .common import UriOpt, _fail, app, out
+from .common import UriOpt, _fail, app, out, print_statistics
 
 ExperimentArg = Annotated[str | None, typer.Argument(
     help="parent run id, MLflow experiment name (its latest run), spec hash or run name",
@@ -26,9 +26,11 @@ def report(experiment: ExperimentArg = None,
                show_default=False)] = None,
            tracking_uri: UriOpt = None,
            levels: Annotated[str | None, typer.Option(
-               "--levels", help="levels drawn in accuracy_vs_iteration.png, e.g. 0,2,5 "
+               "--levels", help="levels drawn in accuracy_vs_iteration, e.g. 0,2,5 "
                "(default: a few spread levels)", show_default=False)] = None,
            sweep: SweepOpt = None,
+           controls: Annotated[bool, typer.Option(
+               "--controls", help="with --sweep: draw the controls' accuracy too")] = False,
            ) -> None:
     """Write paper-style figures and a summary table of a finished experiment."""
     from ..report.data import parse_levels
@@ -36,7 +38,7 @@ def report(experiment: ExperimentArg = None,
     from ..tracking import resolve_tracking_uri
 
     if sweep is not None or experiment is None:
-        _sweep_report(sweep, experiment, out_dir, tracking_uri)
+        _sweep_report(sweep, experiment, out_dir, tracking_uri, controls)
         return
     try:
         result = write_report(experiment, resolve_tracking_uri(tracking_uri, None), out_dir,
@@ -45,12 +47,14 @@ def report(experiment: ExperimentArg = None,
         _fail(error)
     for path in result.files:
         out.print(str(path), highlight=False, markup=False)
+    print_statistics(result)
     out.print(f"report of {result.run_name} in {result.folder}/, also logged to parent run "
-              f"{result.parent_run_id} under report/", highlight=False, markup=False)
+              f"{result.parent_run_id} (summary.md and PNG figures at its artifact root, "
+              "PDF/SVG under report/)", highlight=False, markup=False)
 
 
 def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | None,
-                  tracking_uri: str | None) -> None:
+                  tracking_uri: str | None, controls: bool = False) -> None:
     """``report --sweep ID``: every point of a sweep side by side."""
     from ..tracking import resolve_tracking_uri
 
@@ -59,7 +63,8 @@ def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | Non
             raise LthError("report: give either an EXPERIMENT or --sweep ID")
         from ..report.sweep import sweep_report
 
-        result = sweep_report(sweep, resolve_tracking_uri(tracking_uri, None), out_dir)
+        result = sweep_report(sweep, resolve_tracking_uri(tracking_uri, None), out_dir,
+                              controls)
     except LthError as error:
         _fail(error)
     for path in result.files:

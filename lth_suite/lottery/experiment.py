@@ -16,8 +16,9 @@ from ..spec.loading import spec_hash
 from ..spec.model import ExperimentSpec
 from ..tracking.names import TICKET
 from ..training.config import TrainConfig
-from ..training.data import DatasetParams, Splits, split_validation
+from ..training.data import DatasetParams, split_validation
 from ..training.dynamic import DynamicSparsity
+from ..training.streaming import AnySplits, StreamedData, split_streamed
 from ..training.threads import auto_threads, step_macs
 from .rewinding import Rewind
 
@@ -39,7 +40,7 @@ class Experiment:
     hash: str
     plugins: Plugins
     device: torch.device
-    data: Splits
+    data: AnySplits
     config: TrainConfig
     criterion: Any
     rewind: Rewind
@@ -83,11 +84,13 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     if not isinstance(params, DatasetParams):
         raise LthError(f"dataset '{spec.dataset.name}': its params model must subclass "
                        "lth_suite.training.data.DatasetParams")
-    data = split_validation(raw, params).to(device)
-    config = TrainConfig.resolve(spec.training, len(data.y_train))
-    if spec.training.batch_size > len(data.y_train):
+    split = split_streamed if isinstance(raw, StreamedData) else split_validation
+    data = split(raw, params).to(device)
+    n_train = data.sizes()["train"]
+    config = TrainConfig.resolve(spec.training, n_train)
+    if spec.training.batch_size > n_train:
         raise SpecError([("training.batch_size", f"{spec.training.batch_size} is larger than the "
-                          f"{len(data.y_train)} training examples")])
+                          f"{n_train} training examples")])
     if config.total < 1:
         raise SpecError([("training.duration", "must be at least one iteration")])
     rewind = registry.build("rewind", spec.rewind.name, spec.rewind.params)
@@ -119,7 +122,7 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     experiment.layers = prunable_layers(probe)
     if spec.training.threads == "auto" and device.type == "cpu":
         macs = step_macs(probe, data.info.input_shape, spec.training.batch_size)
-        experiment.config = TrainConfig.resolve(spec.training, len(data.y_train),
+        experiment.config = TrainConfig.resolve(spec.training, n_train,
                                                 auto_threads(macs))
     unknown = [name for name in spec.pruning.exclude
                if name not in {layer.name for layer in experiment.layers}

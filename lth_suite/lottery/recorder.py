@@ -35,6 +35,7 @@ from ..tracking.names import (
     parent_run_name,
 )
 from ..training.result import TrainResult
+from ..training.streaming import example_inputs
 from .analyzers import as_analysis
 from .checkpoints import Checkpoints, Finished
 from .events import BranchResult, ExperimentFinished, LevelFinished
@@ -114,7 +115,7 @@ class Recorder:
                                       or (tracking.log_models == "final" and last_level)):
             self.model.load_state_dict(result.state)
             self.tracker.log_model(run, self.model, model_name(item.replicate, item.level),
-                                   self.x.data.x_test[:2], tracking.model_format)
+                                   example_inputs(self.x.data), tracking.model_format)
         self.progress.end(item.name, branch.summary)
         self.guard.close(run)
         return branch

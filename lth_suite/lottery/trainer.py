@@ -8,11 +8,14 @@ from collections.abc import Callable
 import torch
 
 from ..tracking.names import TICKET
+from ..training.distributed import group, together
 from ..training.dynamic import MaskUpdater, UpdaterContext
 from ..training.loop import Evaluated
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
+from ..training.streaming import StreamedSplits
+from .data_parallel import TrainingJob, send
 from .experiment import Experiment
 from .planner import Planned
 from .progress import Progress
@@ -23,6 +26,10 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     training = experiment.spec.training
     if training.population == "off":
         return "training.population is off"
+    if group() is not None:
+        return "data-parallel training (torchrun) trains one network at a time"
+    if isinstance(experiment.data, StreamedSplits):
+        return "streamed data trains one network at a time"
     if training.population == "auto" and experiment.device.type != "cuda":
         return "on the CPU sequential training is measured to be faster"
     if training.compile or training.channels_last:
@@ -41,6 +48,7 @@ class Trainer:
                  evaluated: Callable[[Planned, dict[str, float]], None] | None = None):
         self.x, self.model, self.progress = experiment, model, progress
         self.evaluated = evaluated  # told each evaluation of each training as it happens
+        self.ranks = group()
         self.why_not_population = population_off(experiment, model)
         choice = experiment.spec.training.population
         expected = choice == "on" or (choice == "auto" and experiment.device.type == "cuda")
@@ -56,12 +64,16 @@ class Trainer:
         """Train one network in the working model."""
         config, point = self.x.config, item.point
         self.model.load_state_dict(point.state)
+        if self.ranks is not None:  # the other ranks train the same network beside this one
+            send(TrainingJob(point.state, item.mask, item.data_seed, point.start_iteration,
+                             point.constant_lr, _captures(item)))
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
         updaters = self._updaters([item])
-        result = train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
-                       start_iteration=point.start_iteration, constant_lr=point.constant_lr,
-                       capture_at=_captures(item), progress=tick, callbacks=list(updaters.values()),
-                       evaluated=self._telling([item]))
+        with together():
+            result = train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+                           start_iteration=point.start_iteration, constant_lr=point.constant_lr,
+                           capture_at=_captures(item), progress=tick,
+                           callbacks=list(updaters.values()), evaluated=self._telling([item]))
         self._final_masks(updaters, [item])
         return result
 

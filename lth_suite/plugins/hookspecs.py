@@ -46,10 +46,12 @@ def lth_register_architectures(register: RegisterFn) -> None:
 
 @hookspec
 def lth_register_datasets(register: RegisterFn) -> None:
-    """Register datasets: ``factory(params: DatasetParams, seed: int) -> RawData``.
+    """Register datasets: ``factory(params: DatasetParams, seed: int) -> RawData``, or
+    ``StreamedData`` for data read from storage batch by batch.
 
     Params models subclass ``DatasetParams``; the core carves the validation split and
-    the subset out of the returned training arrays (the ``Splits`` criteria receive).
+    the subset out of the returned training arrays (the ``Splits`` criteria receive), or
+    out of the indices of the streamed training examples.
     """
 
 

@@ -8,13 +8,17 @@ returns and ``writer`` puts the files in place, so imports flow one way.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
+from pydantic import ValidationError
+
 from ..analysis.similarity import iou
 from ..errors import LthError
 from ..pruning.masks import Mask
+from ..spec.report import Report
 from ..tracking import RunRecord, StoreReader
 from ..tracking.names import (
     BRANCH_PARAM,
@@ -25,6 +29,8 @@ from ..tracking.names import (
     LEVEL_PARAM,
     MASK_ARTIFACT,
     REPLICATE_PARAM,
+    SPEC_HASH_TAG,
+    SPEC_PARAM_PREFIX,
     TICKET,
     branch_order,
 )
@@ -37,6 +43,7 @@ class Cell:
     """One (branch, level) over replicates: density and the early-stop metrics."""
 
     level: int
+    replicates: list[int] = field(default_factory=list)  # which replicate each value is from
     density: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)  # test accuracy at early stop, 0..1
     iteration: list[float] = field(default_factory=list)  # early-stop iteration
@@ -46,6 +53,10 @@ class Cell:
         """Mean percent of weights remaining."""
         return 100 * mean(self.density)
 
+    def by_replicate(self, values: list[float]) -> dict[int, float]:
+        """One of this cell's lists keyed by replicate (to pair branches)."""
+        return dict(zip(self.replicates, values))
+
 
 @dataclass
 class Curve:
@@ -54,6 +65,7 @@ class Curve:
     level: int
     percent: float
     series: list[list[tuple[int, float]]]
+    branch: str = TICKET
 
 
 @dataclass
@@ -66,11 +78,32 @@ class ReportData:
     cells: dict[str, dict[int, Cell]]  # branch -> level -> cell
     curves: list[Curve]
     masks: dict[tuple[int, int], Mask]  # (replicate, level) -> ticket mask
+    settings: Report = field(default_factory=Report)
+    last_evaluation: int | None = None  # the iteration of the trainings' last evaluation
+    # analyzer -> metric -> level -> value: what each analyzer logged on the parent run
+    analyses: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> dict[str, str]:
+        """The parent run's flattened spec (``model.name`` -> ``"mlp"``)."""
+        return {k[len(SPEC_PARAM_PREFIX):]: v for k, v in self.parent.params.items()
+                if k.startswith(SPEC_PARAM_PREFIX)}
 
     @property
     def title(self) -> str:
-        """The parent run's name, which holds the experiment name and hash."""
-        return self.parent.name
+        """The experiment's name, as figures are titled."""
+        return self.spec.get("experiment.name", self.parent.name)
+
+    @property
+    def caption(self) -> str:
+        """Which run and spec the figures come from: their metadata and summary line."""
+        return (f"parent run {self.parent.name} ({self.parent.run_id}), spec hash "
+                f"{self.parent.tags.get(SPEC_HASH_TAG, '?')}")
+
+    def at_end(self, cell: Cell) -> bool:
+        """Whether some replicate of ``cell`` stopped early at the last evaluation."""
+        return self.last_evaluation is not None and any(
+            it >= self.last_evaluation for it in cell.iteration)
 
     def branches(self) -> list[str]:
         """Branches present, ticket first."""
@@ -85,6 +118,8 @@ class ReportResult:
     run_name: str
     folder: Path
     files: list[Path]
+    statistics: list = field(default_factory=list)  # statistics.LevelStatistics per level
+    data: ReportData | None = None
 
 
 def default_levels(levels: list[int]) -> list[int]:
@@ -109,6 +144,23 @@ def parse_levels(text: str | None) -> list[int] | None:
     return levels
 
 
+def logged_settings(parent: RunRecord) -> Report:
+    """The ``report:`` section of the spec logged on the parent run; the defaults for a
+    run logged before a setting existed."""
+    prefix = f"{SPEC_PARAM_PREFIX}report."
+    values = {}
+    for key, text in parent.params.items():
+        if key.startswith(prefix) and "." not in key[len(prefix):]:
+            try:
+                values[key[len(prefix):]] = json.loads(text)
+            except ValueError:
+                values[key[len(prefix):]] = text
+    try:
+        return Report(**values)
+    except (ValidationError, TypeError):
+        return Report()
+
+
 def _int_param(run: RunRecord, key: str) -> int | None:
     try:
         return int(run.params[key])
@@ -117,10 +169,12 @@ def _int_param(run: RunRecord, key: str) -> int | None:
 
 
 def collect(reader: StoreReader, parent: RunRecord,
-            curve_levels: list[int] | None = None) -> ReportData:
+            curve_levels: list[int] | None = None, settings: Report | None = None) -> ReportData:
     """Read the finished trainings of one experiment."""
+    settings = settings or logged_settings(parent)
     cells: dict[str, dict[int, Cell]] = {}
     tickets: dict[tuple[int, int], RunRecord] = {}
+    trainings: dict[tuple[int, int, str], RunRecord] = {}
     replicates: set[int] = set()
     seen: set[tuple[int, int, str]] = set()
     for child in reader.children(parent.run_id):  # newest first
@@ -134,10 +188,12 @@ def collect(reader: StoreReader, parent: RunRecord,
         seen.add((replicate, level, branch))
         density = metrics.get(DENSITY, float(child.params.get(DENSITY_PARAM, "nan")))
         cell = cells.setdefault(branch, {}).setdefault(level, Cell(level))
+        cell.replicates.append(replicate)
         cell.density.append(density)
         cell.accuracy.append(metrics[EARLY_STOP_ACCURACY])
         cell.iteration.append(metrics.get(EARLY_STOP_ITERATION, float("nan")))
         replicates.add(replicate)
+        trainings[(replicate, level, branch)] = child
         if branch == TICKET:
             tickets[(replicate, level)] = child
     if TICKET not in cells:
@@ -145,22 +201,54 @@ def collect(reader: StoreReader, parent: RunRecord,
                        "to report")
     levels = sorted(cells[TICKET])
     if curve_levels is None:
-        curve_levels = default_levels(levels)
+        curve_levels = settings.levels or default_levels(levels)
     missing = [level for level in curve_levels if level not in cells[TICKET]]
     if missing:
         raise LthError(f"report levels: level {missing[0]} has no finished ticket in {parent.name} "
                        f"(levels: {', '.join(map(str, levels))})")
     curves = []
-    for level in curve_levels:
-        runs = [run for (_, lv), run in sorted(tickets.items()) if lv == level]
+    for level, branch in _curve_keys(curve_levels, settings, cells):
+        runs = [run for (_, lv, br), run in sorted(trainings.items()) if (lv, br) == (level, branch)]
         curves.append(Curve(level, cells[TICKET][level].percent,
-                            [reader.history(run.run_id, TEST_ACCURACY) for run in runs]))
+                            [reader.history(run.run_id, TEST_ACCURACY) for run in runs], branch))
+    last = max((step for curve in curves for series in curve.series for step, _ in series),
+               default=None)
     masks = {}
     for key, run in sorted(tickets.items()):
         payload = reader.artifact_bytes(run.run_id, MASK_ARTIFACT)
         if payload is not None:
             masks[key] = Mask.unpack(payload)
-    return ReportData(parent, len(replicates), levels, cells, curves, masks)
+    return ReportData(parent, len(replicates), levels, cells, curves, masks, settings, last,
+                      _analyses(reader, parent))
+
+
+def _analyses(reader: StoreReader, parent: RunRecord) -> dict[str, dict[str, dict[int, float]]]:
+    """Every metric the spec's analyzers logged on the parent run, by level."""
+    try:
+        names = [entry["name"] for entry in json.loads(
+            parent.params.get(f"{SPEC_PARAM_PREFIX}analyzers", "[]"))]
+    except (ValueError, TypeError, KeyError):
+        names = []
+    found: dict[str, dict[str, dict[int, float]]] = {}
+    for name in dict.fromkeys(names):
+        keys = sorted(key for key in parent.metrics if key.startswith(f"{name}/"))
+        if keys:
+            found[name] = {key[len(name) + 1:]: dict(reader.history(parent.run_id, key))
+                           for key in keys}
+    return found
+
+
+def _curve_keys(curve_levels: list[int], settings: Report,
+                cells: dict[str, dict[int, Cell]]) -> list[tuple[int, str]]:
+    """(level, branch) of each accuracy-vs-iteration curve: the ticket at every drawn level,
+    the controls at the control levels (default: the sparsest drawn level)."""
+    pruned = [level for level in curve_levels if level > 0]
+    chosen = settings.control_levels if settings.control_levels is not None else pruned[-1:]
+    keys = [(level, TICKET) for level in curve_levels]
+    for branch in sorted(cells, key=branch_order):
+        if branch != TICKET:
+            keys += [(level, branch) for level in chosen if level in cells[branch]]
+    return keys
 
 
 def iou_matrix(masks: dict[tuple[int, int], Mask],

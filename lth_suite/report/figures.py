@@ -1,41 +1,29 @@
-"""The report's figures, in the style of Frankle & Carbin (2019): one PNG each."""
+"""The report's figures, in the style of Frankle & Carbin (2019): means over replicates
+with confidence intervals, titled with the experiment's name, in every asked format."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import mean
 
 import matplotlib
+from matplotlib.ticker import FixedLocator, NullLocator
 
-matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+from ..analysis.similarity import chance_iou
+from ..analysis.stats import interval
+from ..tracking.names import MASK_ARTIFACT, TICKET
+from .data import Cell, Curve, ReportData, iou_matrix
+from .numbers import weights_text
+from .style import branch_label, branch_style, legend_below, new_figure, save, styled
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
-
-from ..tracking.names import MASK_ARTIFACT, RANDOM_PRUNE, REINIT, TICKET  # noqa: E402
-from .data import Cell, ReportData, iou_matrix  # noqa: E402
-
-STYLE = {  # color, marker, line style, legend text
-    TICKET: ("tab:blue", "o", "-", "ticket (winning ticket: mask + rewound weights)"),
-    REINIT: ("tab:orange", "s", "--", "reinit (ticket mask, random init)"),
-    RANDOM_PRUNE: ("tab:green", "^", ":", "random_prune (random mask, same densities)"),
-}
-DPI = 150
+ZOOM_FROM = 0.1  # the zoomed accuracy axis ignores the first 10% of training
 
 
-def _style(branch: str, index: int) -> tuple[str, str, str, str]:
-    return STYLE.get(branch, (f"C{index + 3}", "D", "-.", branch))
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-
-
-def _band_note(data: ReportData) -> str:
-    return (f"lines: mean; bands: min–max over {data.replicates} replicates"
-            if data.replicates > 1 else "one replicate")
+def interval_note(data: ReportData) -> str:
+    """The legend title: what the lines and the bars or bands are."""
+    if data.replicates < 2:
+        return "one replicate: no interval"
+    return (f"mean of {data.replicates} replicates, {100 * data.settings.confidence:.0f}% "
+            f"{'t' if data.settings.interval == 't' else 'bootstrap'} interval")
 
 
 def _branch_cells(data: ReportData, branch: str) -> list[Cell]:
@@ -46,98 +34,176 @@ def _branch_cells(data: ReportData, branch: str) -> list[Cell]:
     return [cells[level] for level in sorted(cells)]
 
 
-def _weights_axis(ax, data: ReportData) -> None:
+def weights_axis(ax, data: ReportData) -> None:
     """Log x axis of percent of weights remaining, reversed: sparser to the right."""
-    percents = sorted({round(data.cells[TICKET][lv].percent, 6) for lv in data.levels},
-                      reverse=True)
+    weights_axis_from(ax, sorted({round(data.cells[TICKET][lv].percent, 6)
+                                  for lv in data.levels}, reverse=True))
+
+
+def weights_axis_from(ax, percents: list[float]) -> None:
+    """The weights-remaining axis, ticks at ``percents`` (largest first)."""
     ax.set_xscale("log")
     ax.set_xlim(max(percents) * 1.2, min(percents) / 1.2)
     step = max(1, len(percents) // 9)
     ax.xaxis.set_major_locator(FixedLocator(percents[::step]))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{p:.3g}" for p in percents[::step]])
+    ax.set_xticklabels([weights_text(p) for p in percents[::step]])
     ax.set_xlabel("weights remaining (%, log scale)")
-    ax.grid(True, alpha=0.3)
 
 
-def _per_weights(data: ReportData, path: Path, values, ylabel: str, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    for index, branch in enumerate(data.branches()):
-        color, marker, line, label = _style(branch, index)
-        cells = _branch_cells(data, branch)
-        x = [cell.percent for cell in cells]
-        ys = [values(cell) for cell in cells]
-        ax.plot(x, [mean(y) for y in ys], color=color, marker=marker, linestyle=line,
-                label=label)
-        if data.replicates > 1:
-            ax.fill_between(x, [min(y) for y in ys], [max(y) for y in ys], color=color,
-                            alpha=0.18, linewidth=0)
-    _weights_axis(ax, data)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{data.title}: {title}")
-    ax.legend(title=_band_note(data), fontsize="small", title_fontsize="small")
-    _save(fig, path)
+def _mean_and_errors(data: ReportData, values: list[list[float]]):
+    """Means and (below, above) error bar lengths of the configured interval."""
+    means, below, above = [], [], []
+    for found in (interval(v, data.settings.confidence, data.settings.interval)
+                  for v in values):
+        mean = found.mean if found else float("nan")
+        means.append(mean)
+        below.append(mean - found.low if found and found.exists else 0.0)
+        above.append(found.high - mean if found and found.exists else 0.0)
+    return means, [below, above]
 
 
-def accuracy_vs_weights(data: ReportData, path: Path) -> None:
+def cap_at_100(ax) -> None:
+    """Intervals of few replicates can pass 100% accuracy; the axis stops just above it."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, min(high, 100.5))
+
+
+def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
+                 mark_end: bool = False) -> list[Path]:
+    with styled(data.settings):
+        fig, ax = new_figure(data.settings)
+        for index, branch in enumerate(data.branches()):
+            color, marker, line = branch_style(branch, index)
+            cells = _branch_cells(data, branch)
+            # Controls sit a little apart on the x axis, so their bars do not hide the ticket's.
+            shift = 1.0 + 0.025 * index
+            x = [cell.percent / shift for cell in cells]
+            means, errors = _mean_and_errors(data, [values(cell) for cell in cells])
+            ax.errorbar(x, means, yerr=errors if data.replicates > 1 else None, color=color,
+                        marker=marker, linestyle=line, capsize=3 if data.replicates > 1 else 0,
+                        label=branch_label(branch, data.spec))
+            if mark_end:
+                ends = [(xi, m) for xi, m, cell in zip(x, means, cells) if data.at_end(cell)]
+                if ends:
+                    ax.plot(*zip(*ends), linestyle="none", marker="o", markersize=11,
+                            markerfacecolor="none", markeredgecolor="black")
+        if mark_end and data.last_evaluation is not None:
+            ax.axhline(data.last_evaluation, color="gray", linestyle=(0, (1, 3)), linewidth=1,
+                       label="last evaluation (circled: early stop there, training may be "
+                             "too short)")
+        weights_axis(ax, data)
+        if not mark_end:  # an accuracy axis
+            cap_at_100(ax)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{data.title}: {title}")
+        legend_below(ax, interval_note(data), len(ax.get_legend_handles_labels()[1]))
+        return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
+
+
+def accuracy_vs_weights(data: ReportData, stem: Path) -> list[Path]:
     """Test accuracy at the early-stop iteration against percent of weights remaining."""
-    _per_weights(data, path, lambda cell: [100 * a for a in cell.accuracy],
-                 "test accuracy at early stop (%)", "accuracy as weights are pruned")
+    return _per_weights(data, stem, lambda cell: [100 * a for a in cell.accuracy],
+                        "test accuracy at early stop (%)", "accuracy as weights are pruned")
 
 
-def early_stop_vs_weights(data: ReportData, path: Path) -> None:
-    """The early-stop iteration against percent of weights remaining."""
-    _per_weights(data, path, lambda cell: cell.iteration,
-                 "early-stop iteration (min. validation loss)",
-                 "learning speed as weights are pruned")
+def early_stop_vs_weights(data: ReportData, stem: Path) -> list[Path]:
+    """The early-stop iteration against percent of weights remaining; early stops at the
+    last evaluation are circled."""
+    return _per_weights(data, stem, lambda cell: cell.iteration,
+                        "early-stop iteration (min. validation loss)",
+                        "learning speed as weights are pruned", mark_end=True)
 
 
-def accuracy_vs_iteration(data: ReportData, path: Path) -> None:
-    """The ticket's test accuracy during training, at a few levels."""
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+def _curve_band(data: ReportData, curve: Curve):
+    """Steps, mean accuracy (%) and interval bounds of a curve's replicates."""
+    steps = sorted({step for series in curve.series for step, _ in series})
+    by_step = {step: [] for step in steps}
+    for series in curve.series:
+        for step, value in series:
+            by_step[step].append(100 * value)
+    found = [interval(by_step[s], data.settings.confidence, data.settings.interval)
+             for s in steps]
+    return (steps, [f.mean for f in found], [f.low if f.exists else f.mean for f in found],
+            [f.high if f.exists else f.mean for f in found])
+
+
+def zoom_range(means: list[tuple[list[int], list[float]]]) -> tuple[float, float]:
+    """The accuracy range the curves cover after the first ``ZOOM_FROM`` of training,
+    with a margin: curves above 90% stay apart."""
+    last = max((steps[-1] for steps, _ in means if steps), default=0)
+    kept = [m for steps, values in means for s, m in zip(steps, values)
+            if s >= ZOOM_FROM * last]
+    if not kept:
+        return 0.0, 100.0
+    low, high = min(kept), max(kept)
+    margin = max(0.5, 0.08 * (high - low))
+    return max(0.0, low - margin), min(100.0, high + margin)
+
+
+def accuracy_vs_iteration(data: ReportData, stem: Path) -> list[Path]:
+    """Test accuracy during training: the ticket at a few levels and the controls at the
+    chosen ones (the paper's Figure 3), zoomed to the range the curves cover."""
     colormap = matplotlib.colormaps["viridis"]
-    for index, curve in enumerate(data.curves):
-        color = colormap(index / max(1, len(data.curves) - 1) * 0.9)
-        steps = sorted({step for series in curve.series for step, _ in series})
-        by_step = [[100 * value for series in curve.series for s, value in series if s == step]
-                   for step in steps]
-        ax.plot(steps, [mean(v) for v in by_step], color=color, linewidth=1.6,
-                label=f"level {curve.level}: {curve.percent:.3g}% of weights")
-        if len(curve.series) > 1:
-            ax.fill_between(steps, [min(v) for v in by_step], [max(v) for v in by_step],
-                            color=color, alpha=0.18, linewidth=0)
-    ax.set_xlabel("training iteration")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{data.title}: ticket test accuracy during training")
-    ax.grid(True, alpha=0.3)
-    ax.legend(title=_band_note(data), fontsize="small", title_fontsize="small")
-    _save(fig, path)
+    ticket_levels = [c.level for c in data.curves if c.branch == TICKET]
+    with styled(data.settings):
+        fig, ax = new_figure(data.settings)
+        drawn = []
+        for curve in data.curves:
+            steps, means, low, high = _curve_band(data, curve)
+            if curve.branch == TICKET:
+                where = ticket_levels.index(curve.level) / max(1, len(ticket_levels) - 1)
+                color, line = colormap(where * 0.9), "-"
+                label = f"ticket, {weights_text(curve.percent)}% of weights"
+            else:
+                color, _, line = branch_style(curve.branch, 0)
+                label = f"{curve.branch}, {weights_text(curve.percent)}% of weights"
+            ax.plot(steps, means, color=color, linestyle=line, label=label)
+            if len(curve.series) > 1:
+                ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
+            drawn.append((steps, means))
+        ax.set_ylim(*zoom_range(drawn))
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("test accuracy (%, zoomed)")
+        title = "test accuracy during training"
+        ax.set_title(f"{data.title}: {title}")
+        legend_below(ax, interval_note(data), len(data.curves))
+        return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
 
 
-def mask_similarity(data: ReportData, path: Path) -> None:
-    """Heatmap of the IoU of the ticket masks of every (replicate, level) pair."""
+def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
+    """Heatmap of the ticket masks of every (replicate, level) pair: IoU below the
+    diagonal, the IoU two random masks of the same densities would have above it."""
     keys, matrix = iou_matrix(data.masks)
-    size = min(14.0, max(5.5, 0.5 * len(keys) + 2.5))
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    if not keys:
-        ax.text(0.5, 0.5, f"no ticket {MASK_ARTIFACT} artifacts found", ha="center",
-                va="center")
-        ax.set_axis_off()
-        _save(fig, path)
-        return
-    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0)
-    labels = [f"r{replicate} L{level} ({data.cells[TICKET][level].percent:.3g}%)"
-              for replicate, level in keys]
-    ticks = list(range(0, len(keys), max(1, len(keys) // 30)))
-    ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize="small")
-    ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize="small")
-    if len(keys) <= 14:
-        for i, row in enumerate(matrix):
-            for j, value in enumerate(row):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
-                        color="black" if value > 0.6 else "white")
-    ax.set_xlabel("ticket mask (replicate r, level L, weights remaining)")
-    ax.set_ylabel("ticket mask (replicate r, level L, weights remaining)")
-    ax.set_title(f"{data.title}: ticket-mask overlap (IoU of kept weights)")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="IoU (intersection / union)")
-    _save(fig, path)
+    size = min(14.0, max(data.settings.width * 0.85, 0.5 * len(keys) + 2.5))
+    title = "ticket-mask overlap (IoU of kept weights)"
+    with styled(data.settings):
+        fig, ax = new_figure(data.settings, height=size)
+        if not keys:
+            ax.text(0.5, 0.5, f"no ticket {MASK_ARTIFACT} artifacts found", ha="center",
+                    va="center")
+            ax.set_axis_off()
+            return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
+        densities = {key: data.masks[key].density() for key in keys}
+        shown = [[matrix[i][j] if j <= i else chance_iou(densities[a], densities[b])
+                  for j, b in enumerate(keys)] for i, a in enumerate(keys)]
+        image = ax.imshow(shown, cmap="viridis", vmin=0.0, vmax=1.0)
+        labels = [f"r{replicate} L{level} ({weights_text(data.cells[TICKET][level].percent)}%)"
+                  for replicate, level in keys]
+        ticks = list(range(0, len(keys), max(1, len(keys) // 30)))
+        ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize="small")
+        ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize="small")
+        ax.grid(False)
+        if len(keys) <= 14:
+            for i, row in enumerate(shown):
+                for j, value in enumerate(row):
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
+                            color="black" if value > 0.6 else "white",
+                            fontstyle="italic" if j > i else "normal")
+        ax.set_xlabel("ticket mask (replicate r, level L, weights remaining)")
+        ax.set_ylabel("ticket mask (replicate r, level L, weights remaining)")
+        ax.set_title(f"{data.title}: {title}\nbelow the diagonal: IoU; above (italic): chance "
+                     "IoU of random masks of the same densities")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="IoU (intersection / union)")
+        return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
+

@@ -1,79 +1,138 @@
-"""The report's ``summary.md``: one table row per level, replicate overlap, the figures."""
+"""The report's ``summary.md``: one table row per level with intervals over replicates,
+the ticket's paired comparison with each control, replicate overlap, the figures."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from statistics import mean
 
 from ..analysis.similarity import chance_iou, iou
-from ..tracking.names import SPEC_HASH_TAG, SPEC_PARAM_PREFIX, TICKET
+from ..tracking.names import TICKET
 from .data import ReportData
+from .numbers import weights_text
+from .statistics import (
+    LevelStatistics,
+    accuracy_interval,
+    comparison_text,
+    interval_text,
+    method_note,
+)
+
+END_MARK = "†"  # an early stop at the last evaluation
 
 
-def _spread(values: list[float], scale: float, digits: int) -> str:
-    """``mean ± half the min-max range`` (just the mean for one value)."""
-    values = [v for v in values if v == v]  # drop NaN
-    if not values:
-        return "–"
-    text = f"{scale * mean(values):.{digits}f}"
-    if len(values) > 1:
-        text += f" ± {scale * (max(values) - min(values)) / 2:.{digits}f}"
-    return text
-
-
-def summary_markdown(data: ReportData) -> str:
-    """The summary table (one row per level) and a note on each figure, as Markdown."""
-    branches = data.branches()
-    parent = data.parent
-    lines = [f"# {data.title}: lottery ticket report", ""]
-    spec = {k[len(SPEC_PARAM_PREFIX):]: v for k, v in parent.params.items()
-            if k.startswith(SPEC_PARAM_PREFIX)}
-    what = ", ".join(f"{label} `{spec[key]}`" for label, key in (
+def _what(data: ReportData) -> str:
+    spec = data.spec
+    return ", ".join(f"{label} `{spec[key]}`" for label, key in (
         ("model", "model.name"), ("dataset", "dataset.name"),
-        ("criterion", "pruning.criterion.name"),
-        ("rewind", "rewind.name")) if key in spec)
-    lines += [f"Parent run `{parent.run_id}`, spec hash "
-              f"`{parent.tags.get(SPEC_HASH_TAG, '?')}`, {data.replicates} replicate(s)"
-              + (f"; {what}" if what else "") + ".", ""]
-    spread = (f" ± is half the min–max range over the {data.replicates} replicates "
-              "(the figures' bands)." if data.replicates > 1 else "")
-    lines += ["Test accuracy (%) at the early-stop iteration (the evaluation with the lowest "
-              f"validation loss), and that iteration.{spread}", ""]
-    header = (["level", "weights remaining (%)"]
-              + [f"{b} accuracy (%)" for b in branches]
+        ("criterion", "pruning.criterion.name"), ("rewind", "rewind.name")) if key in spec)
+
+
+def results_table(data: ReportData, levels: list[LevelStatistics]) -> list[str]:
+    """The Markdown table of accuracy and early-stop iteration per level and branch."""
+    branches = data.branches()
+    header = (["level", "weights remaining (%)"] + [f"{b} accuracy (%)" for b in branches]
               + [f"{b} early-stop iteration" for b in branches])
-    lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
-    for level in data.levels:
-        ticket = data.cells[TICKET][level]
-        row = [str(level), f"{ticket.percent:.1f}"]
-        row += [_spread(data.cells[b][level].accuracy, 100, 2) if level in data.cells[b] else "–"
-                for b in branches]
-        row += [_spread(data.cells[b][level].iteration, 1, 0) if level in data.cells[b] else "–"
-                for b in branches]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for stats in levels:
+        row = [str(stats.level), weights_text(stats.percent)]
+        row += [accuracy_interval(stats.accuracy.get(b)) for b in branches]
+        for b in branches:
+            text = interval_text(stats.iteration.get(b), 0)
+            cell = data.cells[b].get(stats.level)
+            row.append(text + (f" {END_MARK}" if cell is not None and data.at_end(cell) else ""))
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def comparison_table(levels: list[LevelStatistics]) -> list[str]:
+    """The Markdown table of the ticket against each control, per level."""
+    controls = list(dict.fromkeys(c.control for s in levels for c in s.comparisons))
+    if not controls:
+        return []
+    lines = ["| level | weights remaining (%) | "
+             + " | ".join(f"ticket − {c}" for c in controls) + " |",
+             "|---:|---:|" + "---:|" * len(controls)]
+    for stats in levels:
+        if not stats.comparisons:
+            continue
+        found = {c.control: c for c in stats.comparisons}
+        lines.append(f"| {stats.level} | {weights_text(stats.percent)} | " + " | ".join(
+            comparison_text(found[c]) if c in found else "–" for c in controls) + " |")
+    return lines
+
+
+def _overlap_table(data: ReportData) -> list[str]:
+    lines = ["| level | weights remaining (%) | IoU across replicates | chance IoU |",
+             "|---:|---:|---:|---:|"]
+    for level in data.levels:
+        keys = sorted(k for k in data.masks if k[1] == level)
+        pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]]
+        if level == 0 or not pairs:
+            continue
+        overlap = mean(iou(data.masks[a], data.masks[b]) for a, b in pairs)
+        chance = mean(chance_iou(data.masks[a].density(), data.masks[b].density())
+                      for a, b in pairs)
+        lines.append(f"| {level} | {weights_text(data.cells[TICKET][level].percent)} | "
+                     f"{overlap:.3f} | {chance:.3f} |")
+    return lines
+
+
+def summary_markdown(data: ReportData, levels: list[LevelStatistics],
+                     figures: list[Path] = ()) -> str:
+    """The summary (tables, the method of the statistics, the figures) as Markdown."""
+    what = _what(data)
+    lines = [f"# {data.title}: lottery ticket report", "",
+             f"{data.caption}, {data.replicates} replicate(s)"
+             + (f"; {what}" if what else "") + ".", "",
+             "Test accuracy (%) at the early-stop iteration (the evaluation with the lowest "
+             "validation loss), and that iteration. " + method_note(data), ""]
+    lines += results_table(data, levels)
+    if any(data.at_end(cell) for cells in data.cells.values() for cell in cells.values()):
+        lines += ["", f"{END_MARK} the early stop was the last evaluation "
+                  f"(iteration {data.last_evaluation}) in some replicate: validation loss was "
+                  "still falling, so training may be too short to show its minimum."]
+    compared = comparison_table(levels)
+    if compared:
+        lines += ["", "## Ticket against the controls", "",
+                  "Difference of test accuracy at early stop (ticket minus control, mean over "
+                  "the replicates that trained both), the test's p-value and effect size.", ""]
+        lines += compared
     if data.replicates > 1 and data.masks:
         lines += ["", "## Ticket masks across replicates", "",
                   "Mean IoU (Jaccard index of the kept weights) between the tickets of different "
                   "replicates at the same level, and its expected value for independent random "
-                  "masks of the same densities.", "",
-                  "| level | weights remaining (%) | IoU across replicates | chance IoU |",
-                  "|---:|---:|---:|---:|"]
-        for level in data.levels:
-            keys = sorted(k for k in data.masks if k[1] == level)
-            pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]]
-            if level == 0 or not pairs:
-                continue
-            overlap = mean(iou(data.masks[a], data.masks[b]) for a, b in pairs)
-            chance = mean(chance_iou(data.masks[a].density(), data.masks[b].density())
-                          for a, b in pairs)
-            lines.append(f"| {level} | {data.cells[TICKET][level].percent:.1f} | "
-                         f"{overlap:.3f} | {chance:.3f} |")
-    lines += ["", "## Figures", "",
-              "- `accuracy_vs_weights.png`: test accuracy at the early-stop iteration against the "
-              "percent of weights remaining (log scale, sparser to the right), per branch.",
-              "- `early_stop_vs_weights.png`: the early-stop iteration against the percent of "
-              "weights remaining, per branch.",
-              "- `accuracy_vs_iteration.png`: the ticket's test accuracy during training at levels "
-              + ", ".join(str(c.level) for c in data.curves) + ".",
-              "- `mask_similarity.png`: IoU of the ticket masks of every (replicate, level) pair.",
-              ""]
-    return "\n".join(lines)
+                  "masks of the same densities.", ""]
+        lines += _overlap_table(data)
+    stems = list(dict.fromkeys(path.stem for path in figures))
+    if stems:
+        formats = ", ".join(data.settings.formats)
+        lines += ["", "## Figures", "", f"Each figure is written as {formats}.", ""]
+        notes = {**FIGURE_NOTES, "accuracy_vs_iteration": _curves_note(data)}
+        lines += [f"- `{stem}`: {notes.get(stem, 'what the analyzer logged, by level')}"
+                  for stem in stems]
+    return "\n".join(lines) + "\n"
+
+
+def _curves_note(data: ReportData) -> str:
+    tickets = [str(c.level) for c in data.curves if c.branch == TICKET]
+    controls = sorted({str(c.level) for c in data.curves if c.branch != TICKET})
+    return ("test accuracy during training, zoomed to the range the curves cover: the ticket "
+            f"at levels {', '.join(tickets)}."
+            + (f" The controls at level {', '.join(controls)}." if controls else ""))
+
+
+FIGURE_NOTES = {
+    "accuracy_vs_weights": "test accuracy at the early-stop iteration against the percent of "
+    "weights remaining (log scale, sparser to the right), per branch, with interval bars.",
+    "early_stop_vs_weights": "the early-stop iteration against the percent of weights "
+    "remaining, per branch; circled points stopped at the last evaluation.",
+    "mask_similarity": "IoU of the ticket masks of every (replicate, level) pair, with the "
+    "chance IoU of random masks of the same densities above the diagonal.",
+    "analysis_layer_density": "per-layer density of the ticket against weights remaining.",
+    "analysis_instability": "the error barrier between two trainings of the ticket.",
+    "analysis_init_stats": "mean |w| at init of the weights kept and pruned.",
+    "analysis_structure": "units and channels connected from input to output.",
+    "analysis_mask_similarity": "mask overlap between levels, replicates and the random "
+    "control, beside chance.",
+}

@@ -1,8 +1,9 @@
 """The report of a sweep: every point's ticket side by side, read back from MLflow.
 
-``lth-suite report --sweep ID`` writes ``sweep_accuracy_vs_weights.png`` (test accuracy
-at the early-stop iteration against the percent of weights remaining, one line per
-point, labelled by its overrides) and ``sweep.md`` (one row per point).
+``lth-suite report --sweep ID`` writes ``sweep_accuracy_vs_weights`` (test accuracy at
+the early-stop iteration against the percent of weights remaining: one line per group of
+points that share the swept factors other than the seed, averaged over the seeds with an
+interval; see ``sweep_groups``) and ``sweep.md`` (the groups, then one row per point).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..errors import TrackingError
 from ..spec.sweeps import point_label
 from ..tracking import RunRecord, StoreReader, open_reader
 from ..tracking.names import (
+    CONTROLS,
     DENSITY,
     EARLY_STOP_ACCURACY,
     SWEEP_ID_TAG,
@@ -38,6 +40,8 @@ class PointCurve:
     accuracy: dict[int, float] = field(default_factory=dict)  # mean over replicates
     low: dict[int, float] = field(default_factory=dict)  # min over replicates
     high: dict[int, float] = field(default_factory=dict)  # max over replicates
+    overrides: dict = field(default_factory=dict)  # the point's spec overrides
+    controls: dict[str, dict[int, float]] = field(default_factory=dict)  # branch -> level -> mean
 
 
 @dataclass
@@ -84,54 +88,19 @@ def load_points(reader: StoreReader, key: str) -> tuple[str, list[PointCurve]]:
             chosen[point] = run
     curves = []
     for point, run in chosen.items():
+        overrides = json.loads(point)
         curve = PointCurve(int(run.tags.get(SWEEP_INDEX_TAG, len(curves))),
-                           point_label(json.loads(point)), run)
+                           point_label(overrides), run, overrides=overrides)
         curve.density = dict(reader.history(run.run_id, DENSITY))
         curve.accuracy = dict(reader.history(run.run_id, ACCURACY))
         curve.low = dict(reader.history(run.run_id, f"{ACCURACY}_min"))
         curve.high = dict(reader.history(run.run_id, f"{ACCURACY}_max"))
+        for control in CONTROLS:
+            if branch_metric(control, EARLY_STOP_ACCURACY) in run.metrics:
+                curve.controls[control] = dict(reader.history(
+                    run.run_id, branch_metric(control, EARLY_STOP_ACCURACY)))
         curves.append(curve)
     return ids[0], sorted(curves, key=lambda c: c.index)
-
-
-def _figure(sweep_id: str, curves: list[PointCurve], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    percents: set[float] = set()
-    for number, curve in enumerate(curves):
-        levels = sorted(set(curve.density) & set(curve.accuracy))
-        if not levels:
-            continue
-        x = [100 * curve.density[level] for level in levels]
-        percents |= {round(value, 6) for value in x}
-        ax.plot(x, [100 * curve.accuracy[level] for level in levels], marker="o",
-                color=f"C{number % 10}", label=curve.label)
-        if all(level in curve.low and level in curve.high for level in levels):
-            ax.fill_between(x, [100 * curve.low[level] for level in levels],
-                            [100 * curve.high[level] for level in levels],
-                            color=f"C{number % 10}", alpha=0.15, linewidth=0)
-    if percents:
-        ordered = sorted(percents, reverse=True)
-        ax.set_xscale("log")
-        ax.set_xlim(ordered[0] * 1.2, ordered[-1] / 1.2)
-        step = max(1, len(ordered) // 9)
-        ax.xaxis.set_major_locator(FixedLocator(ordered[::step]))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([f"{p:.3g}" for p in ordered[::step]])
-        ax.legend(fontsize="small", title="point (bands: min-max over replicates)",
-                  title_fontsize="small")
-    ax.set_xlabel("weights remaining (%, log scale)")
-    ax.set_ylabel("ticket test accuracy at early stop (%)")
-    ax.set_title(f"sweep {sweep_id[:8]}: tickets side by side")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
 
 
 def _cell(curve: PointCurve, level: int) -> str:
@@ -145,7 +114,7 @@ def _cell(curve: PointCurve, level: int) -> str:
 
 def _table(sweep_id: str, curves: list[PointCurve]) -> str:
     levels = sorted({level for curve in curves for level in curve.accuracy})
-    lines = [f"# Sweep {sweep_id}", "",
+    lines = ["## Points", "",
              "Ticket test accuracy (%) at the early-stop iteration per level, with the percent "
              "of weights remaining in parentheses (± half the min-max range over replicates).",
              "", "| point | overrides | parent run | status | "
@@ -158,13 +127,23 @@ def _table(sweep_id: str, curves: list[PointCurve]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sweep_report(key: str, uri: str, out_dir: Path | None = None) -> SweepReport:
-    """Write the figure and ``sweep.md`` of the sweep whose id starts with ``key``."""
+def sweep_report(key: str, uri: str, out_dir: Path | None = None,
+                 controls: bool = False) -> SweepReport:
+    """Write the figure and ``sweep.md`` of the sweep whose id starts with ``key``; with
+    ``controls``, the controls' accuracy too (dashed)."""
+    from .data import logged_settings
+    from .sweep_groups import group_figure, group_table, sweep_groups
+
     reader = open_reader(uri)
     sweep_id, curves = load_points(reader, key)
     folder = out_dir or Path("reports") / f"sweep-{sweep_id[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
-    figure, table = folder / "sweep_accuracy_vs_weights.png", folder / "sweep.md"
-    _figure(sweep_id, curves, figure)
-    table.write_text(_table(sweep_id, curves), encoding="utf-8")
-    return SweepReport(sweep_id, folder, [figure, table], curves)
+    settings = logged_settings(curves[0].run)
+    groups = sweep_groups(curves, settings)
+    name = reader.client.get_experiment(curves[0].run.experiment_id).name
+    figures = group_figure(name, sweep_id, groups, settings,
+                           folder / "sweep_accuracy_vs_weights", controls)
+    table = folder / "sweep.md"
+    table.write_text(group_table(sweep_id, groups, settings) + "\n" + _table(sweep_id, curves),
+                     encoding="utf-8")
+    return SweepReport(sweep_id, folder, [*figures, table], curves)

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from .base import ComponentSpec, Strict
+from .report import Report
 from .sparsity import Sparsity
 
 # Names become run names and folder names: bounded well below the 255 bytes a file name may have.
@@ -220,22 +221,6 @@ class Tracking(Strict):
         "without them, several seconds more per run)")
 
 
-class Report(Strict):
-    """Figures and a summary table written after the experiment. Not part of the spec hash."""
-
-    enabled: bool = Field(default=True, description="write the report when the run finishes")
-    levels: list[int] | None = Field(
-        default=None, description="levels whose accuracy-vs-iteration curves are drawn; "
-        "default: a few spread levels (the first, some middle ones, the last)")
-
-    @field_validator("levels")
-    @classmethod
-    def _levels_are_levels(cls, levels: list[int] | None) -> list[int] | None:
-        if levels is not None and (not levels or any(level < 0 for level in levels)):
-            raise ValueError("expected a non-empty list of levels >= 0, or null")
-        return levels
-
-
 class ExperimentSpec(Strict):
     """A whole lottery-ticket experiment."""
 
@@ -259,10 +244,11 @@ class ExperimentSpec(Strict):
 
     @model_validator(mode="after")
     def _report_levels_exist(self) -> ExperimentSpec:
-        beyond = [level for level in self.report.levels or [] if level > self.pruning.levels]
-        if beyond:
-            raise ValueError(f"report.levels: level {beyond[0]} is beyond pruning.levels "
-                             f"({self.pruning.levels})")
+        for field in ("levels", "control_levels"):
+            beyond = [lv for lv in getattr(self.report, field) or [] if lv > self.pruning.levels]
+            if beyond:
+                raise ValueError(f"report.{field}: level {beyond[0]} is beyond pruning.levels "
+                                 f"({self.pruning.levels})")
         return self
 
     @model_validator(mode="after")

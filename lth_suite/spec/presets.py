@@ -13,6 +13,7 @@ PRESETS = {
     "conv6": "conv6_cifar10.yaml",
     "vgg19": "vgg19_cifar10.yaml",
     "resnet20": "resnet20_cifar10.yaml",
+    "resnet50": "imagenet_resnet50.yaml",
 }
 
 

@@ -59,6 +59,11 @@ HOOKS_DONE_TAG = f"{TAG_PREFIX}hooks_done_through"  # last level whose lifecycle
 SWEEP_ID_TAG = f"{TAG_PREFIX}sweep_id"
 SWEEP_POINT_TAG = f"{TAG_PREFIX}sweep_point"
 SWEEP_INDEX_TAG = f"{TAG_PREFIX}sweep_index"
+# The MLflow UI opens an experiment of this kind on its runs, not on GenAI traces.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # a run's description in the UI: the report's summary
+NOTE_LIMIT = 8000  # characters MLflow keeps in a tag value
+REDIRECT_TAG = f"{TAG_PREFIX}logged_as"  # on an ``mlflow run`` run: the parent run it made
 
 # Params of a child run: which training it is
 REPLICATE_PARAM, LEVEL_PARAM, BRANCH_PARAM = "replicate", "level", "branch"
@@ -106,3 +111,18 @@ SUMMARY_KEYS = (EARLY_STOP_ACCURACY, FINAL_ACCURACY, EARLY_STOP_ITERATION)
 def branch_metric(branch: str, key: str) -> str:
     """A level summary's metric of one branch: ``ticket/early_stop_test_accuracy``."""
     return f"{branch}/{key}"
+
+
+# Statistics across replicates, logged on the parent run by the report at step = level
+INTERVAL_PARTS = ("sd", "ci_low", "ci_high")
+COMPARISON_PARTS = ("mean_difference", "statistic", "p_value", "effect_size")
+
+
+def interval_metric(branch: str, key: str, part: str) -> str:
+    """A branch's spread at one level: ``ticket/early_stop_test_accuracy_ci_low``."""
+    return f"{branch}/{key}_{part}"
+
+
+def comparison_metric(control: str, part: str) -> str:
+    """The paired comparison of the ticket with a control: ``ticket_vs_reinit/p_value``."""
+    return f"{TICKET}_vs_{control}/{part}"

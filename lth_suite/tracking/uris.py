@@ -68,6 +68,16 @@ def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
             "--host", host, "--port", str(port)]
 
 
+def ui_url(host: str, port: int, experiment_id: str | None = None) -> str:
+    """The MLflow UI's page of an experiment (or of them all) in its model-training mode.
+
+    The MLflow 3 UI opens in its GenAI mode (traces, evaluations) unless the page's
+    ``workflowType`` says otherwise or the browser remembers the sidebar's choice.
+    """
+    page = f"experiments/{experiment_id}" if experiment_id else "experiments"
+    return f"http://{host}:{port}/#/{page}?workflowType=machine_learning"
+
+
 def checked_store(uri: str, make: Callable[[str], T], verb: str) -> T:
     """``make(uri)``, once the store answers; a ``TrackingError`` naming the URI otherwise."""
     if uri.startswith(("http://", "https://")):

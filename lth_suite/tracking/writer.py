@@ -24,14 +24,17 @@ from .. import __version__
 from ..pruning.masks import Mask
 from ..signals import interrupts_held
 from .batches import batches
+from .experiments import adoptable, experiment_id
 from .model_logging import quiet_model_logging
 from .names import (
     ERROR_TAG,
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
     MASK_ARTIFACT,
+    NOTE_TAG,
     OWN_GIT_COMMIT_TAG,
     PARENT_TAG,
+    REDIRECT_TAG,
     RESUMED_TAG,
     RUN_NAME_TAG,
     SPEC_ARTIFACT,
@@ -89,22 +92,14 @@ class Tracker:
         self._pending: dict[str, tuple[list[Param], list[Metric]]] = {}
         self._sent: dict[str, float] = {}  # when each child's waiting metrics were last sent
 
-    def _experiment_id(self, name: str) -> str:
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        location = None
-        if self.uri.startswith("sqlite:"):
-            location = (Path.cwd().resolve() / "mlruns" / safe_name(name)).as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
-
     def start_experiment(self, experiment: str, run_name: str, params: Mapping[str, Any],
                          tags: Mapping[str, str], spec_yaml: str) -> str:
         """Create (or adopt, under ``mlflow run``) the parent run and describe it."""
         all_tags = {**_git_state(), VERSION_TAG: __version__, **tags}
-        adopted = os.environ.get("MLFLOW_RUN_ID")
+        launched = os.environ.get("MLFLOW_RUN_ID")
+        adopted = adoptable(self.client, launched, experiment)
         if not adopted:
-            self.experiment_id = self._experiment_id(experiment)
+            self.experiment_id = experiment_id(self.client, self.uri, experiment)
         # A parent exists whole or not at all: stopped halfway, it could not be resumed.
         with interrupts_held():
             if adopted:
@@ -118,6 +113,9 @@ class Tracker:
             # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
             self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
             self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
+        if launched and not adopted:  # the ``mlflow run`` run says where the experiment went
+            self._log(launched, tags={REDIRECT_TAG: self.parent_id, NOTE_TAG: (
+                f"lth-suite logged this run as `{self.parent_id}` in experiment `{experiment}`.")})
         return self.parent_id
 
     def attach(self, parent_id: str) -> None:

@@ -62,10 +62,21 @@ class Splits:
         """Number of examples per split."""
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
+    @property
+    def device(self) -> torch.device:
+        """The device every split is on."""
+        return self.x_train.device
+
 
 def split_validation(raw: RawData, params: DatasetParams) -> Splits:
     """Hold a validation split out of the training data, then take the subset."""
-    total = len(raw.y_train)
+    train, val = split_indices(len(raw.y_train), params)
+    return Splits(raw.x_train[train], raw.y_train[train], raw.x_train[val], raw.y_train[val],
+                  raw.x_test, raw.y_test, raw.info, raw.augment)
+
+
+def split_indices(total: int, params: DatasetParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training and validation indices among ``total`` training examples."""
     size = int(round(params.validation * total)) if params.validation < 1 else int(params.validation)
     if params.validation >= 1 and params.validation != int(params.validation):
         raise DataError("dataset.validation: a count of examples must be a whole number")
@@ -80,8 +91,7 @@ def split_validation(raw: RawData, params: DatasetParams) -> Splits:
             raise DataError(f"dataset.subset: {params.subset} is more than the "
                             f"{len(train)} training examples")
         train = train[: params.subset]
-    return Splits(raw.x_train[train], raw.y_train[train], raw.x_train[val], raw.y_train[val],
-                  raw.x_test, raw.y_test, raw.info, raw.augment)
+    return train, val
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ from ..seeding import derive_seed
 from ..tracking.names import ITERATION
 from .config import TrainConfig
 from .data import BatchOrder, Splits
+from .distributed import current, share_of
 from .result import TrainResult
+from .streaming import AnySplits, StreamedSplits, evaluate_split
 
 EVAL_BATCH = 8192  # examples per forward pass when evaluating a whole split
 DIVERGENCE_CHECK_EVERY = 100  # iterations between reads of the losses (one sync each)
@@ -184,7 +186,7 @@ def isolated(config: TrainConfig, device: torch.device) -> Iterator[None]:
         yield
 
 
-def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
+def run_loop(stepper: Stepper, data: AnySplits, config: TrainConfig, *,
              data_seeds: Sequence[int], start_iteration: int = 0,
              constant_lr: float | None = None,
              capture_at: Sequence[frozenset[int]] | None = None,
@@ -198,9 +200,15 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
     ``evaluated`` receives each evaluation's rows, one per member, as they are computed.
     """
     started = time.perf_counter()
-    device = data.x_train.device
+    device = data.device
     members = stepper.members
-    batches = Batches(data, config.batch_size, data_seeds)
+    ranks = current()  # data-parallel: this process trains on its share of every batch
+    shard = ranks.shard if ranks else (0, 1)
+    if isinstance(data, StreamedSplits):
+        batches = data.batches(config.batch_size, data_seeds, config.total, shard)
+    else:
+        batches = Batches(data, config.batch_size, data_seeds)
+        batches = share_of(batches, ranks) if ranks else batches
     captures = Captures(stepper, capture_at or [frozenset()] * members)
     losses = LossWindow(min(config.eval_every, DIVERGENCE_CHECK_EVERY), device, members)
     histories: list[list[dict[str, float]]] = [[] for _ in range(members)]
@@ -212,8 +220,8 @@ def run_loop(stepper: Stepper, data: Splits, config: TrainConfig, *,
             torch.cuda.synchronize(device)
         begun = time.perf_counter()
         train_loss = losses.mean_and_reset()
-        val = stepper.evaluate(data.x_val, data.y_val)
-        test = stepper.evaluate(data.x_test, data.y_test)
+        val = evaluate_split(stepper, data, "validation")
+        test = evaluate_split(stepper, data, "test")
         for member, history in enumerate(histories):
             row = {ITERATION: float(iteration)}
             if train_loss is not None:

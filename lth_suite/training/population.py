@@ -143,7 +143,7 @@ def train_population(template: nn.Module, members: list[Member], data: Splits,
                      callbacks: Sequence[StepCallback] = (),
                      evaluated: Evaluated | None = None) -> list[TrainResult]:
     """Train every member from ``start_iteration`` to ``config.total``, all at once."""
-    device = data.x_train.device
+    device = data.device
     with isolated(config, device):
         stepper = Population(template, members, config, device)
         return run_loop(stepper, data, config, data_seeds=[m.data_seed for m in members],

@@ -12,10 +12,11 @@ from ..pruning.masks import Mask
 from ..seeding import derive_seed
 from .acceleration import Acceleration
 from .config import TrainConfig
-from .data import Splits
+from .distributed import average_gradients, current
 from .loop import EVAL_BATCH, Batch, Evaluated, State, StepCallback, isolated, run_loop
 from .optimizers import FusedOptimizer
 from .result import TrainResult, snapshot
+from .streaming import AnySplits
 
 FP32 = Acceleration()  # the default: float32, eager, torch's own threads
 
@@ -103,6 +104,7 @@ class SingleNetwork:
         # numbers (dropout) need it, and for them every step's randomness is reproducible.
         self.generators = _generators(device) if draws_random_numbers(model) else []
         self.autocast = self.acceleration.autocast(device)
+        self.ranks = current()  # data-parallel under torchrun: gradients averaged over ranks
         model.train()
 
     def set_lr(self, lr: float) -> None:
@@ -129,6 +131,9 @@ class SingleNetwork:
                             grad.mul_(keep)
                 else:
                     torch._foreach_mul_(grads, self.keeps)
+            if self.ranks is not None:  # after the masks: pruned weights get exactly zero
+                loss = average_gradients([p.grad for p in self.optimizer.params
+                                          if p.grad is not None], loss, self.ranks.world)
             self.optimizer.step()
             if self.keeps:
                 torch._foreach_mul_(self.masked_params, self.keeps)
@@ -163,7 +168,7 @@ class SingleNetwork:
 def train(
     model: nn.Module,
     mask: Mask,
-    data: Splits,
+    data: AnySplits,
     config: TrainConfig,
     *,
     data_seed: int,
@@ -182,7 +187,7 @@ def train(
     so a training is reproducible and can start at any iteration; the caller's
     global RNG state is left as it was.
     """
-    device = data.x_train.device
+    device = data.device
     with isolated(config, device):
         stepper = SingleNetwork(model, mask, config, data_seed, device)
         return run_loop(stepper, data, config, data_seeds=[data_seed],

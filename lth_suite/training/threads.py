@@ -39,9 +39,11 @@ def usable_cores() -> int:
 
 
 def concurrent_trainings() -> int:
-    """How many trainings run side by side on this machine (1 unless a launcher says)."""
+    """How many trainings run side by side on this machine: the ``local`` launcher's
+    workers, or torchrun's processes on this node (``LOCAL_WORLD_SIZE``), else 1."""
     try:
-        return max(1, int(os.environ.get(CONCURRENT_ENV, "1")))
+        return max(1, int(os.environ.get(CONCURRENT_ENV)
+                          or os.environ.get("LOCAL_WORLD_SIZE") or "1"))
     except ValueError:
         return 1
 

@@ -1,4 +1,5 @@
-"""Built-in architectures: LeNet-style MLPs, the paper's Conv-2/4/6, CIFAR VGG and ResNet.
+"""Built-in architectures: LeNet-style MLPs, the paper's Conv-2/4/6, CIFAR VGG and ResNet,
+torchvision's ImageNet ResNets.
 
 Layers have readable names (``fc1``, ``conv3``, ``out``): they name the masks, the
 ``pruning.exclude`` entries and the per-layer metrics.
@@ -14,7 +15,7 @@ from ...plugins.hookspecs import hookimpl
 from ...plugins.registry import RegisterFn, lazy
 from .. import moved
 
-# The networks themselves (torch) live in nets.py and cifar_nets.py, imported when a spec
+# The networks themselves (torch) live in nets.py, cifar_nets.py and imagenet_nets.py, imported when a spec
 # builds one: loading the plugins and validating a spec need only the params models here.
 __getattr__ = moved(__name__, {"MLP": "nets", "ConvNet": "nets", "VGG": "cifar_nets",
                               "ResNet": "cifar_nets"})
@@ -75,9 +76,20 @@ class ResNetParams(BaseModel):
         return depth
 
 
+class ImageNetResNetParams(BaseModel):
+    """torchvision's ResNet-18/34/50/101/152 with the ImageNet stem (open_lth's
+    ``imagenet_resnet_N``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    depth: Literal[18, 34, 50, 101, 152] = 50
+    zero_init_residual: bool = Field(
+        default=False, description="start each block's last batch-norm weight at 0 "
+        "(Goyal et al. 2017); torchvision's and open_lth's default is off")
+
+
 @hookimpl
 def lth_register_architectures(register: RegisterFn) -> None:
-    """Register ``mlp``, ``conv``, ``vgg`` and ``resnet``."""
+    """Register ``mlp``, ``conv``, ``vgg``, ``resnet`` and ``imagenet_resnet``."""
     register("mlp", lazy("lth_suite.builtin.architectures.nets:MLP"), MLPParams,
              "fully connected; default LeNet-300-100")
     register("conv", lazy("lth_suite.builtin.architectures.nets:ConvNet"), ConvParams,
@@ -86,3 +98,7 @@ def lth_register_architectures(register: RegisterFn) -> None:
              "CIFAR VGG-11/13/16/19 with batch norm; default VGG-19")
     register("resnet", lazy("lth_suite.builtin.architectures.cifar_nets:ResNet"), ResNetParams,
              "CIFAR ResNet-(6n+2); default ResNet-20")
+    register("imagenet_resnet",
+             lazy("lth_suite.builtin.architectures.imagenet_nets:imagenet_resnet"),
+             ImageNetResNetParams, "torchvision's ImageNet ResNet-18/34/50/101/152; "
+             "default ResNet-50")

@@ -1,15 +1,16 @@
 """Built-in datasets: digits (embedded), MNIST and Fashion-MNIST (torchvision or raw IDX),
-npz, CIFAR-10/100 and fake images.
+npz, CIFAR-10/100, fake images, and image folders (ImageNet) streamed from disk.
 
 This module holds the params models and the hook; the loaders (torch, torchvision) live
-in ``local.py`` and ``vision.py``, imported when a spec loads one.
+in ``local.py``, ``vision.py`` and ``imagefolder.py``, imported when a spec loads one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from ...plugins.hookspecs import hookimpl
 from ...plugins.params import DatasetParams
@@ -17,6 +18,7 @@ from ...plugins.registry import RegisterFn, lazy
 from .. import moved
 
 LOCAL, VISION = "lth_suite.builtin.datasets.local", "lth_suite.builtin.datasets.vision"
+FOLDER = "lth_suite.builtin.datasets.imagefolder"
 __getattr__ = moved(__name__, {
     **dict.fromkeys(["carve_test", "standardize", "load_digits", "read_idx", "load_mnist",
                      "load_fashion_mnist", "load_npz"], "local"),
@@ -79,6 +81,43 @@ class NpzParams(DatasetParams):
                         description="fraction held out for testing when x_test is absent")
 
 
+class ImageFolderParams(DatasetParams):
+    """Images in torchvision's ImageFolder layout: ``root/train/<class>/*.jpg`` and
+    ``root/val/<class>/*.jpg`` (ImageNet's)."""
+
+    root: Path = Field(description="folder holding the train and test folders")
+    train: str = Field(default="train", description="training folder under root")
+    test: str = Field(default="val", description="test folder under root (same classes)")
+    image_size: int = Field(default=224, ge=8, description="side of the square crops")
+    resize: int | None = Field(default=None, ge=8, description="evaluation images are "
+                               "resized to this, then center-cropped; default image_size / 0.875")
+    mean: tuple[float, float, float] = Field(default=(0.5, 0.5, 0.5), description="per channel")
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        default=(0.5, 0.5, 0.5), description="per channel")
+    augment: bool = Field(default=True, description="random resized crop and horizontal "
+                          "flip of training images")
+    storage: Literal["auto", "memory", "stream"] = Field(
+        default="auto", description="memory: decode every image once into tensors; stream: "
+        "decode each batch in loader workers; auto: memory when it fits memory_limit")
+    memory_limit: float = Field(default=2.0, gt=0, description="GiB of decoded float32 "
+                                "images below which auto keeps them in memory")
+    workers: int = Field(default=4, ge=0, description="loader processes when streaming "
+                         "(0: in the training process); results do not depend on it")
+    eval_batch_size: int = Field(default=256, ge=1, description="images per evaluation batch "
+                                 "when streaming")
+
+
+class ImageNetParams(ImageFolderParams):
+    """ImageNet (ILSVRC-2012) train/val folders, with ImageNet's normalisation."""
+
+    root: Path = Field(default=Path("data/imagenet"), description="holds train/ and val/")
+    mean: tuple[float, float, float] = Field(default=(0.485, 0.456, 0.406))
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        default=(0.229, 0.224, 0.225))
+    validation: float = Field(default=10000, gt=0, description="training images held out "
+                              "for early stopping (a fraction < 1 or a count)")
+
+
 @hookimpl
 def lth_register_datasets(register: RegisterFn) -> None:
     """Register every built-in dataset, those of ``vision`` included."""
@@ -96,3 +135,7 @@ def lth_register_datasets(register: RegisterFn) -> None:
              "random images from torchvision's FakeData")
     register("npz", lazy(f"{LOCAL}:load_npz"), NpzParams,
              "arrays x, y (x_test, y_test) from an .npz file")
+    register("imagefolder", lazy(f"{FOLDER}:load_imagefolder"), ImageFolderParams,
+             "class folders of images, in memory or streamed by loader workers")
+    register("imagenet", lazy(f"{FOLDER}:load_imagenet"), ImageNetParams,
+             "ImageNet train/val folders, streamed; ImageNet's normalisation")

@@ -1,0 +1,107 @@
+"""Data-parallel experiments under torchrun: rank 0 runs the experiment, the others follow.
+
+Rank 0 plans, prunes, rewinds, resumes and logs exactly as a single process does. Before
+each training it sends the training (weights, mask, seed, schedule position) to the
+other ranks, which train the same network beside it on their shares of the batches.
+The masks and starting weights every rank trains are rank 0's, so they are identical by
+construction; only rank 0 touches the tracking store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch.distributed as dist
+
+from ..errors import Diverged, LthError
+from ..pruning.masks import Mask
+from ..spec.model import ExperimentSpec
+from ..training.distributed import group, join, launched, leave, together
+from ..training.single import train
+from .experiment import Experiment
+from .rewinding import State
+
+
+@dataclass
+class TrainingJob:
+    """One training, as rank 0 sends it to the other ranks."""
+
+    state: State
+    mask: Mask
+    data_seed: int
+    start_iteration: int
+    constant_lr: float | None
+    capture_at: frozenset[int]
+
+
+def _broadcast(job: TrainingJob | None) -> TrainingJob | None:
+    box = [job]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def send(job: TrainingJob) -> None:
+    """Rank 0: have the other ranks train ``job`` beside this process."""
+    _broadcast(TrainingJob({k: v.cpu() for k, v in job.state.items()}, job.mask.to("cpu"),
+                           job.data_seed, job.start_iteration, job.constant_lr, job.capture_at))
+
+
+def follow(experiment: Experiment) -> int:
+    """A rank other than 0: train what rank 0 sends until it says it is done; how many."""
+    model = experiment.build_model(experiment.spec.experiment.seed)
+    trained = 0
+    while (job := _broadcast(None)) is not None:
+        model.load_state_dict(job.state)
+        try:
+            with together():
+                train(model, job.mask.to(experiment.device), experiment.data, experiment.config,
+                      data_seed=job.data_seed, start_iteration=job.start_iteration,
+                      constant_lr=job.constant_lr, capture_at=job.capture_at)
+        except Diverged:  # the loss is averaged over ranks: rank 0 saw it too, and decides
+            pass
+        trained += 1
+    return trained
+
+
+@contextmanager
+def leading() -> Iterator[None]:
+    """Rank 0 around the experiment: the other ranks are told it is done, however it ends."""
+    try:
+        yield
+    finally:
+        if group() is not None:
+            try:
+                _broadcast(None)
+            finally:
+                leave()
+
+
+def follows(experiment: Experiment) -> bool:
+    """Whether this process is a rank other than 0; it then follows rank 0 to the end."""
+    ranks = group()
+    if ranks is None or ranks.leader:
+        return False
+    try:
+        follow(experiment)
+    except KeyboardInterrupt:  # torchrun passes Ctrl-C and SIGTERM to every rank: rank 0 says
+        raise SystemExit(130) from None  # how to resume; the others end quietly
+    finally:
+        leave()
+    return True
+
+
+def join_torchrun(spec: ExperimentSpec, in_process: bool) -> bool:
+    """Join torchrun's process group when it started several processes; whether it did."""
+    if not launched():
+        return False
+    if not in_process:
+        raise LthError(f"launcher: '{spec.launcher.name}' under torchrun: torchrun trains one "
+                       "experiment data-parallel in its processes; use the local launcher")
+    if spec.sparsity is not None and spec.sparsity.dynamic is not None:
+        # Its mask updates happen on rank 0 during training: the other ranks' masks would drift.
+        raise LthError("sparsity.dynamic: dynamic sparse training does not run under torchrun; "
+                       "run it in one process")
+    join(spec.device, spec.training.batch_size)
+    return True

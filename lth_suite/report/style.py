@@ -1,0 +1,111 @@
+"""One look for every figure of a report: colors, legends, number formats, files.
+
+Numbers are formatted by ``numbers``, shared with ``summary.md`` and the terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..spec.report import Report  # noqa: E402
+from ..tracking.names import RANDOM_PRUNE, REINIT, TICKET  # noqa: E402
+
+COLORS = {TICKET: "#1f77b4", REINIT: "#d62728", RANDOM_PRUNE: "#2ca02c"}
+MARKERS = {TICKET: "o", REINIT: "s", RANDOM_PRUNE: "^"}
+LINES = {TICKET: "-", REINIT: "--", RANDOM_PRUNE: ":"}
+# Criteria that choose the whole mask before training (pruning at initialisation).
+AT_INIT_CRITERIA = ("snip", "grasp", "synflow")
+FONT_SCALE = {"paper": 1.0, "talk": 1.35}
+ASPECT = 0.68  # height / width
+
+
+def experiment_kind(spec: Mapping[str, str]) -> str:
+    """``imp`` (iterative pruning with rewinding), ``init`` (pruning at initialisation) or
+    ``dst`` (dynamic sparse training at level 0), from the flattened spec of the parent run."""
+    criterion = spec.get("pruning.criterion.name", "").strip('"').lower()
+    if "sparsity.dynamic.name" in spec:
+        return "dst"
+    at_init = spec.get("pruning.criterion.at", "").strip('"') == "init"
+    return "init" if at_init or criterion in AT_INIT_CRITERIA else "imp"
+
+
+def _rewind_text(spec: Mapping[str, str]) -> str:
+    rewind = spec.get("rewind.name", "init")
+    if rewind == "step":
+        return f"weights rewound to iteration {spec.get('rewind.step', 'k')}"
+    return {"lr": "trained weights, learning-rate schedule replayed",
+            "finetune": "trained weights, fine-tuned at the final learning rate"}.get(
+        rewind, "weights rewound to their initialisation")
+
+
+def branch_label(branch: str, spec: Mapping[str, str]) -> str:
+    """What a branch means for this experiment, as its legend says."""
+    kind = experiment_kind(spec)
+    criterion = spec.get("pruning.criterion.name", "the criterion")
+    if branch == TICKET:
+        return {"init": f"ticket: mask chosen at init by {criterion}, original init weights",
+                "dst": f"ticket: mask grown by {spec.get('sparsity.dynamic.name', 'DST')} at "
+                       f"level 0, then pruned; {_rewind_text(spec)}",
+                "imp": f"ticket: pruned mask, {_rewind_text(spec)}"}[kind]
+    if branch == REINIT:
+        return "reinit: same mask, fresh random init"
+    if branch == RANDOM_PRUNE:
+        return "random_prune: random mask, same per-layer density"
+    return branch
+
+
+def branch_style(branch: str, index: int) -> tuple[str, str, str]:
+    """Color, marker and line style of a branch; any other branch gets the next colors."""
+    return (COLORS.get(branch, f"C{index + 3}"), MARKERS.get(branch, "D"),
+            LINES.get(branch, "-."))
+
+
+@contextmanager
+def styled(settings: Report) -> Iterator[None]:
+    """Matplotlib settings for the report's style (fonts, lines, grid)."""
+    scale = FONT_SCALE[settings.style]
+    with plt.rc_context({
+        "font.size": 9 * scale, "axes.titlesize": 10 * scale, "axes.labelsize": 9 * scale,
+        "legend.fontsize": 7.5 * scale, "xtick.labelsize": 8 * scale,
+        "ytick.labelsize": 8 * scale, "lines.linewidth": 1.5 * scale,
+        "lines.markersize": 4.5 * scale, "axes.grid": True, "grid.alpha": 0.3,
+        "axes.spines.top": False, "axes.spines.right": False,
+        "pdf.fonttype": 42, "svg.fonttype": "none",  # text stays text in papers
+    }):
+        yield
+
+
+def legend_below(ax, title: str, entries: int) -> None:
+    """The legend under the axes, so that it never hides a line or an interval bar."""
+    ax.legend(title=title, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=2 if entries > 4 else 1, frameon=False)
+
+
+def new_figure(settings: Report, height: float | None = None):
+    """A figure of the report's width and one axes."""
+    width = settings.width
+    return plt.subplots(figsize=(width, height or width * ASPECT))
+
+
+def save(fig, stem: Path, settings: Report, title: str, caption: str) -> list[Path]:
+    """Write ``fig`` once per format (``stem.png``, ``stem.pdf``, ...), the title and the
+    caption (run and spec hash) in each file's metadata; close it."""
+    fig.tight_layout()
+    written = []
+    for fmt in settings.formats:
+        path = stem.with_suffix(f".{fmt}")
+        about = {"png": {"Title": title, "Description": caption},
+                 "pdf": {"Title": title, "Subject": caption},
+                 "svg": {"Title": title, "Description": caption}}[fmt]
+        fig.savefig(path, dpi=settings.dpi, metadata=about, bbox_inches="tight")
+        written.append(path)
+    plt.close(fig)
+    return written
