@@ -86,6 +86,17 @@ def lth_register_criteria(register):
 '''
 
 
+def write_fault_plugin(site: Path) -> None:
+    """Install the fault plugin into ``site`` as a module plus a dist-info folder, so that
+    entry-point discovery finds it wherever ``site`` is on the path."""
+    (site / "lth_test_faults.py").write_text(textwrap.dedent(FAULT_PLUGIN))
+    info = site / "lth_test_faults-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lth-test-faults\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lth_suite]\nfaults = lth_test_faults\n")
+
+
+
 def invoke(*args: object):
     """The CLI in process; an exception escaping it fails the test."""
     result = CliRunner().invoke(app, [str(a) for a in args])
@@ -420,11 +431,7 @@ def ray_cluster(tmp_path_factory) -> Iterator[None]:
     import ray
 
     site = tmp_path_factory.mktemp("fault-plugin")
-    (site / "lth_test_faults.py").write_text(textwrap.dedent(FAULT_PLUGIN))
-    info = site / "lth_test_faults-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lth-test-faults\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[lth_suite]\nfaults = lth_test_faults\n")
+    write_fault_plugin(site)
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), previous]))
     sys.path.insert(0, str(site))

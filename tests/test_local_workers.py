@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -24,13 +23,13 @@ from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import build_spec
 
 from .test_launchers import (
-    FAULT_PLUGIN,
     expected_units,
     finished_once,
     invoke,
     parent_of,
     runs_of,
     tiny_spec,
+    write_fault_plugin,
 )
 
 
@@ -68,11 +67,7 @@ def test_workers_give_the_in_process_results_in_a_sqlite_store(tiny, plugins, tm
 def fault_plugin(tmp_path_factory, monkeypatch) -> Iterator[None]:
     """The fault plugin importable here and in spawned workers, and the only one loaded."""
     site = tmp_path_factory.mktemp("fault-plugin")
-    (site / "lth_test_faults.py").write_text(textwrap.dedent(FAULT_PLUGIN))
-    info = site / "lth_test_faults-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lth-test-faults\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[lth_suite]\nfaults = lth_test_faults\n")
+    write_fault_plugin(site)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "lth-test-faults")
     yield
