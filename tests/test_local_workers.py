@@ -63,6 +63,20 @@ def test_workers_give_the_in_process_results_in_a_sqlite_store(tiny, plugins, tm
     assert MlflowClient(uri).get_run(pooled.parent_run_id).info.status == "FINISHED"
 
 
+def test_a_deep_unit_restores_only_the_dense_and_the_latest_ticket(tiny, plugins, tmp_path):
+    tiny["pruning"]["levels"] = 4  # units at levels 3 and 4 skip the levels between
+    tiny["controls"] = {"reinit": False, "random_prune": True}
+    data = tiny_spec(tiny, launcher=workers(2))
+    pooled = run_experiment(build_spec(data, plugins.registry), plugins,
+                            f"sqlite:///{tmp_path / 'pooled.db'}")
+    alone = run_experiment(build_spec({**data, "launcher": "local"}, plugins.registry), plugins,
+                           f"sqlite:///{tmp_path / 'alone.db'}")
+    assert pooled.summary == alone.summary and len(pooled.levels) == 5
+    for one, two in zip(alone.levels, pooled.levels, strict=True):
+        for a, b in zip(one.branches, two.branches, strict=True):
+            assert a.mask.equals(b.mask) and a.result.history == b.result.history
+
+
 @pytest.fixture
 def fault_plugin(tmp_path_factory, monkeypatch) -> Iterator[None]:
     """The fault plugin importable here and in spawned workers, and the only one loaded."""

@@ -88,7 +88,9 @@ class LotteryRunner:
         """
         self.tracker.attach(parent_id)
         self.planner.checkpoints = Checkpoints(self.tracker.reader, parent_id)
-        for earlier in range(level):
+        # A level needs only the replicate's dense ticket and the latest one (see
+        # ``ReplicateState``): two restores per unit, not one per earlier level.
+        for earlier in sorted({0, level - 1} & set(range(level))):
             self._replicate(replicate, earlier, controls=())
         results = self._replicate(replicate, level, () if branch == TICKET else (branch,))
         return next((r.run_id for r in results if r.branch == branch), None)
