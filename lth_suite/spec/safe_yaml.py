@@ -5,8 +5,8 @@ become recursive objects, a "billion laughs" alias bomb expands when the data is
 thousands of nested brackets exhaust the recursion limit, and duplicate keys silently keep
 the last value. Specs are small, hand-written files, so the bounds below are generous for
 them and tight for an attack: the text is bounded before it is parsed, nesting is counted
-from the parser's events before anything is built, and the node graph's expanded size is
-counted (aliases included) before it becomes Python objects.
+while the node graph is composed, and the graph's expanded size is counted (aliases
+included) before it becomes Python objects.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000  # after aliases are expanded
 
 _OPENING = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_CLOSING = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 
 class YamlRefused(ValueError):
@@ -28,7 +27,24 @@ class YamlRefused(ValueError):
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe loader, with duplicate keys of one mapping refused."""
+    """The safe loader, with nesting bounded and duplicate keys of one mapping refused."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        # Counted as the node graph is composed, before the composer's own recursion runs
+        # out: a collection deeper than ``MAX_DEPTH`` is refused where it opens.
+        opening = self.check_event(*_OPENING)
+        if opening:
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise YamlRefused(f"line {line}: nested more than {MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if opening:
+                self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -41,18 +57,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     raise YamlRefused(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
-
-
-def _check_depth(text: str) -> None:
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, _OPENING):
-            depth += 1
-            if depth > MAX_DEPTH:
-                line = event.start_mark.line + 1
-                raise YamlRefused(f"line {line}: nested more than {MAX_DEPTH} levels deep")
-        elif isinstance(event, _CLOSING):
-            depth -= 1
 
 
 def _check_expansion(root: yaml.Node) -> None:
@@ -91,7 +95,6 @@ def parse(text: str) -> Any:
     """The data of one YAML document, or ``YamlRefused`` / ``yaml.YAMLError`` saying why not."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlRefused(f"larger than {MAX_BYTES // 1024} KiB; a spec is a small text file")
-    _check_depth(text)
     loader = _UniqueKeyLoader(text)
     try:
         root = loader.get_single_node()
