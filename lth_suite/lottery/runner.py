@@ -90,7 +90,7 @@ class LotteryRunner:
         self.planner.checkpoints = Checkpoints(self.tracker.reader, parent_id)
         # A level needs only the replicate's dense ticket and the latest one (see
         # ``ReplicateState``): two restores per unit, not one per earlier level.
-        for earlier in sorted({0, level - 1} & set(range(level))):
+        for earlier in sorted({0, level - 1}) if level else []:
             self._replicate(replicate, earlier, controls=())
         results = self._replicate(replicate, level, () if branch == TICKET else (branch,))
         return next((r.run_id for r in results if r.branch == branch), None)

@@ -205,6 +205,7 @@ class Tracker:
     def _flush(self, run_id: str, tags: Mapping[str, str] | None = None) -> None:
         """Write what a child run has waiting (and ``tags``), in as few calls as MLflow allows."""
         params, metrics = self._pending.pop(run_id, ([], []))
+        self._sent.pop(run_id, None)
         self._send(run_id, params, metrics, [RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
     def log_json(self, run_id: str, data: Any, path: str) -> None:
