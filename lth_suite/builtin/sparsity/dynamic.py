@@ -74,7 +74,7 @@ def drop_and_grow(weight: torch.Tensor, keep: torch.Tensor, grow_scores: torch.T
     new_keep[grown] = True
     newly = torch.zeros_like(kept)
     newly[grown] = True
-    survivors = (after & new_keep).reshape(keep.shape).to(keep.device)
+    survivors = after.reshape(keep.shape).to(keep.device)  # new_keep holds all of after
     with torch.no_grad():
         weight.mul_(survivors.to(weight.dtype))  # dropped -> 0, newly grown start at 0
         keep.copy_(new_keep.reshape(keep.shape))
