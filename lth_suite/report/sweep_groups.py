@@ -17,6 +17,7 @@ from ..analysis.stats import interval
 from ..spec.report import Report
 from ..tracking.names import CONTROLS
 from .numbers import weights_text
+from .statistics import accuracy_interval
 from .style import LINES, MARKERS, legend_below, new_figure, save, styled
 
 SEED = "experiment.seed"
@@ -134,8 +135,6 @@ def group_table(sweep_id: str, groups: list[Group], settings: Report) -> str:
             if found is None:
                 cells.append("-")
                 continue
-            text = f"{found.mean:.2f}" + (f" [{found.low:.2f}, {found.high:.2f}]"
-                                          if found.exists else "")
-            cells.append(f"{text} ({weights_text(group.percent(lv))}%)")
+            cells.append(f"{accuracy_interval(found)} ({weights_text(group.percent(lv))}%)")
         lines.append(f"| `{group.label}` | {len(group.points)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
