@@ -82,9 +82,10 @@ class TrainingKeys(Sampler[list[Key]]):
 
     def __iter__(self) -> Iterator[list[Key]]:
         for iteration in range(self.start, self.stop):
-            positions = self.order.indices(iteration)[self.share].tolist()
-            yield [(int(self.indices[p]), derive_seed(self.seed, "augment", iteration, p))
-                   for p in positions]
+            positions = self.order.indices(iteration)[self.share]
+            examples = self.indices[positions].tolist()  # one gather, not one index per example
+            yield [(example, derive_seed(self.seed, "augment", iteration, p))
+                   for example, p in zip(examples, positions.tolist())]
 
 
 @contextmanager
