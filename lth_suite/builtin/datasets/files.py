@@ -113,9 +113,9 @@ def read_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"dataset.path: {path} does not exist or is not a file")
     try:
-        with path.open("rb") as file:
-            head = file.read(8)
         if not zipfile.is_zipfile(path):
+            with path.open("rb") as file:
+                head = file.read(8)
             problem = _kind_of_file(head) or "is not an .npz archive (a zip of .npy arrays) or " \
                                              "is truncated"
             raise DataError(f"{path}: {problem}")
