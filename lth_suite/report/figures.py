@@ -10,6 +10,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..analysis.similarity import chance_iou
 from ..analysis.stats import interval
+from ..spec.report import Report
 from ..tracking.names import MASK_ARTIFACT, TICKET
 from .data import Cell, Curve, ReportData, iou_matrix
 from .numbers import weights_text
@@ -51,11 +52,10 @@ def weights_axis_from(ax, percents: list[float]) -> None:
     ax.set_xlabel("weights remaining (%, log scale)")
 
 
-def _mean_and_errors(data: ReportData, values: list[list[float]]):
+def mean_and_errors(settings: Report, values: list[list[float]]):
     """Means and (below, above) error bar lengths of the configured interval."""
     means, below, above = [], [], []
-    for found in (interval(v, data.settings.confidence, data.settings.interval)
-                  for v in values):
+    for found in (interval(v, settings.confidence, settings.interval) for v in values):
         mean = found.mean if found else float("nan")
         means.append(mean)
         below.append(mean - found.low if found and found.exists else 0.0)
@@ -79,7 +79,7 @@ def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
             # Controls sit a little apart on the x axis, so their bars do not hide the ticket's.
             shift = 1.0 + 0.025 * index
             x = [cell.percent / shift for cell in cells]
-            means, errors = _mean_and_errors(data, [values(cell) for cell in cells])
+            means, errors = mean_and_errors(data.settings, [values(cell) for cell in cells])
             ax.errorbar(x, means, yerr=errors if data.replicates > 1 else None, color=color,
                         marker=marker, linestyle=line, capsize=3 if data.replicates > 1 else 0,
                         label=branch_label(branch, data.spec))

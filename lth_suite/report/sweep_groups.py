@@ -82,7 +82,7 @@ def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report
                  controls: bool) -> list[Path]:
     """Ticket accuracy against weights remaining, one line per group (controls dashed),
     titled with the sweep's MLflow experiment ``name``."""
-    from .figures import cap_at_100, weights_axis_from
+    from .figures import cap_at_100, mean_and_errors, weights_axis_from
 
     title = "tickets side by side"
     with styled(settings):
@@ -96,11 +96,8 @@ def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report
                 if not levels:
                     continue
                 x = [group.percent(lv) for lv in levels]
-                found = [interval(group.values(lv, branch), settings.confidence,
-                                  settings.interval) for lv in levels]
-                means = [f.mean for f in found]
-                errors = [[f.mean - f.low if f.exists else 0 for f in found],
-                          [f.high - f.mean if f.exists else 0 for f in found]]
+                means, errors = mean_and_errors(settings,
+                                                [group.values(lv, branch) for lv in levels])
                 name = "ticket" if branch is None else branch
                 ax.errorbar(x, means, yerr=errors, color=color, capsize=3,
                             marker=MARKERS.get(name, "o"), linestyle=LINES.get(name, "-"),
