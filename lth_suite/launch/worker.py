@@ -88,7 +88,9 @@ class UnitJob:
         """Train the unit (or find it finished) and return its run and summary; with
         ``relay``, the writes it made and how it ended, for ``land`` in the driver."""
         if not self.relay:
-            return self._train(unit, self._tracker(self.tracking_uri))
+            from ..tracking import open_tracker
+
+            return self._train(unit, open_tracker(self.tracking_uri))
         from ..tracking.relay import RecordingTracker
 
         tracker = RecordingTracker(self.tracking_uri)
@@ -97,12 +99,6 @@ class UnitJob:
         except UnitFailed as failure:
             return Relayed(tracker.writes, None, failure)
         return Relayed(tracker.writes, None if done is None else done.run_id)
-
-    @staticmethod
-    def _tracker(uri: str) -> Tracker:
-        from ..tracking import open_tracker
-
-        return open_tracker(uri)
 
     def _train(self, unit: Unit, tracker: Tracker) -> UnitDone | None:
         from ..lottery.guard import describe
