@@ -112,7 +112,7 @@ def _cell(curve: PointCurve, level: int) -> str:
     return f"{text} ({100 * curve.density[level]:.3g}%)"
 
 
-def _table(sweep_id: str, curves: list[PointCurve]) -> str:
+def _table(curves: list[PointCurve]) -> str:
     levels = sorted({level for curve in curves for level in curve.accuracy})
     lines = ["## Points", "",
              "Ticket test accuracy (%) at the early-stop iteration per level, with the percent "
@@ -144,6 +144,6 @@ def sweep_report(key: str, uri: str, out_dir: Path | None = None,
     figures = group_figure(name, sweep_id, groups, settings,
                            folder / "sweep_accuracy_vs_weights", controls)
     table = folder / "sweep.md"
-    table.write_text(group_table(sweep_id, groups, settings) + "\n" + _table(sweep_id, curves),
+    table.write_text(group_table(sweep_id, groups, settings) + "\n" + _table(curves),
                      encoding="utf-8")
     return SweepReport(sweep_id, folder, [*figures, table], curves)
