@@ -24,7 +24,7 @@ def interval_note(data: ReportData) -> str:
     if data.replicates < 2:
         return "one replicate: no interval"
     return (f"mean of {data.replicates} replicates, {100 * data.settings.confidence:.0f}% "
-            f"{'t' if data.settings.interval == 't' else 'bootstrap'} interval")
+            f"{data.settings.interval} interval")
 
 
 def _branch_cells(data: ReportData, branch: str) -> list[Cell]:
