@@ -175,6 +175,7 @@ class WorkerPool:
         except (EOFError, OSError):  # the process died mid-unit
             worker.process.join(timeout=STOP_SECONDS)
             code = worker.process.exitcode
+            worker.conn.close()
             self.workers.remove(worker)
             state.failed(index, unit, UnitFailed(
                 unit.name, f"its worker process died (exit code {code}); nothing of it was "
