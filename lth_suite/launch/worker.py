@@ -9,6 +9,7 @@ only writer, as a SQLite file needs.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,17 +91,24 @@ class UnitJob:
         if not self.relay:
             from ..tracking import open_tracker
 
-            return self._train(unit, open_tracker(self.tracking_uri))
+            return self._train(unit, lambda: open_tracker(self.tracking_uri))
         from ..tracking.relay import RecordingTracker
 
-        tracker = RecordingTracker(self.tracking_uri)
-        try:
-            done = self._train(unit, tracker)
-        except UnitFailed as failure:
-            return Relayed(tracker.writes, None, failure)
-        return Relayed(tracker.writes, None if done is None else done.run_id)
+        opened: list[RecordingTracker] = []
 
-    def _train(self, unit: Unit, tracker: Tracker) -> UnitDone | None:
+        def recording() -> RecordingTracker:
+            opened.append(RecordingTracker(self.tracking_uri))
+            return opened[0]
+
+        try:
+            done = self._train(unit, recording)
+        except UnitFailed as failure:
+            return Relayed(opened[0].writes if opened else [], None, failure)
+        return Relayed(opened[0].writes, None if done is None else done.run_id)
+
+    def _train(self, unit: Unit, open_store: Callable[[], Tracker]) -> UnitDone | None:
+        """Train the unit through the tracker ``open_store`` opens; a store that cannot be
+        opened fails the unit like anything else, naming it."""
         from ..lottery.guard import describe
         from ..lottery.runner import LotteryRunner
 
@@ -110,6 +118,7 @@ class UnitJob:
         try:
             experiment = self._experiment()
             skip = experiment.spec.training.on_divergence == "skip"
+            tracker = open_store()
             run_id = LotteryRunner(experiment, tracker).run_unit(
                 self.parent_id, unit.replicate, unit.level, unit.branch)
             if run_id is None:  # a training skipped as diverged
