@@ -59,3 +59,6 @@ class Diverged(LthError):
     def __init__(self, iteration: int, value: float):
         self.iteration, self.value = iteration, value
         super().__init__(f"training diverged: the loss was {value} at iteration {iteration}")
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses from a worker process intact
+        return (Diverged, (self.iteration, self.value))

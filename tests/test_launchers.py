@@ -32,9 +32,11 @@ from lth_suite.cli import app
 from lth_suite.errors import LthError
 from lth_suite.launch.execute import ExperimentPlan, check_tracking_uri, execute, run_experiment, unit_graph
 from lth_suite.launch.units import Unit, UnitGraph, run_in_order
+from lth_suite.lottery.runner import LotteryRunner
 from lth_suite.pruning.masks import Mask
 from lth_suite.spec.loading import build_spec, spec_hash
 from lth_suite.tracking import open_tracker
+from lth_suite.tracking.names import CONTROLS
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed: "
@@ -233,6 +235,33 @@ def test_units_run_from_the_store_equal_the_in_memory_runner(tiny, plugins, tmp_
     assert client.get_run(result.parent_id).info.status == "FINISHED"
     _, children = runs_of(uri, "tiny")
     assert len(finished_once(children, result.parent_id)) == 14 == len(children)
+
+
+def test_a_deep_unit_restores_only_the_dense_and_the_latest_ticket(tiny, plugins, tmp_path):
+    tiny["pruning"]["levels"] = 4  # units at levels 3 and 4 skip the levels between
+    tiny["controls"] = {"reinit": False, "random_prune": True}
+    spec = build_spec(tiny_spec(tiny, launcher="local"), plugins.registry)
+    whole = run_experiment(spec, plugins, f"sqlite:///{tmp_path / 'whole.db'}")
+    uri = f"sqlite:///{tmp_path / 'units.db'}"
+    restored: list[tuple[int, str]] = []
+    original = LotteryRunner._replicate
+
+    def spy(self, replicate, level, controls=CONTROLS):
+        restored.append((level, ",".join(controls)))
+        return original(self, replicate, level, controls)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LotteryRunner, "_replicate", spy)
+        result = execute([ExperimentPlan(spec, open_tracker(uri))], plugins, UnitsInOrder(),
+                         uri)[0]
+    units = [(level, b) for level, b in restored if b in ("", "random_prune")]
+    assert units.count((4, "")) == 1  # r0-level4-ticket: restores levels 0 and 3, not 1-2
+    ticket_4 = restored.index((4, ""))
+    assert restored[ticket_4 - 2:ticket_4] == [(0, ""), (3, "")]
+    assert result.error is None and result.finished.summary == whole.summary
+    for one, two in zip(whole.levels, result.finished.levels, strict=True):
+        for a, b in zip(one.branches, two.branches, strict=True):
+            assert a.mask.equals(b.mask) and a.result.history == b.result.history
 
 
 def test_local_runs_through_the_local_launcher(tiny, plugins, tracking_uri, monkeypatch):

@@ -13,13 +13,14 @@ from lth_suite.tracking import writer
 class Peek(SilentProgress):
     """Reads the store in the middle of the first training: what a user would see."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, first: int = 30, before: int = 31):
         super().__init__()
         self.client, self.seen = MlflowClient(uri), None
+        self.window = range(first, before)  # the iterations at which to look
 
     def begin(self, label, start, total):
         def tick(iteration: int) -> None:
-            if self.seen is None and iteration == 30:  # after the evaluation at 20, before 40
+            if self.seen is None and iteration in self.window:  # after the evaluation at 20
                 runs = self.client.search_runs(
                     [e.experiment_id for e in self.client.search_experiments()],
                     filter_string="attributes.status = 'RUNNING'")

@@ -1,17 +1,22 @@
-"""The ``local`` launcher with workers: units side by side in worker processes of this
-machine, the driver the only writer to a SQLite store.
+"""The ``local`` launcher with workers: each level's networks trained side by side in
+worker processes of this machine, the driver recording them (the only writer to a SQLite
+store).
 
-Faults come from the test plugin of ``test_launchers`` (criterion ``fault``), installed
-as a dist-info folder on ``sys.path``, which spawned workers inherit.
+Faults come from a test architecture, installed as a dist-info folder on ``sys.path``
+(which spawned workers inherit): it kills or stalls the worker process that trains a
+pruned network, never the driver.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -22,15 +27,59 @@ from lth_suite.errors import SpecError
 from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import build_spec
 
-from .test_launchers import (
-    expected_units,
-    finished_once,
-    invoke,
-    parent_of,
-    runs_of,
-    tiny_spec,
-    write_fault_plugin,
-)
+from .test_launchers import expected_units, finished_once, invoke, parent_of, runs_of, tiny_spec
+
+WORKER_FAULT = """
+import os
+import signal
+import time
+from pathlib import Path
+
+from lth_suite.builtin.architectures import MLPParams
+from lth_suite.plugins.hookspecs import hookimpl
+
+
+class FaultParams(MLPParams):
+    driver: int = 0  # the launching process: never faulted
+    marker: str = ""
+    mode: str = "kill"  # kill | sleep | slow (every forward in a worker takes 50 ms)
+
+
+def fault_mlp(params, info):
+    from lth_suite.builtin.architectures.nets import MLP
+
+    class FaultMLP(MLP):
+        def forward(self, x):
+            if params.mode == "slow" and os.getpid() != params.driver:
+                time.sleep(0.05)
+                return super().forward(x)
+            marker = Path(params.marker)
+            pruned = bool((self.fc1.weight == 0).any())
+            if pruned and os.getpid() != params.driver and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                if params.mode == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                for _ in range(1200):  # until stopped
+                    time.sleep(0.1)
+            return super().forward(x)
+
+    return FaultMLP(params, info)
+
+
+@hookimpl
+def lth_register_architectures(register):
+    register("fault_mlp", fault_mlp, FaultParams, "an MLP whose workers fail once pruned")
+"""
+
+
+def write_worker_fault_plugin(site: Path) -> None:
+    """The fault architecture as a module plus a dist-info folder in ``site``."""
+    (site / "lth_test_worker_faults.py").write_text(textwrap.dedent(WORKER_FAULT))
+    info = site / "lth_test_worker_faults-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: lth-test-worker-faults\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lth_suite]\nfaults = lth_test_worker_faults\n")
 
 
 def workers(count: object = 2) -> dict:
@@ -55,58 +104,56 @@ def test_workers_give_the_in_process_results_in_a_sqlite_store(tiny, plugins, tm
     assert pooled.summary == alone.summary
     for one, two in zip(alone.levels, pooled.levels, strict=True):
         for a, b in zip(one.branches, two.branches, strict=True):
-            assert (a.replicate, a.branch) == (b.replicate, b.branch) and b.restored
+            assert (a.replicate, a.branch) == (b.replicate, b.branch)
             assert a.mask.equals(b.mask) and a.result.history == b.result.history
+            assert all(a.result.state[k].equal(b.result.state[k]) for k in a.result.state)
     _, children = runs_of(uri, "tiny")
     assert set(finished_once(children, pooled.parent_run_id)) == expected_units(2, 2)
     assert len(children) == 14
     assert MlflowClient(uri).get_run(pooled.parent_run_id).info.status == "FINISHED"
 
 
-def test_a_deep_unit_restores_only_the_dense_and_the_latest_ticket(tiny, plugins, tmp_path):
-    tiny["pruning"]["levels"] = 4  # units at levels 3 and 4 skip the levels between
-    tiny["controls"] = {"reinit": False, "random_prune": True}
-    data = tiny_spec(tiny, launcher=workers(2))
-    pooled = run_experiment(build_spec(data, plugins.registry), plugins,
-                            f"sqlite:///{tmp_path / 'pooled.db'}")
-    alone = run_experiment(build_spec({**data, "launcher": "local"}, plugins.registry), plugins,
-                           f"sqlite:///{tmp_path / 'alone.db'}")
-    assert pooled.summary == alone.summary and len(pooled.levels) == 5
-    for one, two in zip(alone.levels, pooled.levels, strict=True):
-        for a, b in zip(one.branches, two.branches, strict=True):
-            assert a.mask.equals(b.mask) and a.result.history == b.result.history
-
-
 @pytest.fixture
 def fault_plugin(tmp_path_factory, monkeypatch) -> Iterator[None]:
     """The fault plugin importable here and in spawned workers, and the only one loaded."""
     site = tmp_path_factory.mktemp("fault-plugin")
-    write_fault_plugin(site)
+    write_worker_fault_plugin(site)
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "lth-test-faults")
+    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "lth-test-worker-faults")
     yield
+
+
+def faulty(tiny: dict, marker: Path, mode: str) -> dict:
+    """The tiny spec on two workers, its network failing in the first worker that trains
+    a pruned network."""
+    tiny["model"] = {"name": "fault_mlp", "hidden": [32, 16], "driver": os.getpid(),
+                     "marker": str(marker), "mode": mode}
+    return tiny_spec(tiny, launcher=workers(2))
 
 
 def test_a_dead_worker_fails_its_unit_and_resume_trains_it(tiny, write_spec, tmp_path,
                                                            fault_plugin):
     tiny["experiment"]["name"] = "dead-worker"
     marker = tmp_path / "killed.marker"
-    data = tiny_spec(tiny, launcher=workers(2), marker=str(marker), level=1, mode="kill")
+    data = faulty(tiny, marker, "kill")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = invoke("run", write_spec(data), "--tracking-uri", uri)
     assert result.exit_code == 1, result.output
-    assert "r0-level1-ticket failed: its worker process died" in result.output
+    assert re.search(r"r0-level1-(ticket|reinit|random_prune) failed: its worker process "
+                     r"died \(exit code -9\)", result.output), result.output
     parent = parent_of(uri, "dead-worker")
     client = MlflowClient(uri)
     assert client.get_run(parent).info.status == "FAILED"
     _, children = runs_of(uri, "dead-worker")
-    assert {c.info.run_name: c.info.status for c in children} == {
-        "r0-level0-ticket": "FINISHED"}  # the dead unit wrote nothing
+    statuses = {c.info.run_name: c.info.status for c in children}
+    assert statuses["r0-level0-ticket"] == "FINISHED" and "RUNNING" not in statuses.values()
+    assert "FAILED" in statuses.values()  # the dead training's run, ended by the driver
 
     resumed = invoke("resume", parent, "--tracking-uri", uri)
     assert resumed.exit_code == 0, resumed.output
     _, children = runs_of(uri, "dead-worker")
-    assert set(finished_once(children, parent)) == expected_units(1, 2) and len(children) == 7
+    assert set(finished_once(children, parent)) == expected_units(1, 2)
+    assert "RUNNING" not in {c.info.status for c in children}
     assert client.get_run(parent).info.status == "FINISHED"
 
 
@@ -114,7 +161,7 @@ def test_ctrl_c_stops_the_workers_and_ends_the_runs_killed(tiny, write_spec, tmp
                                                            fault_plugin):
     tiny["experiment"]["name"] = "interrupted-workers"
     marker = tmp_path / "sleeping.marker"
-    data = tiny_spec(tiny, launcher=workers(2), marker=str(marker), level=1, mode="sleep")
+    data = faulty(tiny, marker, "sleep")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     finished = threading.Event()
 
@@ -145,3 +192,21 @@ def test_ctrl_c_stops_the_workers_and_ends_the_runs_killed(tiny, write_spec, tmp
     assert "RUNNING" not in {c.info.status for c in children}  # resuming: as for a dead worker
 
 
+def test_a_workers_evaluations_reach_the_store_while_it_trains(tiny, plugins, tmp_path,
+                                                                fault_plugin, monkeypatch):
+    from lth_suite.plugins.manager import load_plugins
+    from lth_suite.tracking import writer
+
+    from .test_live_metrics import Peek
+
+    monkeypatch.setattr(writer, "LIVE_EVERY", 0.0)  # send every evaluation at once
+    tiny["pruning"]["levels"], tiny["controls"] = 1, {"reinit": False, "random_prune": False}
+    data = faulty(tiny, tmp_path / "unused.marker", "slow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    peek = Peek(uri, first=30, before=40)
+    loaded = load_plugins()
+    finished = run_experiment(build_spec(data, loaded.registry), loaded, uri, peek)
+    assert peek.seen == [0, 20]  # logged by the driver while the worker was past iteration 30
+    ticket = finished.levels[0].branches[0]
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(ticket.run_id, "val_loss")]
+    assert sorted(steps) == [0, 20, 40]  # each evaluation once

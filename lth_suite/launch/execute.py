@@ -2,17 +2,15 @@
 
 An in-process launcher (``local``) receives one experiment at a time; its units are
 trained by the in-memory runner, the first unit of a level training the whole level (as
-one population when the experiment allows). Other launchers (``ray``, ``local`` with
-workers) receive every experiment's units at once and run them in worker processes that
-share the tracking store (or, with ``local``'s workers, send their writes back to be
-logged here); each experiment is then finished here, in the driver, from its
-checkpoints: the per-level summaries, analyzers and hooks, and the parent run ended
-FINISHED.
+one population when the experiment allows, or side by side in the worker processes the
+launcher's ``pool`` offers). Other launchers (``ray``) receive every experiment's units
+at once and run them in worker processes that share the tracking store; each experiment
+is then finished here, in the driver, from its checkpoints: the per-level summaries,
+analyzers and hooks, and the parent run ended FINISHED.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -32,7 +30,7 @@ from ..spec.model import ExperimentSpec
 from ..tracking import Tracker, open_tracker
 from ..tracking.uris import store_failure
 from .units import Job, Launcher, Outcome, Unit, UnitGraph
-from .worker import UnitJob, land
+from .worker import UnitJob
 
 # Stores that processes on other machines can share: servers and database backends.
 SHARED_SCHEMES = ("http", "https", "databricks", "postgresql", "mysql", "mssql", "oracle")
@@ -55,17 +53,18 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> L
     """The spec's launcher, once it can run this spec against ``uri``; else an LthError.
 
     Checked before any run is created: the launcher's package is installed (its factory
-    checks), and the store is shared when units leave this process.
+    checks), and the store is shared when units leave this process. A launcher with a
+    ``start`` method (worker processes to start) is started here, so that it gets ready
+    while the data loads.
     """
     launcher: Launcher = plugins.registry.build("launcher", spec.launcher.name,
                                                 spec.launcher.params)
-    if not launcher.in_process and not _driver_writes(launcher) and uri is not None:
+    if not launcher.in_process and uri is not None:
         check_tracking_uri(uri, spec.launcher.name)
+    start = getattr(launcher, "start", None)
+    if callable(start):
+        start()
     return launcher
-
-
-def _driver_writes(launcher: Launcher) -> bool:
-    return bool(getattr(launcher, "driver_writes", False))
 
 
 def unit_graph(spec: ExperimentSpec) -> UnitGraph:
@@ -172,7 +171,8 @@ def _in_process(plan: ExperimentPlan, plugins: Plugins, launcher: Launcher,
     except LthError as error:
         return Result("", error=error)
     shown = progress(experiment.trainings()) if progress is not None else SilentProgress()
-    runner = LotteryRunner(experiment, plan.tracker, shown, resume=plan.resume_id)
+    runner = LotteryRunner(experiment, plan.tracker, shown, resume=plan.resume_id,
+                           pool=getattr(launcher, "pool", None))
     graph = unit_graph(plan.spec)  # whole: the runner itself restores what is done
     try:
         try:
@@ -224,7 +224,7 @@ def _out_of_process(plans: list[ExperimentPlan], plugins: Plugins, launcher: Lau
     finishing = SilentProgress()  # the finishing steps' progress: keeps the wall time
     shown: Progress | None = None
     try:
-        jobs = [_open(plan, plugins, uri, _driver_writes(launcher)) for plan in plans]
+        jobs = [_open(plan, plugins, uri) for plan in plans]
         if progress is not None:  # counted once opened: a resume runs fewer units
             shown = progress(sum(len(job.graph) for job in jobs))
             for plan, job in zip(plans, jobs):
@@ -267,9 +267,8 @@ def _finish_all(plans: list[ExperimentPlan], jobs: list[Job], outcomes: list[Out
     return results
 
 
-def _open(plan: ExperimentPlan, plugins: Plugins, uri: str, relay: bool) -> Job:
-    """Create (or reopen) the parent run and build the job of the units left to run;
-    with ``relay`` the units' writes come back to be replayed through the plan's tracker."""
+def _open(plan: ExperimentPlan, plugins: Plugins, uri: str) -> Job:
+    """Create (or reopen) the parent run and build the job of the units left to run."""
     if plan.resume_id:
         plan.tracker.resume_experiment(plan.resume_id)
         plan.parent_id = plan.resume_id
@@ -280,10 +279,8 @@ def _open(plan: ExperimentPlan, plugins: Plugins, uri: str, relay: bool) -> Job:
         # the same parent run, params and tags as an in-process run creates
         plan.parent_id = LotteryRunner(experiment, plan.tracker).open_parent()
     graph = unit_graph(plan.spec).without(plan.done)
-    execute_unit = UnitJob(to_yaml(plan.spec), uri, plan.parent_id, os.environ.get(LOAD_ENV),
-                           relay=relay)
-    return Job(graph, execute_unit, plan.label,
-               land=functools.partial(land, plan.tracker) if relay else None)
+    execute_unit = UnitJob(to_yaml(plan.spec), uri, plan.parent_id, os.environ.get(LOAD_ENV))
+    return Job(graph, execute_unit, plan.label)
 
 
 def _reporter(plan: ExperimentPlan, progress: Progress) -> Callable[[Unit, Any], None]:

@@ -1,52 +1,73 @@
-"""Units in worker processes on this machine, each unit after its dependencies.
+"""Worker processes of this machine that train a level's networks side by side.
 
-Every worker is a fresh (spawned) Python process that trains one unit at a time and sends
-back what the unit's ``execute`` returned; the launching process lands each result
-(``Job.land``) before it starts anything that depends on it. Tickets go first when
-several units are ready: the ticket chain of a replicate is the experiment's critical path.
+Each worker is a fresh (spawned) Python process: no forked torch, OpenMP or MLflow state.
+It imports the training code as soon as it starts, so that this happens while the
+launching process loads the data and opens the tracking store. It then trains one item
+at a time (``lottery.trainer.worker_trainer``, with the experiment it prepares from the
+spec once) and sends back its evaluations as they are computed, progress ticks, and the
+result. The launching process records everything: workers never touch the store.
 
-A worker that dies (the OOM killer, a crash in native code) fails the unit it ran: the
-unit's job stops and reports it, the other jobs go on on a fresh worker. Workers ignore
-Ctrl-C; the launching process receives it, stops them all and lets it propagate.
+A worker that dies (the OOM killer, a crash in native code) fails the training it ran.
+Workers ignore Ctrl-C; the launching process receives it and stops them.
 """
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..tracking.names import TICKET
+from ..plugins.manager import LOAD_ENV
+from ..spec.loading import to_yaml
 from ..training.threads import CONCURRENT_ENV
-from .units import Job, Outcome, Unit, UnitFailed
+from .units import UnitFailed
+
+if TYPE_CHECKING:  # torch and the lottery load in the workers, and when training starts
+    from ..lottery.experiment import Experiment
+    from ..lottery.planner import Planned
+    from ..lottery.pooled import PooledResult
 
 STOP_SECONDS = 10  # a worker asked to stop that is still alive after this is terminated
+DONE, FAILED = "done", "failed"
 
 
 def _serve(conn: Connection, concurrent: int) -> None:
-    """A worker's life: receive (execute, unit), run it, send back the pickled outcome."""
+    """A worker's life: import, then train the items it receives until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launching process handles Ctrl-C
     os.environ[CONCURRENT_ENV] = str(concurrent)  # its share of the cores, for threads: auto
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
+    from ..lottery.trainer import worker_trainer
+    from .worker import prepared
+
+    trainers: dict[tuple[str, str | None], Callable[[Planned], PooledResult]] = {}
+
+    def send(kind: str, value: Any) -> None:
+        conn.send_bytes(pickle.dumps((kind, value)))
+
     while True:
         try:
             task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        execute, unit = task
+        except EOFError:  # the launching process is gone
+            os._exit(0)
+        if task is None:  # nothing to flush or close: skip the interpreter's teardown
+            os._exit(0)
+        spec_yaml, allowed, item = task
         try:
-            reply = ("done", execute(unit))
+            key = (spec_yaml, allowed)
+            if key not in trainers:
+                trainers.clear()  # one experiment's model and data at a time
+                trainers[key] = worker_trainer(prepared(spec_yaml, allowed), send)
+            reply: tuple[str, Any] = (DONE, trainers[key](item))
         except Exception as exc:  # noqa: BLE001 - sent back, raised in the launching process
-            reply = ("failed", exc if _picklable(exc) else UnitFailed(
-                unit.name, f"{type(exc).__name__}: {exc}"))
-        conn.send_bytes(pickle.dumps(reply))
+            reply = (FAILED, exc if _picklable(exc) else UnitFailed(
+                item.name, f"{type(exc).__name__}: {exc}"))
+        send(*reply)
 
 
 def _picklable(exc: BaseException) -> bool:
@@ -61,140 +82,93 @@ def _picklable(exc: BaseException) -> bool:
 class _Worker:
     process: Any  # a multiprocessing Process
     conn: Connection
-    task: tuple[int, Unit] | None = None  # (job index, unit) it is running
-
-
-@dataclass
-class _Jobs:
-    """What is left of each job: units not started, units done, jobs stopped."""
-
-    jobs: Sequence[Job]
-    outcomes: list[Outcome] = field(default_factory=list)
-    waiting: list[tuple[int, Unit]] = field(default_factory=list)
-    finished: list[set[Unit]] = field(default_factory=list)
-    skipped: list[set[Unit]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.outcomes = [Outcome() for _ in self.jobs]
-        self.finished = [set() for _ in self.jobs]
-        self.skipped = [set() for _ in self.jobs]
-        self.waiting = [(index, unit) for index, job in enumerate(self.jobs)
-                        for unit in job.graph.units]
-
-    def next_ready(self) -> tuple[int, Unit] | None:
-        """The ready unit to start next (tickets first), or None; drops units that can
-        no longer run (their job stopped, or a dependency was skipped)."""
-        ready: list[tuple[int, Unit]] = []
-        for index, unit in list(self.waiting):
-            needs = self.jobs[index].graph.dependencies[unit]
-            if self.outcomes[index].error is not None or any(
-                    dep in self.skipped[index] for dep in needs):
-                self.waiting.remove((index, unit))
-                self.skipped[index].add(unit)
-            elif all(dep in self.finished[index] for dep in needs):
-                ready.append((index, unit))
-        if not ready:
-            return None
-        chosen = min(ready, key=lambda t: (t[1].branch != TICKET, t[1].level, t[0], t[1]))
-        self.waiting.remove(chosen)
-        return chosen
-
-    def done(self, index: int, unit: Unit, returned: Any) -> None:
-        """A unit came back: land it, record it, tell the job."""
-        job, outcome = self.jobs[index], self.outcomes[index]
-        try:
-            result = job.result_of(returned)
-        except Exception as exc:  # noqa: BLE001 - the unit's failure, kept in its outcome
-            self.failed(index, unit, exc)
-            return
-        outcome.results[unit] = result
-        (self.skipped if result is None else self.finished)[index].add(unit)
-        if job.on_done is not None:
-            job.on_done(unit, result)
-
-    def failed(self, index: int, unit: Unit, error: BaseException) -> None:
-        """A unit failed for good: its job stops (the first failure is the one reported)."""
-        outcome = self.outcomes[index]
-        if outcome.error is None:
-            outcome.error, outcome.failed = error, unit
+    index: int | None = None  # the item it trains
 
 
 class WorkerPool:
-    """Runs the units of several jobs on ``workers`` processes of this machine."""
+    """``size`` worker processes of this machine; a ``lottery.pooled.TrainingPool``."""
 
-    def __init__(self, workers: int):
-        self.size = workers
-        self.context = multiprocessing.get_context("spawn")  # no forked torch or mlflow state
+    def __init__(self, size: int):
+        self.size = size
+        self.context = multiprocessing.get_context("spawn")
         self.workers: list[_Worker] = []
 
-    def _start(self) -> _Worker:
-        mine, theirs = self.context.Pipe()
-        process = self.context.Process(target=_serve, args=(theirs, self.size), daemon=True,
-                                       name="lth-suite-worker")
-        process.start()
-        theirs.close()
-        return _Worker(process, mine)
+    def start(self) -> None:
+        """Start the workers that are missing, without waiting for them."""
+        if not self.workers:
+            atexit.register(self.stop)  # before multiprocessing would wait for them at exit
+        while len(self.workers) < self.size:
+            mine, theirs = self.context.Pipe()
+            process = self.context.Process(target=_serve, args=(theirs, self.size),
+                                           name="lth-suite-worker")
+            process.start()
+            theirs.close()
+            self.workers.append(_Worker(process, mine))
 
-    def run(self, jobs: Sequence[Job]) -> list[Outcome]:
-        """Every job's units, each after its dependencies; one ``Outcome`` per job."""
-        state = _Jobs(jobs)
+    def train(self, experiment: Experiment, items: Sequence[Planned],
+              told: Callable[[int, str, Any], None],
+              ) -> Iterator[tuple[int, PooledResult | BaseException]]:
+        """Train every item on a worker; ``(index, outcome)`` in index order (see
+        ``TrainingPool.train``). A freed worker gets the next item before a result is
+        handed on, so workers train while the caller records."""
+        spec_yaml, allowed = to_yaml(experiment.spec), os.environ.get(LOAD_ENV)
+        waiting, outcomes, handed = list(range(len(items))), {}, 0
+        self.start()
         try:
-            while True:
-                self._assign(state)
-                busy = [w for w in self.workers if w.task is not None]
-                if not busy:
-                    return state.outcomes
+            while handed < len(items):
+                for worker in self.workers:
+                    if worker.index is None and waiting:
+                        worker.index = waiting.pop(0)
+                        worker.conn.send((spec_yaml, allowed, items[worker.index]))
+                busy = [w for w in self.workers if w.index is not None]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
                     if worker.conn in ready or worker.process.sentinel in ready:
-                        self._collect(worker, state)
+                        self._read(worker, items, outcomes, told)
+                while handed in outcomes:
+                    yield handed, outcomes.pop(handed)
+                    handed += 1
         finally:
-            self.stop()
+            self._abandon()
 
-    def _assign(self, state: _Jobs) -> None:
-        """Give every idle worker (started as needed) a ready unit."""
-        while True:
-            idle = next((w for w in self.workers if w.task is None), None)
-            if idle is None and len(self.workers) >= self.size:
-                return
-            task = state.next_ready()
-            if task is None:
-                return
-            if idle is None:
-                idle = self._start()
-                self.workers.append(idle)
-            index, unit = task
-            idle.task = task
-            idle.conn.send((state.jobs[index].execute, unit))
-
-    def _collect(self, worker: _Worker, state: _Jobs) -> None:
-        assert worker.task is not None
-        index, unit = worker.task
+    def _read(self, worker: _Worker, items: Sequence[Planned],
+              outcomes: dict[int, PooledResult | BaseException],
+              told: Callable[[int, str, Any], None]) -> None:
+        """Everything the worker sent so far; its outcome when it finished."""
+        index = worker.index
+        assert index is not None
         try:
-            kind, value = pickle.loads(worker.conn.recv_bytes())
-        except (EOFError, OSError):  # the process died mid-unit
+            while worker.conn.poll():
+                kind, value = pickle.loads(worker.conn.recv_bytes())
+                if kind in (DONE, FAILED):
+                    outcomes[index], worker.index = value, None
+                    return
+                told(index, kind, value)
+            if worker.process.is_alive():
+                return
+        except (EOFError, OSError):
+            pass
+        worker.process.join(timeout=STOP_SECONDS)  # died mid-training
+        worker.conn.close()
+        self.workers.remove(worker)
+        outcomes[index] = UnitFailed(items[index].name, (
+            f"its worker process died (exit code {worker.process.exitcode}); nothing of it "
+            "was logged, and resuming the experiment trains it again"))
+
+    def _abandon(self) -> None:
+        """Stop the trainings still running (their results are not wanted any more)."""
+        for worker in [w for w in self.workers if w.index is not None]:
+            worker.process.terminate()
             worker.process.join(timeout=STOP_SECONDS)
-            code = worker.process.exitcode
             worker.conn.close()
             self.workers.remove(worker)
-            state.failed(index, unit, UnitFailed(
-                unit.name, f"its worker process died (exit code {code}); nothing of it was "
-                "logged, and resuming the experiment trains it again"))
-            return
-        worker.task = None
-        if kind == "done":
-            state.done(index, unit, value)
-        else:
-            state.failed(index, unit, value)
 
     def stop(self) -> None:
-        """Ask every worker to stop; terminate those that do not (a unit still running)."""
+        """Ask every worker to stop; terminate those that do not."""
+        atexit.unregister(self.stop)
         for worker in self.workers:
             try:
-                if worker.task is None:
-                    worker.conn.send(None)
-                else:
-                    worker.process.terminate()
+                worker.conn.send(None)
             except OSError:
                 pass
         for worker in self.workers:

@@ -86,20 +86,13 @@ class Job:
 
     A launcher that runs units in other processes pickles ``execute``, so it must be a
     module-level function or an instance of a module-level class holding plain data.
-    ``land``, when set, is called in the launching process with what ``execute``
-    returned, before any unit that depends on it starts; what it returns (or raises) is
-    the unit's result. ``on_done`` is called in the launching process as each unit finishes.
+    ``on_done`` is called in the launching process as each unit finishes.
     """
 
     graph: UnitGraph
     execute: Execute
     label: str = ""
     on_done: Callable[[Unit, Any], None] | None = None
-    land: Callable[[Any], Any] | None = None
-
-    def result_of(self, returned: Any) -> Any:
-        """The unit's result from what ``execute`` returned: landed, when the job says so."""
-        return returned if self.land is None else self.land(returned)
 
 
 @dataclass
@@ -119,10 +112,11 @@ class Launcher(Protocol):
     ``KeyboardInterrupt`` stops everything and propagates once the units are stopped.
 
     Optionally a launcher is also a context manager, entered before any run is created,
-    so that a cluster that cannot be reached fails first; and it may set the class
-    attribute ``driver_writes = True``: its units out of process then record their writes
-    and the launching process replays them (``Job.land``), so the tracking store need not
-    be shared (a SQLite file will do).
+    so that a cluster that cannot be reached fails first. It may have a ``start()``
+    method, called as soon as the spec is checked (before the data loads), to start what
+    takes a while. An in-process launcher may offer a ``pool`` attribute (a
+    ``lottery.pooled.TrainingPool``): the runner then trains each level's networks side
+    by side on it.
     """
 
     in_process: ClassVar[bool]  # False: units run in other processes, maybe machines
@@ -152,7 +146,7 @@ def run_in_order(job: Job) -> Outcome:
             skipped.add(unit)
             continue
         try:
-            result = job.result_of(job.execute(unit))
+            result = job.execute(unit)
         except Exception as exc:  # KeyboardInterrupt goes through
             outcome.error, outcome.failed = exc, unit
             return outcome

@@ -1,9 +1,7 @@
-"""What runs in a worker process (a Ray task, a ``local`` worker): one unit of an experiment.
+"""What runs in a cluster's worker process (a Ray task): one unit of an experiment.
 
 A unit reads what it depends on from the tracking store and logs its own child run
-there, so it runs in any process that reaches the store. With ``relay`` it records its
-writes instead, and the driver replays them (``land``): the driver is then the store's
-only writer, as a SQLite file needs.
+there, so it runs in any process that reaches the store.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from .units import Unit, UnitFailed
 if TYPE_CHECKING:
     from ..lottery.experiment import Experiment
     from ..tracking import Tracker
-    from ..tracking.relay import Write
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,24 @@ def _worker_plugins(allowed: str | None) -> Plugins:
     return _PLUGINS[allowed]
 
 
+def prepared(spec_yaml: str, allowed: str | None) -> Experiment:
+    """The experiment of a spec (as YAML) with the plugins the driver loaded
+    (``LTH_SUITE_LOAD_PLUGINS`` as ``allowed``); the last two are kept per process."""
+    import yaml
+
+    from ..lottery.experiment import prepare
+    from ..spec.loading import build_spec
+
+    key = (spec_yaml, allowed)
+    if key not in _PREPARED:
+        plugins = _worker_plugins(allowed)
+        spec = build_spec(yaml.safe_load(spec_yaml), plugins.registry, "the driver's spec")
+        if len(_PREPARED) >= 2:  # bound memory: a worker may serve many experiments
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[key] = prepare(spec, plugins)
+    return _PREPARED[key]
+
+
 @dataclass(frozen=True)
 class UnitJob:
     """Trains one unit of an experiment in whatever process calls it (a Ray worker).
@@ -67,44 +82,12 @@ class UnitJob:
     tracking_uri: str
     parent_id: str
     load_plugins: str | None = None
-    relay: bool = False  # record the writes for the driver (``Relayed``) instead of sending them
 
-    def _experiment(self) -> Experiment:
-        import yaml
+    def __call__(self, unit: Unit) -> UnitDone | None:
+        """Train the unit (or find it finished); its run and summary."""
+        from ..tracking import open_tracker
 
-        from ..lottery.experiment import prepare
-        from ..spec.loading import build_spec
-
-        key = (self.spec_yaml, self.load_plugins)
-        if key not in _PREPARED:
-            plugins = _worker_plugins(self.load_plugins)
-            spec = build_spec(yaml.safe_load(self.spec_yaml), plugins.registry,
-                              f"run {self.parent_id} spec")
-            if len(_PREPARED) >= 2:  # bound memory: a worker may serve many experiments
-                _PREPARED.pop(next(iter(_PREPARED)))
-            _PREPARED[key] = prepare(spec, plugins)
-        return _PREPARED[key]
-
-    def __call__(self, unit: Unit) -> UnitDone | Relayed | None:
-        """Train the unit (or find it finished) and return its run and summary; with
-        ``relay``, the writes it made and how it ended, for ``land`` in the driver."""
-        if not self.relay:
-            from ..tracking import open_tracker
-
-            return self._train(unit, lambda: open_tracker(self.tracking_uri))
-        from ..tracking.relay import RecordingTracker
-
-        opened: list[RecordingTracker] = []
-
-        def recording() -> RecordingTracker:
-            opened.append(RecordingTracker(self.tracking_uri))
-            return opened[0]
-
-        try:
-            done = self._train(unit, recording)
-        except UnitFailed as failure:
-            return Relayed(opened[0].writes if opened else [], None, failure)
-        return Relayed(opened[0].writes, None if done is None else done.run_id)
+        return self._train(unit, lambda: open_tracker(self.tracking_uri))
 
     def _train(self, unit: Unit, open_store: Callable[[], Tracker]) -> UnitDone | None:
         """Train the unit through the tracker ``open_store`` opens; a store that cannot be
@@ -116,7 +99,7 @@ class UnitJob:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         skip = False
         try:
-            experiment = self._experiment()
+            experiment = prepared(self.spec_yaml, self.load_plugins)
             skip = experiment.spec.training.on_divergence == "skip"
             tracker = open_store()
             run_id = LotteryRunner(experiment, tracker).run_unit(
@@ -125,8 +108,6 @@ class UnitJob:
                 if skip:
                     return None
                 raise UnitFailed(unit.name, "it produced no result")
-            if self.relay:  # not in the store yet: the driver reads the summary when it lands
-                return UnitDone(run_id, {})
             run = tracker.reader.require(run_id)
         except Diverged as exc:
             if skip:
@@ -145,27 +126,3 @@ def _summary(run: Any) -> dict[str, float]:
     summary = {k: float(run.metrics[k]) for k in SUMMARY_KEYS if k in run.metrics}
     summary[DENSITY] = float(run.params.get(DENSITY_PARAM, "nan"))
     return summary
-
-
-@dataclass(frozen=True)
-class Relayed:
-    """What a unit trained with ``relay`` sends back: its recorded writes, its child run's
-    stand-in id (None: skipped as diverged), and the failure that stopped it, if any."""
-
-    writes: list[Write]
-    run_id: str | None
-    failure: UnitFailed | None = None
-
-
-def land(tracker: Tracker, relayed: Relayed) -> UnitDone | None:
-    """In the driver: replay a relayed unit's writes through ``tracker``, then return its
-    run and summary as a unit run in place would, or raise the failure that stopped it."""
-    from ..tracking.relay import replay
-
-    ids = replay(tracker, relayed.writes)
-    if relayed.failure is not None:
-        raise relayed.failure
-    if relayed.run_id is None:
-        return None
-    run_id = ids.get(relayed.run_id, relayed.run_id)
-    return UnitDone(run_id, _summary(tracker.reader.require(run_id)))

@@ -101,10 +101,12 @@ class ConsoleProgress(SilentProgress):
         self._bar.start()
         task = self._bar.add_task(label, total=total, completed=start)
         every = max(1, (total - start) // 100)
-        bar = self._bar
+        bar, shown = self._bar, start
 
         def tick(iteration: int) -> None:
-            if iteration % every == 0 or iteration == total:
+            nonlocal shown
+            if iteration - shown >= every or iteration == total:
+                shown = iteration
                 bar.update(task, completed=iteration)
 
         return tick

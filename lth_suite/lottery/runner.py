@@ -18,6 +18,7 @@ from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
 from .guard import Guard
 from .planner import Planned, Planner
+from .pooled import TrainingPool
 from .progress import Progress, SilentProgress
 from .recorder import Recorder, level_summary
 from .trainer import Trainer
@@ -28,7 +29,7 @@ class LotteryRunner:
 
     def __init__(self, experiment: Experiment, tracker: Tracker,
                  progress: Progress | None = None, resume: str | None = None,
-                 mark_resumed: bool = True):
+                 mark_resumed: bool = True, pool: TrainingPool | None = None):
         self.x, self.tracker = experiment, tracker
         self.progress = progress or SilentProgress()
         self.resume = resume
@@ -36,7 +37,8 @@ class LotteryRunner:
         self.model = experiment.build_model(experiment.spec.experiment.seed)
         self.guard = Guard(experiment.plugins, tracker)
         self.recorder = Recorder(experiment, tracker, self.guard, self.progress, self.model)
-        self.trainer = Trainer(experiment, self.model, self.progress, self.recorder.evaluated)
+        self.trainer = Trainer(experiment, self.model, self.progress, self.recorder.evaluated,
+                               pool)
         self.planner = Planner(experiment, self.model, self.guard, Checkpoints(),
                                self.recorder.restore)
         self.levels: list[LevelFinished] = []
@@ -97,7 +99,7 @@ class LotteryRunner:
 
     def _train_level(self, level: int, replicates: list[int]) -> list[BranchResult]:
         """The level's results, in replicate and branch order."""
-        if self.trainer.population:
+        if self.trainer.population or self.trainer.pool is not None:
             try:
                 return self._together(level, replicates)
             except Diverged as exc:
@@ -116,13 +118,16 @@ class LotteryRunner:
         plans = [self.planner.plan(replicate, level) for replicate in replicates]
         if level == 0 and self.x.dynamic is not None:
             results = self._population(next(plan) for plan in plans)
-            results += self._population(item for plan in plans for item in plan)
+            results += self._population(item for replicate, plan in zip(replicates, plans)
+                                        if replicate in self.planner.states for item in plan)
         else:
             results = self._population(item for plan in plans for item in plan)
         return sorted(results, key=lambda b: (b.replicate, branch_order(b.branch)))
 
     def _population(self, items: Iterable[Planned | BranchResult]) -> list[BranchResult]:
         """Train the planned items as one population; restored ones come back as they are."""
+        if self.trainer.pool is not None:
+            return self._apart(list(items))
         results: list[BranchResult] = []
         planned: list[Planned] = []
         try:
@@ -139,6 +144,49 @@ class LotteryRunner:
         for result in results:
             self.planner.keep(result)
         return results
+
+    def _apart(self, items: list[Planned | BranchResult]) -> list[BranchResult]:
+        """Train the planned items side by side on the pool's workers, recording each in
+        the items' order as it comes back; ``on_divergence`` as one at a time, except
+        that the controls of a replicate whose ticket diverged were already set going:
+        their runs end FAILED instead of never starting."""
+        results = [item for item in items if isinstance(item, BranchResult)]
+        planned = [item for item in items if isinstance(item, Planned)]
+        for result in results:
+            self.planner.keep(result)
+        running = list(planned)
+        stopped: dict[int, Diverged] = {}  # replicates whose ticket diverged here
+        try:
+            for item in planned:
+                self.recorder.start(item)
+            for item, trained in self.trainer.train_apart(planned):
+                if isinstance(trained, BaseException) or item.replicate in stopped:
+                    diverged = stopped.get(item.replicate, trained)
+                    if (not isinstance(diverged, Diverged)
+                            or self.x.spec.training.on_divergence == "stop"):
+                        raise diverged
+                    running.remove(item)
+                    self.recorder.abandon([item], diverged)
+                    self._skipped(item, diverged, stopped)
+                    continue
+                running.remove(item)
+                result = self.recorder.finish(item, trained)
+                self.planner.keep(result)
+                results.append(result)
+        except BaseException as exc:
+            self.recorder.abandon(running, exc)
+            raise
+        return results
+
+    def _skipped(self, item: Planned, exc: Diverged, stopped: dict[int, Diverged]) -> None:
+        """Note a diverged training; a diverged ticket ends its replicate."""
+        if item.branch != TICKET:
+            if item.replicate not in stopped:
+                self.progress.note(f"{item.name} skipped: {exc}")
+            return
+        stopped[item.replicate] = exc
+        self.planner.drop(item.replicate)
+        self.progress.note(f"replicate {item.replicate} stops at level {item.level}: {exc}")
 
     def _replicate(self, replicate: int, level: int,
                    controls: Collection[str] = CONTROLS) -> list[BranchResult]:

@@ -1,9 +1,11 @@
-"""Training planned trainings: one network at a time, or a level's networks as one
-population. ``population_off`` is the one place that chooses."""
+"""Training planned trainings: one network at a time, a level's networks as one
+population, or side by side in worker processes. ``population_off`` is the one place that
+chooses between the first two; a pool, when the launcher gives one, takes precedence."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -18,7 +20,8 @@ from ..training.streaming import StreamedSplits
 from .data_parallel import TrainingJob, send
 from .experiment import Experiment
 from .planner import Planned
-from .progress import Progress
+from .pooled import ROW, PooledResult, TrainingPool, WorkerProgress
+from .progress import Progress, Tick
 
 
 def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None:
@@ -45,11 +48,14 @@ class Trainer:
     """Trains lists of planned trainings of one experiment in its working model."""
 
     def __init__(self, experiment: Experiment, model: torch.nn.Module, progress: Progress,
-                 evaluated: Callable[[Planned, dict[str, float]], None] | None = None):
+                 evaluated: Callable[[Planned, dict[str, float]], None] | None = None,
+                 pool: TrainingPool | None = None):
         self.x, self.model, self.progress = experiment, model, progress
         self.evaluated = evaluated  # told each evaluation of each training as it happens
+        self.pool = pool  # worker processes that train a level's networks side by side
         self.ranks = group()
-        self.why_not_population = population_off(experiment, model)
+        self.why_not_population = (population_off(experiment, model) if pool is None
+                                   else "the launcher's workers train one network each")
         choice = experiment.spec.training.population
         expected = choice == "on" or (choice == "auto" and experiment.device.type == "cuda")
         if self.why_not_population is not None and expected:  # asked for, or usual on a GPU
@@ -59,6 +65,45 @@ class Trainer:
     def population(self) -> bool:
         """Whether a level's trainings go together, as one population."""
         return self.why_not_population is None
+
+    def train_apart(self, items: list[Planned],
+                    ) -> Iterator[tuple[Planned, TrainResult | BaseException]]:
+        """Train the items side by side on the pool's workers; each item with its result
+        (or what its training raised), in the items' order, as results arrive.
+
+        Evaluations reach ``evaluated`` as the workers compute them. One progress bar
+        counts the iterations of all items; it starts again after each result, whose
+        line (``Progress.end``) replaces it.
+        """
+        assert self.pool is not None, "train_apart needs a pool"
+        if not items:
+            return
+        total = self.x.config.total
+        starts = [item.point.start_iteration for item in items]
+        reached = list(starts)
+        bar: list[Tick] = []  # the current bar's tick, when one is shown
+        label = f"level {items[0].level}: {len(items)} trainings on {self.pool.size} workers"
+
+        def told(index: int, kind: str, value: Any) -> None:
+            if kind == ROW:
+                if self.evaluated is not None:
+                    self.evaluated(items[index], value)
+                return
+            reached[index] = value
+            done = sum(r - s for r, s in zip(reached, starts))
+            if not bar:
+                bar.append(self.progress.begin(label, done, sum(total - s for s in starts)))
+            bar[0](done)
+
+        for index, outcome in self.pool.train(self.x, items, told):
+            reached[index] = total
+            bar.clear()
+            if isinstance(outcome, PooledResult):
+                if outcome.mask is not None:  # dynamic sparse training moved it
+                    items[index].mask = outcome.mask.to(self.x.device)
+                yield items[index], outcome.result
+            else:
+                yield items[index], outcome
 
     def train_alone(self, item: Planned) -> TrainResult:
         """Train one network in the working model."""
@@ -124,3 +169,18 @@ class Trainer:
 
 def _captures(item: Planned) -> frozenset[int]:
     return frozenset() if item.capture is None else frozenset({item.capture})
+
+
+def worker_trainer(experiment: Experiment, send: Callable[[str, Any], None],
+                   ) -> Callable[[Planned], PooledResult]:
+    """In a worker process: what trains one item of ``experiment`` exactly as the driver
+    would (``Trainer.train_alone``), telling ``send`` its rows and progress."""
+    trainer = Trainer(experiment, experiment.build_model(experiment.spec.experiment.seed),
+                      WorkerProgress(send), lambda item, row: send(ROW, row))
+    moving = experiment.dynamic is not None  # a level-0 ticket's mask moves as it trains
+
+    def train(item: Planned) -> PooledResult:
+        result = trainer.train_alone(item)
+        return PooledResult(result, item.mask if moving and item.level == 0 else None)
+
+    return train

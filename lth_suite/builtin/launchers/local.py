@@ -1,4 +1,5 @@
-"""The ``local`` launcher: every unit on this machine, in this process or in workers."""
+"""The ``local`` launcher: every unit on this machine, in this process, each level's
+networks one after another or side by side in worker processes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...errors import LthError
 from ...launch.pool import WorkerPool
 from ...launch.units import Job, Outcome, run_in_order
 
@@ -41,18 +43,46 @@ class LocalLauncher:
         return [run_in_order(job) for job in jobs]
 
 
-@dataclass(frozen=True)
 class LocalWorkers:
-    """Units in ``workers`` processes of this machine, each after its dependencies; the
-    units' writes come back and this process replays them, so SQLite stores work."""
+    """Every unit in this process, each level's networks trained side by side on
+    ``workers`` worker processes of this machine (``pool``); this process records them,
+    so it stays the only writer to the tracking store and SQLite stores work."""
 
-    workers: int
-    in_process: ClassVar[bool] = False
-    driver_writes: ClassVar[bool] = True
+    in_process: ClassVar[bool] = True
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = WorkerPool(workers)
 
     def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
-        """Run every job's units at once, as many side by side as there are workers."""
-        return WorkerPool(self.workers).run(jobs)
+        """Run the jobs one after another; the runner trains on ``pool``."""
+        return [run_in_order(job) for job in jobs]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalWorkers) and other.workers == self.workers
+
+    __hash__ = None  # type: ignore[assignment]  # holds processes: not a dict key
+
+    def __repr__(self) -> str:
+        return f"LocalWorkers({self.workers})"
+
+    def start(self) -> None:
+        """Start the workers: they import the training code while the data loads."""
+        from ...training.distributed import launched
+
+        if launched():
+            raise LthError("launcher.workers: under torchrun every process trains the same "
+                           "network data-parallel; leave workers at 1")
+        self.pool.start()
+
+    def __enter__(self) -> LocalWorkers:
+        """Start the workers if ``start`` was not called."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop the workers."""
+        self.pool.stop()
 
 
 def local_launcher(params: LocalParams) -> LocalLauncher | LocalWorkers:
