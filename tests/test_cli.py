@@ -302,3 +302,19 @@ def test_python_m_spec_error(tmp_path, tiny, write_spec):
         f"error: {tmp_path / 'spec.yaml'}: pruning.criterion.name: "
         "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random)",
     ]
+
+
+def test_the_command_exits_fast_yet_runs_exit_handlers_and_flushes(tmp_path):
+    code = ("import atexit, sys\n"
+            "from lth_suite.cli import _exit\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "print('unflushed', end='')\n"
+            "sys.stderr.write('to stderr')\n"
+            "_exit(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])\n")
+    for argument, status in (("3", 3), ("0", 0), ("why it stopped", 1)):
+        proc = subprocess.run([sys.executable, "-c", code, argument], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == status
+        assert proc.stdout == "unflushedhandler ran\n"
+        assert proc.stderr.startswith("to stderr")
+        assert ("why it stopped" in proc.stderr) == (status == 1)

@@ -138,8 +138,8 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
         _fail(result.error)
     finished = result.finished
     _print_summary(finished.summary, result.seconds)
-    if launcher.in_process:  # units trained elsewhere report no time split here
-        _print_time_split(finished, result.seconds)
+    if launcher.in_process and getattr(launcher, "pool", None) is None:
+        _print_time_split(finished, result.seconds)  # trainings side by side: no split
     out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
     if spec.report.enabled:
         _auto_report(tracker.uri, finished.parent_run_id, spec.report.levels)
