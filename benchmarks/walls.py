@@ -8,8 +8,11 @@
   spinning), with ``training.threads: auto`` (the default: one thread here, idle threads
   sleep) and with ``OMP_NUM_THREADS=1``; each alone, and beside two busy processes (two
   Python loops spinning on a core each, started before the run and stopped after it).
-- workers: the quickstart with 2 replicates and both controls (32 trainings) through the
-  ``local`` launcher in process (``workers: 1``), with 2 workers, and with one per core.
+- workers: through the ``local`` launcher in process (``workers: 1``), with 2 workers, and
+  with one per core (when there are more than 2), on two workloads: the quickstart with
+  2 replicates and both controls (32 trainings of 810 iterations), and the LeNet-300-100
+  preset shortened (2 replicates, 3 levels, both controls: 20 trainings of 1000
+  iterations, on the MNIST test set given by ``--mnist``, split 7000/1000/2000).
 - logging overhead: the split that every run prints (training steps, evaluation, logging
   and checkpoints), from the default runs.
 
@@ -35,6 +38,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 QUICKSTART = ROOT / "specs" / "quickstart.yaml"
+LENET = ROOT / "specs" / "lenet300_mnist.yaml"
+DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 SPLIT = re.compile(r"time: training steps ([\d.]+) s, evaluation ([\d.]+) s, "
                    r"logging and checkpoints ([\d.]+) s")
 
@@ -48,6 +53,8 @@ class Variant:
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
     busy: int = 0  # spinning processes beside the run
+    spec: Path = QUICKSTART
+    workload: str = "quickstart"
     walls: list[float] = field(default_factory=list)
     timed_out: int = 0  # runs stopped at --timeout (their wall counts as the timeout)
     splits: list[tuple[float, float, float]] = field(default_factory=list)
@@ -58,7 +65,22 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def variants(parts: list[str], loads: list[int]) -> list[Variant]:
+def workloads(mnist: Path | None) -> list[tuple[str, Path, list[str]]]:
+    """The workers part's workloads: (name, spec, its --set arguments); LeNet needs MNIST."""
+    found = [("quickstart, 2 replicates", QUICKSTART, ["--set", "experiment.replicates=2"])]
+    if mnist is not None:
+        sys.path.insert(0, str(HERE))
+        from workloads import CACHE, mnist_arrays
+
+        if mnist_arrays(mnist) is not None:  # cached as an npz the npz dataset reads
+            data = f"{{name: npz, path: {CACHE / 'mnist_test.npz'}, validation: 1000}}"
+            found.append(("LeNet preset shortened, 2 replicates", LENET, [
+                "--set", f"dataset={data}", "--set", "experiment.replicates=2",
+                "--set", "pruning.levels=3", "--set", "training.duration=1000it"]))
+    return found
+
+
+def variants(parts: list[str], loads: list[int], mnist: Path | None = None) -> list[Variant]:
     """Every variant of the chosen parts, the thread policy under each load."""
     found: list[Variant] = []
     old_default = {"OMP_WAIT_POLICY": ""}  # empty: OpenMP's own default (spinning), as before
@@ -73,12 +95,12 @@ def variants(parts: list[str], loads: list[int]) -> list[Variant]:
                         busy),
             ]
     if "workers" in parts:
-        two = ["--set", "experiment.replicates=2"]
-        found += [Variant("workers", "2 replicates, in process (workers: 1)", two),
-                  Variant("workers", "2 replicates, workers: 2", [*two, "--set", "launcher.workers=2"])]
-        if cores() > 2:
-            found.append(Variant("workers", f"2 replicates, workers: auto ({cores()})",
-                                 [*two, "--set", "launcher.workers=auto"]))
+        for workload, spec, sets in workloads(mnist):
+            counts = [1, 2] + ([cores()] if cores() > 2 else [])
+            found += [Variant("workers", f"{workload}: workers: {count}" + (
+                " (in process)" if count == 1 else " (auto)" if count == cores() > 2 else ""),
+                [*sets, "--set", f"launcher.workers={count}"], spec=spec, workload=workload)
+                for count in counts]
     return found
 
 
@@ -90,7 +112,7 @@ def run_once(variant: Variant, overrides: list[str], timeout: float) -> None:
             for _ in range(variant.busy)]
     try:
         with tempfile.TemporaryDirectory() as folder:
-            command = [sys.executable, "-m", "lth_suite", "run", str(QUICKSTART),
+            command = [sys.executable, "-m", "lth_suite", "run", str(variant.spec),
                        "--set", "report.enabled=false", "--tracking-uri",
                        f"sqlite:///{folder}/mlflow.db",
                        *[a for o in overrides for a in ("--set", o)], *variant.args]
@@ -117,17 +139,19 @@ def run_once(variant: Variant, overrides: list[str], timeout: float) -> None:
     print(f"  {variant.label}: {wall:.1f} s", file=sys.stderr, flush=True)
 
 
-def table(found: list[Variant], part: str, reference: str) -> str:
-    """A markdown table of one part's medians, each against the reference variant."""
+def table(found: list[Variant], part: str, reference: str, speedup: bool = False) -> str:
+    """A markdown table of one part's medians, each against the reference variant: as the
+    ratio of walls, or (``speedup``) as how many times faster than the reference."""
     rows = [v for v in found if v.part == part]
     base = statistics.median(next(v for v in rows if v.label == reference).walls)
-    header = "ratio to " + reference
+    header = ("speed-up over " if speedup else "ratio to ") + reference
     lines = [f"| run | median wall s | runs (s) | {header} |", "| --- | ---: | --- | ---: |"]
     for v in rows:
         median = statistics.median(v.walls)
         each = ", ".join(f"{w:.1f}" for w in v.walls)
         more = f" ({v.timed_out} stopped at the timeout)" if v.timed_out else ""
-        lines.append(f"| {v.label} | {median:.1f}{more} | {each} | {median / base:.2f}x |")
+        ratio = base / median if speedup else median / base
+        lines.append(f"| {v.label} | {median:.1f}{more} | {each} | {ratio:.2f}x |")
     return "\n".join(lines)
 
 
@@ -152,10 +176,11 @@ def write(found: list[Variant], out: Path, rounds: int, note: str) -> str:
              f"- command: `python benchmarks/walls.py {' '.join(sys.argv[1:])}`"]
     if note:
         parts.append(f"- note: {note}")
-    for part, reference in (("threads", "threads: auto (default)"),
-                            ("workers", "2 replicates, in process (workers: 1)")):
-        if any(v.part == part for v in found):
-            parts += ["", table(found, part, reference)]
+    if any(v.part == "threads" for v in found):
+        parts += ["", table(found, "threads", "threads: auto (default)")]
+    for workload in dict.fromkeys(v.workload for v in found if v.part == "workers"):
+        rows = [v for v in found if v.workload == workload]
+        parts += ["", table(rows, "workers", rows[0].label, speedup=True)]
     if split_line(found):
         parts += ["", split_line(found)]
     parts.append("<!-- /bench:walls -->")
@@ -178,11 +203,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="busy processes beside the thread-policy runs, comma-separated")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds after which a run is stopped and counted as that long")
+    parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST,
+                        help="folder with the MNIST test set (t10k-*.gz) for the LeNet workload")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="a spec override for every run")
     args = parser.parse_args(argv)
     found = variants([p.strip() for p in args.parts.split(",")],
-                     [int(b) for b in args.busy.split(",")])
+                     [int(b) for b in args.busy.split(",")], args.mnist)
     for round_ in range(args.rounds):
         print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
         for variant in found:

@@ -196,3 +196,21 @@ class PopulationWatch:
                 assert int(keep.sum()) == watch.counts[name]
                 assert torch.all(weight[keep == 0] == 0)
                 assert torch.all(weight[(keep == 1) & (before[name] == 0)] == 0)
+
+
+def test_workers_move_a_level0_ticket_exactly_as_in_process(tiny, registry, tmp_path):
+    tiny["sparsity"] = {"dynamic": {"name": "rigl", "every": 5}, "density": 0.3}
+    tiny["pruning"]["levels"] = 1
+    tiny["experiment"]["replicates"] = 2
+    plugins = load_plugins(installed=False)
+    runs = {}
+    for workers in (1, 2):
+        tiny["launcher"] = {"name": "local", "workers": workers}
+        runs[workers] = run_experiment(build_spec(tiny, registry), plugins,
+                                       f"sqlite:///{tmp_path / f'{workers}.db'}")
+    for one, two in zip(runs[1].levels, runs[2].levels, strict=True):
+        for a, b in zip(one.branches, two.branches, strict=True):
+            assert (a.replicate, a.branch) == (b.replicate, b.branch)
+            assert a.mask.equals(b.mask) and a.result.history == b.result.history
+    moved = runs[2].levels[0].branches[0]
+    assert moved.branch == "ticket" and moved.mask.density() == pytest.approx(0.3, abs=1e-3)
