@@ -16,7 +16,16 @@ from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import build_spec
 
 from .test_data_parallel import assert_same_experiment
-from .test_launchers import HAS_RAY, invoke, ray_cluster, server  # noqa: F401  (fixtures)
+from .test_launchers import (  # noqa: F401  (fixtures)
+    HAS_RAY,
+    faults,
+    finished_once,
+    invoke,
+    parent_of,
+    ray_cluster,
+    runs_of,
+    server,
+)
 from .test_resume import finished_branches
 
 pytestmark = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed: "
@@ -47,6 +56,21 @@ def test_two_ray_ranks_per_unit_train_as_one_process_with_the_same_global_batch(
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 + 3  # every child once: rank 1 created none
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_rank_killed_mid_unit_restarts_its_group_and_the_experiment_completes(
+        data, write_spec, server, faults, tmp_path):  # noqa: F811
+    marker = tmp_path / "killed.marker"
+    data["experiment"] = {**data["experiment"], "name": "killed-rank"}
+    data["pruning"] = {**data["pruning"], "criterion": {
+        "name": "fault", "marker": str(marker), "level": 1, "mode": "kill"}}
+    result = invoke("run", write_spec(data), "--tracking-uri", server)
+    assert result.exit_code == 0, result.output
+    assert marker.exists()  # rank 0 of r0-level1-ticket killed its own process
+    parent = parent_of(server, "killed-rank")
+    _, children = runs_of(server, "killed-rank")
+    assert set(finished_once(children, parent)) == {
+        ("0", "0", "ticket"), ("0", "1", "ticket"), ("0", "1", "reinit")}
 
 
 @pytest.mark.parametrize(("setting", "expected"), [
