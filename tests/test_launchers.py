@@ -192,7 +192,8 @@ def test_launcher_is_not_part_of_the_hash_and_local_is_the_default(tiny, registr
         assert spec_hash(build_spec({**tiny, "launcher": launcher}, registry)) == spec_hash(plain)
     ray = build_spec({**tiny, "launcher": "ray"}, registry).launcher
     assert ray.params == {"address": "", "num_cpus_per_unit": 1.0, "num_gpus_per_unit": 0.0,
-                          "max_retries": 3, "num_cpus": None}
+                          "max_retries": 3, "num_cpus": None, "ranks_per_unit": 1,
+                          "rank_placement": "PACK"}
 
 
 class UnitsInOrder:

@@ -129,7 +129,10 @@ def _execute(experiment, launcher, tracker, resume_id: str | None,
         return f"lth-suite resume {parent} --tracking-uri {tracker.uri}" if parent else None
 
     stop.command = resume_command
-    result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
+    try:
+        result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
+    except LthError as error:  # the launcher refused before any run (a cluster, its size)
+        _fail(error)
     if result.error is not None:
         if not launcher.in_process:
             err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "

@@ -53,14 +53,15 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> L
     """The spec's launcher, once it can run this spec against ``uri``; else an LthError.
 
     Checked before any run is created: the launcher's package is installed (its factory
-    checks), and the store is shared when units leave this process. A launcher with a
-    ``start`` method (worker processes to start) is started here, so that it gets ready
-    while the data loads.
+    checks), the store is shared when units leave this process, and the launcher takes
+    the spec (its optional ``check_spec``). A launcher with a ``start`` method (worker
+    processes to start) is then started, so that it gets ready while the data loads.
     """
     launcher: Launcher = plugins.registry.build("launcher", spec.launcher.name,
                                                 spec.launcher.params)
     if not launcher.in_process and uri is not None:
         check_tracking_uri(uri, spec.launcher.name)
+    getattr(launcher, "check_spec", lambda spec: None)(spec)
     start = getattr(launcher, "start", None)
     if callable(start):
         start()

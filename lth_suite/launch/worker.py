@@ -83,6 +83,10 @@ class UnitJob:
     parent_id: str
     load_plugins: str | None = None
 
+    def experiment(self) -> Experiment:
+        """The unit's experiment, prepared once per process."""
+        return prepared(self.spec_yaml, self.load_plugins)
+
     def __call__(self, unit: Unit) -> UnitDone | None:
         """Train the unit (or find it finished); its run and summary."""
         from ..tracking import open_tracker
@@ -99,7 +103,7 @@ class UnitJob:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         skip = False
         try:
-            experiment = prepared(self.spec_yaml, self.load_plugins)
+            experiment = self.experiment()
             skip = experiment.spec.training.on_divergence == "skip"
             tracker = open_store()
             run_id = LotteryRunner(experiment, tracker).run_unit(

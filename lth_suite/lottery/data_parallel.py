@@ -1,4 +1,5 @@
-"""Data-parallel experiments under torchrun: rank 0 runs the experiment, the others follow.
+"""Data-parallel experiments (under torchrun, or one unit on a launcher's ranks): rank 0
+runs the experiment, the others follow.
 
 Rank 0 plans, prunes, rewinds, resumes and logs exactly as a single process does. Before
 each training it sends the training (weights, mask, seed, schedule position) to the
@@ -9,6 +10,7 @@ construction; only rank 0 touches the tracking store.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import torch.distributed as dist
 from ..errors import Diverged, LthError
 from ..pruning.masks import Mask
 from ..spec.model import ExperimentSpec
-from ..training.distributed import group, join, launched, leave, together
+from ..training.distributed import check_split, group, join, launched, leave, together
 from ..training.single import train
 from .experiment import Experiment
 from .rewinding import State
@@ -68,12 +70,17 @@ def follow(experiment: Experiment) -> int:
 @contextmanager
 def leading() -> Iterator[None]:
     """Rank 0 around the experiment: the other ranks are told it is done, however it ends."""
+    ended = False
     try:
         yield
+        ended = True
     finally:
         if group() is not None:
             try:
                 _broadcast(None)
+            except Exception:
+                if ended:  # else a rank died, and what stopped rank 0 says more
+                    raise
             finally:
                 leave()
 
@@ -99,9 +106,17 @@ def join_torchrun(spec: ExperimentSpec, in_process: bool) -> bool:
     if not in_process:
         raise LthError(f"launcher: '{spec.launcher.name}' under torchrun: torchrun trains one "
                        "experiment data-parallel in its processes; use the local launcher")
-    if spec.sparsity is not None and spec.sparsity.dynamic is not None:
-        # Its mask updates happen on rank 0 during training: the other ranks' masks would drift.
-        raise LthError("sparsity.dynamic: dynamic sparse training does not run under torchrun; "
-                       "run it in one process")
+    check_data_parallel(spec, int(os.environ["WORLD_SIZE"]), "processes torchrun started",
+                        "under torchrun")
     join(spec.device, spec.training.batch_size)
     return True
+
+
+def check_data_parallel(spec: ExperimentSpec, world: int, processes: str, where: str) -> None:
+    """Refuse a spec that cannot train data-parallel over ``world`` processes (named by
+    ``processes`` and ``where`` in the error), before anything is logged."""
+    if spec.sparsity is not None and spec.sparsity.dynamic is not None:
+        # Its mask updates happen on rank 0 during training: the other ranks' masks would drift.
+        raise LthError(f"sparsity.dynamic: dynamic sparse training does not run {where}; "
+                       "run it in one process")
+    check_split(spec.training.batch_size, world, processes)

@@ -1,4 +1,5 @@
-"""Data-parallel training of one network over the processes ``torchrun`` starts.
+"""Data-parallel training of one network over several processes (``torchrun``'s, or the
+ranks a launcher starts for one unit).
 
 Every rank trains the same network on its share of each batch; after the backward pass
 each rank masks its gradients, then one all-reduce averages them (and the loss), so
@@ -71,17 +72,48 @@ def together() -> Iterator[None]:
         _TRAINING_TOGETHER.reset(token)
 
 
-def join(device: str, batch_size: int) -> Ranks:
-    """Join the process group torchrun set up: NCCL with a GPU each, Gloo on CPUs."""
-    world = int(os.environ["WORLD_SIZE"])
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where a process joins a group torchrun did not set up: its rank, the group's size,
+    and the address rank 0 listens on."""
+
+    rank: int
+    world: int
+    host: str
+    port: int
+    gpu: int = 0  # the CUDA device of this process, among those it sees
+
+    @property
+    def init_method(self) -> str:
+        """The ``tcp://`` URL of rank 0 (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{self.port}"
+
+
+def check_split(batch_size: int, world: int, processes: str) -> None:
+    """Refuse a batch that does not split evenly over ``world`` processes (``processes``
+    says which ones, for the error)."""
     if batch_size % world:
         raise LthError(f"training.batch_size: {batch_size} does not split evenly over the "
-                       f"{world} processes torchrun started")
+                       f"{world} {processes}")
+
+
+def join(device: str, batch_size: int, at: Rendezvous | None = None) -> Ranks:
+    """Join a process group: torchrun's (from its environment) or the one ``at`` names;
+    NCCL with a GPU each, Gloo on CPUs."""
+    world = at.world if at else int(os.environ["WORLD_SIZE"])
+    check_split(batch_size, world, "processes torchrun started" if at is None else
+                "ranks of each unit")
     if not dist.is_initialized():
         gpu = device != "cpu" and torch.cuda.is_available()
         if gpu:  # one GPU per process: the local rank's
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if gpu else "gloo")
+            torch.cuda.set_device(at.gpu if at else int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "nccl" if gpu else "gloo"
+        if at is None:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, init_method=at.init_method, rank=at.rank,
+                                    world_size=at.world)
     ranks = group()
     assert ranks is not None
     return ranks

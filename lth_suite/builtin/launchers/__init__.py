@@ -8,9 +8,9 @@ Ray is an optional dependency (``pip install 'lth-suite[ray]'``), imported only 
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...errors import LthError
 from ...plugins.hookspecs import hookimpl
@@ -28,13 +28,27 @@ class RayParams(BaseModel):
     address: str = Field(default="", description="empty: start a local Ray instance; 'auto': "
                          "connect to the cluster this machine belongs to; or ray://HOST:10001")
     num_cpus_per_unit: float = Field(default=1, gt=0, description="CPUs reserved by each "
-                                     "training; also its torch threads")
+                                     "training (by each of its ranks); also its torch threads")
     num_gpus_per_unit: float = Field(default=0, ge=0, description="GPUs reserved by each "
-                                     "training (fractions share a GPU)")
+                                     "training (by each of its ranks; fractions share a GPU)")
+    ranks_per_unit: int = Field(default=1, ge=1, le=1024, description="processes that train "
+                                "each unit data-parallel (Gloo on CPUs, NCCL on GPUs), "
+                                "co-scheduled in a placement group; rank 0 logs")
+    rank_placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        default="PACK", description="how a unit's ranks spread over nodes (Ray placement "
+        "group strategy): PACK fills few nodes, SPREAD uses many")
     max_retries: int = Field(default=3, ge=0, description="times a unit is retried when the "
                              "worker running it dies")
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local instance "
                                  "(default: all of this machine's)")
+
+    @model_validator(mode="after")
+    def _whole_gpus_per_rank(self) -> RayParams:
+        # NCCL refuses two ranks of one group on one GPU, and Ray may pack fractions together
+        if self.ranks_per_unit > 1 and self.num_gpus_per_unit % 1:
+            raise ValueError(f"num_gpus_per_unit: {self.num_gpus_per_unit} with ranks_per_unit "
+                             f"{self.ranks_per_unit}: each rank needs whole GPUs (0, 1, 2, ...)")
+        return self
 
 
 def _ray_launcher(params: RayParams) -> Any:

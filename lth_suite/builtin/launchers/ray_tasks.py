@@ -1,4 +1,5 @@
-"""The ``ray`` launcher: units as Ray tasks on a local instance or a cluster.
+"""The ``ray`` launcher: units as Ray tasks on a local instance or a cluster, each on one
+process or data-parallel on several (``ranks_per_unit``, see ``ray_ranks``).
 
 Imported only when a spec uses it; Ray itself is imported when the launcher starts.
 """
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 
 from ...errors import LthError
 from ...launch.units import Job, Outcome, Unit, UnitFailed
+from ...spec.model import ExperimentSpec
 from . import RAY_MISSING, RayParams
 
 
@@ -56,21 +58,47 @@ class RayLauncher:
         """Connect to the cluster (or start a local instance) unless already connected."""
         ray = _ray()
         self._depth += 1
-        if self._depth > 1 or ray.is_initialized():  # reuse the connection there is
+        if self._depth > 1:
             return self
         local = not self.params.address
-        try:
-            ray.init(address=self.params.address or None,
-                     num_cpus=self.params.num_cpus if local else None,
-                     include_dashboard=False if local else None,
-                     logging_level=logging.WARNING)
-        except Exception as exc:  # ConnectionError, RuntimeError, ValueError
-            self._depth -= 1
-            where = f"at {self.params.address!r}" if self.params.address else "locally"
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise LthError(f"launcher.address: cannot start or reach Ray {where}: {first}") from None
-        self._started = True
+        if not ray.is_initialized():  # else: reuse the connection there is
+            try:
+                ray.init(address=self.params.address or None,
+                         num_cpus=self.params.num_cpus if local else None,
+                         include_dashboard=False if local else None,
+                         logging_level=logging.WARNING)
+            except Exception as exc:  # ConnectionError, RuntimeError, ValueError
+                self._depth -= 1
+                where = f"at {self.params.address!r}" if self.params.address else "locally"
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise LthError(f"launcher.address: cannot start or reach Ray {where}: "
+                               f"{first}") from None
+            self._started = True
+        if local:
+            self._check_fits(ray)
         return self
+
+    def check_spec(self, spec: ExperimentSpec) -> None:
+        """Refuse a spec its units cannot train data-parallel on ``ranks_per_unit`` ranks."""
+        if self.params.ranks_per_unit > 1:
+            from ...lottery.data_parallel import check_data_parallel
+
+            check_data_parallel(spec, self.params.ranks_per_unit, "ranks of each unit "
+                                "(launcher.ranks_per_unit)", "on several ranks per unit")
+
+    def _check_fits(self, ray: Any) -> None:
+        """On a local instance, a unit's ranks that can never start together are an error,
+        not a wait for ever (a cluster may grow: it is not checked)."""
+        p = self.params
+        if p.ranks_per_unit == 1:
+            return
+        have = ray.cluster_resources()
+        for kind, each in (("CPU", p.num_cpus_per_unit), ("GPU", p.num_gpus_per_unit)):
+            if each and p.ranks_per_unit * each > have.get(kind, 0):
+                self.__exit__()
+                raise LthError(f"launcher.ranks_per_unit: {p.ranks_per_unit} ranks of "
+                               f"{each:g} {kind} each do not fit the local Ray instance's "
+                               f"{have.get(kind, 0):g} {kind}s")
 
     def __exit__(self, *exc_info: object) -> None:
         """Stop the local instance this launcher started; leave a cluster running."""
@@ -86,9 +114,14 @@ class RayLauncher:
 
     def _launch(self, ray: Any, jobs: Sequence[Job]) -> list[Outcome]:
         p = self.params
-        task = ray.remote(num_cpus=p.num_cpus_per_unit, num_gpus=p.num_gpus_per_unit,
-                          max_retries=p.max_retries)(_run_unit)
-        threads = max(1, int(p.num_cpus_per_unit))
+        if p.ranks_per_unit > 1:  # a unit's ranks reserve the resources, not this task
+            from .ray_ranks import run_on_ranks
+
+            task, setting = ray.remote(num_cpus=0, max_retries=0)(run_on_ranks), p
+        else:
+            task = ray.remote(num_cpus=p.num_cpus_per_unit, num_gpus=p.num_gpus_per_unit,
+                              max_retries=p.max_retries)(_run_unit)
+            setting = max(1, int(p.num_cpus_per_unit))  # the unit's torch threads
         outcomes = [Outcome() for _ in jobs]
         pending: dict[Any, tuple[int, Unit]] = {}
         for index, job in enumerate(jobs):
@@ -97,7 +130,7 @@ class RayLauncher:
             for unit in job.graph.units:
                 needs = [refs[dep] for dep in job.graph.dependencies[unit] if dep in refs]
                 refs[unit] = task.options(name=f"{job.label}{unit.name}").remote(
-                    execute, unit, threads, *needs)
+                    execute, unit, setting, *needs)
                 pending[refs[unit]] = (index, unit)
         try:
             while pending:
