@@ -30,7 +30,7 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     if training.population == "off":
         return "training.population is off"
     if group() is not None:
-        return "data-parallel training (torchrun) trains one network at a time"
+        return "data-parallel training trains one network at a time"
     if isinstance(experiment.data, StreamedSplits):
         return "streamed data trains one network at a time"
     if training.population == "auto" and experiment.device.type != "cuda":
