@@ -210,3 +210,26 @@ def test_a_workers_evaluations_reach_the_store_while_it_trains(tiny, plugins, tm
     ticket = finished.levels[0].branches[0]
     steps = [m.step for m in MlflowClient(uri).get_metric_history(ticket.run_id, "val_loss")]
     assert sorted(steps) == [0, 20, 40]  # each evaluation once
+
+
+def test_a_failed_experiment_stops_its_trainings_and_the_next_one_uses_the_pool(
+        tiny, plugins, tmp_path):
+    from lth_suite.launch.execute import ExperimentPlan, execute
+    from lth_suite.tracking import open_tracker
+
+    broken = tiny_spec(tiny, replicates=2, launcher=workers(2))
+    broken["training"] = {**broken["training"], "lr": 1e12}  # diverges at once
+    sane = tiny_spec(tiny, replicates=2, launcher=workers(2))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    plans = [ExperimentPlan(build_spec(data, plugins.registry), open_tracker(uri))
+             for data in (broken, sane)]
+    launcher = LocalWorkers(2)
+    first, second = execute(plans, plugins, launcher, uri)
+    assert first.error is not None and "diverged" in str(first.error)
+    assert launcher.pool.workers == []  # stopped with the launcher
+    alone = run_experiment(build_spec({**sane, "launcher": "local"}, plugins.registry),
+                           plugins, f"sqlite:///{tmp_path / 'alone.db'}")
+    assert second.error is None and second.finished.summary == alone.summary
+    client = MlflowClient(uri)
+    statuses = {client.get_run(p.parent_id).info.status for p in plans}
+    assert statuses == {"FAILED", "FINISHED"}

@@ -9,10 +9,12 @@ resumed experiment restores every finished training instead of training it again
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from contextlib import closing
 
 from ..errors import Diverged, LthError
 from ..tracking import Tracker
 from ..tracking.names import CONTROLS, TICKET, branch_order
+from ..training.result import TrainResult
 from .checkpoints import Checkpoints
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
@@ -159,24 +161,32 @@ class LotteryRunner:
         try:
             for item in planned:
                 self.recorder.start(item)
-            for item, trained in self.trainer.train_apart(planned):
-                if isinstance(trained, BaseException) or item.replicate in stopped:
-                    diverged = stopped.get(item.replicate, trained)
-                    if (not isinstance(diverged, Diverged)
-                            or self.x.spec.training.on_divergence == "stop"):
-                        raise diverged
+            # Closed however this stops, so that the trainings still running stop too.
+            with closing(self.trainer.train_apart(planned)) as trainings:
+                for item, trained in trainings:
+                    result = self._landed(item, trained, stopped)
                     running.remove(item)
-                    self.recorder.abandon([item], diverged)
-                    self._skipped(item, diverged, stopped)
-                    continue
-                running.remove(item)
-                result = self.recorder.finish(item, trained)
-                self.planner.keep(result)
-                results.append(result)
+                    if result is not None:
+                        results.append(result)
         except BaseException as exc:
             self.recorder.abandon(running, exc)
             raise
         return results
+
+    def _landed(self, item: Planned, trained: TrainResult | BaseException,
+                stopped: dict[int, Diverged]) -> BranchResult | None:
+        """Record a training that came back from a worker; None when it diverged and is
+        skipped (or belongs to a replicate whose ticket diverged)."""
+        if isinstance(trained, BaseException) or item.replicate in stopped:
+            diverged = stopped.get(item.replicate, trained)
+            if not isinstance(diverged, Diverged) or self.x.spec.training.on_divergence == "stop":
+                raise diverged  # its run ends with the others still open
+            self.recorder.abandon([item], diverged)
+            self._skipped(item, diverged, stopped)
+            return None
+        result = self.recorder.finish(item, trained)
+        self.planner.keep(result)
+        return result
 
     def _skipped(self, item: Planned, exc: Diverged, stopped: dict[int, Diverged]) -> None:
         """Note a diverged training; a diverged ticket ends its replicate."""

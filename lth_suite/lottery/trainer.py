@@ -5,6 +5,7 @@ chooses between the first two; a pool, when the launcher gives one, takes preced
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import torch
@@ -95,15 +96,17 @@ class Trainer:
                 bar.append(self.progress.begin(label, done, sum(total - s for s in starts)))
             bar[0](done)
 
-        for index, outcome in self.pool.train(self.x, items, told):
-            reached[index] = total
-            bar.clear()
-            if isinstance(outcome, PooledResult):
-                if outcome.mask is not None:  # dynamic sparse training moved it
-                    items[index].mask = outcome.mask.to(self.x.device)
-                yield items[index], outcome.result
-            else:
-                yield items[index], outcome
+        # Closed however the caller stops: the trainings still running are stopped then.
+        with closing(self.pool.train(self.x, items, told)) as outcomes:
+            for index, outcome in outcomes:
+                reached[index] = total
+                bar.clear()
+                if isinstance(outcome, PooledResult):
+                    if outcome.mask is not None:  # dynamic sparse training moved it
+                        items[index].mask = outcome.mask.to(self.x.device)
+                    yield items[index], outcome.result
+                else:
+                    yield items[index], outcome
 
     def train_alone(self, item: Planned) -> TrainResult:
         """Train one network in the working model."""
