@@ -26,6 +26,7 @@ from ..pruning.masks import Mask
 from ..signals import interrupts_held
 from .batches import batches
 from .experiments import adoptable, experiment_id
+from .journal import keep_journal
 from .model_logging import quiet_model_logging
 from .names import (
     ERROR_TAG,
@@ -82,6 +83,7 @@ class Tracker:
     def __init__(self, uri: str):
         self.uri = uri
         mlflow.set_tracking_uri(uri)  # the model logging API reads the global URI
+        keep_journal(uri)  # before the first write: a deleted journal per write costs most
         self.client = MlflowClient(uri)
         self.reader = StoreReader(uri)
         self.parent_id: str | None = None
