@@ -171,3 +171,21 @@ def test_run_ends_with_where_the_time_went(tiny, write_spec, tracking_uri):
     assert line, result.output
     steps, evaluation, rest, percent = map(float, line.groups())
     assert steps > 0 and min(evaluation, rest) >= 0 and percent > 0  # rounded to 0.1 s
+
+
+def test_live_logging_counts_neither_as_steps_nor_as_evaluation(registry):
+    import time
+
+    model = registry.build("architecture", "mlp", {"hidden": [12]}, INFO)
+    calls: list[int] = []
+
+    def slow_write(rows) -> None:  # a live write to a slow store
+        calls.append(len(rows))
+        time.sleep(0.05)
+
+    began = time.perf_counter()
+    result = train(model, Mask.dense(model), splits(), config(), data_seed=0, evaluated=slow_write)
+    wall = time.perf_counter() - began
+    written = 0.05 * len(calls)
+    assert calls and result.timings["evaluation"] < written
+    assert result.timings["steps"] + result.timings["evaluation"] <= wall - 0.9 * written

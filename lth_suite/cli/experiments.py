@@ -190,7 +190,8 @@ def _print_plan(experiment) -> None:
 
 def _print_time_split(finished, seconds: float) -> None:
     """Where the run's time went: training steps, evaluations, and the rest (MLflow logging,
-    checkpoints, pruning, analyzers), from the timings each training reports."""
+    live evaluations' writes included, checkpoints, pruning, analyzers), from the timings
+    each training reports."""
     trained = [b.result.timings for level in finished.levels for b in level.branches
                if not b.restored]
     if not trained or not all(trained):  # population training does not split its time

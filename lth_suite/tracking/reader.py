@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..errors import TrackingError
+from .journal import keep_journal
 from .names import ITERATION, PARENT_TAG, SPEC_HASH_TAG
 from .uris import checked_store
 
@@ -65,6 +66,7 @@ class StoreReader:
 
     def __init__(self, uri: str):
         self.uri = uri
+        keep_journal(uri)  # before any connection: the writer shares this one's pool
         self.client = MlflowClient(uri)
 
     def run(self, run_id: str) -> RunRecord | None:

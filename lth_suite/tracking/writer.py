@@ -18,6 +18,7 @@ from typing import Any
 import mlflow
 import torch
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from .. import __version__
@@ -25,6 +26,7 @@ from ..pruning.masks import Mask
 from ..signals import interrupts_held
 from .batches import batches
 from .experiments import adoptable, experiment_id
+from .journal import keep_journal
 from .model_logging import quiet_model_logging
 from .names import (
     ERROR_TAG,
@@ -81,16 +83,20 @@ class Tracker:
     def __init__(self, uri: str):
         self.uri = uri
         mlflow.set_tracking_uri(uri)  # the model logging API reads the global URI
+        keep_journal(uri)  # before the first write: a deleted journal per write costs most
         self.client = MlflowClient(uri)
         self.reader = StoreReader(uri)
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
         self._open: list[str] = []
         self._adopted_parent = False
-        # Child runs' params and metrics wait here and go to the store in one call when the
-        # run ends: one write per training instead of four (see ``start_child``).
+        # Child runs' metrics wait here and go to the store in one call when the run ends
+        # (see ``start_child``); its identifying params wait only for its first other ones.
         self._pending: dict[str, tuple[list[Param], list[Metric]]] = {}
         self._sent: dict[str, float] = {}  # when each child's waiting metrics were last sent
+        # Where each open child's artifacts go, known from its creation: the client would
+        # otherwise read the run back from the store to find out, once per child.
+        self._artifact_uris: dict[str, str] = {}
 
     def start_experiment(self, experiment: str, run_name: str, params: Mapping[str, Any],
                          tags: Mapping[str, str], spec_yaml: str) -> str:
@@ -151,24 +157,29 @@ class Tracker:
         self.client.set_tag(run_id, key, value)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        """Params of a run, as strings (a child run's when it ends)."""
-        self._log_or_defer(run_id, [Param(k, str(v)) for k, v in params.items()], [])
+        """Params of a run, as strings, written at once: a child's together with the
+        params it was started with, in one write."""
+        waiting = self._pending[run_id][0] if run_id in self._pending else []
+        self._send(run_id, [*waiting, *(Param(k, str(v)) for k, v in params.items())], [], [])
+        waiting.clear()
 
     def start_child(self, name: str, params: Mapping[str, Any]) -> str:
         """A nested run under the parent, with its params.
 
-        These params (which replicate, level and branch) are written at once, so a run
-        that a crash leaves RUNNING still says what it was; what the child logs later
-        (params, metrics) is written in one call when it ends, FINISHED or not.
+        These params (which replicate, level and branch) go out with the child's first
+        ``log_params`` (its densities, logged before it trains), so a run that a crash leaves
+        RUNNING still says what it was, at one write for both; its metrics are written in
+        one call when it ends, FINISHED or not, as are these params if nothing sent them.
         """
         assert self.parent_id is not None and self.experiment_id is not None, "start_experiment first"
         with interrupts_held():
             run = self.client.create_run(self.experiment_id, run_name=name,
                                          tags={PARENT_TAG: self.parent_id})
             self._open.append(run.info.run_id)
-        self._log(run.info.run_id, params={k: str(v) for k, v in params.items()})
-        self._pending[run.info.run_id] = ([], [])
+        self._pending[run.info.run_id] = ([Param(k, str(v)) for k, v in params.items()], [])
         self._sent[run.info.run_id] = time.monotonic()
+        if not self.uri.startswith("databricks"):  # there the client adds profile details
+            self._artifact_uris[run.info.run_id] = run.info.artifact_uri
         return run.info.run_id
 
     def log_evaluations(self, run_id: str, history: list[dict[str, float]]) -> None:
@@ -219,7 +230,11 @@ class Tracker:
             Path(folder, MASK_ARTIFACT).write_bytes(mask.pack())
             for name, state in states.items():
                 torch.save(dict(state), Path(folder, name))
-            self.client.log_artifacts(run_id, folder)
+            uri = self._artifact_uris.get(run_id)
+            if uri is None:
+                self.client.log_artifacts(run_id, folder)
+            else:
+                get_artifact_repository(uri, tracking_uri=self.uri).log_artifacts(folder)
 
     def log_model(self, run_id: str, model: torch.nn.Module, name: str,
                   example: torch.Tensor, model_format: str = "pickle") -> str:
@@ -257,6 +272,7 @@ class Tracker:
                 raise  # the run stays open: the caller's end_all ends it FAILED
             # ending FAILED or KILLED anyway: the status matters more than what was pending
         self._open.remove(run_id)
+        self._artifact_uris.pop(run_id, None)
         if run_id == self.parent_id and self._adopted_parent and status == "FINISHED":
             return  # ``mlflow run`` ends the run it created
         self.client.set_terminated(run_id, status=status)

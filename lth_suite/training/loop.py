@@ -212,10 +212,10 @@ def run_loop(stepper: Stepper, data: AnySplits, config: TrainConfig, *,
     captures = Captures(stepper, capture_at or [frozenset()] * members)
     losses = LossWindow(min(config.eval_every, DIVERGENCE_CHECK_EVERY), device, members)
     histories: list[list[dict[str, float]]] = [[] for _ in range(members)]
-    evaluation = 0.0
+    evaluation = reporting = 0.0
 
     def record(iteration: int) -> None:
-        nonlocal evaluation
+        nonlocal evaluation, reporting
         if device.type == "cuda":  # queued steps belong to the steps' time, not to this
             torch.cuda.synchronize(device)
         begun = time.perf_counter()
@@ -229,9 +229,11 @@ def run_loop(stepper: Stepper, data: AnySplits, config: TrainConfig, *,
             row["val_loss"], row["val_accuracy"] = val[member]
             row["test_loss"], row["test_accuracy"] = test[member]
             history.append(row)
-        if evaluated is not None:
+        reported = time.perf_counter()
+        evaluation += reported - begun
+        if evaluated is not None:  # live logging: neither a step's time nor an evaluation's
             evaluated([history[-1] for history in histories])
-        evaluation += time.perf_counter() - begun
+            reporting += time.perf_counter() - reported
 
     every_step: list[StepCallback] = [captures, *callbacks] if any(capture_at or ()) \
         else list(callbacks)
@@ -258,6 +260,7 @@ def run_loop(stepper: Stepper, data: AnySplits, config: TrainConfig, *,
     states = [stepper.state(member) for member in range(members)]
     seconds = time.perf_counter() - started
     # Population members share every second: no time of their own to report.
-    timings = {"steps": seconds - evaluation, "evaluation": evaluation} if members == 1 else {}
+    timings = ({"steps": seconds - evaluation - reporting, "evaluation": evaluation}
+               if members == 1 else {})
     return [TrainResult(state=states[m], history=histories[m], captured=captures.captured[m],
                         timings=dict(timings)) for m in range(members)]
