@@ -40,6 +40,7 @@ ROOT = HERE.parent
 QUICKSTART = ROOT / "specs" / "quickstart.yaml"
 LENET = ROOT / "specs" / "lenet300_mnist.yaml"
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+EXPERIMENT = re.compile(r"test accuracy at the early-stop iteration, % \(([\d.]+) s\)")
 SPLIT = re.compile(r"time: training steps ([\d.]+) s, evaluation ([\d.]+) s, "
                    r"logging and checkpoints ([\d.]+) s")
 
@@ -58,6 +59,7 @@ class Variant:
     walls: list[float] = field(default_factory=list)
     timed_out: int = 0  # runs stopped at --timeout (their wall counts as the timeout)
     splits: list[tuple[float, float, float]] = field(default_factory=list)
+    experiments: list[float] = field(default_factory=list)  # the levels' wall, as printed
 
 
 def cores() -> int:
@@ -133,6 +135,9 @@ def run_once(variant: Variant, overrides: list[str], timeout: float) -> None:
     if done.returncode != 0:
         raise SystemExit(f"{variant.label}: exit {done.returncode}\n{done.stderr[-2000:]}")
     variant.walls.append(wall)
+    found = EXPERIMENT.search(done.stdout + done.stderr)
+    if found:
+        variant.experiments.append(float(found.group(1)))
     match = SPLIT.search(done.stdout + done.stderr)
     if match:
         variant.splits.append(tuple(float(g) for g in match.groups()))  # type: ignore[arg-type]
@@ -145,13 +150,21 @@ def table(found: list[Variant], part: str, reference: str, speedup: bool = False
     rows = [v for v in found if v.part == part]
     base = statistics.median(next(v for v in rows if v.label == reference).walls)
     header = ("speed-up over " if speedup else "ratio to ") + reference
-    lines = [f"| run | median wall s | runs (s) | {header} |", "| --- | ---: | --- | ---: |"]
+    levels = speedup and all(v.experiments for v in rows)  # workers: the levels' part too
+    lines = [f"| run | median wall s | runs (s) | {header} |"
+             + (" levels s (median) | levels speed-up |" if levels else ""),
+             "| --- | ---: | --- | ---: |" + (" ---: | ---: |" if levels else "")]
+    reference_levels = statistics.median(rows[0].experiments) if levels else 0.0
     for v in rows:
         median = statistics.median(v.walls)
         each = ", ".join(f"{w:.1f}" for w in v.walls)
         more = f" ({v.timed_out} stopped at the timeout)" if v.timed_out else ""
         ratio = base / median if speedup else median / base
-        lines.append(f"| {v.label} | {median:.1f}{more} | {each} | {ratio:.2f}x |")
+        line = f"| {v.label} | {median:.1f}{more} | {each} | {ratio:.2f}x |"
+        if levels:
+            inner = statistics.median(v.experiments)
+            line += f" {inner:.1f} | {reference_levels / inner:.2f}x |"
+        lines.append(line)
     return "\n".join(lines)
 
 

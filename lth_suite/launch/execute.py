@@ -54,8 +54,9 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> L
 
     Checked before any run is created: the launcher's package is installed (its factory
     checks), the store is shared when units leave this process, and the launcher takes
-    the spec (its optional ``check_spec``). A launcher with a ``start`` method (worker
-    processes to start) is then started, so that it gets ready while the data loads.
+    the spec (its optional ``check_spec``). A launcher with a ``start(spec)`` method
+    (worker processes to start) is then started, so that it gets ready while the data
+    loads.
     """
     launcher: Launcher = plugins.registry.build("launcher", spec.launcher.name,
                                                 spec.launcher.params)
@@ -64,7 +65,7 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> L
     getattr(launcher, "check_spec", lambda spec: None)(spec)
     start = getattr(launcher, "start", None)
     if callable(start):
-        start()
+        start(spec)
     return launcher
 
 

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # torch and the lottery load in the workers, and when trainin
     from ..lottery.experiment import Experiment
     from ..lottery.planner import Planned
     from ..lottery.pooled import PooledResult
+    from ..spec.model import ExperimentSpec
 
 STOP_SECONDS = 10  # a worker asked to stop that is still alive after this is terminated
 DONE, FAILED = "done", "failed"
@@ -63,8 +65,12 @@ def _serve(conn: Connection, concurrent: int) -> None:
             if key not in trainers:
                 trainers.clear()  # one experiment's model and data at a time
                 trainers[key] = worker_trainer(prepared(spec_yaml, allowed), send)
+            if item is None:  # prepare only, while the launching process does too
+                continue
             reply: tuple[str, Any] = (DONE, trainers[key](item))
         except Exception as exc:  # noqa: BLE001 - sent back, raised in the launching process
+            if item is None:  # the launching process meets the same error and reports it
+                continue
             reply = (FAILED, exc if _picklable(exc) else UnitFailed(
                 item.name, f"{type(exc).__name__}: {exc}"))
         send(*reply)
@@ -93,8 +99,9 @@ class WorkerPool:
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[_Worker] = []
 
-    def start(self) -> None:
-        """Start the workers that are missing, without waiting for them."""
+    def start(self, spec: ExperimentSpec | None = None) -> None:
+        """Start the workers that are missing, without waiting for them; with ``spec``,
+        they prepare its experiment (data, model) once they have imported the code."""
         if not self.workers:
             atexit.register(self.stop)  # before multiprocessing would wait for them at exit
         while len(self.workers) < self.size:
@@ -104,6 +111,8 @@ class WorkerPool:
             process.start()
             theirs.close()
             self.workers.append(_Worker(process, mine))
+            if spec is not None:
+                mine.send((to_yaml(spec), os.environ.get(LOAD_ENV), None))
 
     def train(self, experiment: Experiment, items: Sequence[Planned],
               told: Callable[[int, str, Any], None],
@@ -164,15 +173,20 @@ class WorkerPool:
             self.workers.remove(worker)
 
     def stop(self) -> None:
-        """Ask every worker to stop; terminate those that do not."""
+        """Ask every worker to stop; terminate those still busy (importing or preparing
+        an experiment this process no longer runs) after a second: they hold nothing."""
         atexit.unregister(self.stop)
         for worker in self.workers:
             try:
                 worker.conn.send(None)
             except OSError:
                 pass
+        deadline = time.monotonic() + 1.0
         for worker in self.workers:
-            worker.process.join(timeout=STOP_SECONDS)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(timeout=STOP_SECONDS)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()

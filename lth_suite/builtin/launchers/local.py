@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import LthError
 from ...launch.pool import WorkerPool
 from ...launch.units import Job, Outcome, run_in_order
+from ...spec.model import ExperimentSpec
 
 
 class LocalParams(BaseModel):
@@ -66,14 +67,15 @@ class LocalWorkers:
     def __repr__(self) -> str:
         return f"LocalWorkers({self.workers})"
 
-    def start(self) -> None:
-        """Start the workers: they import the training code while the data loads."""
+    def start(self, spec: ExperimentSpec | None = None) -> None:
+        """Start the workers: they import the training code, and prepare ``spec``'s
+        experiment when given, while this process loads the data."""
         from ...training.distributed import launched
 
         if launched():
             raise LthError("launcher.workers: under torchrun every process trains the same "
                            "network data-parallel; leave workers at 1")
-        self.pool.start()
+        self.pool.start(spec)
 
     def __enter__(self) -> LocalWorkers:
         """Start the workers if ``start`` was not called."""
