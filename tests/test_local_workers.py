@@ -42,7 +42,7 @@ from lth_suite.plugins.hookspecs import hookimpl
 class FaultParams(MLPParams):
     driver: int = 0  # the launching process: never faulted
     marker: str = ""
-    mode: str = "kill"  # kill | sleep | slow (every forward in a worker takes 50 ms)
+    mode: str = "kill"  # kill | sleep | nan | slow (every forward in a worker takes 50 ms)
 
 
 def fault_mlp(params, info):
@@ -53,10 +53,14 @@ def fault_mlp(params, info):
             if params.mode == "slow" and os.getpid() != params.driver:
                 time.sleep(0.05)
                 return super().forward(x)
+            if params.mode == "nan" and not self.training:  # a training step's loss, not an
+                return super().forward(x)  # evaluation's, makes a training diverge
             marker = Path(params.marker)
             pruned = bool((self.fc1.weight == 0).any())
             if pruned and os.getpid() != params.driver and not marker.exists():
                 marker.write_text(str(os.getpid()))
+                if params.mode == "nan":  # this training diverges
+                    return super().forward(x) * float("nan")
                 if params.mode == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 for _ in range(1200):  # until stopped
@@ -233,3 +237,30 @@ def test_a_failed_experiment_stops_its_trainings_and_the_next_one_uses_the_pool(
     client = MlflowClient(uri)
     statuses = {client.get_run(p.parent_id).info.status for p in plans}
     assert statuses == {"FAILED", "FINISHED"}
+
+
+def test_on_divergence_skip_with_workers_skips_the_control_or_stops_the_replicate(
+        tiny, plugins, tmp_path, fault_plugin):
+    from lth_suite.plugins.manager import load_plugins
+
+    tiny["experiment"]["name"] = "diverging"
+    tiny["training"]["on_divergence"] = "skip"
+    data = faulty(tiny, tmp_path / "nan.marker", "nan")
+    data["experiment"]["replicates"] = 2
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    loaded = load_plugins()
+    finished = run_experiment(build_spec(data, loaded.registry), loaded, uri)
+    _, children = runs_of(uri, "diverging")
+    failed = sorted(c.info.run_name for c in children if c.info.status == "FAILED")
+    assert "RUNNING" not in {c.info.status for c in children}
+    trained = {(b.replicate, b.level, b.branch) for level in finished.levels
+               for b in level.branches}
+    if any(name.endswith("ticket") for name in failed):  # the ticket diverged first
+        replicate = int(failed[0][1])
+        assert failed == [f"r{replicate}-level1-{b}" for b in
+                          ("random_prune", "reinit", "ticket")]  # its controls end with it
+        assert not any(r == replicate and level >= 1 for r, level, _ in trained)
+        assert len(trained) == 2 + 3 + 3  # level 0: both; then the other replicate's 3 + 3
+    else:  # a control diverged: only it is left out
+        assert len(failed) == 1 and "level1" in failed[0]
+        assert len(trained) == 2 + 2 * 3 * 2 - 1
