@@ -264,3 +264,13 @@ def test_on_divergence_skip_with_workers_skips_the_control_or_stops_the_replicat
     else:  # a control diverged: only it is left out
         assert len(failed) == 1 and "level1" in failed[0]
         assert len(trained) == 2 + 2 * 3 * 2 - 1
+
+
+def test_a_dry_run_starts_no_worker(tiny, write_spec, tmp_path):
+    import multiprocessing
+
+    data = tiny_spec(tiny, launcher=workers(2))
+    result = invoke("run", write_spec(data), "--dry-run", "--tracking-uri",
+                    f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.exit_code == 0, result.output
+    assert not [p for p in multiprocessing.active_children() if p.name == "lth-suite-worker"]

@@ -45,7 +45,8 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
         try:
             plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
             uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
-            launcher = check_launcher(experiment_spec, plugins, uri)  # before data and runs
+            launcher = check_launcher(experiment_spec, plugins, uri,  # before data and runs
+                                      start=not dry_run)
             join_torchrun(experiment_spec, launcher.in_process)
             experiment = prepare(experiment_spec, plugins)
         except LthError as error:
@@ -101,7 +102,7 @@ def _resume(run_id: str, set_: list[str] | None, tracking_uri: str | None,
                                                      set_ or []),
                                      plugins.registry, f"run {run_id} spec.yaml")
         check_same_spec(tracker.reader, run_id, experiment_spec, plugins.registry)
-        launcher = check_launcher(experiment_spec, plugins, tracker.uri)
+        launcher = check_launcher(experiment_spec, plugins, tracker.uri, start=True)
         join_torchrun(experiment_spec, launcher.in_process)
         experiment = prepare(experiment_spec, plugins)
     except LthError as error:

@@ -49,23 +49,24 @@ def check_tracking_uri(uri: str, launcher: str) -> None:
                    "(http://HOST:5000) or a database (postgresql://...), not a local file")
 
 
-def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None) -> Launcher:
+def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None,
+                   start: bool = False) -> Launcher:
     """The spec's launcher, once it can run this spec against ``uri``; else an LthError.
 
     Checked before any run is created: the launcher's package is installed (its factory
     checks), the store is shared when units leave this process, and the launcher takes
-    the spec (its optional ``check_spec``). A launcher with a ``start(spec)`` method
-    (worker processes to start) is then started, so that it gets ready while the data
-    loads.
+    the spec (its optional ``check_spec``). With ``start``, a launcher with a
+    ``start(spec)`` method (worker processes to start) is then started, so that it gets
+    ready while the data loads; else it starts when the experiments execute.
     """
     launcher: Launcher = plugins.registry.build("launcher", spec.launcher.name,
                                                 spec.launcher.params)
     if not launcher.in_process and uri is not None:
         check_tracking_uri(uri, spec.launcher.name)
     getattr(launcher, "check_spec", lambda spec: None)(spec)
-    start = getattr(launcher, "start", None)
-    if callable(start):
-        start(spec)
+    starting = getattr(launcher, "start", None)
+    if start and callable(starting):
+        starting(spec)
     return launcher
 
 
@@ -135,7 +136,7 @@ def run_experiment(spec: ExperimentSpec, plugins: Plugins, tracking_uri: str,
 
     Raises the ``LthError`` that stopped it (its runs then ended FAILED).
     """
-    launcher = check_launcher(spec, plugins, tracking_uri)
+    launcher = check_launcher(spec, plugins, tracking_uri, start=True)
     plan = ExperimentPlan(spec, open_tracker(tracking_uri), resume_id=resume)
     shown = (lambda trainings: progress) if progress is not None else None
     result = execute([plan], plugins, launcher, tracking_uri, shown)[0]

@@ -111,7 +111,7 @@ def run_sweep(sweep: Sweep, plugins: Plugins, uri: str,
     from ..tracking import open_tracker
     from .execute import ExperimentPlan, check_launcher, execute
 
-    launcher = check_launcher(sweep.points[0].spec, plugins, uri)
+    launcher = check_launcher(sweep.points[0].spec, plugins, uri, start=True)
     open_tracker(uri)  # an unusable store fails here, before any run exists
     earlier = earlier_points(sweep, uri) if resume else {}
     done = {point.index: PointResult(point, earlier[point.index].parent_id,
