@@ -112,7 +112,7 @@ class Launcher(Protocol):
     ``KeyboardInterrupt`` stops everything and propagates once the units are stopped.
 
     Optionally a launcher is also a context manager, entered before any run is created,
-    so that a cluster that cannot be reached fails first. It may have a ``start()``
+    so that a cluster that cannot be reached fails first. It may have a ``start(spec)``
     method, called as soon as the spec is checked (before the data loads), to start what
     takes a while. An in-process launcher may offer a ``pool`` attribute (a
     ``lottery.pooled.TrainingPool``): the runner then trains each level's networks side
