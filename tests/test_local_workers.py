@@ -274,3 +274,29 @@ def test_a_dry_run_starts_no_worker(tiny, write_spec, tmp_path):
                     f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert result.exit_code == 0, result.output
     assert not [p for p in multiprocessing.active_children() if p.name == "lth-suite-worker"]
+
+
+def test_a_worker_that_dies_between_levels_fails_the_next_training_naming_it(
+        tiny, plugins, tmp_path):
+    from lth_suite.errors import LthError
+    from lth_suite.launch.execute import ExperimentPlan, execute
+    from lth_suite.lottery.progress import SilentProgress
+    from lth_suite.tracking import open_tracker
+
+    launcher = LocalWorkers(2)
+
+    class KillAfterLevel0(SilentProgress):
+        def level_done(self, level, row):
+            if level == 0:  # both workers idle now: one of them dies
+                victim = launcher.pool.workers[0].process
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.join()
+
+    spec = build_spec(tiny_spec(tiny, launcher=workers(2)), plugins.registry)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = execute([ExperimentPlan(spec, open_tracker(uri))], plugins, launcher, uri,
+                     lambda trainings: KillAfterLevel0())[0]
+    assert isinstance(result.error, LthError)
+    assert "level1" in str(result.error) and "its worker process died" in str(result.error)
+    _, children = runs_of(uri, "tiny")
+    assert "RUNNING" not in {c.info.status for c in children}

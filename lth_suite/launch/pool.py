@@ -125,10 +125,13 @@ class WorkerPool:
         self.start()
         try:
             while handed < len(items):
-                for worker in self.workers:
+                for worker in list(self.workers):
                     if worker.index is None and waiting:
                         worker.index = waiting.pop(0)
-                        worker.conn.send((spec_yaml, allowed, items[worker.index]))
+                        try:
+                            worker.conn.send((spec_yaml, allowed, items[worker.index]))
+                        except OSError:  # it died while idle
+                            self._lost(worker, items, outcomes)
                 busy = [w for w in self.workers if w.index is not None]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
@@ -157,7 +160,15 @@ class WorkerPool:
                 return
         except (EOFError, OSError):
             pass
-        worker.process.join(timeout=STOP_SECONDS)  # died mid-training
+        self._lost(worker, items, outcomes)
+
+    def _lost(self, worker: _Worker, items: Sequence[Planned],
+              outcomes: dict[int, PooledResult | BaseException]) -> None:
+        """A worker that died: its training fails, naming it; the next ``train`` starts
+        another in its place."""
+        index = worker.index
+        assert index is not None
+        worker.process.join(timeout=STOP_SECONDS)
         worker.conn.close()
         self.workers.remove(worker)
         outcomes[index] = UnitFailed(items[index].name, (
