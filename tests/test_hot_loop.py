@@ -170,7 +170,10 @@ def test_run_ends_with_where_the_time_went(tiny, write_spec, tracking_uri):
                      r"checkpoints ([\d.]+) s \(\+(\d+)%\)", result.output)
     assert line, result.output
     steps, evaluation, rest, percent = map(float, line.groups())
-    assert steps > 0 and min(evaluation, rest) >= 0 and percent > 0  # rounded to 0.1 s
+    # Printed to 0.1 s: a quick machine trains the tiny spec's steps in under 0.05 s.
+    assert min(steps, evaluation, rest) >= 0 and percent > 0
+    if steps >= 1:
+        assert abs(percent - 100 * (evaluation + rest) / steps) < 15
 
 
 def test_live_logging_counts_neither_as_steps_nor_as_evaluation(registry):
