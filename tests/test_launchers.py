@@ -108,6 +108,28 @@ def invoke(*args: object):
     return result
 
 
+def invoke_interrupted(marker: Path, delay: float, *args: object):
+    """``invoke`` the CLI, sending this process Ctrl-C ``delay`` s after ``marker`` appears
+    (a fault plugin writes it where it stalls); never once the command has ended."""
+    finished = threading.Event()
+
+    def interrupt() -> None:
+        while not marker.exists():
+            if finished.wait(0.1):
+                return  # the run ended without reaching the fault: never interrupt later
+        time.sleep(delay)
+        if not finished.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
+    try:
+        return invoke(*args)
+    finally:
+        finished.set()
+        watcher.join()
+
+
 def tiny_spec(tiny: dict, replicates: int = 1, launcher: object = "ray", **criterion) -> dict:
     spec = {**tiny, "experiment": {**tiny["experiment"], "replicates": replicates},
             "launcher": launcher, "report": {"enabled": False}}
@@ -583,23 +605,7 @@ def test_ctrl_c_cancels_the_units_then_resume_finishes_with_ray(tiny, write_spec
     marker = tmp_path / "sleeping.marker"
     data = tiny_spec(tiny, marker=str(marker), level=1, mode="sleep")
 
-    finished = threading.Event()
-
-    def interrupt() -> None:  # Ctrl-C once r0-level1-ticket is inside the criterion
-        while not marker.exists():
-            if finished.wait(0.1):
-                return  # the run ended without reaching the fault: never interrupt later
-        time.sleep(0.5)
-        if not finished.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
-
-    watcher = threading.Thread(target=interrupt, daemon=True)
-    watcher.start()
-    try:
-        result = invoke("run", write_spec(data), "--tracking-uri", server)
-    finally:
-        finished.set()
-        watcher.join()
+    result = invoke_interrupted(marker, 0.5, "run", write_spec(data), "--tracking-uri", server)
     assert result.exit_code == 130, result.output
     parent = parent_of(server, "interrupted")
     assert f"resume with: lth-suite resume {parent}" in result.output

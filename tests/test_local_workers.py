@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,15 @@ from lth_suite.errors import SpecError
 from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import build_spec
 
-from .test_launchers import expected_units, finished_once, invoke, parent_of, runs_of, tiny_spec
+from .test_launchers import (
+    expected_units,
+    finished_once,
+    invoke,
+    invoke_interrupted,
+    parent_of,
+    runs_of,
+    tiny_spec,
+)
 
 WORKER_FAULT = """
 import os
@@ -167,24 +174,8 @@ def test_ctrl_c_stops_the_workers_and_ends_the_runs_killed(tiny, write_spec, tmp
     marker = tmp_path / "sleeping.marker"
     data = faulty(tiny, marker, "sleep")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    finished = threading.Event()
-
-    def interrupt() -> None:  # Ctrl-C once a worker sleeps inside r0-level1-ticket
-        while not marker.exists():
-            if finished.wait(0.1):
-                return
-        time.sleep(0.3)
-        if not finished.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
-
-    watcher = threading.Thread(target=interrupt, daemon=True)
-    watcher.start()
-    started = time.perf_counter()
-    try:
-        result = invoke("run", write_spec(data), "--tracking-uri", uri)
-    finally:
-        finished.set()
-        watcher.join()
+    started = time.perf_counter()  # Ctrl-C once a worker sleeps inside a pruned training
+    result = invoke_interrupted(marker, 0.3, "run", write_spec(data), "--tracking-uri", uri)
     assert result.exit_code == 130, result.output
     assert time.perf_counter() - started < 100  # the sleeping worker was stopped, not awaited
     worker = int(marker.read_text())
