@@ -216,11 +216,9 @@ class LotteryRunner:
                 self.recorder.abandon([item], exc)
                 if not isinstance(exc, Diverged) or self.x.spec.training.on_divergence == "stop":
                     raise
+                self._skipped(item, exc, {})
                 if item.branch == TICKET:
-                    self.planner.drop(replicate)
-                    self.progress.note(f"replicate {replicate} stops at level {level}: {exc}")
                     return []
-                self.progress.note(f"{item.name} skipped: {exc}")
                 continue
             result = self.recorder.finish(item, trained)
             self.planner.keep(result)
