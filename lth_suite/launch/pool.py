@@ -104,6 +104,7 @@ class WorkerPool:
         they prepare its experiment (data, model) once they have imported the code."""
         if not self.workers:
             atexit.register(self.stop)  # before multiprocessing would wait for them at exit
+        warm = None if spec is None else (to_yaml(spec), os.environ.get(LOAD_ENV), None)
         while len(self.workers) < self.size:
             mine, theirs = self.context.Pipe()
             process = self.context.Process(target=_serve, args=(theirs, self.size),
@@ -111,8 +112,8 @@ class WorkerPool:
             process.start()
             theirs.close()
             self.workers.append(_Worker(process, mine))
-            if spec is not None:
-                mine.send((to_yaml(spec), os.environ.get(LOAD_ENV), None))
+            if warm is not None:
+                mine.send(warm)
 
     def train(self, experiment: Experiment, items: Sequence[Planned],
               told: Callable[[int, str, Any], None],
@@ -122,9 +123,9 @@ class WorkerPool:
         handed on, so workers train while the caller records."""
         spec_yaml, allowed = to_yaml(experiment.spec), os.environ.get(LOAD_ENV)
         waiting, outcomes, handed = list(range(len(items))), {}, 0
-        self.start()
         try:
             while handed < len(items):
+                self.start()  # in place of any that died: never wait with none at work
                 for worker in list(self.workers):
                     if worker.index is None and waiting:
                         worker.index = waiting.pop(0)
@@ -164,8 +165,8 @@ class WorkerPool:
 
     def _lost(self, worker: _Worker, items: Sequence[Planned],
               outcomes: dict[int, PooledResult | BaseException]) -> None:
-        """A worker that died: its training fails, naming it; the next ``train`` starts
-        another in its place."""
+        """A worker that died: its training fails, naming it; another is started in its
+        place."""
         index = worker.index
         assert index is not None
         worker.process.join(timeout=STOP_SECONDS)
