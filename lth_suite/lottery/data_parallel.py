@@ -20,8 +20,9 @@ import torch.distributed as dist
 from ..errors import Diverged, LthError
 from ..pruning.masks import Mask
 from ..spec.model import ExperimentSpec
-from ..training.distributed import check_split, group, join, launched, leave, together
+from ..training.distributed import check_split, group, join, leave, together
 from ..training.single import train
+from ..training.threads import launched
 from .experiment import Experiment
 from .rewinding import State
 

@@ -45,11 +45,6 @@ class Ranks:
         return self.rank, self.world
 
 
-def launched() -> bool:
-    """Whether ``torchrun`` (or another launcher setting WORLD_SIZE) started several processes."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def group() -> Ranks | None:
     """This process's ranks when it belongs to a data-parallel group; None otherwise."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:

@@ -70,7 +70,7 @@ class LocalWorkers:
     def start(self, spec: ExperimentSpec | None = None) -> None:
         """Start the workers: they import the training code, and prepare ``spec``'s
         experiment when given, while this process loads the data."""
-        from ...training.distributed import launched
+        from ...training.threads import launched
 
         if launched():
             raise LthError("launcher.workers: under torchrun every process trains the same "
