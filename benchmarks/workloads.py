@@ -187,7 +187,7 @@ def splits(case: Case, device, mnist: Path):
 
 def train_config(case: Case, data, total: int, options: dict[str, Any] | None = None):
     """The case's training for ``total`` iterations, with speed ``options`` (``training`` fields)."""
-    from lth_suite.spec.model import Training
+    from lth_suite.spec.sections import Training
     from lth_suite.training.config import TrainConfig
 
     training = Training(batch_size=case.batch, duration=f"{total}it", eval_every=total,

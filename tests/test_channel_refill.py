@@ -12,7 +12,7 @@ from torch import nn
 
 from lth_suite.pruning.masks import Mask, prunable_layers
 from lth_suite.pruning.targets import PruneRequest, target_groups
-from lth_suite.spec.model import Pruning
+from lth_suite.spec.sections import Pruning
 from lth_suite.training.data import DataInfo
 
 

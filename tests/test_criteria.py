@@ -9,7 +9,7 @@ from torch import nn
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.pruning.masks import Mask, prunable_layers
 from lth_suite.pruning.targets import PruneRequest, random_mask_like, target_groups
-from lth_suite.spec.model import Pruning
+from lth_suite.spec.sections import Pruning
 from lth_suite.training.data import DataInfo, Splits
 
 CRITERIA = load_plugins(installed=False).registry.names("criterion")

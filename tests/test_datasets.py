@@ -37,7 +37,7 @@ from lth_suite.lottery.experiment import prepare
 from lth_suite.pruning.masks import Mask
 from lth_suite.seeding import derive_seed
 from lth_suite.spec.loading import build_spec
-from lth_suite.spec.model import Training
+from lth_suite.spec.sections import Training
 from lth_suite.training.config import TrainConfig
 from lth_suite.training.data import DataInfo, DatasetParams, RandomCropFlip, RawData, Splits, split_validation
 from lth_suite.training.single import train

@@ -11,7 +11,7 @@ from lth_suite.plugins.manager import load_plugins
 from lth_suite.pruning.allocation import shapes_of
 from lth_suite.pruning.masks import Mask, keep_top, prunable_layers
 from lth_suite.spec.loading import build_spec
-from lth_suite.spec.model import Training
+from lth_suite.spec.sections import Training
 from lth_suite.training.config import TrainConfig
 from lth_suite.training.data import DatasetParams, split_validation
 from lth_suite.training.dynamic import UpdaterContext

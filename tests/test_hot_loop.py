@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lth_suite.pruning.masks import Mask
-from lth_suite.spec.model import Training
+from lth_suite.spec.sections import Training
 from lth_suite.training.config import TrainConfig
 from lth_suite.training.data import DataInfo, Splits
 from lth_suite.training.optimizers import FusedOptimizer

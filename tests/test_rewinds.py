@@ -8,7 +8,7 @@ import torch
 from lth_suite.lottery.rewinding import RewindContext, RewindPoint
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.pruning.masks import Mask
-from lth_suite.spec.model import Training
+from lth_suite.spec.sections import Training
 from lth_suite.training.config import TrainConfig
 from lth_suite.training.data import DataInfo, Splits
 from lth_suite.training.result import snapshot

@@ -17,7 +17,7 @@ from lth_suite.pruning.masks import Mask, prunable_layers
 from lth_suite.pruning.shaping import nm_groups
 from lth_suite.pruning.targets import PruneRequest, target_groups
 from lth_suite.spec.loading import build_spec, spec_hash
-from lth_suite.spec.model import Pruning
+from lth_suite.spec.sections import Pruning
 from lth_suite.spec.sparsity import Sparsity
 from lth_suite.training.data import DataInfo
 

@@ -19,7 +19,7 @@ from lth_suite.spec.loading import (
     spec_hash,
     to_yaml,
 )
-from lth_suite.spec.model import ComponentSpec, Duration, ExperimentSpec, Training
+from lth_suite.spec.sections import ComponentSpec, Duration, ExperimentSpec, Training
 
 REPO = Path(__file__).parents[1]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"

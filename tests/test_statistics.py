@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from lth_suite.analysis.stats import format_p, interval, paired
+from lth_suite.analysis.replicate_tests import format_p, interval, paired
 from lth_suite.report.figures import zoom_range
 from lth_suite.report.style import branch_label, experiment_kind
 from lth_suite.report.sweep_groups import group_table, readable, sweep_groups, swept_factors

@@ -7,7 +7,7 @@ import torch
 
 from lth_suite.errors import DataError
 from lth_suite.pruning.masks import Mask
-from lth_suite.spec.model import Training
+from lth_suite.spec.sections import Training
 from lth_suite.training import single as training
 from lth_suite.training.config import TrainConfig
 from lth_suite.training.data import BatchOrder, DataInfo, Splits

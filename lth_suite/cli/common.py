@@ -70,7 +70,7 @@ def print_statistics(result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..report.statistics import method_note, terminal_rows
+    from ..report.level_statistics import method_note, terminal_rows
 
     if result.data is None:
         return

@@ -19,14 +19,14 @@ from typing import Any
 
 from ..errors import LthError, TrackingError
 from ..lottery.checkpoints import key_of
+from ..lottery.child_runs import describe, ending
 from ..lottery.events import BranchResult, ExperimentFinished
 from ..lottery.experiment import Experiment, prepare
-from ..lottery.guard import describe, ending
 from ..lottery.progress import Progress, SilentProgress
 from ..lottery.runner import LotteryRunner
 from ..plugins.manager import LOAD_ENV, Plugins
 from ..spec.loading import to_yaml
-from ..spec.model import ExperimentSpec
+from ..spec.sections import ExperimentSpec
 from ..tracking import Tracker, open_tracker
 from ..tracking.uris import store_failure
 from .units import Job, Launcher, Outcome, Unit, UnitGraph

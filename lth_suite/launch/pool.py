@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # torch and the lottery load in the workers, and when trainin
     from ..lottery.experiment import Experiment
     from ..lottery.planner import Planned
     from ..lottery.pooled import PooledResult
-    from ..spec.model import ExperimentSpec
+    from ..spec.sections import ExperimentSpec
 
 STOP_SECONDS = 10  # a worker asked to stop that is still alive after this is terminated
 DONE, FAILED = "done", "failed"

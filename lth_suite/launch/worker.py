@@ -96,7 +96,7 @@ class UnitJob:
     def _train(self, unit: Unit, open_store: Callable[[], Tracker]) -> UnitDone | None:
         """Train the unit through the tracker ``open_store`` opens; a store that cannot be
         opened fails the unit like anything else, naming it."""
-        from ..lottery.guard import describe
+        from ..lottery.child_runs import describe
         from ..lottery.runner import LotteryRunner
 
         # MLflow prints a "View run" link per run it ends on a server: noise from workers

@@ -16,7 +16,7 @@ import yaml
 from ..errors import LthError
 from ..pruning.masks import Mask
 from ..spec.loading import canonical, spec_hash
-from ..spec.model import ExperimentSpec
+from ..spec.sections import ExperimentSpec
 from ..tracking import StoreReader, flatten
 from ..tracking.names import (
     BRANCH_PARAM,

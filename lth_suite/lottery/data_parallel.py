@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from ..errors import Diverged, LthError
 from ..pruning.masks import Mask
-from ..spec.model import ExperimentSpec
+from ..spec.sections import ExperimentSpec
 from ..training.distributed import check_split, group, join, leave, together
 from ..training.single import train
 from ..training.threads import launched

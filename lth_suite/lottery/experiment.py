@@ -13,7 +13,7 @@ from ..plugins.manager import Plugins
 from ..pruning.allocation import Allocation
 from ..pruning.masks import Layer, prunable_layers
 from ..spec.loading import spec_hash
-from ..spec.model import ExperimentSpec
+from ..spec.sections import ExperimentSpec
 from ..tracking.names import TICKET
 from ..training.config import TrainConfig
 from ..training.data import DatasetParams, split_validation

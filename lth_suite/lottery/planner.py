@@ -24,9 +24,9 @@ from ..seeding import derive_seed
 from ..tracking.names import CONTROLS, RANDOM_PRUNE, REINIT, TICKET, child_run_name
 from ..training.result import snapshot
 from .checkpoints import Checkpoints, Finished
+from .child_runs import Guard
 from .events import BranchResult
 from .experiment import Experiment
-from .guard import Guard
 from .rewinding import RewindContext, RewindPoint
 
 State = dict[str, torch.Tensor]
@@ -75,7 +75,7 @@ class Planner:
 
     def __init__(self, experiment: Experiment, model: torch.nn.Module, guard: Guard,
                  checkpoints: Checkpoints, restore: Restore):
-        self.x, self.model, self.guard = experiment, model, guard
+        self.experiment, self.model, self.guard = experiment, model, guard
         self.checkpoints, self.restore = checkpoints, restore
         self.capture = experiment.rewind.capture_iteration(experiment.config)
         self.states: dict[int, ReplicateState] = {}
@@ -87,7 +87,7 @@ class Planner:
 
     def alive(self, level: int) -> list[int]:
         """The replicates that train at ``level``: a diverged ticket ends its replicate."""
-        return [r for r in range(self.x.spec.experiment.replicates)
+        return [r for r in range(self.experiment.spec.experiment.replicates)
                 if level == 0 or r in self.states]
 
     def plan(self, replicate: int, level: int, controls: Collection[str] = CONTROLS,
@@ -100,7 +100,7 @@ class Planner:
         if level == 0:
             dense = self._dense(replicate)
             yield dense
-            if self.x.dynamic is not None:  # a sparse level 0 has controls of its own
+            if self.experiment.dynamic is not None:  # a sparse level 0 has controls of its own
                 yield from self._controls(replicate, 0, lambda: dense.mask,
                                           self.points[replicate], controls)
             return
@@ -126,11 +126,11 @@ class Planner:
         self.states.pop(replicate, None)
 
     def _data_seed(self, replicate: int) -> int:
-        return derive_seed(self.x.spec.experiment.seed, "data", replicate)
+        return derive_seed(self.experiment.spec.experiment.seed, "data", replicate)
 
     def _dense(self, replicate: int) -> Planned | BranchResult:
-        seed = self.x.spec.experiment.seed
-        init_state = snapshot(self.x.build_model(derive_seed(seed, "init", replicate)))
+        seed = self.experiment.spec.experiment.seed
+        init_state = snapshot(self.experiment.build_model(derive_seed(seed, "init", replicate)))
         self.points[replicate] = RewindPoint(init_state)
         self._init_states[replicate] = init_state
         done = self.checkpoints.get(replicate, 0, TICKET)
@@ -138,9 +138,9 @@ class Planner:
             return self.restore(done, replicate, 0, TICKET, self.capture)
         if (replicate, 0) in self._kept:
             return self._kept[(replicate, 0)]
-        if self.x.dynamic is None:
+        if self.experiment.dynamic is None:
             return Planned(replicate, 0, TICKET, self.guard.open(replicate, 0, TICKET),
-                           Mask.dense(self.model, self.x.layers), self.points[replicate],
+                           Mask.dense(self.model, self.experiment.layers), self.points[replicate],
                            self._data_seed(replicate), self.capture)
         planned = self._open(replicate, 0, TICKET, lambda: (
             self._sparse_start(replicate), self.points[replicate]))
@@ -149,11 +149,11 @@ class Planner:
 
     def _pruned(self, replicate: int, level: int,
                 controls: Collection[str]) -> Iterator[Planned | BranchResult]:
-        spec, state = self.x.spec, self.states[replicate]
+        spec, state = self.experiment.spec, self.states[replicate]
         oneshot = spec.pruning.strategy == "oneshot"
         source = state.dense if oneshot else state.last
-        point = self.guard.call("rewind", spec.rewind.name, self.x.rewind, RewindContext(
-            state.init_state, state.captured_state, source.state, self.x.config))
+        point = self.guard.call("rewind", spec.rewind.name, self.experiment.rewind, RewindContext(
+            state.init_state, state.captured_state, source.state, self.experiment.config))
         self.points[replicate] = point
         done = self.checkpoints.get(replicate, level, TICKET)
         if done is not None or (replicate, level) in self._kept:
@@ -163,7 +163,7 @@ class Planner:
             yield ticket
         else:
             def prune() -> tuple[Mask, RewindPoint]:
-                base = Mask.dense(self.model, self.x.layers) if oneshot else source.mask
+                base = Mask.dense(self.model, self.experiment.layers) if oneshot else source.mask
                 self.model.load_state_dict(source.state)
                 return self._prune(replicate, level, base, state), point
 
@@ -177,15 +177,15 @@ class Planner:
                   ) -> Iterator[Planned | BranchResult]:
         """The level's asked-for controls; ``ticket_mask`` is read once the ticket trained
         (dynamic sparse training moves a level-0 ticket's mask while it trains)."""
-        seed = self.x.spec.experiment.seed
+        seed = self.experiment.spec.experiment.seed
         setups = {
-            REINIT: lambda: (ticket_mask(), RewindPoint(snapshot(self.x.build_model(derive_seed(
+            REINIT: lambda: (ticket_mask(), RewindPoint(snapshot(self.experiment.build_model(derive_seed(
                 seed, REINIT, replicate, level))), point.start_iteration, point.constant_lr)),
             RANDOM_PRUNE: lambda: (self._random_like(ticket_mask(), level, torch.Generator()
                                    .manual_seed(derive_seed(seed, "random", replicate, level))),
                                    point),
         }
-        for control in self.x.controls():
+        for control in self.experiment.controls():
             if control not in controls:
                 continue
             done = self.checkpoints.get(replicate, level, control)
@@ -208,23 +208,23 @@ class Planner:
     def _sparse_start(self, replicate: int) -> Mask:
         """Dynamic sparse training's random mask at ``sparsity.density``, shared among the
         layers the rules prune as the allocation says (uniform by default)."""
-        sparsity, rules = self.x.spec.sparsity, self.x.spec.pruning
+        sparsity, rules = self.experiment.spec.sparsity, self.experiment.spec.pruning
         assert sparsity is not None and sparsity.density is not None
-        dense = Mask.dense(self.model, self.x.layers)
-        names = [layer.name for layer in self.x.layers if layer_fraction(layer, rules) is not None]
+        dense = Mask.dense(self.model, self.experiment.layers)
+        names = [layer.name for layer in self.experiment.layers if layer_fraction(layer, rules) is not None]
         shapes = shapes_of(dense, names)
-        counts = (self.x.allocation or uniform)(shapes, sparsity.density)
+        counts = (self.experiment.allocation or uniform)(shapes, sparsity.density)
         generator = torch.Generator().manual_seed(
-            derive_seed(self.x.spec.experiment.seed, "sparse_start", replicate))
+            derive_seed(self.experiment.spec.experiment.seed, "sparse_start", replicate))
         scores = {name: torch.rand(keep.shape, generator=generator) for name, keep in dense.items()}
         return keep_top(scores, dense, [([name], count) for name, count in zip(names, counts)])
 
     def _pattern(self, level: int) -> tuple[int, int] | None:
         """``(kept per group, M)`` of the level's N:M pattern, or None."""
-        sparsity = self.x.spec.sparsity
+        sparsity = self.experiment.spec.sparsity
         if sparsity is None or sparsity.pattern is None or level == 0:
             return None
-        return sparsity.kept_per_group(level, self.x.spec.pruning.levels), sparsity.nm()[1]
+        return sparsity.kept_per_group(level, self.experiment.spec.pruning.levels), sparsity.nm()[1]
 
     def _random_like(self, ticket: Mask, level: int, generator: torch.Generator) -> Mask:
         """random_prune's mask: the ticket's per-layer counts (and N:M pattern), at random."""
@@ -232,29 +232,29 @@ class Planner:
         if pattern is None:
             return random_mask_like(ticket, generator)
         structured = {names[0] for names, _ in nm_groups(
-            self.x.layers, ticket, self.x.spec.pruning, *pattern)}
+            self.experiment.layers, ticket, self.experiment.spec.pruning, *pattern)}
         return nm.random_like(ticket, structured, *pattern, generator)
 
     def _groups(self, level: int, base: Mask) -> list[Group]:
         """What the level keeps: the rules' targets, shared out by the allocation, or the
         level's N:M counts."""
-        rules = self.x.spec.pruning
+        rules = self.experiment.spec.pruning
         pattern = self._pattern(level)
         if pattern is not None:
-            return nm_groups(self.x.layers, base, rules, *pattern)
-        groups = target_groups(self.x.layers, base, rules, level)
-        return groups if self.x.allocation is None else allocated_groups(
-            groups, base, self.x.allocation)
+            return nm_groups(self.experiment.layers, base, rules, *pattern)
+        groups = target_groups(self.experiment.layers, base, rules, level)
+        return groups if self.experiment.allocation is None else allocated_groups(
+            groups, base, self.experiment.allocation)
 
     def _prune(self, replicate: int, level: int, base: Mask, state: ReplicateState) -> Mask:
-        rules = self.x.spec.pruning
+        rules = self.experiment.spec.pruning
         groups = self._groups(level, base)
         generator = torch.Generator().manual_seed(
-            derive_seed(self.x.spec.experiment.seed, "prune", replicate, level))
-        request = PruneRequest(self.model, base, self.x.layers, groups, level, generator,
-                               state.init_state, self.x.data)
-        mask = self.guard.call("criterion", rules.criterion.name, self.x.criterion, request)
-        mask = mask.to(self.x.device)
+            derive_seed(self.experiment.spec.experiment.seed, "prune", replicate, level))
+        request = PruneRequest(self.model, base, self.experiment.layers, groups, level, generator,
+                               state.init_state, self.experiment.data)
+        mask = self.guard.call("criterion", rules.criterion.name, self.experiment.criterion, request)
+        mask = mask.to(self.experiment.device)
         pattern = self._pattern(level)
         if pattern is not None and set(mask) == set(base) and mask.is_subset_of(base):
             weights = dict(self.model.named_parameters())

@@ -38,9 +38,9 @@ from ..training.result import TrainResult
 from ..training.streaming import example_inputs
 from .analyzers import as_analysis
 from .checkpoints import Checkpoints, Finished
+from .child_runs import Guard, ending
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
-from .guard import Guard, ending
 from .planner import Planned
 from .progress import Progress
 
@@ -50,7 +50,7 @@ class Recorder:
 
     def __init__(self, experiment: Experiment, tracker: Tracker, guard: Guard,
                  progress: Progress, model: torch.nn.Module):
-        self.x, self.tracker, self.guard = experiment, tracker, guard
+        self.experiment, self.tracker, self.guard = experiment, tracker, guard
         self.progress, self.model = progress, model
         self.hooks_done = -1  # the last level whose lifecycle hooks all returned
         self.logged_rows: dict[str, int] = {}  # evaluation rows already logged, per child run
@@ -65,14 +65,14 @@ class Recorder:
             parent = self.tracker.reader.require(resume)
             self.hooks_done = int(parent.tags.get(HOOKS_DONE_TAG, "-1"))
             return Checkpoints(self.tracker.reader, resume)
-        spec = self.x.spec
+        spec = self.experiment.spec
         self.tracker.start_experiment(
             experiment=spec.tracking.experiment or spec.experiment.name,
-            run_name=parent_run_name(spec.experiment.name, self.x.hash),
+            run_name=parent_run_name(spec.experiment.name, self.experiment.hash),
             params=spec.model_dump(mode="json"),
-            tags={SPEC_HASH_TAG: self.x.hash,
-                  PLUGINS_TAG: json.dumps(self.x.plugins.versions()),
-                  SYNTHETIC_TAG: str(self.x.data.info.synthetic).lower()},
+            tags={SPEC_HASH_TAG: self.experiment.hash,
+                  PLUGINS_TAG: json.dumps(self.experiment.plugins.versions()),
+                  SYNTHETIC_TAG: str(self.experiment.data.info.synthetic).lower()},
             spec_yaml=to_yaml(spec),
         )
         return Checkpoints()
@@ -100,7 +100,7 @@ class Recorder:
     def finish(self, item: Planned, result: TrainResult) -> BranchResult:
         """Log a finished training into its child run (history, summary, checkpoint, model)
         and end the run FINISHED."""
-        tracking, run = self.x.spec.tracking, item.run
+        tracking, run = self.experiment.spec.tracking, item.run
         branch = BranchResult(item.replicate, item.level, item.branch, item.mask, result, run)
         self.tracker.log_history(run, result.history[self.logged_rows.pop(run, 0):])
         self.tracker.log_metrics(run, branch.summary)
@@ -110,12 +110,12 @@ class Recorder:
         if item.capture is not None:
             states[REWIND_STATE_ARTIFACT] = result.captured[item.capture]
         self.tracker.log_training_artifacts(run, item.mask, states)
-        last_level = item.level == self.x.spec.pruning.levels
+        last_level = item.level == self.experiment.spec.pruning.levels
         if item.branch == TICKET and (tracking.log_models == "all"
                                       or (tracking.log_models == "final" and last_level)):
             self.model.load_state_dict(result.state)
             self.tracker.log_model(run, self.model, model_name(item.replicate, item.level),
-                                   example_inputs(self.x.data), tracking.model_format)
+                                   example_inputs(self.experiment.data), tracking.model_format)
         self.progress.end(item.name, branch.summary)
         self.guard.close(run)
         return branch
@@ -134,7 +134,7 @@ class Recorder:
         result = TrainResult(state=done.state() if weights else {}, history=done.history())
         if capture is not None:
             result.captured[capture] = done.rewind_state()
-        restored = BranchResult(replicate, level, branch, done.mask().to(self.x.device), result,
+        restored = BranchResult(replicate, level, branch, done.mask().to(self.experiment.device), result,
                                 done.run_id, restored=True)
         self.progress.end(f"{child_run_name(replicate, level, branch)} (restored)",
                           restored.summary)
@@ -152,12 +152,12 @@ class Recorder:
         level = event.level
         if not resumed or not self.tracker.reader.has_metric_at(self.parent, LEVEL, level):
             metrics = level_summary(event)
-            for name, analyzer in self.x.analyzers:
+            for name, analyzer in self.experiment.analyzers:
                 output = self.guard.call("analyzer", name, analyzer.after_level, event)
                 metrics.update(self._log_analysis(name, output, level_label(level)))
             self.tracker.log_metrics(self.parent, metrics, step=level)
         else:  # logged before the interruption: analyzers only catch up on their state
-            for name, analyzer in self.x.analyzers:
+            for name, analyzer in self.experiment.analyzers:
                 if hasattr(analyzer, "seen_level"):
                     self.guard.call("analyzer", name, analyzer.seen_level, event)
         if level > self.hooks_done:
@@ -168,7 +168,7 @@ class Recorder:
 
     def experiment_finished(self, finished: ExperimentFinished) -> None:
         """The experiment's analyses, its hook, its wall time; the parent run ends FINISHED."""
-        for name, analyzer in self.x.analyzers:
+        for name, analyzer in self.experiment.analyzers:
             output = self.guard.call("analyzer", name, analyzer.after_experiment, finished)
             self.tracker.log_metrics(self.parent, self._log_analysis(name, output, "experiment"))
         self.guard.hook("lth_experiment_finished", finished)

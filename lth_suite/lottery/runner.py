@@ -16,9 +16,9 @@ from ..tracking import Tracker
 from ..tracking.names import CONTROLS, TICKET, branch_order
 from ..training.result import TrainResult
 from .checkpoints import Checkpoints
+from .child_runs import Guard
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
-from .guard import Guard
 from .planner import Planned, Planner
 from .pooled import TrainingPool
 from .progress import Progress, SilentProgress
@@ -32,7 +32,7 @@ class LotteryRunner:
     def __init__(self, experiment: Experiment, tracker: Tracker,
                  progress: Progress | None = None, resume: str | None = None,
                  mark_resumed: bool = True, pool: TrainingPool | None = None):
-        self.x, self.tracker = experiment, tracker
+        self.experiment, self.tracker = experiment, tracker
         self.progress = progress or SilentProgress()
         self.resume = resume
         self.mark_resumed = mark_resumed  # False when a launcher's driver finishes its own run
@@ -49,7 +49,7 @@ class LotteryRunner:
         """Every level of every replicate; runs end FAILED or KILLED if anything stops it."""
         self.open_parent()
         try:
-            for level in range(self.x.spec.pruning.levels + 1):
+            for level in range(self.experiment.spec.pruning.levels + 1):
                 self.run_level(level)
             return self.finish()
         except BaseException as exc:
@@ -66,9 +66,9 @@ class LotteryRunner:
         branches = self._train_level(level, self.planner.alive(level))
         if not any(b.branch == TICKET for b in branches):
             raise LthError(f"every replicate's ticket diverged by level {level}: nothing to go on with")
-        event = LevelFinished(self.x.spec, level, self.x.layers, branches,
+        event = LevelFinished(self.experiment.spec, level, self.experiment.layers, branches,
                               {r: s.init_state for r, s in self.planner.states.items()},
-                              self.recorder.parent, dict(self.planner.points), self.x)
+                              self.recorder.parent, dict(self.planner.points), self.experiment)
         self.recorder.level_finished(event, resumed=bool(self.resume))
         for branch in branches:  # bound memory: later levels need only the planner's state
             branch.result.release_weights()
@@ -77,7 +77,9 @@ class LotteryRunner:
 
     def finish(self) -> ExperimentFinished:
         """The finished experiment: analyses, hook, and the parent run ended FINISHED."""
-        finished = ExperimentFinished(self.x.spec, self.x.hash, self.levels, self.recorder.parent,
+        experiment = self.experiment
+        finished = ExperimentFinished(experiment.spec, experiment.hash, self.levels,
+                                      self.recorder.parent,
                                       [level_summary(event) for event in self.levels])
         self.recorder.experiment_finished(finished)
         return finished
@@ -103,33 +105,33 @@ class LotteryRunner:
         """The level's results, in replicate and branch order."""
         if self.trainer.population or self.trainer.pool is not None:
             try:
-                return self._together(level, replicates)
+                return self._train_level_at_once(level, replicates)
             except Diverged as exc:
-                if self.x.spec.training.on_divergence == "stop":
+                if self.experiment.spec.training.on_divergence == "stop":
                     raise
                 self.progress.note(f"population diverged at level {level} ({exc}): "
                                    "training this level one network at a time")
         return [b for replicate in replicates for b in self._replicate(replicate, level)]
 
-    def _together(self, level: int, replicates: list[int]) -> list[BranchResult]:
+    def _train_level_at_once(self, level: int, replicates: list[int]) -> list[BranchResult]:
         """Plan every replicate's trainings, train the planned ones as one population.
 
         A dynamically trained level 0 goes in two populations: its controls need the
         masks the tickets end with.
         """
         plans = [self.planner.plan(replicate, level) for replicate in replicates]
-        if level == 0 and self.x.dynamic is not None:
-            results = self._population(next(plan) for plan in plans)
-            results += self._population(item for replicate, plan in zip(replicates, plans)
+        if level == 0 and self.experiment.dynamic is not None:
+            results = self._train_as_one(next(plan) for plan in plans)
+            results += self._train_as_one(item for replicate, plan in zip(replicates, plans)
                                         if replicate in self.planner.states for item in plan)
         else:
-            results = self._population(item for plan in plans for item in plan)
+            results = self._train_as_one(item for plan in plans for item in plan)
         return sorted(results, key=lambda b: (b.replicate, branch_order(b.branch)))
 
-    def _population(self, items: Iterable[Planned | BranchResult]) -> list[BranchResult]:
+    def _train_as_one(self, items: Iterable[Planned | BranchResult]) -> list[BranchResult]:
         """Train the planned items as one population; restored ones come back as they are."""
         if self.trainer.pool is not None:
-            return self._apart(list(items))
+            return self._train_on_workers(list(items))
         results: list[BranchResult] = []
         planned: list[Planned] = []
         try:
@@ -137,7 +139,7 @@ class LotteryRunner:
                 (planned if isinstance(item, Planned) else results).append(item)
             for item in planned:
                 self.recorder.start(item)
-            trained = self.trainer.train_together(planned) if planned else []
+            trained = self.trainer.train_as_population(planned) if planned else []
         except BaseException as exc:
             self.recorder.abandon(planned, exc)
             raise
@@ -147,7 +149,7 @@ class LotteryRunner:
             self.planner.keep(result)
         return results
 
-    def _apart(self, items: list[Planned | BranchResult]) -> list[BranchResult]:
+    def _train_on_workers(self, items: list[Planned | BranchResult]) -> list[BranchResult]:
         """Train the planned items side by side on the pool's workers, recording each in
         the items' order as it comes back; ``on_divergence`` as one at a time, except
         that the controls of a replicate whose ticket diverged were already set going:
@@ -162,7 +164,7 @@ class LotteryRunner:
             for item in planned:
                 self.recorder.start(item)
             # Closed however this stops, so that the trainings still running stop too.
-            with closing(self.trainer.train_apart(planned)) as trainings:
+            with closing(self.trainer.train_on_workers(planned)) as trainings:
                 for item, trained in trainings:
                     result = self._landed(item, trained, stopped)
                     running.remove(item)
@@ -179,7 +181,7 @@ class LotteryRunner:
         skipped (or belongs to a replicate whose ticket diverged)."""
         if isinstance(trained, BaseException) or item.replicate in stopped:
             diverged = stopped.get(item.replicate, trained)
-            if not isinstance(diverged, Diverged) or self.x.spec.training.on_divergence == "stop":
+            if not isinstance(diverged, Diverged) or self.experiment.spec.training.on_divergence == "stop":
                 raise diverged  # its run ends with the others still open
             self.recorder.abandon([item], diverged)
             self._skipped(item, diverged, stopped)
@@ -214,7 +216,7 @@ class LotteryRunner:
                 trained = self.trainer.train_alone(item)
             except BaseException as exc:
                 self.recorder.abandon([item], exc)
-                if not isinstance(exc, Diverged) or self.x.spec.training.on_divergence == "stop":
+                if not isinstance(exc, Diverged) or self.experiment.spec.training.on_divergence == "stop":
                     raise
                 self._skipped(item, exc, {})
                 if item.branch == TICKET:

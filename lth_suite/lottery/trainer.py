@@ -51,7 +51,7 @@ class Trainer:
     def __init__(self, experiment: Experiment, model: torch.nn.Module, progress: Progress,
                  evaluated: Callable[[Planned, dict[str, float]], None] | None = None,
                  pool: TrainingPool | None = None):
-        self.x, self.model, self.progress = experiment, model, progress
+        self.experiment, self.model, self.progress = experiment, model, progress
         self.evaluated = evaluated  # told each evaluation of each training as it happens
         self.pool = pool  # worker processes that train a level's networks side by side
         self.ranks = group()
@@ -67,7 +67,7 @@ class Trainer:
         """Whether a level's trainings go together, as one population."""
         return self.why_not_population is None
 
-    def train_apart(self, items: list[Planned],
+    def train_on_workers(self, items: list[Planned],
                     ) -> Iterator[tuple[Planned, TrainResult | BaseException]]:
         """Train the items side by side on the pool's workers; each item with its result
         (or what its training raised), in the items' order, as results arrive.
@@ -76,10 +76,10 @@ class Trainer:
         counts the iterations of all items; it starts again after each result, whose
         line (``Progress.end``) replaces it.
         """
-        assert self.pool is not None, "train_apart needs a pool"
+        assert self.pool is not None, "train_on_workers needs a pool"
         if not items:
             return
-        total = self.x.config.total
+        total = self.experiment.config.total
         starts = [item.point.start_iteration for item in items]
         reached = list(starts)
         bar: list[Tick] = []  # the current bar's tick, when one is shown
@@ -97,20 +97,20 @@ class Trainer:
             bar[0](done)
 
         # Closed however the caller stops: the trainings still running are stopped then.
-        with closing(self.pool.train(self.x, items, told)) as outcomes:
+        with closing(self.pool.train(self.experiment, items, told)) as outcomes:
             for index, outcome in outcomes:
                 reached[index] = total
                 bar.clear()
                 if isinstance(outcome, PooledResult):
                     if outcome.mask is not None:  # dynamic sparse training moved it
-                        items[index].mask = outcome.mask.to(self.x.device)
+                        items[index].mask = outcome.mask.to(self.experiment.device)
                     yield items[index], outcome.result
                 else:
                     yield items[index], outcome
 
     def train_alone(self, item: Planned) -> TrainResult:
         """Train one network in the working model."""
-        config, point = self.x.config, item.point
+        config, point = self.experiment.config, item.point
         self.model.load_state_dict(point.state)
         if self.ranks is not None:  # the other ranks train the same network beside this one
             send(TrainingJob(point.state, item.mask, item.data_seed, point.start_iteration,
@@ -118,14 +118,14 @@ class Trainer:
         tick = self.progress.begin(item.name, point.start_iteration, config.total)
         updaters = self._updaters([item])
         with together():
-            result = train(self.model, item.mask, self.x.data, config, data_seed=item.data_seed,
+            result = train(self.model, item.mask, self.experiment.data, config, data_seed=item.data_seed,
                            start_iteration=point.start_iteration, constant_lr=point.constant_lr,
                            capture_at=_captures(item), progress=tick,
                            callbacks=list(updaters.values()), evaluated=self._telling([item]))
         self._final_masks(updaters, [item])
         return result
 
-    def train_together(self, items: list[Planned]) -> list[TrainResult]:
+    def train_as_population(self, items: list[Planned]) -> list[TrainResult]:
         """Train the items as one population, every member from its own start."""
         # Every rewind gives every replicate the same schedule position: one loop fits all.
         point = items[0].point
@@ -133,10 +133,10 @@ class Trainer:
                != (point.start_iteration, point.constant_lr) for i in items):
             raise ValueError("a population's members must start at the same schedule position")
         tick = self.progress.begin(f"level {items[0].level}: population of {len(items)}",
-                                   point.start_iteration, self.x.config.total)
+                                   point.start_iteration, self.experiment.config.total)
         members = [Member(i.point.state, i.mask, i.data_seed, _captures(i)) for i in items]
         updaters = self._updaters(items)
-        results = train_population(self.model, members, self.x.data, self.x.config,
+        results = train_population(self.model, members, self.experiment.data, self.experiment.config,
                                    start_iteration=point.start_iteration,
                                    constant_lr=point.constant_lr, progress=tick,
                                    callbacks=list(updaters.values()),
@@ -158,16 +158,16 @@ class Trainer:
 
     def _updaters(self, items: list[Planned]) -> dict[int, MaskUpdater]:
         """Per member (index in ``items``), the dynamic sparse training of a level-0 ticket."""
-        if self.x.dynamic is None:
+        if self.experiment.dynamic is None:
             return {}
-        return {member: self.x.dynamic.updater(UpdaterContext(
-                    item.mask, self.x.data, self.x.config, item.data_seed, member))
+        return {member: self.experiment.dynamic.updater(UpdaterContext(
+                    item.mask, self.experiment.data, self.experiment.config, item.data_seed, member))
                 for member, item in enumerate(items) if item.level == 0 and item.branch == TICKET}
 
     def _final_masks(self, updaters: dict[int, MaskUpdater], items: list[Planned]) -> None:
         """A dynamically trained ticket is the mask it ended with."""
         for member, updater in updaters.items():
-            items[member].mask = updater.mask().to(self.x.device)
+            items[member].mask = updater.mask().to(self.experiment.device)
 
 
 def _captures(item: Planned) -> frozenset[int]:

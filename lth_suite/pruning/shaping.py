@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..spec.model import Pruning
+from ..spec.sections import Pruning
 from .allocation import Allocation, shapes_of
 from .masks import Layer, Mask
 from .nm import fits

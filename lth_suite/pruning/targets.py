@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..spec.model import Pruning
+from ..spec.sections import Pruning
 from .masks import Layer, Mask, keep_top
 
 Group = tuple[list[str], int]  # tensor names pooled under one threshold, weights to keep

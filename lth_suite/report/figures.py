@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from ..analysis.replicate_tests import interval
 from ..analysis.similarity import chance_iou
-from ..analysis.stats import interval
 from ..spec.report import Report
 from ..tracking.names import MASK_ARTIFACT, TICKET
 from .data import Cell, Curve, ReportData, iou_matrix

@@ -9,14 +9,14 @@ from statistics import mean
 from ..analysis.similarity import chance_iou, iou
 from ..tracking.names import TICKET
 from .data import ReportData
-from .numbers import weights_text
-from .statistics import (
+from .level_statistics import (
     LevelStatistics,
     accuracy_interval,
     comparison_text,
     interval_text,
     method_note,
 )
+from .numbers import weights_text
 
 END_MARK = "†"  # an early stop at the last evaluation
 

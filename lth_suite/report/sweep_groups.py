@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..analysis.stats import interval
+from ..analysis.replicate_tests import interval
 from ..spec.report import Report
 from ..tracking.names import CONTROLS
+from .level_statistics import accuracy_interval
 from .numbers import weights_text
-from .statistics import accuracy_interval
 from .style import LINES, MARKERS, legend_below, new_figure, save, styled
 
 SEED = "experiment.seed"

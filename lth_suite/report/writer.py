@@ -19,7 +19,7 @@ from ..tracking.names import NOTE_LIMIT, NOTE_TAG, REPORT_FOLDER
 from . import figures
 from .analyzer_figures import analyzer_figures
 from .data import ReportResult, collect
-from .statistics import LevelStatistics, level_statistics, statistics_metrics
+from .level_statistics import LevelStatistics, level_statistics, statistics_metrics
 from .summary import summary_markdown
 
 FIGURES = ("accuracy_vs_weights", "early_stop_vs_weights", "accuracy_vs_iteration",

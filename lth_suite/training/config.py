@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..spec.model import Training
+from ..spec.sections import Training
 from .acceleration import Acceleration
 
 

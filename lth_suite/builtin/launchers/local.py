@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import LthError
 from ...launch.pool import WorkerPool
 from ...launch.units import Job, Outcome, run_in_order
-from ...spec.model import ExperimentSpec
+from ...spec.sections import ExperimentSpec
 
 
 class LocalParams(BaseModel):

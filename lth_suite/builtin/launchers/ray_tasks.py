@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from ...errors import LthError
 from ...launch.units import Job, Outcome, Unit, UnitFailed
-from ...spec.model import ExperimentSpec
+from ...spec.sections import ExperimentSpec
 from . import RAY_MISSING, RayParams
 
 

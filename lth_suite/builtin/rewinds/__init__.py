@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...plugins.hookspecs import hookimpl
 from ...plugins.registry import NoParams, RegisterFn, lazy
-from ...spec.model import Duration
+from ...spec.sections import Duration
 from .. import moved
 
 STRATEGIES = "lth_suite.builtin.rewinds.strategies"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ...lottery.rewinding import RewindContext, RewindPoint
 from ...plugins.registry import NoParams
-from ...spec.model import Duration
+from ...spec.sections import Duration
 from ...training.config import TrainConfig
 from . import StepParams
 

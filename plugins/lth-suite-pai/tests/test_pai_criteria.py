@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from lth_suite.api import DataInfo, Mask, PruneRequest, Splits, keep_top, prunable_layers
 from lth_suite.pruning.targets import target_groups  # test helpers, not plugin API
-from lth_suite.spec.model import Pruning
+from lth_suite.spec.sections import Pruning
 from lth_suite_pai.criteria import synflow_schedule
 
 CRITERIA = ("snip", "grasp", "synflow")

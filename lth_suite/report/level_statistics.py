@@ -1,7 +1,7 @@
 """The report's statistics across replicates: per level and branch an interval of the
 mean, and per level and control a paired comparison with the ticket.
 
-Computed from ``ReportData`` by ``analysis.stats`` (scipy); ``summary`` prints them,
+Computed from ``ReportData`` by ``analysis.replicate_tests`` (scipy); ``summary`` prints them,
 ``writer`` logs them on the parent run at ``step = level`` and the CLI shows them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.stats import Comparison, Interval, format_p, interval, paired
+from ..analysis.replicate_tests import Comparison, Interval, format_p, interval, paired
 from ..tracking.names import (
     EARLY_STOP_ACCURACY,
     EARLY_STOP_ITERATION,
