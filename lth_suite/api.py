@@ -51,10 +51,10 @@ from .plugins.params import DatasetParams
 from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
 
 if TYPE_CHECKING:
-    from .launch.units import Execute, Job, Launcher, Outcome, Unit, UnitFailed, UnitGraph, run_in_order
     from .lottery.analyzers import Analysis, Analyzer
     from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
     from .lottery.rewinding import Rewind, RewindContext, RewindPoint, State
+    from .parallel.units import Execute, Job, Launcher, Outcome, Unit, UnitFailed, UnitGraph, run_in_order
     from .pruning.allocation import Allocation, LayerShape
     from .pruning.masks import Layer, Mask, keep_top, prunable_layers
     from .pruning.targets import Criterion, Group, PruneRequest
@@ -87,7 +87,7 @@ _LAZY: dict[str, str] = {
     # Launch units import no torch, but only a launcher needs them: not worth loading
     # for every hook module.
     **dict.fromkeys(("Execute", "Job", "Launcher", "Outcome", "Unit", "UnitFailed", "UnitGraph",
-                     "run_in_order"), "lth_suite.launch.units"),
+                     "run_in_order"), "lth_suite.parallel.units"),
 }
 
 __all__ = [

@@ -31,8 +31,8 @@ from typer.testing import CliRunner
 from lth_suite.cli import app
 from lth_suite.errors import LthError
 from lth_suite.launch.execute import ExperimentPlan, check_tracking_uri, execute, run_experiment, unit_graph
-from lth_suite.launch.units import Unit, UnitGraph, run_in_order
 from lth_suite.lottery.runner import LotteryRunner
+from lth_suite.parallel.units import Launcher, Unit, UnitGraph, run_in_order
 from lth_suite.pruning.masks import Mask
 from lth_suite.spec.loading import build_spec, spec_hash
 from lth_suite.tracking import open_tracker
@@ -218,7 +218,7 @@ def test_launcher_is_not_part_of_the_hash_and_local_is_the_default(tiny, registr
                           "rank_placement": "PACK"}
 
 
-class UnitsInOrder:
+class UnitsInOrder(Launcher):
     """Runs units as a cluster's workers do (each one reads its dependencies back from the
     store), but here, one after another: the out-of-process path without Ray."""
 

@@ -34,125 +34,96 @@ def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
                                              "run of this spec, skipping what is done")] = False,
         ) -> None:
     """Run an experiment: train, prune, rewind, retrain, level after level."""
-    from ..launch.execute import check_launcher
-    from ..lottery.checkpoints import find_resumable
-    from ..lottery.data_parallel import follows, join_torchrun, leading
-    from ..lottery.experiment import prepare
-    from ..tracking import open_tracker, resolve_tracking_uri
+    from ..launch.execute import start_experiment
+    from ..tracking import resolve_tracking_uri
 
     extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
     with stopping_cleanly() as stop:  # Ctrl-C while loading data is clean too
         try:
             plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
             uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
-            launcher = check_launcher(experiment_spec, plugins, uri,  # before data and runs
-                                      start=not dry_run)
-            join_torchrun(experiment_spec, launcher.in_process)
-            experiment = prepare(experiment_spec, plugins)
+            result = start_experiment(experiment_spec, plugins, uri, resume=resume or None,
+                                      dry_run=dry_run, audience=ConsoleAudience(stop))
         except LthError as error:
             _fail(error)
-        if follows(experiment):  # a torchrun rank other than 0: trains, never touches the store
-            return
-        with leading():
-            try:
-                if dry_run:
-                    _print_plan(experiment)
-                    return
-                tracker = open_tracker(uri)
-                resume_id = (find_resumable(tracker.reader, experiment_spec, plugins.registry)
-                             if resume else None)
-                if resume and resume_id is None:
-                    err.print("nothing to resume for this spec: starting a new experiment")
-            except LthError as error:
-                _fail(error)
-            _execute(experiment, launcher, tracker, resume_id, tracking_uri, stop)
+        _print_outcome(result, tracking_uri)
 
 
 @app.command()
 def resume(run_id: Annotated[str, typer.Argument(help="parent run of the experiment")],
            set_: SetOpt = None, tracking_uri: UriOpt = None) -> None:
     """Continue an interrupted experiment in its own parent run, skipping what is done."""
+    from ..launch.execute import resume_experiment
+    from ..plugins.manager import load_plugins
+    from ..tracking import resolve_tracking_uri
+
     again = f"lth-suite resume {run_id}" + (f" --tracking-uri {tracking_uri}" if tracking_uri
                                             else "")
     with stopping_cleanly(lambda: again) as stop:
-        _resume(run_id, set_, tracking_uri, stop)
+        try:
+            result = resume_experiment(run_id, load_plugins(),
+                                       resolve_tracking_uri(tracking_uri, None), set_ or [],
+                                       ConsoleAudience(stop))
+        except LthError as error:
+            _fail(error)
+        _print_outcome(result, tracking_uri)
 
 
-def _resume(run_id: str, set_: list[str] | None, tracking_uri: str | None,
-            stop: Resumable) -> None:
-    """``resume`` once Ctrl-C is handled: the logged spec, checked, then executed."""
-    from ..launch.execute import check_launcher
-    from ..lottery.checkpoints import check_same_spec, logged_spec
-    from ..lottery.data_parallel import follows, join_torchrun, leading
-    from ..lottery.experiment import prepare
-    from ..plugins.manager import load_plugins
-    from ..spec.loading import apply_overrides, build_spec
-    from ..tracking import open_tracker, resolve_tracking_uri
-    from ..tracking.names import SPEC_HASH_TAG
+class ConsoleAudience:
+    """What the terminal shows of an experiment: its plan, notes, a progress bar, and
+    the command that resumes it when Ctrl-C stops it."""
 
-    try:
-        tracker = open_tracker(resolve_tracking_uri(tracking_uri, None))
-        parent = tracker.reader.require(run_id)
-        if parent.parent_id is not None or SPEC_HASH_TAG not in parent.tags:
-            raise LthError(f"run {run_id} is not the parent run of an lth-suite experiment")
-        if parent.status == "FINISHED":
-            raise LthError(f"run {run_id} already finished: nothing to resume")
-        plugins = load_plugins()
-        experiment_spec = build_spec(apply_overrides(logged_spec(tracker.reader, run_id),
-                                                     set_ or []),
-                                     plugins.registry, f"run {run_id} spec.yaml")
-        check_same_spec(tracker.reader, run_id, experiment_spec, plugins.registry)
-        launcher = check_launcher(experiment_spec, plugins, tracker.uri, start=True)
-        join_torchrun(experiment_spec, launcher.in_process)
-        experiment = prepare(experiment_spec, plugins)
-    except LthError as error:
-        _fail(error)
-    if follows(experiment):  # a torchrun rank other than 0: trains, writes nothing
+    def __init__(self, stop: Resumable):
+        self.stop = stop
+
+    def planned(self, experiment, launcher, uri: str | None) -> None:
+        """The plan line, and where units run when they leave this process."""
+        _print_plan(experiment)
+        if not launcher.in_process:
+            err.print(f"launcher {experiment.spec.launcher.name}: units run as they become "
+                      f"ready; tracking at {uri}", highlight=False, markup=False)
+
+    def note(self, text: str) -> None:
+        """A line on standard error."""
+        err.print(text, highlight=False, markup=False)
+
+    def progress(self, trainings: int):
+        """The console's progress bar (or log lines when not a terminal)."""
+        from ..lottery.progress import ConsoleProgress
+
+        return ConsoleProgress(trainings)
+
+    def resumable(self, command) -> None:
+        """Ctrl-C from now on names ``command()``."""
+        self.stop.command = command
+
+
+def _print_outcome(result, tracking_uri: str | None) -> None:
+    """What ``run`` and ``resume`` print once the experiment ended (nothing for a dry run
+    or a torchrun rank other than 0); exits non-zero when it stopped."""
+    if result is None:
         return
-    with leading():
-        _execute(experiment, launcher, tracker, run_id, tracking_uri, stop)
-
-
-def _execute(experiment, launcher, tracker, resume_id: str | None,
-             tracking_uri: str | None, stop: Resumable) -> None:
-    """Run or resume a prepared experiment through its launcher and print the outcome."""
-    from ..launch.execute import ExperimentPlan, execute
-    from ..lottery.progress import ConsoleProgress
-
-    spec = experiment.spec
-    _print_plan(experiment)
-    if not launcher.in_process:
-        err.print(f"launcher {spec.launcher.name}: units run as they become ready; "
-                  f"tracking at {tracker.uri}", highlight=False, markup=False)
-    plan = ExperimentPlan(spec, tracker, experiment, resume_id)
-    def resume_command() -> str | None:
-        parent = tracker.parent_id or resume_id  # None: interrupted before the parent existed
-        return f"lth-suite resume {parent} --tracking-uri {tracker.uri}" if parent else None
-
-    stop.command = resume_command
-    try:
-        result = execute([plan], experiment.plugins, launcher, tracker.uri, ConsoleProgress)[0]
-    except LthError as error:  # the launcher refused before any run (a cluster, its size)
-        _fail(error)
+    launcher, uri = result.launcher, result.uri
     if result.error is not None:
         if not launcher.in_process:
             err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
-                      f"with: lth-suite resume {result.parent_id} --tracking-uri {tracker.uri}",
+                      f"with: lth-suite resume {result.parent_id} --tracking-uri {uri}",
                       highlight=False, markup=False)
         _fail(result.error)
     finished = result.finished
+    spec = finished.spec
     _print_summary(finished.summary, result.seconds)
-    if launcher.in_process and getattr(launcher, "pool", None) is None:
+    if launcher.in_process and launcher.pool is None:
         _print_time_split(finished, result.seconds)  # trainings side by side: no split
-    out.print(f"parent run {finished.parent_run_id} in {tracker.uri}", highlight=False)
+    out.print(f"parent run {finished.parent_run_id} in {uri}", highlight=False)
     if spec.report.enabled:
-        _auto_report(tracker.uri, finished.parent_run_id, spec.report.levels)
-    if tracker.uri.startswith(("http://", "https://")):  # the server shows its own UI
-        out.print(f"open the MLflow UI at {tracker.uri}", highlight=False, markup=False)
+        _auto_report(uri, finished.parent_run_id, spec.report.levels)
+    if uri.startswith(("http://", "https://")):  # the server shows its own UI
+        out.print(f"open the MLflow UI at {uri}", highlight=False, markup=False)
         return
     shown_uri = tracking_uri or not launcher.in_process
     out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
-              + (f" --tracking-uri {tracker.uri}" if shown_uri else ""), highlight=False)
+              + (f" --tracking-uri {uri}" if shown_uri else ""), highlight=False)
 
 
 @app.command(hidden=True)

@@ -26,7 +26,7 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
     """Run every point of a sweep (a base spec and overrides) under one MLflow experiment."""
     import shlex
 
-    from ..launch.sweep import check_points, run_sweep
+    from ..launch.sweep import check_sweep, run_sweep
     from ..plugins.manager import load_plugins
     from ..spec.sweeps import load_sweep
     from ..tracking import resolve_tracking_uri
@@ -35,10 +35,7 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
         plugins = load_plugins()
         plan = load_sweep(sweep_file, plugins, set_ or [])
         uri = resolve_tracking_uri(tracking_uri, plan.points[0].spec.tracking.uri)
-        from ..launch.execute import check_launcher
-
-        check_launcher(plan.points[0].spec, plugins, uri)
-        check_points(plan, plugins)
+        check_sweep(plan, plugins, uri)
     except LthError as error:
         _fail(error)
     err.print(f"sweep {plan.sweep_id}: {len(plan.points)} points of {plan.path} into MLflow "

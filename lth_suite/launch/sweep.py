@@ -21,6 +21,19 @@ if TYPE_CHECKING:
     from ..tracking import Tracker
 
 
+def check_sweep(sweep: Sweep, plugins: Plugins, uri: str) -> None:
+    """Refuse a sweep before any run exists: its launcher cannot run it against ``uri``,
+    or a point cannot be prepared."""
+    from ..parallel.torchrun import launched
+    from .execute import check_launcher
+
+    if launched():  # every rank would run every point on its own
+        raise LthError(f"{sweep.path}: a sweep does not run under torchrun; run each point "
+                       "with lth-suite run under torchrun")
+    check_launcher(sweep.points[0].spec, plugins, uri)
+    check_points(sweep, plugins)
+
+
 def check_points(sweep: Sweep, plugins: Plugins) -> None:
     """Prepare every point once (data, model, rewind point) so that none fails later;
     the data are released after each."""

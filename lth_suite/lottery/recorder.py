@@ -65,16 +65,7 @@ class Recorder:
             parent = self.tracker.reader.require(resume)
             self.hooks_done = int(parent.tags.get(HOOKS_DONE_TAG, "-1"))
             return Checkpoints(self.tracker.reader, resume)
-        spec = self.experiment.spec
-        self.tracker.start_experiment(
-            experiment=spec.tracking.experiment or spec.experiment.name,
-            run_name=parent_run_name(spec.experiment.name, self.experiment.hash),
-            params=spec.model_dump(mode="json"),
-            tags={SPEC_HASH_TAG: self.experiment.hash,
-                  PLUGINS_TAG: json.dumps(self.experiment.plugins.versions()),
-                  SYNTHETIC_TAG: str(self.experiment.data.info.synthetic).lower()},
-            spec_yaml=to_yaml(spec),
-        )
+        open_parent_run(self.experiment, self.tracker)
         return Checkpoints()
 
     @property
@@ -187,6 +178,21 @@ class Recorder:
             self.tracker.log_json(self.parent, {"rows": analysis.table},
                                   analysis_artifact(name, label))
         return {f"{name}/{k}": v for k, v in analysis.metrics.items()}
+
+
+def open_parent_run(experiment: Experiment, tracker: Tracker) -> str:
+    """Create an experiment's parent run (its params, tags and spec); its id. The same
+    run whichever path then trains the experiment's units."""
+    spec = experiment.spec
+    return tracker.start_experiment(
+        experiment=spec.tracking.experiment or spec.experiment.name,
+        run_name=parent_run_name(spec.experiment.name, experiment.hash),
+        params=spec.model_dump(mode="json"),
+        tags={SPEC_HASH_TAG: experiment.hash,
+              PLUGINS_TAG: json.dumps(experiment.plugins.versions()),
+              SYNTHETIC_TAG: str(experiment.data.info.synthetic).lower()},
+        spec_yaml=to_yaml(spec),
+    )
 
 
 def level_summary(event: LevelFinished) -> dict[str, float]:

@@ -20,10 +20,9 @@ from .child_runs import Guard
 from .events import BranchResult, ExperimentFinished, LevelFinished
 from .experiment import Experiment
 from .planner import Planned, Planner
-from .pooled import TrainingPool
 from .progress import Progress, SilentProgress
 from .recorder import Recorder, level_summary
-from .trainer import Trainer
+from .trainer import Trainer, TrainingPool
 
 
 class LotteryRunner:
@@ -226,3 +225,13 @@ class LotteryRunner:
             self.planner.keep(result)
             results.append(result)
         return results
+
+
+def finish_from_store(experiment: Experiment, tracker: Tracker, parent_id: str,
+                      progress: Progress | None = None) -> ExperimentFinished:
+    """Finish an experiment whose units other processes trained into ``parent_id``: every
+    level is read back from its checkpoints and recorded (summaries, analyzers, hooks), a
+    training left to this step (one skipped as diverged) is tried here, and the parent
+    run ends FINISHED."""
+    return LotteryRunner(experiment, tracker, progress, resume=parent_id,
+                         mark_resumed=False).run()

@@ -4,25 +4,54 @@ chooses between the first two; a pool, when the launcher gives one, takes preced
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
+from ..pruning.masks import Mask
 from ..tracking.names import TICKET
-from ..training.distributed import group, together
+from ..training.distributed import TrainingJob, group, send, together
 from ..training.dynamic import MaskUpdater, UpdaterContext
 from ..training.loop import Evaluated
 from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
 from ..training.streaming import StreamedSplits
-from .data_parallel import TrainingJob, send
 from .experiment import Experiment
 from .planner import Planned
-from .pooled import ROW, PooledResult, TrainingPool, WorkerProgress
 from .progress import Progress, Tick
+
+ROW, TICK = "row", "tick"  # what a pooled training tells while it trains
+
+Told = Callable[[int, str, Any], None]
+"""Called in the driver with (item index, ``ROW`` or ``TICK``, the row or the iteration)."""
+
+
+@dataclass
+class PooledResult:
+    """A training done in a worker: its result, and the mask it ended with when dynamic
+    sparse training moved it (else None: the planned mask stands)."""
+
+    result: TrainResult
+    mask: Mask | None = None
+
+
+class TrainingPool(Protocol):
+    """What the trainer needs of worker processes that train planned items side by side
+    (``lth_suite.parallel.worker_pool.WorkerPool`` is one)."""
+
+    size: int  # trainings at once
+
+    def train(self, experiment: Experiment, items: Sequence[Planned],
+              told: Told) -> Iterator[tuple[int, PooledResult | BaseException]]:
+        """Train every item on some worker; yield ``(index, outcome)`` in index order as
+        outcomes arrive, the outcome being what the training raised if it failed.
+        ``told`` hears each item's evaluations and progress while it trains. Closing the
+        iterator early stops the trainings still running."""
+        ...
 
 
 def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None:
@@ -172,18 +201,3 @@ class Trainer:
 
 def _captures(item: Planned) -> frozenset[int]:
     return frozenset() if item.capture is None else frozenset({item.capture})
-
-
-def worker_trainer(experiment: Experiment, send: Callable[[str, Any], None],
-                   ) -> Callable[[Planned], PooledResult]:
-    """In a worker process: what trains one item of ``experiment`` exactly as the driver
-    would (``Trainer.train_alone``), telling ``send`` its rows and progress."""
-    trainer = Trainer(experiment, experiment.build_model(experiment.spec.experiment.seed),
-                      WorkerProgress(send), lambda item, row: send(ROW, row))
-    moving = experiment.dynamic is not None  # a level-0 ticket's mask moves as it trains
-
-    def train(item: Planned) -> PooledResult:
-        result = trainer.train_alone(item)
-        return PooledResult(result, item.mask if moving and item.level == 0 else None)
-
-    return train

@@ -1,5 +1,5 @@
 """The experiment spec: the pydantic model, loading YAML with ``--set``, presets, sweeps."""
 
-from .model import ExperimentSpec
+from .sections import ExperimentSpec
 
 __all__ = ["ExperimentSpec"]

@@ -15,7 +15,7 @@ from ..errors import LthError, SpecError, UnknownComponentError
 from ..plugins.registry import Registry
 from . import safe_yaml
 from .limits import beyond_limits
-from .model import ComponentSpec, ExperimentSpec
+from .sections import ComponentSpec, ExperimentSpec
 from .sparsity import raw_components
 
 # Where results are logged and shown, and what runs the trainings, does not change them.

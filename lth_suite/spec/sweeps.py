@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import LthError, SpecError
 from ..plugins.manager import Plugins
 from .loading import _problems, apply_overrides, build_spec, read_yaml, spec_hash
-from .model import ExperimentSpec
+from .sections import ExperimentSpec
 
 SHARED_SECTIONS = ("launcher", "tracking")  # the sweep's, not a point's
 

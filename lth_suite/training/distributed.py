@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import LthError
+from ..pruning.masks import Mask
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 # Only the lottery's own trainings run data-parallel: a training an analyzer runs on rank 0
@@ -149,3 +150,37 @@ def average_gradients(grads: list[torch.Tensor], loss: torch.Tensor, world: int)
         grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
         offset += grad.numel()
     return flat[-1]
+
+
+# --------------------------------------------------------------------------------------
+# Rank 0's trainings, sent to the other ranks
+# --------------------------------------------------------------------------------------
+@dataclass
+class TrainingJob:
+    """One training, as rank 0 sends it to the other ranks."""
+
+    state: dict[str, torch.Tensor]
+    mask: Mask
+    data_seed: int
+    start_iteration: int
+    constant_lr: float | None
+    capture_at: frozenset[int]
+
+
+def _broadcast(job: TrainingJob | None) -> TrainingJob | None:
+    box = [job]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def send(job: TrainingJob | None) -> None:
+    """Rank 0: have the other ranks train ``job`` beside this process; None: it is done."""
+    if job is not None:  # on the CPU, so that every backend can carry it
+        job = TrainingJob({k: v.cpu() for k, v in job.state.items()}, job.mask.to("cpu"),
+                          job.data_seed, job.start_iteration, job.constant_lr, job.capture_at)
+    _broadcast(job)
+
+
+def receive() -> TrainingJob | None:
+    """A rank other than 0: the next training rank 0 sends; None when it is done."""
+    return _broadcast(None)

@@ -38,13 +38,6 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def launched() -> bool:
-    """Whether ``torchrun`` (or another launcher setting WORLD_SIZE) started several processes.
-
-    Here, with no torch import, so that launchers can ask before torch loads."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def concurrent_trainings() -> int:
     """How many trainings run side by side on this machine: the ``local`` launcher's
     workers, or torchrun's processes on this node (``LOCAL_WORLD_SIZE``), else 1."""

@@ -4,14 +4,13 @@ networks one after another or side by side in worker processes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import LthError
-from ...launch.pool import WorkerPool
-from ...launch.units import Job, Outcome, run_in_order
+from ...parallel.units import Job, Launcher, Outcome, run_in_order
+from ...parallel.worker_pool import WorkerPool
 from ...spec.sections import ExperimentSpec
 
 
@@ -33,18 +32,23 @@ class LocalParams(BaseModel):
         return self.workers
 
 
-@dataclass(frozen=True)
-class LocalLauncher:
+class LocalLauncher(Launcher):
     """Every unit in this process, one after another, in graph order."""
 
     in_process: ClassVar[bool] = True
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is LocalLauncher
+
+    def __hash__(self) -> int:
+        return hash(LocalLauncher)
 
     def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
         """Run the jobs one after another."""
         return [run_in_order(job) for job in jobs]
 
 
-class LocalWorkers:
+class LocalWorkers(Launcher):
     """Every unit in this process, each level's networks trained side by side on
     ``workers`` worker processes of this machine (``pool``); this process records them,
     so it stays the only writer to the tracking store and SQLite stores work."""
@@ -70,7 +74,7 @@ class LocalWorkers:
     def start(self, spec: ExperimentSpec | None = None) -> None:
         """Start the workers: they import the training code, and prepare ``spec``'s
         experiment when given, while this process loads the data."""
-        from ...training.threads import launched
+        from ...parallel.torchrun import launched
 
         if launched():
             raise LthError("launcher.workers: under torchrun every process trains the same "
@@ -82,7 +86,7 @@ class LocalWorkers:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Stop the workers."""
         self.pool.stop()
 

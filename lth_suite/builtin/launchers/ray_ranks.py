@@ -3,7 +3,7 @@
 A unit's ranks are Ray tasks in one placement group, so they start together, on one node
 or several. Rank 0 finds its node's address and a free port, hands them out through
 Ray (the first value its task streams back), then runs the unit as a single process
-does while the other ranks follow it (``launch.ranks``). A small task without CPUs of
+does while the other ranks follow it (``parallel.ranks``). A small task without CPUs of
 its own holds the placement group for the unit and retries the whole group when one of
 its processes dies.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ...launch.ranks import follow_unit, free_port, lead
-from ...launch.units import Unit, UnitFailed
-from ...launch.worker import UnitDone, UnitJob
+from ...parallel.ranks import follow_unit, free_port, lead
+from ...parallel.unit_worker import UnitDone, UnitJob
+from ...parallel.units import Unit, UnitFailed
 from ...training.distributed import Rendezvous
 from . import RayParams
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...errors import LthError
-from ...launch.units import Job, Outcome, Unit, UnitFailed
+from ...parallel.units import Job, Launcher, Outcome, Unit, UnitFailed
 from ...spec.sections import ExperimentSpec
 from . import RAY_MISSING, RayParams
 
@@ -45,7 +45,7 @@ def _reason(unit: Unit, exc: BaseException) -> BaseException:
 
 
 @dataclass
-class RayLauncher:
+class RayLauncher(Launcher):
     """Units as Ray tasks: a unit's dependencies are passed as ObjectRefs, so Ray starts
     it when they finish, on any node with the resources it reserves."""
 
@@ -81,7 +81,7 @@ class RayLauncher:
     def check_spec(self, spec: ExperimentSpec) -> None:
         """Refuse a spec its units cannot train data-parallel on ``ranks_per_unit`` ranks."""
         if self.params.ranks_per_unit > 1:
-            from ...lottery.data_parallel import check_data_parallel
+            from ...parallel.data_parallel import check_data_parallel
 
             check_data_parallel(spec, self.params.ranks_per_unit, "ranks of each unit "
                                 "(launcher.ranks_per_unit)", "on several ranks per unit")

@@ -1,4 +1,4 @@
-"""Units, their dependency graph, and the protocol of launchers that run them.
+"""Units, their dependency graph, and the contract of launchers that run them.
 
 A unit is one (replicate, level, branch) training. Per replicate the tickets form a
 chain, ticket(r, 0) -> ticket(r, 1) -> ...; each control (r, L, c) needs only the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from ..errors import LthError
 from ..tracking.names import TICKET, child_run_name
@@ -104,26 +104,45 @@ class Outcome:
     failed: Unit | None = None  # the unit that failed for good
 
 
-class Launcher(Protocol):
+class Launcher:
     """Runs the units of one or more experiments, each unit after its dependencies.
+
+    Every launcher subclasses this class and implements ``launch``; the other methods
+    are what the core calls on every launcher, with no-op defaults to override:
+
+    1. ``check_spec(spec)`` as soon as the spec is read, before data load or any run;
+    2. ``start(spec)`` right after, to start what takes a while (worker processes) while
+       the data loads; not called for a dry run;
+    3. ``with launcher:`` around the execution, entered before any run is created, so that
+       a cluster that cannot be reached fails first, and left however it ends;
+    4. ``launch(jobs)`` with every experiment's units.
 
     A unit that fails for good stops its own job (its other units are cancelled or
     not started) and is reported in that job's ``Outcome``; the other jobs go on.
     ``KeyboardInterrupt`` stops everything and propagates once the units are stopped.
-
-    Optionally a launcher is also a context manager, entered before any run is created,
-    so that a cluster that cannot be reached fails first. It may have a ``start(spec)``
-    method, called as soon as the spec is checked (before the data loads), to start what
-    takes a while. An in-process launcher may offer a ``pool`` attribute (a
-    ``lottery.pooled.TrainingPool``): the runner then trains each level's networks side
-    by side on it.
+    An in-process launcher may set ``pool`` (a ``lottery.trainer.TrainingPool``): the
+    runner then trains each level's networks side by side on it.
     """
 
-    in_process: ClassVar[bool]  # False: units run in other processes, maybe machines
+    in_process: ClassVar[bool] = True  # False: units run in other processes, maybe machines
+    pool: Any = None  # worker processes that train a level's networks side by side
+
+    def check_spec(self, spec: Any) -> None:
+        """Refuse (raise ``LthError``) a spec this launcher cannot run; by default none."""
+
+    def start(self, spec: Any = None) -> None:
+        """Start what takes a while, while the data loads; by default nothing."""
+
+    def __enter__(self) -> Launcher:
+        """Connect to what runs the units; by default nothing to connect to."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Release what ``start`` or ``__enter__`` took; by default nothing."""
 
     def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
         """Run every job's units; one ``Outcome`` per job, in order."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} does not implement launch()")
 
 
 class UnitFailed(LthError):

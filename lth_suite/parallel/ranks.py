@@ -3,7 +3,7 @@
 Rank 0 runs the unit exactly as one process does (``UnitJob``): it plans, restores,
 prunes and logs, and is the only rank that touches the tracking store. Before each
 training it sends the training to the other ranks, which train it beside rank 0 on their
-shares of every batch (``lottery.data_parallel``). Nothing here knows the launcher: it
+shares of every batch (``parallel.data_parallel``). Nothing here knows the launcher: it
 only needs each rank's ``Rendezvous``.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import socket
 
 from ..errors import LthError
-from ..lottery.data_parallel import follow, leading
 from ..training.distributed import Rendezvous, join, leave
+from .data_parallel import follow, leading
+from .unit_worker import UnitDone, UnitJob
 from .units import Unit, UnitFailed
-from .worker import UnitDone, UnitJob
 
 
 def free_port(host: str) -> int:

@@ -13,49 +13,23 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-
-import torch.distributed as dist
+from typing import TYPE_CHECKING
 
 from ..errors import Diverged, LthError
-from ..pruning.masks import Mask
 from ..spec.sections import ExperimentSpec
-from ..training.distributed import check_split, group, join, leave, together
+from ..training.distributed import check_split, group, join, leave, receive, send, together
 from ..training.single import train
-from ..training.threads import launched
-from .experiment import Experiment
-from .rewinding import State
+from .torchrun import launched
 
-
-@dataclass
-class TrainingJob:
-    """One training, as rank 0 sends it to the other ranks."""
-
-    state: State
-    mask: Mask
-    data_seed: int
-    start_iteration: int
-    constant_lr: float | None
-    capture_at: frozenset[int]
-
-
-def _broadcast(job: TrainingJob | None) -> TrainingJob | None:
-    box = [job]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def send(job: TrainingJob) -> None:
-    """Rank 0: have the other ranks train ``job`` beside this process."""
-    _broadcast(TrainingJob({k: v.cpu() for k, v in job.state.items()}, job.mask.to("cpu"),
-                           job.data_seed, job.start_iteration, job.constant_lr, job.capture_at))
+if TYPE_CHECKING:
+    from ..lottery.experiment import Experiment
 
 
 def follow(experiment: Experiment) -> int:
     """A rank other than 0: train what rank 0 sends until it says it is done; how many."""
     model = experiment.build_model(experiment.spec.experiment.seed)
     trained = 0
-    while (job := _broadcast(None)) is not None:
+    while (job := receive()) is not None:
         model.load_state_dict(job.state)
         try:
             with together():
@@ -78,7 +52,7 @@ def leading() -> Iterator[None]:
     finally:
         if group() is not None:
             try:
-                _broadcast(None)
+                send(None)
             except Exception:
                 if ended:  # else a rank died, and what stopped rank 0 says more
                     raise
@@ -86,8 +60,8 @@ def leading() -> Iterator[None]:
                 leave()
 
 
-def follows(experiment: Experiment) -> bool:
-    """Whether this process is a rank other than 0; it then follows rank 0 to the end."""
+def train_as_follower_rank(experiment: Experiment) -> bool:
+    """Whether this process is a rank other than 0; it then train_as_follower_rank rank 0 to the end."""
     ranks = group()
     if ranks is None or ranks.leader:
         return False

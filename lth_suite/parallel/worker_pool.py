@@ -3,7 +3,7 @@
 Each worker is a fresh (spawned) Python process: no forked torch, OpenMP or MLflow state.
 It imports the training code as soon as it starts, so that this happens while the
 launching process loads the data and opens the tracking store. It then trains one item
-at a time (``lottery.trainer.worker_trainer``, with the experiment it prepares from the
+at a time (``parallel.pooled.worker_trainer``, with the experiment it prepares from the
 spec once) and sends back its evaluations as they are computed, progress ticks, and the
 result. The launching process records everything: workers never touch the store.
 
@@ -32,7 +32,7 @@ from .units import UnitFailed
 if TYPE_CHECKING:  # torch and the lottery load in the workers, and when training starts
     from ..lottery.experiment import Experiment
     from ..lottery.planner import Planned
-    from ..lottery.pooled import PooledResult
+    from ..lottery.trainer import PooledResult
     from ..spec.sections import ExperimentSpec
 
 STOP_SECONDS = 10  # a worker asked to stop that is still alive after this is terminated
@@ -44,8 +44,8 @@ def _serve(conn: Connection, concurrent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launching process handles Ctrl-C
     os.environ[CONCURRENT_ENV] = str(concurrent)  # its share of the cores, for threads: auto
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
-    from ..lottery.trainer import worker_trainer
-    from .worker import prepared
+    from .pooled import worker_trainer
+    from .unit_worker import prepared
 
     trainers: dict[tuple[str, str | None], Callable[[Planned], PooledResult]] = {}
 
@@ -92,7 +92,7 @@ class _Worker:
 
 
 class WorkerPool:
-    """``size`` worker processes of this machine; a ``lottery.pooled.TrainingPool``."""
+    """``size`` worker processes of this machine; a ``lottery.trainer.TrainingPool``."""
 
     def __init__(self, size: int):
         self.size = size
