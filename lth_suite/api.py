@@ -51,19 +51,33 @@ from .plugins.params import DatasetParams
 from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
 
 if TYPE_CHECKING:
+    from .analysis.similarity import chance_iou, chance_iou_pooled, iou
     from .lottery.analyzers import Analysis, Analyzer
     from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
+    from .lottery.experiment import Experiment
     from .lottery.rewinding import Rewind, RewindContext, RewindPoint, State
+    from .parallel.data_parallel import check_data_parallel
+    from .parallel.ranks import follow_unit, free_port, lead
+    from .parallel.torchrun import launched
+    from .parallel.unit_worker import UnitDone, UnitJob
     from .parallel.units import Execute, Job, Launcher, Outcome, Unit, UnitFailed, UnitGraph, run_in_order
-    from .pruning.allocation import Allocation, LayerShape
-    from .pruning.masks import Layer, Mask, keep_top, prunable_layers
+    from .parallel.worker_pool import WorkerPool
+    from .pruning.allocation import Allocation, LayerShape, erk_counts, uniform_counts
+    from .pruning.masks import Layer, Mask, keep_top, prunable_layers, top_positions
     from .pruning.targets import Criterion, Group, PruneRequest
+    from .seeding import derive_seed
+    from .spec.sections import Duration, ExperimentSpec
+    from .tracking.names import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT, TICKET
+    from .training.acceleration import Acceleration
     from .training.config import TrainConfig
-    from .training.data import Augment, DataInfo, RawData, Splits
+    from .training.data import Augment, DataInfo, RandomCropFlip, RawData, Splits
+    from .training.distributed import Rendezvous
     from .training.dynamic import DynamicSparsity, MaskUpdater, UpdaterContext
     from .training.loop import Step, StepCallback
-    from .training.result import TrainResult
+    from .training.result import TrainResult, snapshot
+    from .training.single import evaluate, train
     from .training.streaming import StreamedData, StreamedSet, StreamedSplits
+    from .training.threads import usable_cores
 
 # Name -> the module that defines it, imported on first access. Keep in step with the
 # TYPE_CHECKING imports above (tests/test_api.py checks both against ``__all__``).
@@ -109,6 +123,15 @@ __all__ = [
     "Analyzer", "Analysis", "BranchResult", "LevelFinished", "ExperimentFinished",
     # launchers
     "Launcher", "Job", "Unit", "UnitGraph", "Outcome", "Execute", "UnitFailed", "run_in_order",
+    "WorkerPool", "UnitJob", "UnitDone", "launched", "check_data_parallel", "Rendezvous",
+    "follow_unit", "free_port", "lead",
+    # the experiment and its spec
+    "Experiment", "ExperimentSpec", "Duration", "Acceleration",
+    # branch names: the ticket and the controls
+    "TICKET", "REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES",
+    # helpers for criteria, allocations, datasets, analyzers and rewinds
+    "derive_seed", "top_positions", "uniform_counts", "erk_counts", "RandomCropFlip", "train",
+    "evaluate", "snapshot", "usable_cores", "iou", "chance_iou", "chance_iou_pooled",
 ]
 
 

@@ -400,7 +400,7 @@ def test_an_interrupted_local_sweep_resumes_skipping_what_it_finished(tiny, writ
     real = LotteryRunner.run_level
 
     def interrupt_point_1(self, level):  # Ctrl-C in the second point, level 2
-        if self.x.spec.experiment.seed == 1 and level == 2:
+        if self.experiment.spec.experiment.seed == 1 and level == 2:
             raise KeyboardInterrupt
         return real(self, level)
 

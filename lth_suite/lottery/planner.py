@@ -16,7 +16,7 @@ import torch
 
 from ..errors import LthError
 from ..pruning import nm
-from ..pruning.allocation import shapes_of, uniform
+from ..pruning.allocation import shapes_of, uniform_counts
 from ..pruning.masks import Mask, keep_top
 from ..pruning.shaping import allocated_groups, nm_groups
 from ..pruning.targets import Group, PruneRequest, layer_fraction, random_mask_like, target_groups
@@ -213,7 +213,7 @@ class Planner:
         dense = Mask.dense(self.model, self.experiment.layers)
         names = [layer.name for layer in self.experiment.layers if layer_fraction(layer, rules) is not None]
         shapes = shapes_of(dense, names)
-        counts = (self.experiment.allocation or uniform)(shapes, sparsity.density)
+        counts = (self.experiment.allocation or uniform_counts)(shapes, sparsity.density)
         generator = torch.Generator().manual_seed(
             derive_seed(self.experiment.spec.experiment.seed, "sparse_start", replicate))
         scores = {name: torch.rand(keep.shape, generator=generator) for name, keep in dense.items()}

@@ -96,11 +96,11 @@ def erk_densities(layers: Sequence[LayerShape], density: float, power: float = 1
         dense |= over
 
 
-def uniform(layers: Sequence[LayerShape], density: float) -> list[int]:
+def uniform_counts(layers: Sequence[LayerShape], density: float) -> list[int]:
     """Kept weights per layer: every layer at the overall density."""
     return apportion(uniform_densities(layers, density), layers, density)
 
 
-def erk(layers: Sequence[LayerShape], density: float, power: float = 1.0) -> list[int]:
+def erk_counts(layers: Sequence[LayerShape], density: float, power: float = 1.0) -> list[int]:
     """Kept weights per layer under Erdős–Rényi-Kernel at the overall density."""
     return apportion(erk_densities(layers, density, power), layers, density)

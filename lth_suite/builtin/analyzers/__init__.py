@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...plugins.hookspecs import hookimpl
-from ...plugins.registry import NoParams, RegisterFn, lazy
+from ...api import NoParams, RegisterFn, hookimpl, lazy
 from .. import moved
 
 __getattr__ = moved(__name__, {

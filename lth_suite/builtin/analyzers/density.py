@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from statistics import mean
 
-from ...lottery.events import ExperimentFinished, LevelFinished
-from ...plugins.registry import NoParams
-from ...tracking.names import TICKET
+from ...api import TICKET, ExperimentFinished, LevelFinished, NoParams
 
 
 class LayerDensity:

@@ -12,10 +12,7 @@ from statistics import mean
 
 import torch
 
-from ...lottery.analyzers import Analysis
-from ...lottery.events import ExperimentFinished, LevelFinished
-from ...plugins.registry import NoParams
-from ...tracking.names import TICKET
+from ...api import TICKET, Analysis, ExperimentFinished, LevelFinished, NoParams
 
 SIDES = ("kept", "pruned")
 

@@ -13,13 +13,17 @@ import dataclasses
 
 import torch
 
-from ...errors import LthError
-from ...lottery.analyzers import Analysis
-from ...lottery.events import ExperimentFinished, LevelFinished
-from ...seeding import derive_seed
-from ...tracking.names import TICKET
-from ...training.result import snapshot
-from ...training.single import evaluate, train
+from ...api import (
+    TICKET,
+    Analysis,
+    ExperimentFinished,
+    LevelFinished,
+    LthError,
+    derive_seed,
+    evaluate,
+    snapshot,
+    train,
+)
 from . import InstabilityParams
 
 State = dict[str, torch.Tensor]

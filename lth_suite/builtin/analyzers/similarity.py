@@ -10,12 +10,18 @@ from __future__ import annotations
 from itertools import combinations
 from statistics import mean
 
-from ...analysis.similarity import chance_iou, chance_iou_pooled, iou
-from ...lottery.analyzers import Analysis
-from ...lottery.events import ExperimentFinished, LevelFinished
-from ...plugins.registry import NoParams
-from ...pruning.masks import Mask
-from ...tracking.names import RANDOM_PRUNE, TICKET
+from ...api import (
+    RANDOM_PRUNE,
+    TICKET,
+    Analysis,
+    ExperimentFinished,
+    LevelFinished,
+    Mask,
+    NoParams,
+    chance_iou,
+    chance_iou_pooled,
+    iou,
+)
 
 OVERALL = "all"  # the table's row for all prunable tensors pooled; layer names end in .weight
 

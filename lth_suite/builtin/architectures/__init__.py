@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...plugins.hookspecs import hookimpl
-from ...plugins.registry import RegisterFn, lazy
+from ...api import RegisterFn, hookimpl, lazy
 from .. import moved
 
 # The networks themselves (torch) live in nets.py, cifar_nets.py and imagenet_nets.py, imported when a spec

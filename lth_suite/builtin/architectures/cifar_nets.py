@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ...training.data import DataInfo
+from ...api import DataInfo
 from . import ResNetParams, VGGParams, resnet_blocks_per_stage
 
 # Channels per 3x3 conv, one list per stage; a 2x2 max pool follows every stage but the last.

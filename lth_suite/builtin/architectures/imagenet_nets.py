@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...training.data import DataInfo
+from ...api import DataInfo
 from . import ImageNetResNetParams
 from .cifar_nets import image_shape
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ...training.data import DataInfo
+from ...api import DataInfo
 from . import ConvParams, MLPParams
 from .cifar_nets import image_shape
 

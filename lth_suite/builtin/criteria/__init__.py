@@ -6,8 +6,7 @@ imported when a spec uses one.
 
 from __future__ import annotations
 
-from ...plugins.hookspecs import hookimpl
-from ...plugins.registry import NoParams, RegisterFn, lazy
+from ...api import NoParams, RegisterFn, hookimpl, lazy
 from .. import moved
 
 __getattr__ = moved(__name__, {"magnitude": "score", "random": "score", "lamp": "score"})

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from ...plugins.registry import NoParams
-from ...pruning.masks import Mask, keep_top
-from ...pruning.targets import PruneRequest
+from ...api import Mask, NoParams, PruneRequest, keep_top
 
 
 def filter_ranks(magnitude: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ...plugins.registry import NoParams
-from ...pruning.masks import Mask, keep_top
-from ...pruning.targets import PruneRequest
+from ...api import Mask, NoParams, PruneRequest, keep_top
 
 
 def magnitude(params: NoParams) -> object:

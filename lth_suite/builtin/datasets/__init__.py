@@ -12,9 +12,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from ...plugins.hookspecs import hookimpl
-from ...plugins.params import DatasetParams
-from ...plugins.registry import RegisterFn, lazy
+from ...api import DatasetParams, RegisterFn, hookimpl, lazy
 from .. import moved
 
 LOCAL, VISION = "lth_suite.builtin.datasets.local", "lth_suite.builtin.datasets.vision"

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ...errors import DataError
+from ...api import DataError
 
 NUMBERS = "biuf"  # bool, signed and unsigned integers, floats
 KINDS = {"O": "Python objects", "U": "strings", "S": "byte strings", "c": "complex numbers",

@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 from numpy.lib import format as npy
 
-from ...errors import DataError
+from ...api import DataError
 
 FALLBACK_LIMIT = 8 * 2**30  # where the machine's memory cannot be read
 CHUNK = 2**24  # bytes per gzip read

@@ -13,9 +13,7 @@ from typing import Any
 
 import torch
 
-from ...errors import DataError
-from ...training.data import DataInfo, RandomCropFlip, RawData
-from ...training.streaming import StreamedData
+from ...api import DataError, DataInfo, RandomCropFlip, RawData, StreamedData
 from . import ImageFolderParams, ImageNetParams
 
 FLOAT32_BYTES = 4

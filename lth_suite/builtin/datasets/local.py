@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import DataError
-from ...seeding import derive_seed
-from ...training.data import DataInfo, RawData
+from ...api import DataError, DataInfo, RawData, derive_seed
 from . import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,

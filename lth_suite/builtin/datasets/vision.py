@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import DataError
-from ...seeding import derive_seed
-from ...training.data import DataInfo, RandomCropFlip, RawData
+from ...api import DataError, DataInfo, RandomCropFlip, RawData, derive_seed
 from . import CIFARParams, FakeParams
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

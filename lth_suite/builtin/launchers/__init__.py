@@ -12,9 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...errors import LthError
-from ...plugins.hookspecs import hookimpl
-from ...plugins.registry import RegisterFn
+from ...api import LthError, RegisterFn, hookimpl
 from .local import LocalLauncher, LocalParams, LocalWorkers, local_launcher
 
 RAY_MISSING = ("launcher 'ray' needs the ray package, which is not installed: "

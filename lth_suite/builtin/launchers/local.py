@@ -8,10 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import LthError
-from ...parallel.units import Job, Launcher, Outcome, run_in_order
-from ...parallel.worker_pool import WorkerPool
-from ...spec.sections import ExperimentSpec
+from ...api import ExperimentSpec, Job, Launcher, LthError, Outcome, WorkerPool, run_in_order
 
 
 class LocalParams(BaseModel):
@@ -26,7 +23,7 @@ class LocalParams(BaseModel):
     def resolved(self) -> int:
         """The number of worker processes; 1 means none (in this process)."""
         if self.workers == "auto":
-            from ...training.threads import usable_cores
+            from ...api import usable_cores
 
             return usable_cores()
         return self.workers
@@ -74,7 +71,7 @@ class LocalWorkers(Launcher):
     def start(self, spec: ExperimentSpec | None = None) -> None:
         """Start the workers: they import the training code, and prepare ``spec``'s
         experiment when given, while this process loads the data."""
-        from ...parallel.torchrun import launched
+        from ...api import launched
 
         if launched():
             raise LthError("launcher.workers: under torchrun every process trains the same "

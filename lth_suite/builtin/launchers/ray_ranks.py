@@ -13,10 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ...parallel.ranks import follow_unit, free_port, lead
-from ...parallel.unit_worker import UnitDone, UnitJob
-from ...parallel.units import Unit, UnitFailed
-from ...training.distributed import Rendezvous
+from ...api import Rendezvous, Unit, UnitDone, UnitFailed, UnitJob, follow_unit, free_port, lead
 from . import RayParams
 
 # How long a cancelled unit's rank 0 may take to end its child run before its group goes

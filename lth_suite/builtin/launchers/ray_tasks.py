@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...errors import LthError
-from ...parallel.units import Job, Launcher, Outcome, Unit, UnitFailed
-from ...spec.sections import ExperimentSpec
+from ...api import ExperimentSpec, Job, Launcher, LthError, Outcome, Unit, UnitFailed
 from . import RAY_MISSING, RayParams
 
 
@@ -81,7 +79,7 @@ class RayLauncher(Launcher):
     def check_spec(self, spec: ExperimentSpec) -> None:
         """Refuse a spec its units cannot train data-parallel on ``ranks_per_unit`` ranks."""
         if self.params.ranks_per_unit > 1:
-            from ...parallel.data_parallel import check_data_parallel
+            from ...api import check_data_parallel
 
             check_data_parallel(spec, self.params.ranks_per_unit, "ranks of each unit "
                                 "(launcher.ranks_per_unit)", "on several ranks per unit")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...plugins.hookspecs import hookimpl
-from ...plugins.registry import NoParams, RegisterFn, lazy
-from ...spec.sections import Duration
+from ...api import Duration, NoParams, RegisterFn, hookimpl, lazy
 from .. import moved
 
 STRATEGIES = "lth_suite.builtin.rewinds.strategies"

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...lottery.rewinding import RewindContext, RewindPoint
-from ...plugins.registry import NoParams
-from ...spec.sections import Duration
-from ...training.config import TrainConfig
+from ...api import Duration, NoParams, RewindContext, RewindPoint, TrainConfig
 from . import StepParams
 
 

@@ -10,8 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...plugins.hookspecs import hookimpl
-from ...plugins.registry import NoParams, RegisterFn, lazy
+from ...api import NoParams, RegisterFn, hookimpl, lazy
 
 DYNAMIC = "lth_suite.builtin.sparsity.dynamic"
 

@@ -17,25 +17,32 @@ from collections.abc import Sequence
 
 import torch
 
-from ...plugins.registry import NoParams
-from ...pruning import allocation
-from ...pruning.masks import Mask, top_positions
-from ...seeding import derive_seed
-from ...training.dynamic import MaskUpdater, UpdaterContext
-from ...training.loop import Step
+from ...api import (
+    Allocation,
+    LayerShape,
+    Mask,
+    MaskUpdater,
+    NoParams,
+    Step,
+    UpdaterContext,
+    derive_seed,
+    erk_counts,
+    top_positions,
+    uniform_counts,
+)
 from . import DropGrowParams, ErkParams
 
 
-def uniform_allocation(params: NoParams) -> allocation.Allocation:
+def uniform_allocation(params: NoParams) -> Allocation:
     """Every layer at the overall density."""
-    return allocation.uniform
+    return uniform_counts
 
 
-def erk_allocation(params: ErkParams) -> allocation.Allocation:
+def erk_allocation(params: ErkParams) -> Allocation:
     """Erdős–Rényi-Kernel densities at the params' power."""
 
-    def allocate(layers: Sequence[allocation.LayerShape], density: float) -> list[int]:
-        return allocation.erk(layers, density, params.power)
+    def allocate(layers: Sequence[LayerShape], density: float) -> list[int]:
+        return erk_counts(layers, density, params.power)
 
     return allocate
 
