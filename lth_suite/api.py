@@ -102,6 +102,26 @@ _LAZY: dict[str, str] = {
     # for every hook module.
     **dict.fromkeys(("Execute", "Job", "Launcher", "Outcome", "Unit", "UnitFailed", "UnitGraph",
                      "run_in_order"), "lth_suite.parallel.units"),
+    # What the built-in plugins use, so that they import this module only.
+    **dict.fromkeys(("TICKET", "REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES"),
+                    "lth_suite.tracking.names"),
+    **dict.fromkeys(("Duration", "ExperimentSpec"), "lth_suite.spec.sections"),
+    "Experiment": "lth_suite.lottery.experiment",
+    "Acceleration": "lth_suite.training.acceleration",
+    "derive_seed": "lth_suite.seeding",
+    "top_positions": "lth_suite.pruning.masks",
+    **dict.fromkeys(("uniform_counts", "erk_counts"), "lth_suite.pruning.allocation"),
+    "RandomCropFlip": "lth_suite.training.data",
+    **dict.fromkeys(("train", "evaluate"), "lth_suite.training.single"),
+    "snapshot": "lth_suite.training.result",
+    "usable_cores": "lth_suite.training.threads",
+    "Rendezvous": "lth_suite.training.distributed",
+    **dict.fromkeys(("chance_iou", "chance_iou_pooled", "iou"), "lth_suite.analysis.similarity"),
+    "launched": "lth_suite.parallel.torchrun",
+    "check_data_parallel": "lth_suite.parallel.data_parallel",
+    **dict.fromkeys(("follow_unit", "free_port", "lead"), "lth_suite.parallel.ranks"),
+    **dict.fromkeys(("UnitDone", "UnitJob"), "lth_suite.parallel.unit_worker"),
+    "WorkerPool": "lth_suite.parallel.worker_pool",
 }
 
 __all__ = [
