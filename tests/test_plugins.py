@@ -19,8 +19,8 @@ from lth_suite.cli import app
 from lth_suite.errors import LthError, UnknownComponentError
 from lth_suite.plugins.hookspecs import hookimpl
 from lth_suite.plugins.manager import DEFAULT_PLUGINS, LOAD_ENV, load_plugins
-from lth_suite.plugins.registry import KINDS, Component, NoParams, Registry
-from lth_suite.spec.loading import build_spec
+from lth_suite.plugins.registry import KINDS, AmbiguousComponentError, Component, NoParams, Registry
+from lth_suite.spec.loading import build_spec, spec_hash
 
 BUILTIN_PROVIDES = {
     "lth_suite.builtin.criteria": {"criterion": {"magnitude", "random"}},
@@ -94,26 +94,81 @@ def test_unknown_component_lists_known_names(registry):
 
 # --- name checks ----------------------------------------------------------------------
 
-def test_duplicate_component_names_are_rejected():
+def test_a_name_clash_with_a_builtin_is_an_error_only_where_used():
     def lth_register_criteria(register):
-        register("magnitude", lambda params: None)
+        register("magnitude", lambda params: "copycat's", NoParams, "a clashing criterion")
 
+    plugins = load_plugins(extra=[plugin_module("copycat", lth_register_criteria=lth_register_criteria)],
+                           installed=False)
+    registry = plugins.registry
+    [clash] = plugins.clashes()
+    assert (clash.kind, clash.name, clash.plugins) == (
+        "criterion", "magnitude", ("lth_suite.builtin.criteria", "copycat"))
+    assert clash.warning() == ("criterion 'magnitude' is registered by lth_suite.builtin.criteria, "
+                               "copycat: a spec must name it lth_suite.builtin.criteria:magnitude "
+                               "or copycat:magnitude")
+    with pytest.raises(AmbiguousComponentError) as info:
+        registry.get("criterion", "magnitude")
+    assert str(info.value) == ("criterion 'magnitude' is registered by several plugins; name one of "
+                               "lth_suite.builtin.criteria:magnitude, copycat:magnitude")
+    assert info.value.exit_code == 2 and isinstance(info.value, UnknownComponentError)
+    assert registry.get("criterion", "copycat:magnitude").plugin == "copycat"
+    assert registry.get("criterion", "lth_suite.builtin.criteria:magnitude").plugin == \
+        "lth_suite.builtin.criteria"
+    assert registry.build("criterion", "copycat:magnitude", {}) == "copycat's"
+    assert {"copycat:magnitude", "lth_suite.builtin.criteria:magnitude", "random"} <= set(
+        registry.names("criterion"))
+    assert "magnitude" not in registry.names("criterion")
+    assert registry.get("criterion", "lth_suite.builtin.criteria:random").name == "random"
+    with pytest.raises(UnknownComponentError, match="unknown criterion 'copycat:random'"):
+        registry.get("criterion", "copycat:random")
+    # every name the registry lists resolves, so registry-driven tests keep working
+    assert all(registry.get(c.kind, registry.spec_name(c)) is c for c in registry.all())
+
+
+def test_qualified_names_validate_against_their_own_params_model(tiny):
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        power: float = 1.0
+
+    def lth_register_criteria(register):
+        register("lamp", lambda params: None, Params, "a lamp of another kind")
+
+    registry = load_plugins(extra=[plugin_module("other", lth_register_criteria=lth_register_criteria)],
+                            installed=False).registry
+    tiny["pruning"]["criterion"] = "lamp"
     with pytest.raises(LthError) as info:
-        load_plugins(extra=[plugin_module("copycat", lth_register_criteria=lth_register_criteria)],
-                     installed=False)
-    # the built-in came first; the newcomer is the duplicate
-    assert str(info.value) == ("criterion 'magnitude' is registered twice: "
-                               "by lth_suite.builtin.criteria and by copycat")
+        build_spec(tiny, registry)
+    assert info.value.exit_code == 2
+    assert ("pruning.criterion.name: criterion 'lamp' is registered by several plugins; name one "
+            "of lth_suite.builtin.criteria:lamp, other:lamp") in str(info.value)
+    tiny["pruning"]["criterion"] = {"name": "other:lamp", "power": 2}
+    assert build_spec(tiny, registry).pruning.criterion.params == {"power": 2.0}
+    tiny["pruning"]["criterion"] = {"name": "lth_suite.builtin.criteria:lamp", "power": 2}
+    with pytest.raises(LthError, match=r"pruning\.criterion\.power: unknown field"):
+        build_spec(tiny, registry)
 
 
-def test_duplicate_between_extra_plugins_blames_the_later():
+def test_a_spec_hash_does_not_change_when_another_plugin_clashes(tiny, registry):
+    """Only specs that name the clashing component change how they must be written."""
+    def lth_register_rewinds(register):
+        register("init", lambda params: None, NoParams, "another init")
+
+    other = load_plugins(extra=[plugin_module("rw", lth_register_rewinds=lth_register_rewinds)],
+                         installed=False).registry
+    tiny["rewind"] = "finetune"
+    assert spec_hash(build_spec(tiny, other)) == spec_hash(build_spec(tiny, registry))
+
+
+def test_the_same_plugin_registering_a_name_twice_is_an_error():
     def lth_register_criteria(register):
         register("mine", lambda params: None)
+        register("mine", lambda params: None)
 
-    first = plugin_module("first", lth_register_criteria=lth_register_criteria)
-    second = plugin_module("second", lth_register_criteria=lth_register_criteria)
-    with pytest.raises(LthError, match="registered twice: by first and by second"):
-        load_plugins(extra=[first, second], installed=False)
+    with pytest.raises(LthError) as info:
+        load_plugins(extra=[plugin_module("twice", lth_register_criteria=lth_register_criteria)],
+                     installed=False)
+    assert str(info.value) == "criterion 'mine' is registered twice by twice"
 
 
 def test_same_name_in_another_kind_is_fine():
@@ -531,12 +586,59 @@ def test_load_plugins_warns_on_stderr_unless_asked_not_to(install, monkeypatch, 
     assert capsys.readouterr().err == ""
 
 
-def test_installed_plugin_duplicating_a_builtin(install, monkeypatch):
-    plugin = install(PLUGIN_SOURCE.replace('register("smallest_first"', 'register("random"'))
+CLASHING_SOURCE = PLUGIN_SOURCE.replace('register("smallest_first"', 'register("lamp"')
+
+
+def test_installed_plugin_clashing_with_a_builtin_is_a_warning(install, monkeypatch):
+    plugin = install(CLASHING_SOURCE)
     monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    warning = (f"warning: criterion 'lamp' is registered by lth_suite.builtin.criteria, "
+               f"{plugin.dist}: a spec must name it lth_suite.builtin.criteria:lamp or "
+               f"{plugin.dist}:lamp")
     result = invoke("plugins")
+    assert result.exit_code == 0, result.output
+    assert warning in result.stderr and plugin.dist in result.stdout
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    assert warning in result.stderr
+    rows = {row["plugin"]: row for row in json.loads(result.stdout)}
+    assert rows[plugin.dist]["provides"] == {"criterion": ["lamp"]}
+    assert rows[plugin.dist]["clashes"] == [warning.removeprefix("warning: ")]
+    assert rows["lth_suite.builtin.criteria"]["clashes"] == rows[plugin.dist]["clashes"]
+    assert rows["lth_suite.builtin.rewinds"]["clashes"] == []
+    assert invoke("schema").exit_code == 0
+
+
+def test_a_spec_naming_a_clashing_component(install, monkeypatch, tiny, write_spec,
+                                            tracking_uri):
+    plugin = install(CLASHING_SOURCE)
+    monkeypatch.setenv(LOAD_ENV, plugin.dist)
+    tiny["pruning"] = {"criterion": "lamp", "levels": 1}
+    result = invoke("validate", write_spec(tiny))
     assert result.exit_code == 2
-    assert "lth_suite.builtin.criteria" in result.stderr and plugin.dist in result.stderr
+    assert (f"pruning.criterion.name: criterion 'lamp' is registered by several plugins; name one "
+            f"of lth_suite.builtin.criteria:lamp, {plugin.dist}:lamp") in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # the spec's header line and this one
+
+    tiny["pruning"]["criterion"] = "lth_suite.builtin.criteria:lamp"
+    result = invoke("validate", write_spec(tiny, name="builtin.yaml"))
+    assert result.exit_code == 0, result.output
+
+    tiny["pruning"]["criterion"] = {"name": f"{plugin.dist}:lamp", "power": 2}
+    tiny["controls"] = {"reinit": False, "random_prune": False}
+    tiny["training"]["duration"] = "20it"
+    tiny["tracking"] = {"log_models": "none", "log_state_dicts": False}
+    spec = write_spec(tiny, name="theirs.yaml")
+    result = invoke("validate", spec)
+    assert result.exit_code == 0, result.output
+    result = invoke("run", spec, "--tracking-uri", tracking_uri)
+    assert result.exit_code == 0, result.output
+    assert len(sys.modules[plugin.module].FINISHED) == 1
+
+    schema = json.loads(invoke("schema").stdout)
+    titles = {o.get("title") for o in schema["$defs"]["Pruning"]["properties"]["criterion"]["oneOf"]}
+    assert {"criterion lth_suite.builtin.criteria:lamp", f"criterion {plugin.dist}:lamp"} <= titles
+    assert "criterion lamp" not in titles
 
 
 def test_distribution_with_two_entry_points(install, monkeypatch):

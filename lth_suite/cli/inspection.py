@@ -41,16 +41,24 @@ def schema() -> None:
 @app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
             ) -> None:
-    """List the plugins, their versions, what each provides, and any that failed to load."""
+    """List the plugins, their versions, what each provides, and any that failed to load.
+
+    A component name that several plugins registered is a warning here, not an error:
+    each stays usable by its qualified name ``PLUGIN:NAME``.
+    """
     from ..plugins.manager import load_plugins
 
     try:
         loaded = load_plugins()
     except LthError as error:
         _fail(error)
+    clashes = loaded.clashes()
     rows = [{"plugin": info.name, "version": info.version, "distribution": info.distribution,
-             "status": info.status, "error": info.error, "provides": info.provides}
+             "status": info.status, "error": info.error, "provides": info.provides,
+             "clashes": [c.warning() for c in clashes if info.name in c.plugins]}
             for info in loaded.infos.values()]
+    for clash in clashes:  # stderr: --json keeps stdout machine-readable
+        err.print(f"warning: {clash.warning()}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return

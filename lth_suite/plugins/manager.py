@@ -9,7 +9,14 @@ it is listed as broken, a warning naming it goes to stderr, and only specs that 
 it fail. What it would have provided comes from the static entry-point group
 ``lth_suite.provides`` (``"criterion:snip" = "my_package"``), which needs no import.
 Mistakes a plugin's own test finds at once (a misspelled hook, a bad hook argument,
-a duplicate component name) stay hard errors.
+a component name registered twice by the same plugin) stay hard errors.
+
+Every component answers to ``PLUGIN:NAME``, PLUGIN being the name this manager gives
+its plugin: the built-in module (``lth_suite.builtin.criteria:lamp``), the distribution
+of an installed plugin (``lth-suite-pai:snip``; ``dist:entry-point`` when a distribution
+declares several), or the ``__name__`` of an in-process one. Two plugins may register
+the same name: the registry records the clash (``Registry.clashes``), ``lth-suite
+plugins`` shows it as a warning, and only a spec that uses the bare name fails.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import pluggy
 from .. import __version__
 from ..errors import LthError
 from . import hookspecs
-from .registry import KINDS, Component, NoParams, Registry
+from .registry import KINDS, Clash, Component, NoParams, Registry
 
 ENTRY_POINT_GROUP = "lth_suite"
 PROVIDES_GROUP = "lth_suite.provides"
@@ -86,6 +93,10 @@ class Plugins:
         """Plugin name -> version of the plugins that loaded, for tagging runs."""
         return {name: info.version for name, info in sorted(self.infos.items())
                 if info.status == "ok"}
+
+    def clashes(self) -> list[Clash]:
+        """Component names that several plugins registered (usable only qualified)."""
+        return self.registry.clashes()
 
     def broken(self) -> list[PluginInfo]:
         """Installed plugins that failed to load, in load order."""
@@ -251,7 +262,7 @@ def _collect(manager: pluggy.PluginManager, registry: Registry,
     """
     caller = getattr(manager.hook, _REGISTER_HOOKS[kind])
     # get_hookimpls() lists plugins in registration order (pluggy *calls* them in
-    # reverse), so a name taken by a built-in is blamed on the later third-party plugin
+    # reverse), so the registry lists the components of a clashing name in load order
     for impl in caller.get_hookimpls():
         plugin_name = impl.plugin_name
 

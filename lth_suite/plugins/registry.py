@@ -71,17 +71,59 @@ class Component:
     plugin: str
 
 
+class AmbiguousComponentError(UnknownComponentError):
+    """A spec names a component by a name that several plugins registered."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str]):
+        choices = list(choices)
+        super().__init__(kind, name, choices)
+        self.known = choices  # in load order: the built-in first
+        self.args = (f"{kind} '{name}' is registered by several plugins; name one of "
+                     f"{', '.join(self.known)}",)
+
+
+def qualified_name(plugin: str, name: str) -> str:
+    """``PLUGIN:NAME``, the name of a component that stays unique whatever else is installed."""
+    return f"{plugin}:{name}"
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A component name that several plugins registered in one kind."""
+
+    kind: str
+    name: str
+    plugins: tuple[str, ...]  # in load order
+
+    @property
+    def choices(self) -> list[str]:
+        """The qualified names a spec may use instead."""
+        return [qualified_name(plugin, self.name) for plugin in self.plugins]
+
+    def warning(self) -> str:
+        """One line for ``lth-suite plugins``."""
+        return (f"{self.kind} '{self.name}' is registered by {', '.join(self.plugins)}: a spec "
+                f"must name it {' or '.join(self.choices)}")
+
+
 @dataclass
 class Registry:
-    """Every component the loaded plugins registered, by kind and name."""
+    """Every component the loaded plugins registered, by kind and name.
 
-    tables: dict[str, dict[str, Component]] = field(
+    Each component answers to ``PLUGIN:NAME`` (its qualified name) and, while no other
+    plugin registers the same name in its kind, to ``NAME`` alone. Two plugins may
+    register one name: only a spec that uses the bare name then fails, naming the
+    qualified choices, so one plugin's choice of name never takes the others down.
+    """
+
+    # kind -> name -> the components of that name, in load order (several: a clash)
+    tables: dict[str, dict[str, list[Component]]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
     unavailable: list[Unavailable] = field(default_factory=list)
 
     def add(self, component: Component) -> None:
-        """Add a component; a bad or already-taken name in its kind is an error."""
+        """Add a component; a bad name, or one its own plugin already took, is an error."""
         table = self.tables[component.kind]
         name = component.name
         if not isinstance(name, str) or not name or name != name.strip():
@@ -96,18 +138,24 @@ class Registry:
         reserved = sorted({"name", "params"} & set(model.model_fields))
         if reserved:  # the spec's flat form {name: x, param: ...} could never set them
             raise LthError(f"{where}: a params field cannot be called {reserved[0]!r}")
-        if name in table:
-            raise LthError(f"{component.kind} '{name}' is registered twice: "
-                           f"by {table[name].plugin} and by {component.plugin}")
-        table[name] = component
+        taken = table.setdefault(name, [])
+        if any(other.plugin == component.plugin for other in taken):
+            raise LthError(f"{component.kind} '{name}' is registered twice by {component.plugin}")
+        taken.append(component)
 
     def remove_plugin(self, plugin: str) -> list[tuple[str, str]]:
         """Drop every component of one plugin; (kind, name) of those dropped."""
         dropped = []
         for kind, table in self.tables.items():
-            for name in [n for n, c in table.items() if c.plugin == plugin]:
-                del table[name]
+            for name in list(table):
+                kept = [c for c in table[name] if c.plugin != plugin]
+                if len(kept) == len(table[name]):
+                    continue
                 dropped.append((kind, name))
+                if kept:
+                    table[name] = kept
+                else:
+                    del table[name]
         return dropped
 
     def mark_unavailable(self, plugin: str, error: str, provides: Iterable[tuple[str, str]],
@@ -116,18 +164,30 @@ class Registry:
         self.unavailable.append(Unavailable(plugin, error, frozenset(provides), complete))
 
     def get(self, kind: str, name: str) -> Component:
-        """The component, or an error that lists the known names of that kind.
+        """The component named ``NAME`` or ``PLUGIN:NAME``, or an error naming the choices.
 
-        When an installed plugin that failed to load provides (or may provide) the
-        name, the error says which plugin and why it failed.
+        A bare name that several plugins registered is an ``AmbiguousComponentError``
+        listing their qualified names. When an installed plugin that failed to load
+        provides (or may provide) the name, the error says which plugin and why it failed.
         """
         table = self.tables[kind]
-        if name in table:
-            return table[name]
+        found = table.get(name, [])
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise AmbiguousComponentError(kind, name, (qualified_name(c.plugin, name)
+                                                       for c in found))
+        plugin, sep, short = name.rpartition(":")
+        if sep:
+            for component in table.get(short, []):
+                if component.plugin == plugin:
+                    return component
         for broken in self.unavailable:
-            if (kind, name) in broken.provides:
-                raise UnavailableComponentError(kind, name, table, broken.plugin, broken.error)
-        error = UnknownComponentError(kind, name, table)
+            if (kind, name) in broken.provides or (
+                    sep and plugin == broken.plugin and (kind, short) in broken.provides):
+                raise UnavailableComponentError(kind, name, self.names(kind), broken.plugin,
+                                                broken.error)
+        error = UnknownComponentError(kind, name, self.names(kind))
         maybe = [b for b in self.unavailable if not b.complete]
         if maybe:
             error.args = (str(error) + "".join(f"; plugin {b.plugin} failed to load: {b.error}"
@@ -135,12 +195,29 @@ class Registry:
         raise error
 
     def names(self, kind: str) -> list[str]:
-        """Registered names of one kind, sorted."""
-        return sorted(self.tables[kind])
+        """Names of one kind that ``get`` resolves, sorted: each component's bare name,
+        or its qualified ``PLUGIN:NAME`` where several plugins registered the name."""
+        return sorted(self.spec_name(c) for c in self._of_kind(kind))
+
+    def spec_name(self, component: Component) -> str:
+        """The shortest name that selects ``component`` in a spec, as things stand."""
+        if len(self.tables[component.kind].get(component.name, ())) > 1:
+            return qualified_name(component.plugin, component.name)
+        return component.name
+
+    def clashes(self) -> list[Clash]:
+        """Names that several plugins registered in one kind, by kind then name."""
+        return [Clash(kind, name, tuple(c.plugin for c in self.tables[kind][name]))
+                for kind in KINDS for name in sorted(self.tables[kind])
+                if len(self.tables[kind][name]) > 1]
 
     def all(self) -> list[Component]:
-        """Every component, by kind then name."""
-        return [self.tables[k][n] for k in KINDS for n in sorted(self.tables[k])]
+        """Every component, by kind then name (clashing ones in load order)."""
+        return [c for kind in KINDS for c in self._of_kind(kind)]
+
+    def _of_kind(self, kind: str) -> list[Component]:
+        table = self.tables[kind]
+        return [c for name in sorted(table) for c in table[name]]
 
     def build(self, kind: str, name: str, params: dict[str, Any], *args: Any) -> Any:
         """Validate params against the component's model and call its factory."""

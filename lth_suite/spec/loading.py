@@ -234,25 +234,30 @@ def to_yaml(spec: ExperimentSpec) -> str:
 
 
 def json_schema(registry: Registry) -> dict[str, Any]:
-    """The spec's JSON schema, with each component's params model as a ``oneOf``."""
+    """The spec's JSON schema, with each component's params model as a ``oneOf``.
+
+    A component appears under the name a spec selects it by: its bare name, or its
+    qualified ``PLUGIN:NAME`` where several plugins registered the bare one.
+    """
     schema = ExperimentSpec.model_json_schema()
     definitions = schema.setdefault("$defs", {})
     options: dict[str, list[dict[str, Any]]] = {}
     bare: dict[str, list[str]] = {}
     for component in registry.all():
+        name = registry.spec_name(component)
         params = component.params_model.model_json_schema(ref_template="#/$defs/{model}")
         for name, sub in params.pop("$defs", {}).items():
             definitions.setdefault(name, sub)
         params.setdefault("properties", {})
-        params["properties"] = {"name": {"const": component.name}, **params["properties"]}
+        params["properties"] = {"name": {"const": name}, **params["properties"]}
         params["required"] = ["name", *params.get("required", [])]
         params["additionalProperties"] = False
-        params["title"] = f"{component.kind} {component.name}"
+        params["title"] = f"{component.kind} {name}"
         if component.description:
             params["description"] = component.description
         options.setdefault(component.kind, []).append(params)
         if params["required"] == ["name"]:  # the spec also takes a bare name then
-            bare.setdefault(component.kind, []).append(component.name)
+            bare.setdefault(component.kind, []).append(name)
     for kind, names in bare.items():
         options[kind].append({"type": "string", "enum": names,
                               "description": f"a {kind} by name, default params"})
