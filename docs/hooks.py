@@ -1,0 +1,204 @@
+"""MkDocs hook: the reference pages generated from the code (the CLI and the spec).
+
+This is the one place where the docs import lth-suite's code (besides the ``:::``
+directives of mkdocstrings in the reference pages): if a module moves, change it here.
+
+- ``reference/cli.md``: every command of the ``lth-suite`` typer app, rendered by
+  mkdocs-click from the click command that typer builds.
+- ``reference/spec.md``: every section and field of the spec with its type, default and
+  description, from the JSON schema that ``lth-suite schema`` prints (built-in plugins
+  only, so the page does not depend on what else is installed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer.main
+from mkdocs.structure.files import File, Files
+
+from lth_suite.cli import app
+from lth_suite.plugins import load_plugins
+from lth_suite.spec import ExperimentSpec  # noqa: F401  (the spec's top-level model)
+from lth_suite.spec.loading import json_schema
+
+# mkdocs-click imports a module by name and reads a click command from it: this module,
+# under a stable name.
+sys.modules.setdefault("lth_suite_docs_hooks", sys.modules[__name__])
+cli = typer.main.get_command(app)
+
+CLI_PAGE = """\
+# Command line
+
+Every command of `lth-suite`, generated from the code (`lth-suite COMMAND --help` prints
+the same). `python -m lth_suite ...` works the same as `lth-suite ...`.
+
+::: mkdocs-click
+    :module: lth_suite_docs_hooks
+    :command: cli
+    :prog_name: lth-suite
+    :depth: 1
+    :style: table
+    :list_subcommands: true
+"""
+
+SPEC_INTRO = """\
+# Spec reference
+
+Every section and field of the spec, generated from its JSON schema (what
+`lth-suite schema` prints, for editors). Every field has a default, so a spec states only
+what differs; unknown fields are errors everywhere. The plugin sections (`model`,
+`dataset`, `pruning.criterion`, `rewind`, `analyzers`, `launcher`, `sparsity.allocation`,
+`sparsity.dynamic`) take a bare plugin name or a mapping of `name` and the plugin's params;
+the built-in plugins and their params are listed with each. Installed plugins add theirs
+(`lth-suite schema` includes them). See [the spec in brief](../getting-started.md#the-spec)
+for a complete example.
+"""
+
+
+def _ref(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` resolved (one level)."""
+    if "$ref" in node:
+        return schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def _type(schema: dict[str, Any], node: dict[str, Any]) -> str:
+    """A short type name for a JSON-schema node."""
+    if "const" in node:
+        return json.dumps(node["const"])
+    if "enum" in node:
+        return " \\| ".join(f"`{value}`" for value in node["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            kinds = [_type(schema, option) for option in node[key]]
+            return " \\| ".join(dict.fromkeys(kinds))
+    if "$ref" in node:
+        return "mapping"
+    kind = node.get("type", "any")
+    if kind == "array" and "items" in node:
+        return f"list of {_type(schema, node['items'])}"
+    return kind
+
+
+def _default(node: dict[str, Any]) -> str:
+    """The default of a field, as a code span, or an empty cell."""
+    if "default" not in node:
+        return ""
+    return f"`{json.dumps(node['default'])}`"
+
+
+def _cell(text: str) -> str:
+    """Text fit for one Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _components(node: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The plugin options of a component slot (``oneOf`` of titled objects), else None."""
+    options = node.get("oneOf") or node.get("anyOf")
+    if node.get("type") == "array":
+        options = node.get("items", {}).get("oneOf")
+    if not options:
+        return None
+    objects = [o for o in options if o.get("type") == "object" and "const" in
+               o.get("properties", {}).get("name", {})]
+    return objects or None
+
+
+def _fields_table(schema: dict[str, Any], model: dict[str, Any], prefix: str) -> list[str]:
+    """A table of ``model``'s fields, each with its dotted key, type, default, description."""
+    rows = ["| field | type | default | description |", "| --- | --- | --- | --- |"]
+    for name, field in model.get("properties", {}).items():
+        description = field.get("description", "")
+        resolved = _ref(schema, field)
+        if field is not resolved and not description:
+            description = resolved.get("description", "").split("\n\n")[0]
+        rows.append(f"| `{prefix}{name}` | {_cell(_type(schema, field))} | {_cell(_default(field))} "
+                    f"| {_cell(description)} |")
+    return rows
+
+
+def _component_list(schema: dict[str, Any], options: list[dict[str, Any]], key: str) -> list[str]:
+    """One entry per built-in plugin of a slot: its name, description and params."""
+    lines = [f"Built-in plugins for `{key}`:", ""]
+    for option in sorted(options, key=lambda o: o["properties"]["name"]["const"]):
+        name = option["properties"]["name"]["const"]
+        params = {k: v for k, v in option["properties"].items() if k != "name"}
+        lines.append(f"- **`{name}`**: {_cell(option.get('description', ''))}")
+        for param, field in params.items():
+            default = f" (default {_default(field)})" if "default" in field else " (required)"
+            text = field.get("description", "")
+            lines.append(f"    - `{param}`: {_cell(_type(schema, field))}{default}"
+                         + (f": {_cell(text)}" if text else ""))
+    return [*lines, ""]
+
+
+def _section(schema: dict[str, Any], key: str, node: dict[str, Any], level: int) -> list[str]:
+    """The Markdown of one spec section (recursing into nested sections)."""
+    lines = [f"{'#' * level} `{key}`", ""]
+    description = node.get("description") or _ref(schema, node).get("description", "")
+    options = _components(node)
+    if options:
+        if description:
+            lines += [_cell(description), ""]
+        if "default" in node:
+            lines += [f"Default: {_default(node)}.", ""]
+        return lines + _component_list(schema, options, key)
+    model = _ref(schema, node)
+    for option in node.get("anyOf", []):  # an optional section: `null` or the section
+        if "$ref" in option:
+            model = _ref(schema, option)
+            lines += [f"Optional (default {_default(node) or '`null`'}).", ""]
+    if "properties" not in model:  # a plain field at the top level
+        lines += [f"Type: {_type(schema, node)}; default: {_default(node)}.", ""]
+        if description:
+            lines += [_cell(description), ""]
+        return lines
+    if description:
+        lines += [description.split("\n\n")[0].replace("\n", " "), ""]
+    lines += _fields_table(schema, model, f"{key}.") + [""]
+    for name, field in model["properties"].items():
+        if _components(field) or "properties" in _ref(schema, field) or any(
+                "$ref" in option for option in field.get("anyOf", [])):
+            lines += _section(schema, f"{key}.{name}", field, min(level + 1, 4))
+    return lines
+
+
+def spec_reference() -> str:
+    """The spec reference page, from the JSON schema of the built-in plugins."""
+    schema = json_schema(load_plugins(installed=False, warn=False).registry)
+    lines = [SPEC_INTRO]
+    for key, node in schema["properties"].items():
+        lines += _section(schema, key, node, 2)
+    return "\n".join(lines) + "\n"
+
+
+# Markdown files of the repository outside docs/ that the site shows as pages: repository
+# path -> site path, and the links each makes to other repository files -> their site pages.
+REPOSITORY_PAGES = {
+    "benchmarks/RESULTS.md": "benchmarks.md",
+    "plugins/lth-suite-pai/README.md": "plugin-packages/lth-suite-pai.md",
+    "plugins/lth-suite-example/README.md": "plugin-packages/lth-suite-example.md",
+}
+REPOSITORY_LINKS = {"](../../README.md)": "](../index.md)", "](../../docs/plugins.md)": "](../plugins.md)"}
+
+
+def repository_page(path: Path) -> str:
+    """A Markdown file of the repository, its links to other repository files made site links."""
+    text = path.read_text()
+    for old, new in REPOSITORY_LINKS.items():
+        text = text.replace(old, new)
+    return text
+
+
+def on_files(files: Files, config: Any) -> Files:
+    """Add the generated reference pages and the repository's other Markdown pages to the site."""
+    for path, content in (("reference/cli.md", CLI_PAGE), ("reference/spec.md", spec_reference())):
+        files.append(File.generated(config, path, content=content))
+    root = Path(config["config_file_path"]).parent
+    for source, target in REPOSITORY_PAGES.items():
+        files.append(File.generated(config, target, content=repository_page(root / source)))
+    return files
