@@ -3,8 +3,8 @@
 This is the one place where the docs import lth-suite's code (besides the ``:::``
 directives of mkdocstrings in the reference pages): if a module moves, change it here.
 
-- ``reference/cli.md``: every command of the ``lth-suite`` typer app, rendered by
-  mkdocs-click from the click command that typer builds.
+- ``reference/cli.md``: every command of the ``lth-suite`` typer app, its help, usage,
+  arguments and options, from the click command that typer builds.
 - ``reference/spec.md``: every section and field of the spec with its type, default and
   description, from the JSON schema that ``lth-suite schema`` prints (built-in plugins
   only, so the page does not depend on what else is installed).
@@ -13,7 +13,7 @@ directives of mkdocstrings in the reference pages): if a module moves, change it
 from __future__ import annotations
 
 import json
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +25,54 @@ from lth_suite.plugins import load_plugins
 from lth_suite.spec import ExperimentSpec  # noqa: F401  (the spec's top-level model)
 from lth_suite.spec.loading import json_schema
 
-# mkdocs-click imports a module by name and reads a click command from it: this module,
-# under a stable name.
-sys.modules.setdefault("lth_suite_docs_hooks", sys.modules[__name__])
-cli = typer.main.get_command(app)
-
-CLI_PAGE = """\
+CLI_INTRO = """\
 # Command line
 
 Every command of `lth-suite`, generated from the code (`lth-suite COMMAND --help` prints
-the same). `python -m lth_suite ...` works the same as `lth-suite ...`.
-
-::: mkdocs-click
-    :module: lth_suite_docs_hooks
-    :command: cli
-    :prog_name: lth-suite
-    :depth: 1
-    :style: table
-    :list_subcommands: true
+the same). `python -m lth_suite ...` works the same as `lth-suite ...`; bad input exits
+with code 2 and one line per problem, before any MLflow run exists.
 """
+
+
+def _usage(pieces: list[str]) -> str:
+    """Usage pieces as ``--help`` shows them: typer's ``{spec}`` placeholders as ``SPEC``."""
+    return re.sub(r"\{(\w+)\}", lambda match: match.group(1).upper(), " ".join(pieces))
+
+
+def _cli_command(name: str, command: Any, parent: Any) -> list[str]:
+    """The Markdown of one command: its help, usage, arguments and options."""
+    context = type(command).context_class(command, info_name=name, parent=parent)
+    path = context.command_path
+    lines = [f"## `{path}`", "", (command.help or "").strip(), "", "```",
+             f"{path} {_usage(command.collect_usage_pieces(context))}", "```", ""]
+    rows = []
+    for param in command.get_params(context):
+        record = param.get_help_record(context)
+        if record is None or getattr(param, "hidden", False):
+            continue
+        names, text = record
+        default = param.default
+        shown = ("" if param.required or default in (None, False, (), []) or callable(default)
+                 or "[default" in text else f"`{default}`")
+        rows.append(f"| `{names}` | {param.param_type_name} | {_cell(text)} | {shown} |")
+    if rows:
+        lines += ["| name | kind | description | default |", "| --- | --- | --- | --- |", *rows, ""]
+    return lines
+
+
+def cli_reference() -> str:
+    """The CLI reference page, from the click command typer builds of the ``lth-suite`` app."""
+    root = typer.main.get_command(app)
+    context = type(root).context_class(root, info_name="lth-suite")
+    lines = [CLI_INTRO, (root.help or "").strip(), ""]
+    names = root.list_commands(context)
+    lines += [f"- [`lth-suite {name}`](#lth-suite-{name}): "
+              f"{_cell((root.get_command(context, name).help or '').splitlines()[0])}" for name in names]
+    lines.append("")
+    for name in names:
+        lines += _cli_command(name, root.get_command(context, name), context)
+    return "\n".join(lines) + "\n"
+
 
 SPEC_INTRO = """\
 # Spec reference
@@ -196,7 +225,7 @@ def repository_page(path: Path) -> str:
 
 def on_files(files: Files, config: Any) -> Files:
     """Add the generated reference pages and the repository's other Markdown pages to the site."""
-    for path, content in (("reference/cli.md", CLI_PAGE), ("reference/spec.md", spec_reference())):
+    for path, content in (("reference/cli.md", cli_reference()), ("reference/spec.md", spec_reference())):
         files.append(File.generated(config, path, content=content))
     root = Path(config["config_file_path"]).parent
     for source, target in REPOSITORY_PAGES.items():

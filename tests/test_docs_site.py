@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 MARKER = "<!-- runnable -->"
 RUNNABLE = re.compile(r"^<!-- runnable -->\n```(bash|python)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
-DOCS_PACKAGES = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_click")
+DOCS_PACKAGES = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
 
 
 def runnable_examples() -> list[tuple[str, str, str]]:
