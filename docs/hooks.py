@@ -22,7 +22,7 @@ from mkdocs.structure.files import File, Files
 
 from lth_suite.cli import app
 from lth_suite.plugins import load_plugins
-from lth_suite.spec import ExperimentSpec  # noqa: F401  (the spec's top-level model)
+from lth_suite.spec import ExperimentSpec  # the spec's top-level model
 from lth_suite.spec.loading import json_schema
 
 CLI_INTRO = """\
@@ -100,11 +100,11 @@ def _type(schema: dict[str, Any], node: dict[str, Any]) -> str:
     if "const" in node:
         return json.dumps(node["const"])
     if "enum" in node:
-        return " \\| ".join(f"`{value}`" for value in node["enum"])
+        return " | ".join(f"`{value}`" for value in node["enum"])
     for key in ("anyOf", "oneOf"):
         if key in node:
             kinds = [_type(schema, option) for option in node[key]]
-            return " \\| ".join(dict.fromkeys(kinds))
+            return " | ".join(dict.fromkeys(kinds))
     if "$ref" in node:
         return "mapping"
     kind = node.get("type", "any")
@@ -113,11 +113,27 @@ def _type(schema: dict[str, Any], node: dict[str, Any]) -> str:
     return kind
 
 
-def _default(node: dict[str, Any]) -> str:
-    """The default of a field, as a code span, or an empty cell."""
-    if "default" not in node:
-        return ""
-    return f"`{json.dumps(node['default'])}`"
+def _spec_default(key: str) -> Any:
+    """The default of a dotted spec key, from a spec built with every default."""
+    value: Any = ExperimentSpec().model_dump(mode="json")
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, dict) and set(value) <= {"name", "params"} and "name" in value:
+        return value["name"] if not value.get("params") else value  # a component: its name
+    return value
+
+
+def _default(node: dict[str, Any], key: str | None = None) -> str:
+    """The default of a field, as a code span: the schema's, else that of the spec's model."""
+    if "default" in node:
+        return f"`{json.dumps(node['default'])}`"
+    if key is not None and "$ref" not in node:  # a nested section's fields have their own rows
+        value = _spec_default(key)
+        if value is not None:
+            return f"`{json.dumps(value)}`"
+    return ""
 
 
 def _cell(text: str) -> str:
@@ -145,7 +161,8 @@ def _fields_table(schema: dict[str, Any], model: dict[str, Any], prefix: str) ->
         resolved = _ref(schema, field)
         if field is not resolved and not description:
             description = resolved.get("description", "").split("\n\n")[0]
-        rows.append(f"| `{prefix}{name}` | {_cell(_type(schema, field))} | {_cell(_default(field))} "
+        default = _cell(_default(field, f"{prefix}{name}"))
+        rows.append(f"| `{prefix}{name}` | {_cell(_type(schema, field))} | {default} "
                     f"| {_cell(description)} |")
     return rows
 
@@ -173,8 +190,8 @@ def _section(schema: dict[str, Any], key: str, node: dict[str, Any], level: int)
     if options:
         if description:
             lines += [_cell(description), ""]
-        if "default" in node:
-            lines += [f"Default: {_default(node)}.", ""]
+        if _default(node, key):
+            lines += [f"Default: {_default(node, key)}.", ""]
         return lines + _component_list(schema, options, key)
     model = _ref(schema, node)
     for option in node.get("anyOf", []):  # an optional section: `null` or the section
