@@ -32,6 +32,30 @@ def test_ci_runs_the_readme_install_and_test_commands_verbatim():
     assert ci_lines.index(install) < ci_lines.index(tests)
 
 
+def test_the_readme_installs_what_each_command_needs():
+    commands = readme_commands()
+    install = next(c for c in commands if "pip install" in c)
+    tests = next(c for c in commands if "pytest" in c)
+    # the quickstart needs no extra; the tests need the test extra and ray (its tests run in CI)
+    assert "pip install -c .ci/constraints.txt -e . &&" in install and "[" not in install
+    assert "-e '.[test,ray]'" in tests
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"test", "ray", "docs"} <= set(extras)
+    assert "lth-suite[docs]" in extras["test"]  # the tests build the docs site
+
+
+def test_the_docs_give_the_readme_commands_verbatim():
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    commands = readme_commands()
+    install = next(c for c in commands if "pip install" in c)
+    tests = next(c for c in commands if "pytest" in c)
+    assert install in page and tests in page
+
+
+def test_the_readme_stays_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
+
+
 def test_conda_env_matches_pyproject_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
