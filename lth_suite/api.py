@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from .training.threads import usable_cores
 
 # Name -> the module that defines it, imported on first access. Keep in step with the
-# TYPE_CHECKING imports above (tests/test_api.py checks both against ``__all__``).
+# TYPE_CHECKING imports above (tests/contract/test_api.py checks both against ``__all__``).
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("Criterion", "Group", "PruneRequest"), "lth_suite.pruning.targets"),
     **dict.fromkeys(("Layer", "Mask", "keep_top", "prunable_layers"), "lth_suite.pruning.masks"),

@@ -32,7 +32,7 @@ def removal_version(version: str = __version__) -> str:
 
 
 # old module -> old name -> the module that defines it now. Every name here is exported
-# by lth_suite.api (tests/test_deprecated.py checks it is the same object), except
+# by lth_suite.api (tests/plugins/test_deprecated.py checks it is the same object), except
 # those in NOT_API.
 ALIASES: dict[str, dict[str, str]] = {
     "lth_suite.hookspecs": {"hookimpl": "lth_suite.plugins.hookspecs"},

@@ -11,7 +11,7 @@ import pytest
 from lth_suite.plugins.registry import LazyFactory, lazy
 from lth_suite.testing import heavy_imports
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 def imported_after(code: str) -> list[str]:
     """The heavy top-level packages a fresh interpreter holds after running ``code``.
 

@@ -1,7 +1,7 @@
 """``channel_refill``: whole conv filters, exact targets, masks that only shrink.
 
 The registry-driven invariants (targets per group, read-only requests, exclusions,
-determinism) run for it in tests/test_criteria.py; these pin what makes it structured.
+determinism) run for it in tests/pruning/test_criteria.py; these pin what makes it structured.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from lth_suite.spec.loading import (
 )
 from lth_suite.spec.sections import ComponentSpec, Duration, ExperimentSpec, Training
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"
 # Regression pin: the hash names the experiment and is the resume key, so any change to
 # what goes into it (field names, defaults, serialisation) must be deliberate. If

@@ -25,8 +25,7 @@ from lth_suite.builtin.launchers.local import LocalParams
 from lth_suite.errors import SpecError
 from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import build_spec
-
-from .test_launchers import (
+from tests.parallel.test_launchers import (
     expected_units,
     finished_once,
     invoke,
@@ -191,8 +190,7 @@ def test_a_workers_evaluations_reach_the_store_while_it_trains(tiny, plugins, tm
                                                                 fault_plugin, monkeypatch):
     from lth_suite.plugins.manager import load_plugins
     from lth_suite.tracking import writer
-
-    from .test_live_metrics import Peek
+    from tests.lottery.test_live_metrics import Peek
 
     monkeypatch.setattr(writer, "LIVE_EVERY", 0.0)  # send every evaluation at once
     tiny["pruning"]["levels"], tiny["controls"] = 1, {"reinit": False, "random_prune": False}

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 MODULES = ("workloads", "baselines", "results_file", "bench")

@@ -16,9 +16,8 @@ from typer.testing import CliRunner
 
 from lth_suite.cli import app
 from lth_suite.training.distributed import Ranks, share_of
-
-from .test_resume import finished_branches, wait_for_running_child
-from .test_streaming import write_image_folder
+from tests.lottery.test_resume import finished_branches, wait_for_running_child
+from tests.training.test_streaming import write_image_folder
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 EXPECTED = {("0", "0", "ticket"), ("0", "1", "ticket"), ("0", "1", "reinit")}
@@ -160,7 +159,7 @@ def test_the_ray_launcher_under_torchrun_is_refused(spec, tmp_path, monkeypatch)
 
 def test_dynamic_sparse_training_under_torchrun_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    spec = Path(__file__).resolve().parents[1] / "specs" / "rigl_digits.yaml"
+    spec = Path(__file__).resolve().parents[2] / "specs" / "rigl_digits.yaml"
     result = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri",
                                       f"sqlite:///{tmp_path / 'mlflow.db'}"])
     assert result.exit_code == 2, result.output

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from lth_suite.launch.execute import run_experiment
 from lth_suite.spec.loading import build_spec
-
-from .test_data_parallel import assert_same_experiment
-from .test_launchers import (  # noqa: F401  (fixtures)
+from tests.lottery.test_resume import finished_branches
+from tests.parallel.test_data_parallel import assert_same_experiment
+from tests.parallel.test_launchers import (  # noqa: F401  (fixtures)
     HAS_RAY,
     faults,
     finished_once,
@@ -26,7 +26,6 @@ from .test_launchers import (  # noqa: F401  (fixtures)
     runs_of,
     server,
 )
-from .test_resume import finished_branches
 
 pytestmark = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed: "
                                 "pip install 'lth-suite[ray]' runs these tests")
@@ -113,5 +112,5 @@ def test_ranks_that_cannot_fit_the_local_instance_are_an_error_before_any_run(
 
 
 def test_the_readme_shows_ranks_per_unit():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "ranks_per_unit" in readme

@@ -14,7 +14,7 @@ regenerate (only for an intended change of results) with::
 
     OMP_NUM_THREADS=1 lth-suite run specs/quickstart.yaml --set report.enabled=false \
         --tracking-uri sqlite:///$PWD/q.db
-    python tests/test_pinned_quickstart.py sqlite:///$PWD/q.db > tests/pinned/quickstart-CAP.json
+    python tests/integration/test_pinned_quickstart.py sqlite:///$PWD/q.db > tests/pinned/quickstart-CAP.json
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from lth_suite.tracking.names import (
     WALL_TIME,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-PINNED = Path(__file__).with_name("pinned")
+ROOT = Path(__file__).resolve().parents[2]
+PINNED = Path(__file__).resolve().parents[1] / "pinned"
 
 
 def pinned_file() -> Path:

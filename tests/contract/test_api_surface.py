@@ -5,7 +5,7 @@ signature (for a class, its constructor's and those of its public methods). A ch
 it that this test shows must be intended: a name leaves only through a deprecated alias
 (docs/deprecations.md). Regenerate for an intended change with::
 
-    python tests/test_api_surface.py > tests/pinned/api.json
+    python tests/contract/test_api_surface.py > tests/pinned/api.json
 
 and review the diff.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import lth_suite.api as api
 
-PINNED = Path(__file__).with_name("pinned") / "api.json"
+PINNED = Path(__file__).resolve().parents[1] / "pinned" / "api.json"
 
 
 def _signature(obj: Any) -> str | None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lth_suite import __version__
 from lth_suite.cli import app
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"
 
 

@@ -18,7 +18,7 @@ import lth_suite.api as api
 from lth_suite.testing import heavy_imports
 from lth_suite.training.acceleration import Acceleration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "plugins.md"
 
 

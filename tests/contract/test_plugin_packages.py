@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {  # distribution -> what it provides
     "lth-suite-pai": {"criterion": ["snip", "grasp", "synflow"]},
     "lth-suite-example": {"architecture": ["tiny_mlp"], "analyzer": ["weight_norm"]},

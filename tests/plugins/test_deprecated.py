@@ -23,7 +23,7 @@ from lth_suite.deprecated import ALIASES, API, NOT_API, message, removal_version
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OLD_NAMES = [(module, name) for module, names in ALIASES.items() for name in names]
 
 
