@@ -126,16 +126,22 @@ def test_a_name_clash_with_a_builtin_is_an_error_only_where_used():
     assert all(registry.get(c.kind, registry.spec_name(c)) is c for c in registry.all())
 
 
-def test_qualified_names_validate_against_their_own_params_model(tiny):
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        power: float = 1.0
+class PowerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    power: float = 1.0
 
+
+def one_criterion(plugin: str, name: str, description: str = "x"):
+    """Plugins with the built-ins and a plugin ``plugin`` registering criterion ``name``."""
     def lth_register_criteria(register):
-        register("lamp", lambda params: None, Params, "a lamp of another kind")
+        register(name, lambda params: None, PowerParams, description)
 
-    registry = load_plugins(extra=[plugin_module("other", lth_register_criteria=lth_register_criteria)],
-                            installed=False).registry
+    return load_plugins(extra=[plugin_module(plugin, lth_register_criteria=lth_register_criteria)],
+                        installed=False)
+
+
+def test_qualified_names_validate_against_their_own_params_model(tiny):
+    registry = one_criterion("other", "lamp", "a lamp of another kind").registry
     tiny["pruning"]["criterion"] = "lamp"
     with pytest.raises(LthError) as info:
         build_spec(tiny, registry)
@@ -252,15 +258,7 @@ def test_registry_build_validates_params():
 
 def test_plugin_params_typo_is_a_spec_error(tiny):
     """A plugin's own params model validates the spec, typos included."""
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        power: float = 1.0
-
-    def lth_register_criteria(register):
-        register("powered", lambda params: None, Params, "x")
-
-    plugins = load_plugins(extra=[plugin_module("pw", lth_register_criteria=lth_register_criteria)],
-                           installed=False)
+    plugins = one_criterion("pw", "powered")
     tiny["pruning"]["criterion"] = {"name": "powered", "powr": 2}
     with pytest.raises(LthError, match=r"pruning\.criterion\.powr: unknown field"):
         build_spec(tiny, plugins.registry)
