@@ -31,8 +31,14 @@ class LevelStatistics:
     comparisons: list[Comparison]  # ticket minus control, accuracy in percentage points
 
 
-def _interval(values: list[float], data: ReportData) -> Interval | None:
-    return interval(values, data.settings.confidence, data.settings.interval)
+ACCURACY_BOUNDS = (0.0, 100.0)  # accuracy in %: an interval never claims more
+CLIP_MARK = "‡"  # after an interval cut at 0 or 100%
+CLIP_NOTE = f"{CLIP_MARK}: the interval passed 100% (or 0%) and is cut there"
+
+
+def _interval(values: list[float], data: ReportData,
+              bounds: tuple[float, float] | None = None) -> Interval | None:
+    return interval(values, data.settings.confidence, data.settings.interval, bounds)
 
 
 def level_statistics(data: ReportData) -> list[LevelStatistics]:
@@ -43,7 +49,7 @@ def level_statistics(data: ReportData) -> list[LevelStatistics]:
                                   if level in data.cells[b]}
         accuracy, iteration = {}, {}
         for branch, cell in cells.items():
-            acc = _interval([100 * a for a in cell.accuracy], data)
+            acc = _interval([100 * a for a in cell.accuracy], data, ACCURACY_BOUNDS)
             its = _interval(cell.iteration, data)
             if acc is not None:
                 accuracy[branch] = acc
@@ -87,13 +93,14 @@ def statistics_metrics(level: LevelStatistics) -> dict[str, float]:
 
 
 def interval_text(found: Interval | None, digits: int) -> str:
-    """``97.31 [96.80, 97.82]``; the mean alone with one replicate; ``–`` for none."""
+    """``97.31 [96.80, 97.82]`` (``[96.80, 100.00]‡`` when cut at a bound); the mean alone
+    with one replicate; ``–`` for none."""
     if found is None:
         return "–"
     text = f"{found.mean:.{digits}f}"
     if found.exists:
         text += f" [{found.low:.{digits}f}, {found.high:.{digits}f}]"
-    return text
+    return text + (CLIP_MARK if found.clipped else "")
 
 
 def accuracy_interval(found: Interval | None) -> str:
@@ -124,7 +131,7 @@ def method_note(data: ReportData) -> str:
             "rank-biserial correlation r")
     return (f"Mean [{100 * settings.confidence:.0f}% {how}] over {data.replicates} "
             f"replicates; ticket vs control: {test}; pp: percentage points of test accuracy "
-            "(ticket minus control).")
+            f"(ticket minus control); {CLIP_NOTE}.")
 
 
 def terminal_rows(data: ReportData, levels: list[LevelStatistics],
