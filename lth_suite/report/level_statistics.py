@@ -137,17 +137,29 @@ def method_note(data: ReportData) -> str:
 def terminal_rows(data: ReportData, levels: list[LevelStatistics],
                   ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the terminal's table: accuracy with its interval per branch, and
-    the ticket's comparison with each control, formatted as in ``summary.md``."""
+    the ticket's comparison with each control, as ``summary.md`` has them but each cell on
+    two lines (the mean, then its interval or test), so that three branches and two
+    controls fit a 100-column terminal."""
     from .numbers import weights_text
 
     branches = data.branches()
     controls = [b for b in branches if b != TICKET]
-    header = (["level", "weights left (%)"] + [f"{b} acc. (%)" for b in branches]
-              + [f"ticket − {c}" for c in controls])
+    header = (["level", "weights\nleft (%)"] + [f"{b}\nacc. (%)" for b in branches]
+              + [f"ticket −\n{c}" for c in controls])
     rows = []
     for stats in levels:
         found = {c.control: c for c in stats.comparisons}
         rows.append([str(stats.level), weights_text(stats.percent)]
-                    + [accuracy_interval(stats.accuracy.get(b)) for b in branches]
-                    + [comparison_text(found[c]) if c in found else "–" for c in controls])
+                    + [accuracy_interval(stats.accuracy.get(b)).replace(" [", "\n[", 1)
+                       for b in branches]
+                    + [_compared(found[c], data.replicates) if c in found else "–"
+                       for c in controls])
     return header, rows
+
+
+def _compared(compared: Comparison, replicates: int) -> str:
+    """A terminal cell: the difference alone with one replicate (the caption says there
+    is no test), else the difference over the test as ``summary.md`` writes it."""
+    if replicates < 2:
+        return f"{compared.mean_difference:+.2f} pp"
+    return comparison_text(compared).replace(", ", "\n").replace(" (", "\n(", 1)
