@@ -130,6 +130,8 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
             resume_id = find_resumable(tracker.reader, spec, plugins.registry)
             if resume_id is None:
                 audience.note("nothing to resume for this spec: starting a new experiment")
+        if resume_id is None:
+            _note_identical_run(tracker, experiment, audience)
 
         def resume_command() -> str | None:
             parent = tracker.parent_id or resume_id  # None: stopped before the parent existed
@@ -140,6 +142,19 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
         result = execute([plan], plugins, launcher, tracker.uri, audience.progress)[0]
         result.launcher, result.uri = launcher, tracker.uri
         return result
+
+
+def _note_identical_run(tracker: Tracker, experiment: Experiment, audience: Audience) -> None:
+    """Say so when this spec already ran to the end: running it again is allowed (another
+    replicate set, a timing) but easy to do by mistake."""
+    spec = experiment.spec
+    name = spec.tracking.experiment or spec.experiment.name
+    earlier = tracker.reader.same_spec_parents(name, experiment.hash)
+    finished = [run for run in earlier if run.status == "FINISHED"]
+    if finished:
+        audience.note(f"an identical finished run exists: {finished[0].run_id} "
+                      f"({finished[0].name}); this makes another; `lth-suite report {name}` "
+                      "uses the newest")
 
 
 def resume_experiment(run_id: str, plugins: Plugins, uri: str,
