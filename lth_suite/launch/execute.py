@@ -26,6 +26,7 @@ from ..lottery.experiment import Experiment, prepare
 from ..lottery.progress import Progress
 from ..parallel.data_parallel import join_torchrun, leading, train_as_follower_rank
 from ..parallel.units import Launcher
+from ..parallel.worker_pool import WorkerPool, leave_if_spawning_worker
 from ..plugins.manager import Plugins
 from ..spec.loading import apply_overrides, build_spec
 from ..spec.sections import ExperimentSpec
@@ -68,6 +69,7 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None,
     the spec (``check_spec``). With ``start`` the launcher is then started
     (``start(spec)``), so that it gets ready while the data loads.
     """
+    leave_if_spawning_worker()  # a script without a __main__ guard, run again in a worker
     launcher = plugins.registry.build("launcher", spec.launcher.name, spec.launcher.params)
     if not isinstance(launcher, Launcher):
         raise LthError(f"launcher: '{spec.launcher.name}' built a {type(launcher).__name__}, "
@@ -124,6 +126,8 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
         audience.planned(experiment, launcher, uri)
         if dry_run:
             return None
+        if isinstance(launcher.pool, WorkerPool):  # before any run exists
+            launcher.pool.check_started()
         tracker = tracker or open_tracker(uri)
         resume_id = resume if isinstance(resume, str) else None
         if resume is True:
