@@ -18,6 +18,7 @@ from .numbers import weights_text
 from .style import branch_label, branch_style, legend_below, new_figure, save, styled
 
 ZOOM_FROM = 0.1  # the zoomed accuracy axis ignores the first 10% of training
+NUMBERED_MASKS = 14  # beyond this many masks the heatmap's cells are too small for numbers
 
 
 def interval_note(data: ReportData) -> str:
@@ -185,10 +186,13 @@ def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
     title = "ticket-mask overlap (IoU of kept weights)"
     with styled(data.settings):
         fig, ax = new_figure(data.settings, height=size)
-        if not keys:
-            ax.text(0.5, 0.5, f"no ticket {MASK_ARTIFACT} artifacts found", ha="center",
-                    va="center")
+        if len(keys) < 2:  # nothing to compare: say why instead of an empty square
+            ax.text(0.5, 0.5, f"no ticket {MASK_ARTIFACT} artifacts found" if not keys else
+                    "one ticket mask (one replicate, one level): nothing to compare it with;\n"
+                    "more replicates or pruned levels give a heatmap", ha="center",
+                    va="center", wrap=True)
             ax.set_axis_off()
+            ax.set_title(f"{data.title}: {title}")
             return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
         densities = {key: data.masks[key].density() for key in keys}
         shown = [[matrix[i][j] if j <= i else chance_iou(densities[a], densities[b])
@@ -200,7 +204,8 @@ def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
         ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize="small")
         ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize="small")
         ax.grid(False)
-        if len(keys) <= 14:
+        numbered = len(keys) <= NUMBERED_MASKS
+        if numbered:
             for i, row in enumerate(shown):
                 for j, value in enumerate(row):
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
@@ -208,8 +213,11 @@ def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
                             fontstyle="italic" if j > i else "normal")
         ax.set_xlabel("ticket mask (replicate r, level L, weights remaining)")
         ax.set_ylabel("ticket mask (replicate r, level L, weights remaining)")
-        ax.set_title(f"{data.title}: {title}\nbelow the diagonal: IoU; above (italic): chance "
-                     "IoU of random masks of the same densities")
+        above = "above (italic)" if numbered else "above"
+        ax.set_title(f"{data.title}: {title}\nbelow the diagonal: IoU; {above}: chance IoU of "
+                     "random masks of the same densities"
+                     + ("" if numbered else f"\n(colours only: numbers up to {NUMBERED_MASKS} "
+                                             "masks)"))
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="IoU (intersection / union)")
         return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
 
