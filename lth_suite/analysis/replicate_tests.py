@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -34,6 +34,7 @@ class Interval:
     high: float | None
     confidence: float
     method: IntervalMethod
+    clipped: bool = False  # a bound passed the values' possible range and was cut there
 
     @property
     def exists(self) -> bool:
@@ -52,9 +53,23 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 
 
 def interval(values: Sequence[float], confidence: float = 0.95,
-             method: IntervalMethod = "t") -> Interval | None:
+             method: IntervalMethod = "t",
+             bounds: tuple[float, float] | None = None) -> Interval | None:
     """The mean of ``values`` with its ``confidence`` interval (NaN values left out);
-    None for no value at all."""
+    None for no value at all. With ``bounds`` (an accuracy's ``(0, 100)``), an interval
+    that passes them is cut there and marked ``clipped``: a t interval of few replicates
+    near 100% would otherwise claim accuracies above 100%."""
+    found = _unbounded(values, confidence, method)
+    if found is None or bounds is None or found.low is None or found.high is None:
+        return found
+    low, high = max(found.low, bounds[0]), min(found.high, bounds[1])
+    if (low, high) == (found.low, found.high):
+        return found
+    return replace(found, low=low, high=high, clipped=True)
+
+
+def _unbounded(values: Sequence[float], confidence: float,
+               method: IntervalMethod) -> Interval | None:
     data = _finite(values)
     if data.size == 0:
         return None

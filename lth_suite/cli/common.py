@@ -44,29 +44,33 @@ def _load(spec_path: Path, overrides: list[str] | None):
     return plugins, load_spec(spec_path, plugins.registry, overrides or [])
 
 
-def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None) -> None:
-    """The report at the end of ``run``; a failure warns but never fails the finished run."""
+def _auto_report(uri: str, parent_run_id: str, levels: list[int] | None):
+    """The report at the end of ``run`` (its ``ReportResult``), or None when it failed: a
+    failure warns but never fails the finished run."""
     retry = f"retry with: lth-suite report {parent_run_id} --tracking-uri {uri}"
     try:
         from ..report.writer import report as write_report
 
-        result = write_report(parent_run_id, uri, levels=levels)
+        return write_report(parent_run_id, uri, levels=levels)
     except KeyboardInterrupt:
         err.print(f"warning: report interrupted; the experiment is finished; {retry}",
                   highlight=False, markup=False)
-        return
     except Exception as exc:  # the experiment is finished and logged: keep exit code 0
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         err.print(f"warning: the report could not be written ({type(exc).__name__}: {first}); "
                   f"{retry}", highlight=False, markup=False)
-        return
-    print_statistics(result)
+    return None
+
+
+def print_report_folder(result) -> None:
+    """Where the report went."""
     out.print(f"report: {result.folder}/ (also logged to the parent run: summary.md and PNG "
               "figures at its artifact root, PDF/SVG under report/)", highlight=False, markup=False)
 
 
 def print_statistics(result) -> None:
     """The report's table: accuracy with its interval per branch, ticket vs controls."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
@@ -75,8 +79,10 @@ def print_statistics(result) -> None:
     if result.data is None:
         return
     header, rows = terminal_rows(result.data, result.statistics)
+    # No vertical rules: two branches' intervals and two tests fit 100 columns.
     table = Table(title=escape("test accuracy at early stop: mean [interval] over replicates"),
-                  caption=escape(method_note(result.data)), caption_justify="left")
+                  caption=escape(method_note(result.data)), caption_justify="left",
+                  box=box.SIMPLE_HEAD)
     for name in header:
         table.add_column(escape(name), justify="right")
     for row in rows:

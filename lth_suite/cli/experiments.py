@@ -21,8 +21,13 @@ from .common import (
     app,
     err,
     out,
+    print_report_folder,
+    print_statistics,
     stopping_cleanly,
 )
+
+ONE_REPLICATE = ("one replicate: no interval or test; experiment.replicates: 3 or more gives "
+                 "intervals and the ticket's paired tests against the controls")
 
 
 @app.command()
@@ -112,18 +117,33 @@ def _print_outcome(result, tracking_uri: str | None) -> None:
         _fail(result.error)
     finished = result.finished
     spec = finished.spec
-    _print_summary(finished.summary, result.seconds)
-    if launcher.in_process and launcher.pool is None:
-        _print_time_split(finished, result.seconds)  # trainings side by side: no split
+    report = _auto_report(uri, finished.parent_run_id, spec.report.levels) \
+        if spec.report.enabled else None
+    if report is not None and spec.experiment.replicates > 1:
+        print_statistics(report)  # the one table: with intervals and the paired tests
+    else:
+        _print_summary(finished.summary, result.seconds, spec.experiment.replicates)
+    _print_time_split(finished, result.seconds, launcher.pool)
     out.print(f"parent run {finished.parent_run_id} in {uri}", highlight=False)
-    if spec.report.enabled:
-        _auto_report(uri, finished.parent_run_id, spec.report.levels)
+    if report is not None:
+        print_report_folder(report)
+    link = _parent_link(uri, finished.parent_run_id, report)
     if uri.startswith(("http://", "https://")):  # the server shows its own UI
-        out.print(f"open the MLflow UI at {uri}", highlight=False, markup=False)
+        out.print(f"open it in the MLflow UI: {link}", highlight=False, markup=False)
         return
     shown_uri = tracking_uri or not launcher.in_process
-    out.print("open the MLflow UI with: [bold]lth-suite ui[/]"
-              + (f" --tracking-uri {uri}" if shown_uri else ""), highlight=False)
+    out.print(f"open it in the MLflow UI: {link} (start the UI with: lth-suite ui"
+              + (f" --tracking-uri {uri})" if shown_uri else ")"), highlight=False,
+              markup=False)
+
+
+def _parent_link(uri: str, run_id: str, report) -> str:
+    """The parent run's page in the MLflow UI's model-training view."""
+    from ..tracking import open_reader, run_url
+
+    parent = report.data.parent if report is not None and report.data is not None else \
+        open_reader(uri).run(run_id)
+    return run_url(uri, parent.experiment_id, run_id)
 
 
 @app.command(hidden=True)
@@ -160,28 +180,41 @@ def _print_plan(experiment) -> None:
         f"{experiment.device}", highlight=False, markup=False)
 
 
-def _print_time_split(finished, seconds: float) -> None:
+def _print_time_split(finished, seconds: float, pool=None) -> None:
     """Where the run's time went: training steps, evaluations, and the rest (MLflow logging,
     live evaluations' writes included, checkpoints, pruning, analyzers), from the timings
-    each training reports."""
+    each training reports. Trainings side by side in ``pool``'s workers overlap: their
+    times are summed and set beside the run's wall time instead."""
     trained = [b.result.timings for level in finished.levels for b in level.branches
                if not b.restored]
     if not trained or not all(trained):  # population training does not split its time
         return
     steps = sum(t["steps"] for t in trained)
     evaluation = sum(t["evaluation"] for t in trained)
+    if pool is not None and pool.size > 1:
+        out.print(f"time: {seconds:.1f} s in all; {len(trained)} trainings on {pool.size} "
+                  f"workers took training steps {steps:.1f} s and evaluation "
+                  f"{evaluation:.1f} s, summed over the workers", highlight=False, markup=False)
+        return
     rest = max(0.0, seconds - steps - evaluation)
     out.print(f"time: training steps {steps:.1f} s, evaluation {evaluation:.1f} s, logging and "
               f"checkpoints {rest:.1f} s (+{100 * (evaluation + rest) / max(steps, 1e-9):.0f}%)",
               highlight=False, markup=False)
 
 
-def _print_summary(rows: list[dict[str, float]], seconds: float) -> None:
-    branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
-                      key=lambda b: (b != "ticket", b))
+def _print_summary(rows: list[dict[str, float]], seconds: float, replicates: int) -> None:
+    """The run's results without intervals: one replicate, or no report."""
     from ..report.numbers import accuracy_text, weights_text
+    from ..tracking.names import branch_order
 
-    table = Table(title=f"test accuracy at the early-stop iteration, % ({seconds:.1f} s)")
+    branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
+                      key=branch_order)
+
+    title = (f"test accuracy at the early-stop iteration, % ({seconds:.1f} s)" if replicates == 1
+             else f"test accuracy at the early-stop iteration, %, mean of {replicates} "
+                  f"replicates ({seconds:.1f} s)")
+    table = Table(title=title, caption_justify="left", caption=ONE_REPLICATE if replicates == 1
+                  else None)
     table.add_column("level", justify="right")
     table.add_column("weights left (%)", justify="right")
     for branch in branches:

@@ -80,14 +80,25 @@ def ui(tracking_uri: UriOpt = None,
                                          "network")] = "127.0.0.1") -> None:
     """Start the MLflow UI (on 127.0.0.1 unless told otherwise) for the configured store."""
     from ..tracking import resolve_tracking_uri, ui_command, ui_url
-    from .serving import serve
+    from .serving import port_taken, serve
 
     uri = resolve_tracking_uri(tracking_uri, None)
     if uri.startswith(("http://", "https://")):  # a server already shows its own UI
         out.print(f"the tracking server {uri} serves the MLflow UI itself: open {uri}",
                   highlight=False, markup=False)
         return
+    taken = port_taken(host, port)
+    if taken:
+        _fail(LthError(f"{taken}; choose another with --port {_next_port(port)}"))
     err.print(f"MLflow UI for {uri} at {ui_url(host, port)} (Ctrl-C stops it); its sidebar's "
               "'Model training' switch, which the browser remembers, shows experiments' runs "
               "rather than GenAI traces", highlight=False)
     raise typer.Exit(serve(ui_command(uri, port, host)))
+
+
+def _next_port(port: int) -> int:
+    """A free port to suggest instead of ``port``: the next one that nothing listens on."""
+    from .serving import port_taken
+
+    candidates = [p for p in range(port + 1, port + 50) if p <= 65535]
+    return next((p for p in candidates if port_taken("127.0.0.1", p) is None), port + 1)

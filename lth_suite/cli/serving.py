@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import time
 from types import FrameType
 
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_SECONDS = 10.0
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served (a server already listens there), or None.
+
+    Bound and released at once, with the address reuse a server sets itself, so a port
+    left in TIME_WAIT by a server that just stopped still counts as free.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"{host} is not an address of this machine ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use (another server listens there)"
+            return f"cannot listen on {host}:{port} ({exc.strerror})"
+    return None
 
 
 def _stop_group(group: int, signum: int) -> None:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import LthError
+from ..report.numbers import accuracy_text, weights_text
 from ..tracking.names import DENSITY, EARLY_STOP_ACCURACY, TICKET, branch_metric
 from .common import SetOpt, UriOpt, _fail, app, err, out, stopping_cleanly
 
@@ -68,16 +69,16 @@ def sweep(sweep_file: Annotated[Path, typer.Argument(
 
 def _print_sweep(plan, results, uri: str) -> None:
     table = Table(title=f"sweep {plan.sweep_id}: ticket test accuracy at the early-stop "
-                        "iteration, last level")
-    for column in ("point", "overrides", "parent run", "weights left", "ticket"):
-        table.add_column(column, justify="right" if column in ("weights left", "ticket")
-                         else "left")
+                        "iteration, last level, %")
+    numbers = ("weights left (%)", "ticket acc. (%)")
+    for column in ("point", "overrides", "parent run", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for result in results:
         last = result.summary[-1] if result.summary else {}
+        accuracy = last.get(branch_metric(TICKET, EARLY_STOP_ACCURACY), float("nan"))
         table.add_row(str(result.point.index), result.point.label, result.parent_id or "-",
-                      f"{100 * last[DENSITY]:.1f}%" if last else "-",
-                      f"{last.get(branch_metric(TICKET, EARLY_STOP_ACCURACY), float('nan')):.4f}"
-                      if last else f"failed: {result.error}")
+                      weights_text(100 * last[DENSITY]) if last else "-",
+                      accuracy_text(100 * accuracy) if last else f"failed: {result.error}")
     out.print(table)
     if plan.points[0].spec.report.enabled:
         try:

@@ -26,6 +26,7 @@ from ..lottery.experiment import Experiment, prepare
 from ..lottery.progress import Progress
 from ..parallel.data_parallel import join_torchrun, leading, train_as_follower_rank
 from ..parallel.units import Launcher
+from ..parallel.worker_pool import WorkerPool, leave_if_spawning_worker
 from ..plugins.manager import Plugins
 from ..spec.loading import apply_overrides, build_spec
 from ..spec.sections import ExperimentSpec
@@ -68,6 +69,7 @@ def check_launcher(spec: ExperimentSpec, plugins: Plugins, uri: str | None,
     the spec (``check_spec``). With ``start`` the launcher is then started
     (``start(spec)``), so that it gets ready while the data loads.
     """
+    leave_if_spawning_worker()  # a script without a __main__ guard, run again in a worker
     launcher = plugins.registry.build("launcher", spec.launcher.name, spec.launcher.params)
     if not isinstance(launcher, Launcher):
         raise LthError(f"launcher: '{spec.launcher.name}' built a {type(launcher).__name__}, "
@@ -124,12 +126,16 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
         audience.planned(experiment, launcher, uri)
         if dry_run:
             return None
+        if isinstance(launcher.pool, WorkerPool):  # before any run exists
+            launcher.pool.check_started()
         tracker = tracker or open_tracker(uri)
         resume_id = resume if isinstance(resume, str) else None
         if resume is True:
             resume_id = find_resumable(tracker.reader, spec, plugins.registry)
             if resume_id is None:
                 audience.note("nothing to resume for this spec: starting a new experiment")
+        if resume_id is None:
+            _note_identical_run(tracker, experiment, audience)
 
         def resume_command() -> str | None:
             parent = tracker.parent_id or resume_id  # None: stopped before the parent existed
@@ -140,6 +146,19 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
         result = execute([plan], plugins, launcher, tracker.uri, audience.progress)[0]
         result.launcher, result.uri = launcher, tracker.uri
         return result
+
+
+def _note_identical_run(tracker: Tracker, experiment: Experiment, audience: Audience) -> None:
+    """Say so when this spec already ran to the end: running it again is allowed (another
+    replicate set, a timing) but easy to do by mistake."""
+    spec = experiment.spec
+    name = spec.tracking.experiment or spec.experiment.name
+    earlier = tracker.reader.same_spec_parents(name, experiment.hash)
+    finished = [run for run in earlier if run.status == "FINISHED"]
+    if finished:
+        audience.note(f"an identical finished run exists: {finished[0].run_id} "
+                      f"({finished[0].name}); this makes another; `lth-suite report {name}` "
+                      "uses the newest")
 
 
 def resume_experiment(run_id: str, plugins: Plugins, uri: str,

@@ -184,9 +184,13 @@ def open_parent_run(experiment: Experiment, tracker: Tracker) -> str:
     """Create an experiment's parent run (its params, tags and spec); its id. The same
     run whichever path then trains the experiment's units."""
     spec = experiment.spec
+    name = spec.tracking.experiment or spec.experiment.name
+    # The same spec run again gets a name of its own: NAME-HASH8, then NAME-HASH8-2, ...
+    earlier = len(tracker.reader.same_spec_parents(name, experiment.hash))
+    run_name = parent_run_name(spec.experiment.name, experiment.hash)
     return tracker.start_experiment(
-        experiment=spec.tracking.experiment or spec.experiment.name,
-        run_name=parent_run_name(spec.experiment.name, experiment.hash),
+        experiment=name,
+        run_name=f"{run_name}-{earlier + 1}" if earlier else run_name,
         params=spec.model_dump(mode="json"),
         tags={SPEC_HASH_TAG: experiment.hash,
               PLUGINS_TAG: json.dumps(experiment.plugins.versions()),

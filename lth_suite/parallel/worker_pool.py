@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
+from ..errors import LthError
 from ..plugins.manager import LOAD_ENV
 from ..spec.loading import to_yaml
 from ..training.threads import CONCURRENT_ENV
@@ -36,11 +37,29 @@ if TYPE_CHECKING:  # torch and the lottery load in the workers, and when trainin
     from ..spec.sections import ExperimentSpec
 
 STOP_SECONDS = 10  # a worker asked to stop that is still alive after this is terminated
+START_SECONDS = 60  # how long the launching process waits to see its workers started
 DONE, FAILED = "done", "failed"
+WORKER_NAME = "lth-suite-worker"
+UNGUARDED_EXIT = 3  # a worker's exit code when the launching script ran again in it
+UNGUARDED = ("the workers could not start: each is a fresh Python process that runs the "
+             "script that started it again, and this script starts an experiment when it is "
+             "run; call run_experiment under `if __name__ == \"__main__\":`")
 
 
-def _serve(conn: Connection, concurrent: int) -> None:
+def leave_if_spawning_worker() -> None:
+    """Where experiments start: in a worker still being spawned, the script that started it
+    is running again (multiprocessing's *spawn* re-runs the main script of a process
+    without ``if __name__ == "__main__":``). That worker exits quietly with
+    ``UNGUARDED_EXIT`` instead of starting workers of its own, which multiprocessing would
+    refuse with a long traceback; the launching process then says what to change."""
+    process = multiprocessing.current_process()
+    if process.name == WORKER_NAME and getattr(process, "_inheriting", False):
+        raise SystemExit(UNGUARDED_EXIT)
+
+
+def _serve(conn: Connection, concurrent: int, started: Any) -> None:
     """A worker's life: import, then train the items it receives until told to stop."""
+    started.set()  # spawned: the script that started it did not start an experiment here
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launching process handles Ctrl-C
     os.environ[CONCURRENT_ENV] = str(concurrent)  # its share of the cores, for threads: auto
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
@@ -88,6 +107,7 @@ def _picklable(exc: BaseException) -> bool:
 class _Worker:
     process: Any  # a multiprocessing Process
     conn: Connection
+    started: Any  # a multiprocessing Event, set once it runs its own code
     index: int | None = None  # the item it trains
 
 
@@ -107,13 +127,28 @@ class WorkerPool:
         warm = None if spec is None else (to_yaml(spec), os.environ.get(LOAD_ENV), None)
         while len(self.workers) < self.size:
             mine, theirs = self.context.Pipe()
-            process = self.context.Process(target=_serve, args=(theirs, self.size),
-                                           name="lth-suite-worker")
+            started = self.context.Event()
+            process = self.context.Process(target=_serve, args=(theirs, self.size, started),
+                                           name=WORKER_NAME)
             process.start()
             theirs.close()
-            self.workers.append(_Worker(process, mine))
+            self.workers.append(_Worker(process, mine, started))
             if warm is not None:
                 mine.send(warm)
+
+    def check_started(self, timeout: float = START_SECONDS) -> None:
+        """Wait (up to ``timeout``) until every worker runs its own code; an ``LthError``
+        saying what to change when they exited because the launching script started an
+        experiment again in each of them (see ``leave_if_spawning_worker``)."""
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            while not worker.started.is_set() and worker.process.is_alive():
+                if time.monotonic() > deadline:
+                    return  # slow to start: the trainings will wait for it
+                worker.process.join(timeout=0.05)
+            if worker.process.exitcode == UNGUARDED_EXIT:
+                self.stop()
+                raise LthError(UNGUARDED)
 
     def train(self, experiment: Experiment, items: Sequence[Planned],
               told: Callable[[int, str, Any], None],
@@ -172,6 +207,9 @@ class WorkerPool:
         worker.process.join(timeout=STOP_SECONDS)
         worker.conn.close()
         self.workers.remove(worker)
+        if worker.process.exitcode == UNGUARDED_EXIT:
+            outcomes[index] = LthError(UNGUARDED)
+            return
         outcomes[index] = UnitFailed(items[index].name, (
             f"its worker process died (exit code {worker.process.exitcode}); nothing of it "
             "was logged, and resuming the experiment trains it again"))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -69,6 +70,26 @@ class Component:
     params_model: type[BaseModel]
     description: str
     plugin: str
+
+    def label(self, params: Mapping[str, object]) -> str:
+        """What the component did with these params, as the figures' legends say it: its
+        description filled in by ``describe`` (its name when it has no description)."""
+        return describe(self.description or f"{self.kind} {self.name}", params)
+
+
+def describe(description: str, params: Mapping[str, object]) -> str:
+    """``description`` with its ``{param}`` fields filled from ``params``:
+    ``"weights rewound to iteration {iteration}"`` with ``iteration=500it`` reads
+    ``weights rewound to iteration 500it``. Params it does not name follow in parentheses,
+    so a legend never hides a setting."""
+    try:
+        named = {field for _, field, _, _ in Formatter().parse(description) if field}
+        filled = description.format_map({field: params.get(field, f"<{field}>")
+                                          for field in named})
+    except (ValueError, LookupError, AttributeError):  # a stray brace: shown as written
+        named, filled = set(), description
+    rest = [f"{key}={value}" for key, value in params.items() if key not in named]
+    return f"{filled} ({', '.join(rest)})" if rest else filled
 
 
 class AmbiguousComponentError(UnknownComponentError):

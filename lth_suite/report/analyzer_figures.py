@@ -15,22 +15,47 @@ from .numbers import weights_text
 from .style import legend_below, new_figure, save, styled
 
 Series = dict[str, dict[int, float]]  # line label -> level -> value
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+SPREAD = 0.12  # the widest x offset between lines (a factor on the log axis)
+# What the legends say instead of the metric keys the analyzers log.
+WORDS = {
+    "connected_inputs": "inputs connected", "connected_channels": "channels connected",
+    "connected_units": "hidden units connected", "connected_outputs": "outputs connected",
+    "units_no_in": "units without inputs", "inputs_no_out": "inputs without outputs",
+    "empty_filters": "conv filters without weights",
+    "empty_channels": "conv input channels without weights",
+    "consecutive_iou": "level vs previous level", "consecutive_chance": "level vs previous "
+    "level, chance", "replicate_iou": "replicate vs replicate", "replicate_chance":
+    "replicate vs replicate, chance", "ticket_vs_random_iou": "ticket vs random_prune",
+    "ticket_vs_random_chance": "ticket vs random_prune, chance",
+    "barrier": "error barrier (over the endpoints' mean)",
+    "barrier_linear": "error barrier (over the line between the endpoints)",
+    "endpoint_error": "error at the endpoints",
+}
 
 
 def _lines(data: ReportData, stem: Path, series: Series, ylabel: str, title: str,
            note: str, dashed: Callable[[str], bool] = lambda label: False,
            log_y: bool = False) -> list[Path]:
-    """One line per series against the percent of weights remaining (none: no file)."""
+    """One line per series against the percent of weights remaining (none: no file).
+
+    Series are keyed by metric; the legend words them (``WORDS``). Each line has a marker
+    of its own and sits a little apart on the x axis, so that lines with the same values
+    (layers pruned at the same rate) stay visible side by side.
+    """
     if not any(series.values()):
         return []
     percent = {level: data.cells[TICKET][level].percent for level in data.levels}
+    step = min(0.02, SPREAD / max(1, len(series) - 1))
     with styled(data.settings):
         fig, ax = new_figure(data.settings)
-        for index, (label, values) in enumerate(series.items()):
+        for index, (key, values) in enumerate(series.items()):
             levels = [level for level in sorted(values) if level in percent]
-            ax.plot([percent[level] for level in levels], [values[level] for level in levels],
-                    color=f"C{index % 10}", marker="o", label=label,
-                    linestyle="--" if dashed(label) else "-")
+            shift = 1.0 + step * index
+            ax.plot([percent[level] / shift for level in levels],
+                    [values[level] for level in levels], color=f"C{index % 10}",
+                    marker=MARKERS[index % len(MARKERS)], label=WORDS.get(key, key),
+                    linestyle="--" if dashed(key) else "-")
         weights_axis(ax, data)
         if log_y:  # percents as numbers (51.2), not powers of ten
             ax.set_yscale("log")
@@ -62,12 +87,13 @@ def instability(data: ReportData, stem: Path, metrics: Series) -> list[Path]:
 def init_stats(data: ReportData, stem: Path, metrics: Series) -> list[Path]:
     """Mean |w| of the weights the ticket keeps and of those it prunes, at initialisation
     (and at the rewind point when it differs)."""
-    series = {f"{state} {side}": metrics[f"{state}_{side}_abs_mean"]
+    series = {f"{side}, at {'init' if state == 'init' else 'the rewind point'}":
+              metrics[f"{state}_{side}_abs_mean"]
               for state in ("init", "rewind") for side in ("kept", "pruned")
               if f"{state}_{side}_abs_mean" in metrics}
     return _lines(data, stem, series, "mean |w|", "kept vs pruned weights at init",
                   "weights of the final mask of each level",
-                  dashed=lambda label: label.endswith("pruned"))
+                  dashed=lambda label: label.startswith("pruned"))
 
 
 def structure(data: ReportData, stem: Path, metrics: Series) -> list[Path]:

@@ -13,10 +13,12 @@ from ..analysis.similarity import chance_iou
 from ..spec.report import Report
 from ..tracking.names import MASK_ARTIFACT, TICKET
 from .data import Cell, Curve, ReportData, iou_matrix
+from .level_statistics import ACCURACY_BOUNDS
 from .numbers import weights_text
 from .style import branch_label, branch_style, legend_below, new_figure, save, styled
 
 ZOOM_FROM = 0.1  # the zoomed accuracy axis ignores the first 10% of training
+NUMBERED_MASKS = 14  # beyond this many masks the heatmap's cells are too small for numbers
 
 
 def interval_note(data: ReportData) -> str:
@@ -52,10 +54,12 @@ def weights_axis_from(ax, percents: list[float]) -> None:
     ax.set_xlabel("weights remaining (%, log scale)")
 
 
-def mean_and_errors(settings: Report, values: list[list[float]]):
-    """Means and (below, above) error bar lengths of the configured interval."""
+def mean_and_errors(settings: Report, values: list[list[float]],
+                    bounds: tuple[float, float] | None = None):
+    """Means and (below, above) error bar lengths of the configured interval, cut at
+    ``bounds`` (an accuracy's 0 and 100%)."""
     means, below, above = [], [], []
-    for found in (interval(v, settings.confidence, settings.interval) for v in values):
+    for found in (interval(v, settings.confidence, settings.interval, bounds) for v in values):
         mean = found.mean if found else float("nan")
         means.append(mean)
         below.append(mean - found.low if found and found.exists else 0.0)
@@ -70,7 +74,8 @@ def cap_at_100(ax) -> None:
 
 
 def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
-                 mark_end: bool = False) -> list[Path]:
+                 mark_end: bool = False, bounds: tuple[float, float] | None = None,
+                 ) -> list[Path]:
     with styled(data.settings):
         fig, ax = new_figure(data.settings)
         for index, branch in enumerate(data.branches()):
@@ -79,7 +84,8 @@ def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
             # Controls sit a little apart on the x axis, so their bars do not hide the ticket's.
             shift = 1.0 + 0.025 * index
             x = [cell.percent / shift for cell in cells]
-            means, errors = mean_and_errors(data.settings, [values(cell) for cell in cells])
+            means, errors = mean_and_errors(data.settings, [values(cell) for cell in cells],
+                                            bounds)
             ax.errorbar(x, means, yerr=errors if data.replicates > 1 else None, color=color,
                         marker=marker, linestyle=line, capsize=3 if data.replicates > 1 else 0,
                         label=branch_label(branch, data.spec))
@@ -104,7 +110,8 @@ def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
 def accuracy_vs_weights(data: ReportData, stem: Path) -> list[Path]:
     """Test accuracy at the early-stop iteration against percent of weights remaining."""
     return _per_weights(data, stem, lambda cell: [100 * a for a in cell.accuracy],
-                        "test accuracy at early stop (%)", "accuracy as weights are pruned")
+                        "test accuracy at early stop (%)", "accuracy as weights are pruned",
+                        bounds=ACCURACY_BOUNDS)
 
 
 def early_stop_vs_weights(data: ReportData, stem: Path) -> list[Path]:
@@ -122,8 +129,8 @@ def _curve_band(data: ReportData, curve: Curve):
     for series in curve.series:
         for step, value in series:
             by_step[step].append(100 * value)
-    found = [interval(by_step[s], data.settings.confidence, data.settings.interval)
-             for s in steps]
+    found = [interval(by_step[s], data.settings.confidence, data.settings.interval,
+                      ACCURACY_BOUNDS) for s in steps]
     return (steps, [f.mean for f in found], [f.low if f.exists else f.mean for f in found],
             [f.high if f.exists else f.mean for f in found])
 
@@ -179,10 +186,13 @@ def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
     title = "ticket-mask overlap (IoU of kept weights)"
     with styled(data.settings):
         fig, ax = new_figure(data.settings, height=size)
-        if not keys:
-            ax.text(0.5, 0.5, f"no ticket {MASK_ARTIFACT} artifacts found", ha="center",
-                    va="center")
+        if len(keys) < 2:  # nothing to compare: say why instead of an empty square
+            ax.text(0.5, 0.5, f"no ticket {MASK_ARTIFACT} artifacts found" if not keys else
+                    "one ticket mask (one replicate, one level): nothing to compare it with;\n"
+                    "more replicates or pruned levels give a heatmap", ha="center",
+                    va="center", wrap=True)
             ax.set_axis_off()
+            ax.set_title(f"{data.title}: {title}")
             return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
         densities = {key: data.masks[key].density() for key in keys}
         shown = [[matrix[i][j] if j <= i else chance_iou(densities[a], densities[b])
@@ -194,7 +204,8 @@ def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
         ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize="small")
         ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize="small")
         ax.grid(False)
-        if len(keys) <= 14:
+        numbered = len(keys) <= NUMBERED_MASKS
+        if numbered:
             for i, row in enumerate(shown):
                 for j, value in enumerate(row):
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
@@ -202,8 +213,11 @@ def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
                             fontstyle="italic" if j > i else "normal")
         ax.set_xlabel("ticket mask (replicate r, level L, weights remaining)")
         ax.set_ylabel("ticket mask (replicate r, level L, weights remaining)")
-        ax.set_title(f"{data.title}: {title}\nbelow the diagonal: IoU; above (italic): chance "
-                     "IoU of random masks of the same densities")
+        above = "above (italic)" if numbered else "above"
+        ax.set_title(f"{data.title}: {title}\nbelow the diagonal: IoU; {above}: chance IoU of "
+                     "random masks of the same densities"
+                     + ("" if numbered else f"\n(colours only: numbers up to {NUMBERED_MASKS} "
+                                             "masks)"))
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="IoU (intersection / union)")
         return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
 

@@ -31,8 +31,14 @@ class LevelStatistics:
     comparisons: list[Comparison]  # ticket minus control, accuracy in percentage points
 
 
-def _interval(values: list[float], data: ReportData) -> Interval | None:
-    return interval(values, data.settings.confidence, data.settings.interval)
+ACCURACY_BOUNDS = (0.0, 100.0)  # accuracy in %: an interval never claims more
+CLIP_MARK = "‡"  # after an interval cut at 0 or 100%
+CLIP_NOTE = f"{CLIP_MARK}: the interval passed 100% (or 0%) and is cut there"
+
+
+def _interval(values: list[float], data: ReportData,
+              bounds: tuple[float, float] | None = None) -> Interval | None:
+    return interval(values, data.settings.confidence, data.settings.interval, bounds)
 
 
 def level_statistics(data: ReportData) -> list[LevelStatistics]:
@@ -43,7 +49,7 @@ def level_statistics(data: ReportData) -> list[LevelStatistics]:
                                   if level in data.cells[b]}
         accuracy, iteration = {}, {}
         for branch, cell in cells.items():
-            acc = _interval([100 * a for a in cell.accuracy], data)
+            acc = _interval([100 * a for a in cell.accuracy], data, ACCURACY_BOUNDS)
             its = _interval(cell.iteration, data)
             if acc is not None:
                 accuracy[branch] = acc
@@ -87,13 +93,14 @@ def statistics_metrics(level: LevelStatistics) -> dict[str, float]:
 
 
 def interval_text(found: Interval | None, digits: int) -> str:
-    """``97.31 [96.80, 97.82]``; the mean alone with one replicate; ``–`` for none."""
+    """``97.31 [96.80, 97.82]`` (``[96.80, 100.00]‡`` when cut at a bound); the mean alone
+    with one replicate; ``–`` for none."""
     if found is None:
         return "–"
     text = f"{found.mean:.{digits}f}"
     if found.exists:
         text += f" [{found.low:.{digits}f}, {found.high:.{digits}f}]"
-    return text
+    return text + (CLIP_MARK if found.clipped else "")
 
 
 def accuracy_interval(found: Interval | None) -> str:
@@ -124,23 +131,35 @@ def method_note(data: ReportData) -> str:
             "rank-biserial correlation r")
     return (f"Mean [{100 * settings.confidence:.0f}% {how}] over {data.replicates} "
             f"replicates; ticket vs control: {test}; pp: percentage points of test accuracy "
-            "(ticket minus control).")
+            f"(ticket minus control); {CLIP_NOTE}.")
 
 
 def terminal_rows(data: ReportData, levels: list[LevelStatistics],
                   ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the terminal's table: accuracy with its interval per branch, and
-    the ticket's comparison with each control, formatted as in ``summary.md``."""
+    the ticket's comparison with each control, as ``summary.md`` has them but each cell on
+    two lines (the mean, then its interval or test), so that three branches and two
+    controls fit a 100-column terminal."""
     from .numbers import weights_text
 
     branches = data.branches()
     controls = [b for b in branches if b != TICKET]
-    header = (["level", "weights left (%)"] + [f"{b} acc. (%)" for b in branches]
-              + [f"ticket − {c}" for c in controls])
+    header = (["level", "weights\nleft (%)"] + [f"{b}\nacc. (%)" for b in branches]
+              + [f"ticket −\n{c}" for c in controls])
     rows = []
     for stats in levels:
         found = {c.control: c for c in stats.comparisons}
         rows.append([str(stats.level), weights_text(stats.percent)]
-                    + [accuracy_interval(stats.accuracy.get(b)) for b in branches]
-                    + [comparison_text(found[c]) if c in found else "–" for c in controls])
+                    + [accuracy_interval(stats.accuracy.get(b)).replace(" [", "\n[", 1)
+                       for b in branches]
+                    + [_compared(found[c], data.replicates) if c in found else "–"
+                       for c in controls])
     return header, rows
+
+
+def _compared(compared: Comparison, replicates: int) -> str:
+    """A terminal cell: the difference alone with one replicate (the caption says there
+    is no test), else the difference over the test as ``summary.md`` writes it."""
+    if replicates < 2:
+        return f"{compared.mean_difference:+.2f} pp"
+    return comparison_text(compared).replace(", ", "\n").replace(" (", "\n(", 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,9 @@ matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..errors import LthError  # noqa: E402
+from ..plugins.manager import load_plugins  # noqa: E402
+from ..plugins.registry import Registry, describe  # noqa: E402
 from ..spec.report import Report  # noqa: E402
 from ..tracking.names import RANDOM_PRUNE, REINIT, TICKET  # noqa: E402
 
@@ -37,13 +41,23 @@ def experiment_kind(spec: Mapping[str, str]) -> str:
     return "init" if at_init or criterion in AT_INIT_CRITERIA else "imp"
 
 
-def _rewind_text(spec: Mapping[str, str]) -> str:
-    rewind = spec.get("rewind.name", "init")
-    if rewind == "step":
-        return f"weights rewound to iteration {spec.get('rewind.step', 'k')}"
-    return {"lr": "trained weights, learning-rate schedule replayed",
-            "finetune": "trained weights, fine-tuned at the final learning rate"}.get(
-        rewind, "weights rewound to their initialisation")
+def rewind_text(spec: Mapping[str, str]) -> str:
+    """What the ticket's weights were before retraining: the rewind's own description
+    (a plugin's included) with its params filled in from the flattened spec."""
+    name = spec.get("rewind.name", "init")
+    prefix = "rewind."
+    params = {key[len(prefix):]: value for key, value in spec.items()
+              if key.startswith(prefix) and key != "rewind.name"}
+    try:
+        return _registry().get("rewind", name).label(params)
+    except LthError:  # its plugin is gone since the run: name it and its params
+        return describe(f"rewind {name}", params)
+
+
+@cache
+def _registry() -> Registry:
+    """The installed plugins' components, loaded once per process for the legends."""
+    return load_plugins(warn=False).registry
 
 
 def branch_label(branch: str, spec: Mapping[str, str]) -> str:
@@ -53,8 +67,8 @@ def branch_label(branch: str, spec: Mapping[str, str]) -> str:
     if branch == TICKET:
         return {"init": f"ticket: mask chosen at init by {criterion}, original init weights",
                 "dst": f"ticket: mask grown by {spec.get('sparsity.dynamic.name', 'DST')} at "
-                       f"level 0, then pruned; {_rewind_text(spec)}",
-                "imp": f"ticket: pruned mask, {_rewind_text(spec)}"}[kind]
+                       f"level 0, then pruned; {rewind_text(spec)}",
+                "imp": f"ticket: pruned mask, {rewind_text(spec)}"}[kind]
     if branch == REINIT:
         return "reinit: same mask, fresh random init"
     if branch == RANDOM_PRUNE:

@@ -17,15 +17,17 @@ from .level_statistics import (
     method_note,
 )
 from .numbers import weights_text
+from .style import rewind_text
 
 END_MARK = "†"  # an early stop at the last evaluation
 
 
 def _what(data: ReportData) -> str:
     spec = data.spec
-    return ", ".join(f"{label} `{spec[key]}`" for label, key in (
+    what = ", ".join(f"{label} `{spec[key]}`" for label, key in (
         ("model", "model.name"), ("dataset", "dataset.name"),
         ("criterion", "pruning.criterion.name"), ("rewind", "rewind.name")) if key in spec)
+    return f"{what} ({rewind_text(spec)})" if "rewind.name" in spec else what
 
 
 def results_table(data: ReportData, levels: list[LevelStatistics]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 from ..analysis.replicate_tests import interval
 from ..spec.report import Report
 from ..tracking.names import CONTROLS
-from .level_statistics import accuracy_interval
+from .level_statistics import ACCURACY_BOUNDS, CLIP_NOTE, accuracy_interval
 from .numbers import weights_text
 from .style import LINES, MARKERS, legend_below, new_figure, save, styled
 
@@ -78,29 +78,37 @@ def _seeds(group: Group) -> str:
     return f"{len(group.points)} seed{'s' if len(group.points) > 1 else ''}"
 
 
+SPREAD = 0.15  # the widest x offset between a figure's lines (x factor on the log axis)
+
+
 def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report, stem: Path,
                  controls: bool) -> list[Path]:
     """Ticket accuracy against weights remaining, one line per group (controls dashed),
-    titled with the sweep's MLflow experiment ``name``."""
+    titled with the sweep's MLflow experiment ``name``; each line sits a little apart on
+    the x axis, as the run report's branches do, so no error bar hides another."""
     from .figures import cap_at_100, mean_and_errors, weights_axis_from
 
     title = "tickets side by side"
+    branches = [None, *(CONTROLS if controls else ())]
+    step = min(0.025, SPREAD / max(1, len(groups) * len(branches) - 1))
     with styled(settings):
         fig, ax = new_figure(settings)
         percents: set[float] = set()
         for number, group in enumerate(groups):
             color = f"C{number % 10}"
-            branches = [None, *(CONTROLS if controls else ())]
-            for branch in branches:
+            for offset, branch in enumerate(branches):
                 levels = [lv for lv in group.levels() if group.values(lv, branch)]
                 if not levels:
                     continue
                 x = [group.percent(lv) for lv in levels]
+                shift = 1.0 + step * (number * len(branches) + offset)
                 means, errors = mean_and_errors(settings,
-                                                [group.values(lv, branch) for lv in levels])
-                name = "ticket" if branch is None else branch
-                ax.errorbar(x, means, yerr=errors, color=color, capsize=3,
-                            marker=MARKERS.get(name, "o"), linestyle=LINES.get(name, "-"),
+                                                [group.values(lv, branch) for lv in levels],
+                                                ACCURACY_BOUNDS)
+                branch_name = "ticket" if branch is None else branch
+                ax.errorbar([v / shift for v in x], means, yerr=errors, color=color,
+                            capsize=3, marker=MARKERS.get(branch_name, "o"),
+                            linestyle=LINES.get(branch_name, "-"),
                             label=f"{group.label} ({_seeds(group)})" if branch is None
                             else f"{group.label}: {branch}")
                 percents |= {round(v, 6) for v in x}
@@ -109,7 +117,8 @@ def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report
             cap_at_100(ax)
         ax.set_ylabel("test accuracy at early stop (%)")
         ax.set_title(f"{name}: {title}")
-        legend_below(ax, f"mean over seeds, {100 * settings.confidence:.0f}% interval"
+        legend_below(ax, f"mean over seeds, {100 * settings.confidence:.0f}% "
+                     f"{settings.interval} interval cut at 100%"
                      + ("; dashed/dotted: controls" if controls else ""),
                      len(ax.get_legend_handles_labels()[1]))
         return save(fig, stem, settings, f"{name}: {title}", f"sweep {sweep_id}")
@@ -122,13 +131,14 @@ def group_table(sweep_id: str, groups: list[Group], settings: Report) -> str:
              "Ticket test accuracy (%) at the early-stop iteration: mean "
              f"[{100 * settings.confidence:.0f}% {settings.interval} interval] over the seeds "
              "of each group (each seed: its point's mean over replicates), weights remaining "
-             "(%) in parentheses.", "",
+             f"(%) in parentheses; {CLIP_NOTE}.", "",
              "| group | seeds | " + " | ".join(f"level {lv}" for lv in levels) + " |",
              "| --- | ---: |" + " ---: |" * len(levels)]
     for group in groups:
         cells = []
         for lv in levels:
-            found = interval(group.values(lv), settings.confidence, settings.interval)
+            found = interval(group.values(lv), settings.confidence, settings.interval,
+                             ACCURACY_BOUNDS)
             if found is None:
                 cells.append("-")
                 continue

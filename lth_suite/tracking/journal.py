@@ -8,11 +8,17 @@ zeroes the journal's header instead of deleting it: the same rollback journal, a
 as the default after a crash, and unlike WAL it needs no shared memory, so a store on a
 network file system is as safe as before. The mode belongs to a connection, not to the
 file: other programs that open the store (``mlflow ui``) write as they always did.
+
+When the process ends, the journal goes: switching a connection back to ``DELETE`` mode
+makes SQLite delete the kept journal under its own locks (never one another process is
+writing through), so no ``mlflow.db-journal`` is left beside the store.
 """
 
 from __future__ import annotations
 
+import atexit
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +36,24 @@ def keep_journal(uri: str) -> None:
         return
     if not _stores:  # SQLAlchemy's documented way to set a pragma on every new connection
         event.listen(Engine, "connect", _persist)
+        atexit.register(release_journals)
     _stores.add(_file(uri.removeprefix("sqlite:///")))
+
+
+def release_journals() -> None:
+    """Delete the journals this process kept (SQLite does, under its locks); a store that
+    is busy or gone keeps its journal, which is harmless."""
+    for store in sorted(_stores):
+        if not Path(store).exists():
+            continue
+        try:
+            with closing(sqlite3.connect(store, timeout=5)) as connection:
+                # SQLite deletes the journal when a connection leaves PERSIST for DELETE;
+                # a new connection starts in DELETE, so it enters PERSIST first.
+                connection.execute("PRAGMA journal_mode=PERSIST").fetchall()
+                connection.execute("PRAGMA journal_mode=DELETE").fetchall()
+        except sqlite3.Error:
+            pass  # locked by another writer past the timeout: its journal stays until later
 
 
 def _file(path: str) -> str:

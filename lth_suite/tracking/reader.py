@@ -149,6 +149,14 @@ class StoreReader:
         runs = self._search("attributes.status != 'FINISHED'", [found.experiment_id])
         return [run for run in runs if run.parent_id is None]
 
+    def same_spec_parents(self, experiment: str, spec_hash: str) -> list[RunRecord]:
+        """Parent runs of an MLflow experiment with this spec hash, newest first."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = self._search(f"tags.`{SPEC_HASH_TAG}` = '{spec_hash}'", [found.experiment_id])
+        return [run for run in runs if run.parent_id is None]
+
     def has_metric_at(self, run_id: str, key: str, step: int) -> bool:
         """Whether a run logged ``key`` at ``step`` (a level summary is logged at its level)."""
         return any(m.step == step for m in self.client.get_metric_history(run_id, key))

@@ -68,14 +68,33 @@ def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
             "--host", host, "--port", str(port)]
 
 
-def ui_url(host: str, port: int, experiment_id: str | None = None) -> str:
-    """The MLflow UI's page of an experiment (or of them all) in its model-training mode.
+DEFAULT_UI = ("127.0.0.1", 5000)  # where ``lth-suite ui`` serves unless told otherwise
+
+
+def ui_url(host: str, port: int, experiment_id: str | None = None,
+           run_id: str | None = None) -> str:
+    """The MLflow UI's page of a run, an experiment (or of them all) in its model-training
+    mode.
 
     The MLflow 3 UI opens in its GenAI mode (traces, evaluations) unless the page's
     ``workflowType`` says otherwise or the browser remembers the sidebar's choice.
     """
+    return _page(f"http://{host}:{port}", experiment_id, run_id)
+
+
+def _page(base: str, experiment_id: str | None, run_id: str | None) -> str:
     page = f"experiments/{experiment_id}" if experiment_id else "experiments"
-    return f"http://{host}:{port}/#/{page}?workflowType=machine_learning"
+    if experiment_id and run_id:
+        page += f"/runs/{run_id}"
+    return f"{base.rstrip('/')}/#/{page}?workflowType=machine_learning"
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """The page of a run in the MLflow UI that shows the store at ``uri``: the tracking
+    server's own UI, or ``lth-suite ui``'s default address for a local store."""
+    if uri.startswith(("http://", "https://")):
+        return _page(uri, experiment_id, run_id)
+    return ui_url(*DEFAULT_UI, experiment_id, run_id)
 
 
 def checked_store(uri: str, make: Callable[[str], T], verb: str) -> T:

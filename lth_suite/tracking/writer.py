@@ -65,8 +65,11 @@ def _git_state() -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=10, check=True).stdout.strip()
+        # Tracked files only: the store, reports and checkpoints a run writes beside the
+        # code are untracked and say nothing about whether the code was committed.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {}
     return {GIT_COMMIT_TAG: commit, OWN_GIT_COMMIT_TAG: commit,

@@ -75,8 +75,9 @@ def test_legends_follow_the_kind_of_experiment():
     imp = {"pruning.criterion.name": "magnitude", "rewind.name": "init"}
     assert experiment_kind(imp) == "imp"
     assert "rewound to their initialisation" in branch_label("ticket", imp)
-    late = {**imp, "rewind.name": "step", "rewind.step": "500it"}
-    assert "iteration 500it" in branch_label("ticket", late)
+    late = {**imp, "rewind.name": "step", "rewind.iteration": "500it"}
+    assert branch_label("ticket", late) == "ticket: pruned mask, weights rewound to iteration 500it"
+    assert "fine-tuned" in branch_label("ticket", {**imp, "rewind.name": "finetune"})
     synflow = {"pruning.criterion.name": "synflow", "rewind.name": "init"}
     assert experiment_kind(synflow) == "init"
     assert branch_label("ticket", synflow) == ("ticket: mask chosen at init by synflow, "
@@ -113,3 +114,27 @@ def test_sweep_points_group_by_factor_and_average_over_seeds():
     assert "| `rewind=init` | 2 | 91.00 [" in table and "(80%)" in table
     assert readable("pruning.fraction", {"linear": 0.2}) == "pruning.fraction.linear=0.2"
     assert readable("model.hidden", [300, 100]) == "model.hidden=300,100"
+
+
+def test_a_plugin_rewind_is_labelled_by_its_own_description(monkeypatch):
+    from lth_suite.plugins.registry import Component, NoParams, Registry
+    from lth_suite.report import style
+
+    registry = Registry()
+    registry.add(Component("rewind", "halfway", print, NoParams,
+                           "weights of the dense run at {fraction} of training", "mine"))
+    monkeypatch.setattr(style, "_registry", lambda: registry)
+    spec = {"pruning.criterion.name": "magnitude", "rewind.name": "halfway",
+            "rewind.fraction": "0.5", "rewind.extra": "3"}
+    assert branch_label("ticket", spec) == ("ticket: pruned mask, weights of the dense run "
+                                            "at 0.5 of training (extra=3)")
+    gone = {**spec, "rewind.name": "uninstalled"}  # its plugin was removed since the run
+    assert "rewound to their initialisation" not in branch_label("ticket", gone)
+    assert branch_label("ticket", gone).endswith("rewind uninstalled (fraction=0.5, extra=3)")
+
+
+def test_a_description_with_a_stray_brace_is_shown_as_written():
+    from lth_suite.plugins.registry import describe
+
+    assert describe("keeps {x} of {", {"x": 1}) == "keeps {x} of { (x=1)"
+    assert describe("to iteration {iteration}", {}) == "to iteration <iteration>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -375,6 +376,9 @@ def test_local_sweep_tags_every_point_under_one_experiment_and_reports(tiny, wri
         json.dumps(d) for d in ({"experiment.seed": 0}, {"experiment.seed": 1}, {"rewind": "lr"}))
     assert {p.info.status for p in parents} == {"FINISHED"}
     assert f"lth-suite report --sweep {sweep_id}" in result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│ 0 ")]
+    assert "ticket acc. (%)" in result.output and len(rows) == 1
+    assert re.search(r"│\s+\d{1,3}\.\d\d │$", rows[0]), rows  # percent, as everywhere else
     folder = tmp_path / "reports" / f"sweep-{sweep_id[:8]}"
     assert (folder / "sweep_accuracy_vs_weights.png").stat().st_size > 1000
     table = (folder / "sweep.md").read_text()

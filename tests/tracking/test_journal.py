@@ -27,3 +27,44 @@ def test_the_store_keeps_its_journal_and_other_databases_do_not(tmp_path, monkey
     assert _journal_mode(sqlalchemy.create_engine(f"sqlite:///{store}")) == "persist"
     other = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'other.db'}")
     assert _journal_mode(other) == "delete"
+
+
+def test_a_process_that_wrote_to_the_store_leaves_no_journal_behind(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from lth_suite.tracking.writer import Tracker\n"
+            "t = Tracker('sqlite:///mlflow.db')\n"
+            "t.start_experiment('journal', 'parent', {'a': 1}, {}, 'a: 1\\n')\n"
+            "t.end_run(t.parent_id)\n"
+            "import os; assert os.path.exists('mlflow.db-journal')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("mlflow.db")) == [
+        "mlflow.db"]
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with engine.connect() as connection:  # the store is whole and reads as before
+        assert connection.exec_driver_sql("SELECT name FROM runs").scalars().all() == ["parent"]
+
+
+def test_git_dirtiness_counts_tracked_files_only(tmp_path, monkeypatch):
+    import subprocess
+
+    from lth_suite.tracking.names import GIT_DIRTY_TAG
+    from lth_suite.tracking.writer import _git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "train.py").write_text("x = 1\n")
+    git("add", "train.py")
+    git("commit", "-qm", "code")
+    monkeypatch.chdir(tmp_path)
+    for side_file in ("mlflow.db", "mlflow.db-journal", "notes.txt"):  # a run's leftovers
+        (tmp_path / side_file).write_text("")
+    assert _git_state()[GIT_DIRTY_TAG] == "false"
+    (tmp_path / "train.py").write_text("x = 2\n")
+    assert _git_state()[GIT_DIRTY_TAG] == "true"

@@ -25,12 +25,13 @@ class StepParams(BaseModel):
 
 @hookimpl
 def lth_register_rewinds(register: RegisterFn) -> None:
-    """Register ``init``, ``step``, ``lr`` and ``finetune``."""
+    """Register ``init``, ``step``, ``lr`` and ``finetune``; each description is the
+    ticket's legend in reports, ``{iteration}`` filled from the spec."""
     register("init", lazy(f"{STRATEGIES}:rewind_to_init"), NoParams,
-             "weights at iteration 0 (LTH)")
+             "weights rewound to their initialisation")
     register("step", lazy(f"{STRATEGIES}:rewind_to_step"), StepParams,
-             "late rewinding to iteration k")
+             "weights rewound to iteration {iteration}")
     register("lr", lazy(f"{STRATEGIES}:rewind_lr"), NoParams,
-             "learning-rate rewinding: keep weights, replay the schedule")
+             "trained weights, learning-rate schedule replayed")
     register("finetune", lazy(f"{STRATEGIES}:finetune"), NoParams,
-             "keep weights, train at the final learning rate")
+             "trained weights, fine-tuned at the final learning rate")
