@@ -1,0 +1,306 @@
+"""Measuring what a ticket buys: latency, memory and size of each of its formats.
+
+Every representation is first run on real inputs and compared with the masked dense
+network; one whose outputs differ beyond its tolerance is reported ``wrong`` and never
+timed, so a fast wrong kernel cannot look like a win. Timing then follows the rules of
+honest micro-benchmarks on a shared machine: a fixed thread count, warm-up calls, each
+sample long enough to dwarf the clock (calls repeated until it lasts ``sample_seconds``),
+rounds interleaved across formats so that load drifts hit all of them alike, and the
+median over rounds. Memory is the bytes of weights and of sparse indices, the peak
+memory a forward allocates (on CUDA, from its allocator's statistics; torch keeps none
+for the CPU), and the size of the format's state dict saved with ``torch.save``.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..pruning.masks import Mask
+from .formats import Format, FormatRequest, Representation
+from .machine import describe_machine
+
+OK, WRONG, FAILED, UNAVAILABLE = "ok", "wrong", "failed", "unavailable"
+
+
+@dataclass
+class MeasureSettings:
+    """How to measure: batch sizes, threads, device, rounds and warm-up."""
+
+    batches: Sequence[int] = (1, 64)
+    threads: int = 1
+    device: str = "cpu"
+    rounds: int = 7
+    warmup: int = 3
+    sample_seconds: float = 0.02  # each timed sample repeats calls for at least this long
+
+
+@dataclass
+class FormatResult:
+    """One format of one ticket: its status, bytes, and latency per batch size."""
+
+    format: str
+    status: str  # ok, wrong (outputs differ), failed (raised), unavailable (does not apply)
+    reason: str = ""
+    max_error: float | None = None  # largest |output - dense output| / largest |dense output|
+    weight_bytes: int | None = None  # stored values (and dense parameters and buffers)
+    index_bytes: int | None = None  # sparse indices and metadata
+    disk_bytes: int | None = None  # its state dict saved with torch.save
+    peak_bytes: dict[int, int] = field(default_factory=dict)  # per batch: forward's peak
+    seconds: dict[int, float] = field(default_factory=dict)  # per batch: median latency
+    converted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Measurement:
+    """Every format of one ticket, and the machine and settings they were measured with."""
+
+    results: list[FormatResult]
+    machine: dict[str, str]
+    batches: list[int]
+
+    def result(self, name: str) -> FormatResult | None:
+        """The result of one format, if it was measured."""
+        return next((r for r in self.results if r.format == name), None)
+
+    def speedup(self, name: str, batch: int) -> float | None:
+        """Dense latency over this format's latency at one batch size."""
+        base, this = self.result("dense"), self.result(name)
+        if base is None or this is None or batch not in base.seconds or batch not in this.seconds:
+            return None
+        return base.seconds[batch] / this.seconds[batch]
+
+    def best(self, batch: int) -> str | None:
+        """The fastest correct format at one batch size."""
+        timed = [r for r in self.results if batch in r.seconds]
+        return min(timed, key=lambda r: r.seconds[batch]).format if timed else None
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics: ``<format>/b<batch>/latency_ms`` and ``/speedup`` per timed batch,
+        ``<format>/weight_bytes`` (and index, disk bytes), ``<format>/wrong`` = 1 for a
+        format whose outputs did not match (the format's name with ``:`` as ``-``)."""
+        metrics: dict[str, float] = {}
+        for r in self.results:
+            key = metric_key(r.format)
+            if r.status == WRONG:
+                metrics[f"{key}/wrong"] = 1.0
+            if r.status != OK:
+                continue
+            for label in ("weight_bytes", "index_bytes", "disk_bytes"):
+                if getattr(r, label) is not None:
+                    metrics[f"{key}/{label}"] = float(getattr(r, label))
+            for batch, seconds in r.seconds.items():
+                metrics[f"{key}/b{batch}/latency_ms"] = seconds * 1e3
+                metrics[f"{key}/b{batch}/speedup"] = self.speedup(r.format, batch) or 0.0
+                if batch in r.peak_bytes:
+                    metrics[f"{key}/b{batch}/peak_bytes"] = float(r.peak_bytes[batch])
+        return metrics
+
+    def rows(self) -> list[dict]:
+        """One row per (format, batch size): what the analyzer's table and reports show."""
+        rows = []
+        for r in self.results:
+            for batch in self.batches if r.status == OK else [None]:
+                seconds = r.seconds.get(batch) if batch is not None else None
+                rows.append({
+                    "format": r.format, "batch": batch, "status": r.status, "reason": r.reason,
+                    "latency_ms": None if seconds is None else seconds * 1e3,
+                    "speedup": self.speedup(r.format, batch) if batch is not None else None,
+                    "weight_bytes": r.weight_bytes, "index_bytes": r.index_bytes,
+                    "disk_bytes": r.disk_bytes, "peak_bytes": r.peak_bytes.get(batch),
+                    "max_error": r.max_error,
+                    "best": batch is not None and self.best(batch) == r.format})
+        return rows
+
+
+def metric_key(name: str) -> str:
+    """A format's name as it appears in metric names (MLflow refuses ``:``)."""
+    return name.replace(":", "-")
+
+
+def build_formats(registry: Any, names: Sequence[str] | None = None) -> dict[str, Format]:
+    """The named formats (every registered one when None) built from a plugin registry,
+    ``dense`` first: it is the baseline."""
+    chosen = list(names) if names is not None else registry.names("format")
+    ordered = ["dense", *[n for n in chosen if n != "dense"]]
+    return {name: registry.build("format", name, {}) for name in ordered}
+
+
+def tensor_bytes(tensor: torch.Tensor) -> tuple[int, int]:
+    """(value bytes, index bytes) of a dense, CSR, BSR or semi-structured tensor."""
+    if tensor.layout in (torch.sparse_csr, torch.sparse_bsr):
+        values = tensor.values()
+        indices = (tensor.crow_indices(), tensor.col_indices())
+        return (values.numel() * values.element_size(),
+                sum(i.numel() * i.element_size() for i in indices))
+    packed = getattr(tensor, "packed", None)
+    if packed is not None:  # torch's semi-structured sparse tensor: values and metadata
+        meta = getattr(tensor, "meta", None)
+        return (packed.numel() * packed.element_size(),
+                0 if meta is None else meta.numel() * meta.element_size())
+    return tensor.numel() * tensor.element_size(), 0
+
+
+def model_bytes(model: nn.Module) -> tuple[int, int]:
+    """(value bytes, index bytes) of every parameter and buffer, shared ones once."""
+    seen: set[int] = set()
+    values = indices = 0
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        v, i = tensor_bytes(tensor.data if isinstance(tensor, nn.Parameter) else tensor)
+        values, indices = values + v, indices + i
+    return values, indices
+
+
+def disk_bytes(model: nn.Module) -> int | None:
+    """Bytes of the model's state dict saved with ``torch.save``; None if it cannot be."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(model.state_dict(), buffer)
+    except (RuntimeError, TypeError, NotImplementedError):
+        return None
+    return buffer.getbuffer().nbytes
+
+
+def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """Largest absolute difference, relative to the largest magnitude of the reference."""
+    scale = float(reference.abs().max()) or 1.0
+    return float((output.float() - reference.float()).abs().max()) / scale
+
+
+def peak_forward_bytes(forward: Callable[[], object], device: torch.device) -> int | None:
+    """Peak memory one forward allocates beyond what was allocated before it (CUDA only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        forward()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    # Torch keeps no statistics of its CPU allocator (and its profiler's memory events
+    # pair no allocation with its free on this torch): no CPU figure rather than a guess.
+    return None
+
+
+def _timed(forward: Callable[[], object], calls: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        forward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
+def time_forwards(forwards: dict[str, Callable[[], object]], settings: MeasureSettings,
+                  device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each forward: warmed up, calibrated, rounds interleaved."""
+    calls = {}
+    for name, forward in forwards.items():
+        for _ in range(settings.warmup):
+            forward()
+        single = _timed(forward, 1, device)
+        calls[name] = max(1, min(10_000, int(settings.sample_seconds / max(single, 1e-7))))
+    samples: dict[str, list[float]] = {name: [] for name in forwards}
+    names = list(forwards)
+    for r in range(settings.rounds):
+        # Rotate the order every round: no format always runs first (or right after another).
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            samples[name].append(_timed(forwards[name], calls[name], device))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def measure_formats(model: nn.Module, mask: Mask, inputs: torch.Tensor, formats: dict[str, Format],
+            settings: MeasureSettings | None = None) -> Measurement:
+    """Build each format of a ticket, check it against the masked dense network on
+    ``inputs`` (real examples, at least the largest batch), then time and size the
+    correct ones. ``formats`` maps names to builders and must include ``dense``."""
+    settings = settings or MeasureSettings()
+    device = torch.device(settings.device)
+    if "dense" not in formats:
+        raise ValueError("the formats measured must include 'dense', the baseline")
+    if len(inputs) < max(settings.batches):
+        inputs = inputs.repeat((max(settings.batches) + len(inputs) - 1) // len(inputs),
+                               *([1] * (inputs.dim() - 1)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        with torch.inference_mode():
+            return _measure(model, mask, inputs, formats, settings, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(model: nn.Module, mask: Mask, inputs: torch.Tensor, formats: dict[str, Format],
+             settings: MeasureSettings, device: torch.device) -> Measurement:
+    model = model.to(device).eval()
+    mask = mask.to(device)
+    mask.apply_(model)
+    request = FormatRequest(model, mask, device)
+    batches = {b: inputs[:b].to(device) for b in settings.batches}
+    reference = {b: model(x).float() for b, x in batches.items()}
+    results: list[FormatResult] = []
+    forwards: dict[str, dict[int, Callable[[], object]]] = {}
+    for name, build in formats.items():
+        try:
+            built: Representation = build(request)
+        except Exception as exc:  # a plugin's builder: report it, measure the others
+            results.append(FormatResult(name, FAILED, f"{type(exc).__name__}: {exc}"))
+            continue
+        if built.model is None:
+            results.append(FormatResult(name, UNAVAILABLE, built.reason))
+            continue
+        result = _check(name, built, batches, reference)
+        results.append(result)
+        if result.status == OK:
+            weights, indices = model_bytes(built.model)
+            result.weight_bytes, result.index_bytes = weights, indices
+            result.disk_bytes = disk_bytes(built.model)
+            forwards[name] = {b: _forward(built, x) for b, x in batches.items()}
+            for b, forward in forwards[name].items():
+                peak = peak_forward_bytes(forward, device)
+                if peak is not None:
+                    result.peak_bytes[b] = peak
+    for b in settings.batches:
+        medians = time_forwards({n: f[b] for n, f in forwards.items()}, settings, device)
+        for result in results:
+            if result.format in medians:
+                result.seconds[b] = medians[result.format]
+    return Measurement(results, describe_machine(device, settings.threads),
+                       list(settings.batches))
+
+
+def _forward(built: Representation, x: torch.Tensor) -> Callable[[], object]:
+    x = x.to(built.input_dtype)
+    model = built.model
+    return lambda: model(x)
+
+
+def _check(name: str, built: Representation, batches: dict[int, torch.Tensor],
+           reference: dict[int, torch.Tensor]) -> FormatResult:
+    """Outputs of every batch size against the dense network's, before any timing."""
+    worst = 0.0
+    for b, x in batches.items():
+        try:
+            output = built.model(x.to(built.input_dtype))
+        except Exception as exc:  # a kernel that refuses this batch or shape
+            return FormatResult(name, FAILED, f"batch {b}: {str(exc).splitlines()[0]}")
+        if output.shape != reference[b].shape:
+            return FormatResult(name, WRONG, f"batch {b}: output shape {tuple(output.shape)}, "
+                                f"dense {tuple(reference[b].shape)}")
+        worst = max(worst, relative_error(output, reference[b]))
+    if not worst <= built.tolerance:  # NaN is wrong too
+        return FormatResult(name, WRONG, f"outputs differ from dense by {worst:.2e} of their "
+                            f"largest magnitude (tolerance {built.tolerance:.0e})",
+                            max_error=worst, converted=built.converted)
+    return FormatResult(name, OK, built.reason, max_error=worst, converted=built.converted)
