@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from ..errors import LthError
-from .common import UriOpt, _fail, app, err, out
+from .common import UriOpt, _fail, app, err, out, print_buys
 
 
 def parse_batches(text: str) -> list[int]:
@@ -79,18 +77,3 @@ def bench(key: Annotated[str, typer.Argument(
             _fail(LthError(f"{json_out}: cannot write ({exc.strerror or exc})"))
         out.print(str(json_out), highlight=False, markup=False)
 
-
-def print_buys(rows, machine: dict[str, str], title: str) -> None:
-    """The "what this ticket buys here" table, where each format pays, and the machine."""
-    from ..report.inference_table import cells, header, machine_line, where_it_pays
-
-    table = Table(title=escape(title), caption=escape(f"median latency on {machine_line(machine)}"
-                                                      "; speed-up = dense / format"),
-                  caption_justify="left")
-    for name in header(rows):
-        table.add_column(escape(name), justify="right")
-    for row in rows:
-        table.add_row(*map(escape, cells(row)))
-    out.print(table)
-    for line in where_it_pays(rows):
-        out.print(line.replace("`", ""), highlight=False, markup=False)

@@ -71,6 +71,16 @@ def test_the_analyzer_logs_every_level_with_the_machine(store, tmp_path):
     text = (summary.folder / "summary.md").read_text()
     assert "## What this ticket buys here" in text and "csr speed-up" in text
     assert text.count("| 2 |") >= 2  # level 2 at both batch sizes
+    assert "analysis_inference.png" in {path.name for path in summary.files}
+
+
+def test_the_report_command_prints_what_the_tickets_buy(store, tmp_path):
+    uri, parent, _, _ = store
+    result = CliRunner().invoke(app, ["report", parent, "--out", str(tmp_path / "r"),
+                                      "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert "what this ticket buys here" in result.output and "fastest" in result.output
+    assert "batch 4: csr" in result.output  # where (or whether) csr pays
 
 
 def test_bench_measures_every_level_of_a_finished_experiment(store, tmp_path):
