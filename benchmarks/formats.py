@@ -46,20 +46,34 @@ def measure_network(key: str, device: str, batches: list[int], rounds: int, mnis
     formats = build_formats(registry)
     settings = MeasureSettings(batches, 1, device, rounds)
     rows = []
-    for density in DENSITIES:
+    cases = [(f"{100 * d:g}", d) for d in DENSITIES]
+    if device == "cuda":  # sparse tensor cores need the 2:4 pattern: one 2:4 ticket too
+        cases.append(("50 (2:4 linear)", "2:4"))
+    for shown, density in cases:
         model, _ = build(case, torch.device("cpu"))
-        mask = mask_of(model, density)
+        mask = two_four_mask(model) if density == "2:4" else mask_of(model, density)
         measured = measure_formats(model, mask, inputs, formats, settings)
         for r in measured.results:
             for batch in batches if r.seconds else [None]:
-                rows.append((label, 100 * density, batch, r.format,
+                rows.append((label, shown, batch, r.format,
                              r.seconds.get(batch), measured.speedup(r.format, batch)
                              if batch else None,
                              None if r.weight_bytes is None
                              else (r.weight_bytes + r.index_bytes) / 1024,
                              r.status if r.status != "unavailable" else f"n/a: {r.reason}"))
-        print(f"{label} at {100 * density:g}%: done", file=sys.stderr)
+        print(f"{label} at {shown}%: done", file=sys.stderr)
     return rows, described, measured.machine
+
+
+def two_four_mask(model):
+    """Every linear weight keeping its 2 largest of each 4 consecutive inputs; convs dense."""
+    from lth_suite.pruning import nm
+    from lth_suite.pruning.masks import Mask
+
+    weights = dict(model.named_parameters())
+    return Mask({name: nm.top_n(weights[name].abs(), keep, 2, 4)
+                 if keep.dim() == 2 and nm.fits(keep.shape, 4) else keep
+                 for name, keep in Mask.dense(model).items()})
 
 
 def table(rows) -> str:
@@ -68,7 +82,7 @@ def table(rows) -> str:
              "weights + indices (KiB) | status |", "| --- | ---: | ---: | --- | ---: | ---: | "
              "---: | --- |"]
     for label, percent, batch, fmt, seconds, speedup, kib, status in rows:
-        lines.append(f"| {label} | {percent:g} | {batch if batch else '–'} | {fmt} | "
+        lines.append(f"| {label} | {percent} | {batch if batch else '–'} | {fmt} | "
                      f"{'–' if seconds is None else f'{seconds * 1e3:.3f}'} | "
                      f"{'–' if speedup is None else f'{speedup:.2f}x'} | "
                      f"{'–' if kib is None else f'{kib:,.1f}'} | {status} |")

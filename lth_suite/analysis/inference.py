@@ -5,15 +5,16 @@ network; one whose outputs differ beyond its tolerance is reported ``wrong`` and
 timed, so a fast wrong kernel cannot look like a win. Timing then follows the rules of
 honest micro-benchmarks on a shared machine: a fixed thread count, warm-up calls, each
 sample long enough to dwarf the clock (calls repeated until it lasts ``sample_seconds``),
-rounds interleaved across formats so that load drifts hit all of them alike, and the
-median over rounds. Memory is the bytes of weights and of sparse indices, the peak
-memory a forward allocates (on CUDA, from its allocator's statistics; torch keeps none
-for the CPU), and the size of the format's state dict saved with ``torch.save``.
+rounds interleaved across formats in a new (seeded) order each round, so that load
+drifts hit all of them alike, and the median over rounds. Memory is the bytes of weights
+and of sparse indices, the peak memory a forward allocates (on CUDA, from its allocator's
+statistics; torch keeps none for the CPU), and the size of the format's state dict saved with ``torch.save``.
 """
 
 from __future__ import annotations
 
 import io
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -212,10 +213,13 @@ def time_forwards(forwards: dict[str, Callable[[], object]], settings: MeasureSe
         single = _timed(forward, 1, device)
         calls[name] = max(1, min(10_000, int(settings.sample_seconds / max(single, 1e-7))))
     samples: dict[str, list[float]] = {name: [] for name in forwards}
+    order = random.Random(0)  # a fixed seed: the same schedule every time
     names = list(forwards)
-    for r in range(settings.rounds):
-        # Rotate the order every round: no format always runs first (or right after another).
-        for name in names[r % len(names):] + names[:r % len(names)]:
+    for _ in range(settings.rounds):
+        # A new order every round: a burst of load from other processes then falls on
+        # different formats in different rounds instead of always on the same neighbours.
+        order.shuffle(names)
+        for name in names:
             samples[name].append(_timed(forwards[name], calls[name], device))
     return {name: statistics.median(values) for name, values in samples.items()}
 

@@ -16,9 +16,9 @@ from .numbers import weights_text
 Series = dict[str, dict[int, float]]  # metric -> level -> value
 TIMED = re.compile(r"^(?P<format>.+)/b(?P<batch>\d+)/latency_ms$")
 BASELINE = "dense"
-# "Pays" means at least this speed-up: on a shared machine a format that computes the
-# same GEMM (shrunk at level 0) reads anywhere within about 10% of dense.
-PAYS = 1.1
+# "Pays" means at least this speed-up: on a busy shared machine (load 8 on 2 cores) the
+# dense network timed against an identical copy of itself read up to 1.2x apart.
+PAYS = 1.2
 
 
 @dataclass

@@ -45,7 +45,7 @@ def test_rows_speedups_fastest_and_smallest():
 
 def test_where_each_format_starts_to_pay():
     lines = where_it_pays(buys_rows(metrics_of(LEVELS), PERCENTS))
-    assert "batch 64: `csr` pays (1.1x or more) from 3.5% of weights remaining (2.00x there)" \
+    assert "batch 64: `csr` pays (1.2x or more) from 3.5% of weights remaining (2.00x there)" \
         in lines
     assert any(line.startswith("batch 1: `csr` never pays") for line in lines)
     assert any(line.startswith("batch 1: `2-4` never pays") for line in lines)
