@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     ])
     from results_file import merge_section
 
-    kind = f"{MARK}-{args.device}"
+    kind = f"{MARK}_{args.device}"  # a merge_section key: letters, digits and _ only
     earlier = args.out.read_text() if args.out.is_file() else ""
     args.out.write_text(merge_section(earlier, kind, section))
     print(f"wrote the {kind} section of {args.out}", file=sys.stderr)

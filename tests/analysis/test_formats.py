@@ -113,3 +113,37 @@ def test_every_registered_format_is_measured_with_the_machine(registry):
     assert measured.machine["threads"] == "1" and measured.machine["torch"] == torch.__version__
     assert measured.best(5) in statuses
     assert torch.get_num_threads() >= 1  # restored after timing
+
+
+def two_four_ticket(registry) -> tuple[nn.Module, Mask]:
+    """An mlp whose linear weights keep the 2 largest of every 4 inputs."""
+    from lth_suite.pruning import nm
+
+    torch.manual_seed(0)
+    model = registry.build("architecture", "mlp", {"hidden": [128, 64]},
+                           DataInfo("t", (1, 8, 8), 16)).eval()
+    weights = dict(model.named_parameters())
+    mask = Mask({layer.name: nm.top_n(weights[layer.name].abs(),
+                                      torch.ones_like(weights[layer.name], dtype=torch.bool), 2, 4)
+                 for layer in prunable_layers(model)})
+    mask.apply_(model)
+    return model, mask
+
+
+def test_a_two_four_ticket_on_the_cpu_says_it_needs_cuda(registry):
+    model, mask = two_four_ticket(registry)
+    built = two_four(FormatRequest(model, mask, torch.device("cpu")))
+    assert built.model is None and "CUDA" in built.reason
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA formats need a CUDA device")
+def test_cuda_formats_match_or_say_why(registry):
+    model, mask = two_four_ticket(registry)
+    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    settings = MeasureSettings(batches=[1, 64], device="cuda", rounds=2, warmup=1,
+                               sample_seconds=0.001)
+    measured = measure_formats(model, mask, x, build_formats(registry), settings)
+    assert measured.result("csr").status == OK and measured.machine["gpu"]
+    assert measured.result("dense").peak_bytes  # CUDA's allocator measures a forward
+    for result in measured.results:  # 2:4 may be refused by an older GPU, never wrong
+        assert result.status != WRONG, (result.format, result.reason)
