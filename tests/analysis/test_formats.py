@@ -147,3 +147,15 @@ def test_cuda_formats_match_or_say_why(registry):
     assert measured.result("dense").peak_bytes  # CUDA's allocator measures a forward
     for result in measured.results:  # 2:4 may be refused by an older GPU, never wrong
         assert result.status != WRONG, (result.format, result.reason)
+
+
+def test_a_spec_naming_an_unknown_format_is_refused_before_anything_runs(tiny, registry):
+    from lth_suite.errors import SpecError
+    from lth_suite.spec.loading import build_spec
+
+    tiny["analyzers"] = [{"name": "inference", "formats": ["csr", "nope"], "batches": [1]}]
+    with pytest.raises(SpecError) as refused:
+        build_spec(tiny, registry)
+    assert "analyzers.0.formats.1: unknown format 'nope'" in str(refused.value)
+    tiny["analyzers"] = [{"name": "inference", "formats": ["2:4", "csr"]}]
+    assert build_spec(tiny, registry).analyzers[0].params["formats"] == ["2:4", "csr"]

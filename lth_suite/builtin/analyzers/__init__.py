@@ -33,7 +33,8 @@ class InferenceParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     formats: list[str] | None = Field(default=None, description="formats to measure beside "
-                                      "dense (default: every registered format)")
+                                      "dense (default: every registered format)",
+                                      json_schema_extra={"component_kind": "format"})
     batches: list[int] = Field(default=[1, 64], min_length=1, description="batch sizes timed")
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="where the forwards run")
     threads: int = Field(default=1, ge=1, description="CPU threads while timing (fixed)")

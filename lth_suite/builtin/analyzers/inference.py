@@ -45,7 +45,9 @@ class Inference:
         if inputs is None:
             raise LthError("analyzer 'inference' needs in-memory test examples; the dataset "
                            "streams them")
-        with torch.random.fork_rng(devices=[]):
+        # build_model reseeds torch: leave the generators of the experiment as they were.
+        cuda = [experiment.device] if experiment.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             model = experiment.build_model(0).cpu()  # its weights are replaced just below
         model.load_state_dict({k: v.cpu() for k, v in ticket.result.state.items()})
         settings = MeasureSettings(self.params.batches, self.params.threads, self.params.device,
