@@ -12,6 +12,7 @@ import torch
 
 from ..errors import LthError
 from .format_export import EXPORTABLE, load_exported, save_format
+from .formats import Representation
 from .inference import OK, Measurement, MeasureSettings, build_formats, measure_formats
 from .inference import relative_error as error_of
 from .tickets import StoredTicket
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 
 AUTO = "auto"
 CHOICES = (AUTO, *EXPORTABLE)
+
+
+@dataclass
+class Chosen:
+    """The format chosen for a ticket, as built, and what was measured to choose it."""
+
+    format: str
+    representation: Representation
+    measurement: Measurement
 
 
 @dataclass
@@ -34,22 +44,23 @@ class FormatExport:
     inputs_note: str
 
 
-def export_format(ticket: StoredTicket, out: Path, choice: str, batch: int, device: str,
-                  plugins: Plugins) -> FormatExport:
-    """Measure the candidate formats of ``ticket`` at ``batch``, write the chosen one into
-    ``out`` and check that it reloads to the same outputs."""
+def choose_format(ticket: StoredTicket, choice: str, batch: int, device: str,
+                  plugins: Plugins) -> Chosen:
+    """Build and measure the candidate formats of ``ticket`` at ``batch``: the one asked
+    for, or (``auto``) the fastest whose outputs match. Nothing is written; a format that
+    is wrong or does not apply is an ``LthError`` naming it."""
     if choice not in CHOICES:
         raise LthError(f"--format: unknown format '{choice}'; choose one of {', '.join(CHOICES)}")
     candidates = [f for f in EXPORTABLE if f in plugins.registry.names("format")]
     names = candidates if choice == AUTO else [choice]
-    settings = MeasureSettings(batches=[batch], device=device, rounds=5)
-    built: dict[str, object] = {}
+    built: dict[str, Representation] = {}
     formats = {}
     for name, build in build_formats(plugins.registry, names).items():
         def keep(request, name=name, build=build):  # remember what was built, to save it
             built[name] = representation = build(request)
             return representation
         formats[name] = keep
+    settings = MeasureSettings(batches=[batch], device=device, rounds=5)
     measurement = measure_formats(ticket.model, ticket.mask, ticket.inputs[:batch], formats,
                                   settings)
     correct = [r for r in measurement.results if r.status == OK and r.format in names]
@@ -60,21 +71,23 @@ def export_format(ticket: StoredTicket, out: Path, choice: str, batch: int, devi
                        f"written in this format ({why})")
     chosen = (min(correct, key=lambda r: r.seconds[batch]).format if choice == AUTO
               else correct[0].format)
-    representation = built[chosen]
-    model = representation.model.to("cpu") if chosen != "2:4" else ticket.model
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LthError(f"{out}: cannot create the export folder ({exc.strerror or exc})") from None
-    files = save_format(chosen, model, ticket.architecture, out, representation.converted)
-    if chosen == "2:4":
-        reload_error = _reload_error(out, ticket, plugins, "cuda")
-    else:
-        reload_error = _reload_error(out, ticket, plugins, "cpu")
-    if not reload_error <= representation.tolerance:
-        raise LthError(f"{out}: the written {chosen} export reloads to outputs that differ from "
-                       f"the ticket's by {reload_error:.2e}")
-    return FormatExport(chosen, files, measurement, reload_error, ticket.inputs_note)
+    return Chosen(chosen, built[chosen], measurement)
+
+
+def write_format(chosen: Chosen, ticket: StoredTicket, out: Path,
+                 plugins: Plugins) -> FormatExport:
+    """Write the chosen format into ``out``, reload it and check its outputs; a reload
+    that does not match removes what was written."""
+    name, representation = chosen.format, chosen.representation
+    model = ticket.model if name == "2:4" else representation.model.to("cpu")
+    files = save_format(name, model, ticket.architecture, out, representation.converted)
+    error = _reload_error(out, ticket, plugins, "cuda" if name == "2:4" else "cpu")
+    if not error <= representation.tolerance:
+        for path in files:
+            path.unlink(missing_ok=True)
+        raise LthError(f"{out}: the {name} export reloaded to outputs that differ from the "
+                       f"ticket's by {error:.2e}; it was removed")
+    return FormatExport(name, files, chosen.measurement, error, ticket.inputs_note)
 
 
 def _reload_error(out: Path, ticket: StoredTicket, plugins: Plugins, device: str) -> float:

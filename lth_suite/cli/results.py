@@ -95,11 +95,14 @@ def export(run_id: Annotated[str, typer.Argument(
 
     try:
         reader = open_reader(resolve_tracking_uri(tracking_uri, None))
-        if fmt is not None:  # refuse a bad choice before writing anything
+        chosen = None
+        if fmt is not None:  # choose (and refuse) before anything is written
             _check_format(fmt, device)
+            run = reader.run(run_id)
+            if run is not None and run.parent_id is not None:  # else export_run says why
+                chosen = _choose_format(reader, run, fmt, batch, device)
         result = export_run(reader, run_id, out_dir)
-        written = _export_format(reader, result.run_id, out_dir, fmt, batch, device) if fmt \
-            else None
+        written = chosen and _write_format(chosen, out_dir)
     except LthError as error:
         _fail(error)
     _print_export(result)
@@ -121,14 +124,21 @@ def _check_format(fmt: str, device: str) -> None:
         raise LthError(f"--device: expected cpu or cuda, got {device!r}")
 
 
-def _export_format(reader, run_id: str, out_dir: Path, fmt: str, batch: int, device: str):
-    from ..analysis.format_choice import export_format
+def _choose_format(reader, run, fmt: str, batch: int, device: str):
+    from ..analysis.format_choice import choose_format
     from ..analysis.tickets import load_ticket
     from ..plugins.manager import load_plugins
 
     plugins = load_plugins()
-    ticket = load_ticket(reader, reader.require(run_id), plugins, max(batch, 64))
-    return export_format(ticket, out_dir, fmt, batch, device, plugins)
+    ticket = load_ticket(reader, run, plugins, max(batch, 64))
+    return ticket, plugins, choose_format(ticket, fmt, batch, device, plugins)
+
+
+def _write_format(chosen, out_dir: Path):
+    from ..analysis.format_choice import write_format
+
+    ticket, plugins, choice = chosen
+    return write_format(choice, ticket, out_dir, plugins)
 
 
 def _print_export(result) -> None:

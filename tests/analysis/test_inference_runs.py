@@ -125,10 +125,12 @@ def test_an_exported_format_reloads_and_matches_the_ticket(store, tmp_path, regi
         assert torch.allclose(loaded(x), masked(x), atol=1e-5, rtol=0)
 
 
-def test_export_refuses_an_unknown_format_before_writing(store, tmp_path):
+@pytest.mark.parametrize("fmt, words", [("coo", "unknown format 'coo'"),
+                                         ("2:4", "2:4 pattern")])
+def test_export_refuses_a_format_it_cannot_write_before_writing(store, tmp_path, fmt, words):
     uri, _, tickets, _ = store
     out = tmp_path / "never"
     result = CliRunner().invoke(app, ["export", tickets["r0-level1-ticket"], "--out", str(out),
-                                      "--format", "coo", "--tracking-uri", uri])
-    assert result.exit_code == 2 and "--format" in result.output
+                                      "--format", fmt, "--tracking-uri", uri])
+    assert result.exit_code == 2 and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
