@@ -30,8 +30,9 @@ DENSITIES = (1.0, 0.2, 0.035, 0.01)
 MARK = "formats"
 
 
-def measure_network(key: str, device: str, batches: list[int], rounds: int, mnist: Path):
-    """Rows (density, batch, format, latency ms, speed-up, KiB, status) of one network."""
+def measure_network(key: str, device: str, batches: list[int], rounds: int, warmup: int,
+                    mnist: Path):
+    """Rows (density, batch, format, wall ms, CPU ms, speed-up, KiB, status) of a network."""
     import torch
     from workloads import Case, build, mask_of, raw_data, tensors
 
@@ -44,7 +45,7 @@ def measure_network(key: str, device: str, batches: list[int], rounds: int, mnis
     inputs = tensors(x_raw[:max(batches)], data)
     registry = load_plugins(installed=False, warn=False).registry
     formats = build_formats(registry)
-    settings = MeasureSettings(batches, 1, device, rounds)
+    settings = MeasureSettings(batches, 1, device, rounds, warmup)
     rows = []
     cases = [(f"{100 * d:g}", d) for d in DENSITIES]
     if device == "cuda":  # sparse tensor cores need the 2:4 pattern: one 2:4 ticket too
@@ -55,8 +56,8 @@ def measure_network(key: str, device: str, batches: list[int], rounds: int, mnis
         measured = measure_formats(model, mask, inputs, formats, settings)
         for r in measured.results:
             for batch in batches if r.seconds else [None]:
-                rows.append((label, shown, batch, r.format,
-                             r.seconds.get(batch), measured.speedup(r.format, batch)
+                rows.append((label, shown, batch, r.format, r.seconds.get(batch),
+                             r.cpu_seconds.get(batch), measured.speedup(r.format, batch)
                              if batch else None,
                              None if r.weight_bytes is None
                              else (r.weight_bytes + r.index_bytes) / 1024,
@@ -78,12 +79,13 @@ def two_four_mask(model):
 
 def table(rows) -> str:
     """The Markdown table of every row."""
-    lines = ["| network | weights (%) | batch | format | latency (ms) | speed-up vs dense | "
-             "weights + indices (KiB) | status |", "| --- | ---: | ---: | --- | ---: | ---: | "
-             "---: | --- |"]
-    for label, percent, batch, fmt, seconds, speedup, kib, status in rows:
+    lines = ["| network | weights (%) | batch | format | wall (ms) | CPU (ms) | speed-up vs "
+             "dense | weights + indices (KiB) | status |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+    for label, percent, batch, fmt, seconds, cpu, speedup, kib, status in rows:
         lines.append(f"| {label} | {percent} | {batch if batch else '–'} | {fmt} | "
                      f"{'–' if seconds is None else f'{seconds * 1e3:.3f}'} | "
+                     f"{'–' if cpu is None else f'{cpu * 1e3:.3f}'} | "
                      f"{'–' if speedup is None else f'{speedup:.2f}x'} | "
                      f"{'–' if kib is None else f'{kib:,.1f}'} | {status} |")
     return "\n".join(lines)
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--networks", default="lenet,conv4")
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--mnist", type=Path, default=HERE.parent.parent / "shared" / "data"
                         / "mnist")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, inputs, machine = [], [], {}
     for key in args.networks.split(","):
         found, described, machine = measure_network(key, args.device, batches, args.rounds,
-                                                    args.mnist)
+                                                    args.warmup, args.mnist)
         rows += found
         inputs.append(f"{NETWORKS[key][0]}: {described}")
     text = table(rows)
@@ -129,9 +132,11 @@ def main(argv: list[str] | None = None) -> None:
         "(a shared machine: compare ratios within this run, not with other runs)",
         f"- command: `{command.strip()}`", f"- inputs: {'; '.join(inputs)}",
         *(f"- note: {note}" for note in args.note), "", text, "",
-        "Latency: median over interleaved rounds of the forward of one batch, after warm-up, "
-        "each format's outputs first checked against the masked dense network. Speed-up = "
-        "dense latency / format latency. Weights + indices: values of every parameter and "
+        "Wall and CPU: medians over interleaved rounds (a new order each round) of the "
+        "forward of one batch, after warm-up, each format's outputs first checked against "
+        "the masked dense network; CPU is the calling thread's CPU time (on the CPU with one "
+        "thread), which other processes' load does not inflate. Speed-up = dense / format "
+        "on CPU time where measured, else on wall time. Weights + indices: values of every parameter and "
         "buffer plus the sparse indices. Random masks (each layer at the density), so "
         "`shrunk` removes only the few units left without any weight.",
     ])

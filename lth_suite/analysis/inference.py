@@ -6,14 +6,17 @@ timed, so a fast wrong kernel cannot look like a win. Timing then follows the ru
 honest micro-benchmarks on a shared machine: a fixed thread count, warm-up calls, each
 sample long enough to dwarf the clock (calls repeated until it lasts ``sample_seconds``),
 rounds interleaved across formats in a new (seeded) order each round, so that load
-drifts hit all of them alike, and the median over rounds. Memory is the bytes of weights
-and of sparse indices, the peak memory a forward allocates (on CUDA, from its allocator's
-statistics; torch keeps none for the CPU), and the size of the format's state dict saved with ``torch.save``.
+drifts hit all of them alike, and the median over rounds. Both the wall time and, on the
+CPU with one thread, the CPU time of the calling thread are recorded; speed-ups compare
+the CPU time there, which other processes' load does not inflate (on a busy shared
+machine the wall time of one forward varied tenfold between samples, its CPU time by
+less than twofold), and the wall time elsewhere. Memory is the bytes of weights
+and of sparse indices, the peak memory a forward allocates and the size on disk
+(``footprint``).
 """
 
 from __future__ import annotations
 
-import io
 import random
 import statistics
 import time
@@ -25,6 +28,7 @@ import torch
 from torch import nn
 
 from ..pruning.masks import Mask
+from .footprint import disk_bytes, model_bytes, peak_forward_bytes
 from .formats import Format, FormatRequest, Representation
 from .machine import describe_machine
 
@@ -55,7 +59,9 @@ class FormatResult:
     index_bytes: int | None = None  # sparse indices and metadata
     disk_bytes: int | None = None  # its state dict saved with torch.save
     peak_bytes: dict[int, int] = field(default_factory=dict)  # per batch: forward's peak
-    seconds: dict[int, float] = field(default_factory=dict)  # per batch: median latency
+    seconds: dict[int, float] = field(default_factory=dict)  # per batch: median wall latency
+    # per batch: median CPU time of the calling thread per forward (CPU, one thread only)
+    cpu_seconds: dict[int, float] = field(default_factory=dict)
     converted: list[str] = field(default_factory=list)
 
 
@@ -71,17 +77,29 @@ class Measurement:
         """The result of one format, if it was measured."""
         return next((r for r in self.results if r.format == name), None)
 
-    def speedup(self, name: str, batch: int) -> float | None:
-        """Dense latency over this format's latency at one batch size."""
-        base, this = self.result("dense"), self.result(name)
-        if base is None or this is None or batch not in base.seconds or batch not in this.seconds:
+    @property
+    def clock(self) -> str:
+        """What speed-ups compare: ``cpu`` (the thread's CPU time, measured on the CPU with
+        one thread: other processes' load does not inflate it) or ``wall``."""
+        timed = [r for r in self.results if r.seconds]
+        return "cpu" if timed and all(r.cpu_seconds for r in timed) else "wall"
+
+    def cost(self, name: str, batch: int) -> float | None:
+        """Seconds per forward of one format on the measurement's clock."""
+        result = self.result(name)
+        if result is None:
             return None
-        return base.seconds[batch] / this.seconds[batch]
+        return (result.cpu_seconds if self.clock == "cpu" else result.seconds).get(batch)
+
+    def speedup(self, name: str, batch: int) -> float | None:
+        """Dense cost over this format's cost at one batch size (see ``clock``)."""
+        base, this = self.cost("dense", batch), self.cost(name, batch)
+        return None if base is None or this is None else base / this
 
     def best(self, batch: int) -> str | None:
         """The fastest correct format at one batch size."""
-        timed = [r for r in self.results if batch in r.seconds]
-        return min(timed, key=lambda r: r.seconds[batch]).format if timed else None
+        timed = [r.format for r in self.results if self.cost(r.format, batch) is not None]
+        return min(timed, key=lambda name: self.cost(name, batch)) if timed else None
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics: ``<format>/b<batch>/latency_ms`` and ``/speedup`` per timed batch,
@@ -99,6 +117,8 @@ class Measurement:
                     metrics[f"{key}/{label}"] = float(getattr(r, label))
             for batch, seconds in r.seconds.items():
                 metrics[f"{key}/b{batch}/latency_ms"] = seconds * 1e3
+                if batch in r.cpu_seconds:
+                    metrics[f"{key}/b{batch}/cpu_ms"] = r.cpu_seconds[batch] * 1e3
                 metrics[f"{key}/b{batch}/speedup"] = self.speedup(r.format, batch) or 0.0
                 if batch in r.peak_bytes:
                     metrics[f"{key}/b{batch}/peak_bytes"] = float(r.peak_bytes[batch])
@@ -113,6 +133,8 @@ class Measurement:
                 rows.append({
                     "format": r.format, "batch": batch, "status": r.status, "reason": r.reason,
                     "latency_ms": None if seconds is None else seconds * 1e3,
+                    "cpu_ms": (r.cpu_seconds[batch] * 1e3 if batch in r.cpu_seconds
+                               else None),
                     "speedup": self.speedup(r.format, batch) if batch is not None else None,
                     "weight_bytes": r.weight_bytes, "index_bytes": r.index_bytes,
                     "disk_bytes": r.disk_bytes, "peak_bytes": r.peak_bytes.get(batch),
@@ -134,85 +156,37 @@ def build_formats(registry: Any, names: Sequence[str] | None = None) -> dict[str
     return {name: registry.build("format", name, {}) for name in ordered}
 
 
-def tensor_bytes(tensor: torch.Tensor) -> tuple[int, int]:
-    """(value bytes, index bytes) of a dense, CSR, BSR or semi-structured tensor."""
-    if tensor.layout in (torch.sparse_csr, torch.sparse_bsr):
-        values = tensor.values()
-        indices = (tensor.crow_indices(), tensor.col_indices())
-        return (values.numel() * values.element_size(),
-                sum(i.numel() * i.element_size() for i in indices))
-    packed = getattr(tensor, "packed", None)
-    if packed is not None:  # torch's semi-structured sparse tensor: values and metadata
-        meta = getattr(tensor, "meta", None)
-        return (packed.numel() * packed.element_size(),
-                0 if meta is None else meta.numel() * meta.element_size())
-    return tensor.numel() * tensor.element_size(), 0
-
-
-def model_bytes(model: nn.Module) -> tuple[int, int]:
-    """(value bytes, index bytes) of every parameter and buffer, shared ones once."""
-    seen: set[int] = set()
-    values = indices = 0
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        v, i = tensor_bytes(tensor.data if isinstance(tensor, nn.Parameter) else tensor)
-        values, indices = values + v, indices + i
-    return values, indices
-
-
-def disk_bytes(model: nn.Module) -> int | None:
-    """Bytes of the model's state dict saved with ``torch.save``; None if it cannot be."""
-    buffer = io.BytesIO()
-    try:
-        torch.save(model.state_dict(), buffer)
-    except (RuntimeError, TypeError, NotImplementedError):
-        return None
-    return buffer.getbuffer().nbytes
-
-
 def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
     """Largest absolute difference, relative to the largest magnitude of the reference."""
     scale = float(reference.abs().max()) or 1.0
     return float((output.float() - reference.float()).abs().max()) / scale
 
 
-def peak_forward_bytes(forward: Callable[[], object], device: torch.device) -> int | None:
-    """Peak memory one forward allocates beyond what was allocated before it (CUDA only)."""
+def _timed(forward: Callable[[], object], calls: int,
+           device: torch.device) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of the calling thread, per call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        forward()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    # Torch keeps no statistics of its CPU allocator (and its profiler's memory events
-    # pair no allocation with its free on this torch): no CPU figure rather than a guess.
-    return None
-
-
-def _timed(forward: Callable[[], object], calls: int, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     for _ in range(calls):
         forward()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / calls
+    return (time.perf_counter() - start) / calls, (time.thread_time() - cpu) / calls
 
 
 def time_forwards(forwards: dict[str, Callable[[], object]], settings: MeasureSettings,
-                  device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each forward: warmed up, calibrated, rounds interleaved."""
+                  device: torch.device) -> dict[str, tuple[float, float | None]]:
+    """Median wall seconds per call of each forward, and median CPU seconds of this thread
+    (on the CPU with one thread, where this thread does all the work; else None):
+    warmed up, calibrated, rounds interleaved in a new order each round."""
     calls = {}
     for name, forward in forwards.items():
         for _ in range(settings.warmup):
             forward()
-        single = _timed(forward, 1, device)
+        single, _ = _timed(forward, 1, device)
         calls[name] = max(1, min(10_000, int(settings.sample_seconds / max(single, 1e-7))))
-    samples: dict[str, list[float]] = {name: [] for name in forwards}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in forwards}
     order = random.Random(0)  # a fixed seed: the same schedule every time
     names = list(forwards)
     for _ in range(settings.rounds):
@@ -221,7 +195,10 @@ def time_forwards(forwards: dict[str, Callable[[], object]], settings: MeasureSe
         order.shuffle(names)
         for name in names:
             samples[name].append(_timed(forwards[name], calls[name], device))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    thread_clock = device.type == "cpu" and settings.threads == 1
+    return {name: (statistics.median(w for w, _ in values),
+                   statistics.median(c for _, c in values) if thread_clock else None)
+            for name, values in samples.items()}
 
 
 def measure_formats(model: nn.Module, mask: Mask, inputs: torch.Tensor, formats: dict[str, Format],
@@ -279,9 +256,15 @@ def _measure(model: nn.Module, mask: Mask, inputs: torch.Tensor, formats: dict[s
         medians = time_forwards({n: f[b] for n, f in forwards.items()}, settings, device)
         for result in results:
             if result.format in medians:
-                result.seconds[b] = medians[result.format]
-    return Measurement(results, describe_machine(device, settings.threads),
-                       list(settings.batches))
+                wall, cpu = medians[result.format]
+                result.seconds[b] = wall
+                if cpu is not None:
+                    result.cpu_seconds[b] = cpu
+    measured = Measurement(results, describe_machine(device, settings.threads),
+                           list(settings.batches))
+    measured.machine["clock"] = ("thread CPU time" if measured.clock == "cpu"
+                                 else "wall time")
+    return measured
 
 
 def _forward(built: Representation, x: torch.Tensor) -> Callable[[], object]:

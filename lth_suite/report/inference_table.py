@@ -23,12 +23,13 @@ PAYS = 1.2
 
 @dataclass
 class BuysRow:
-    """One level at one batch size: latency of dense, speed-up of each format, bytes."""
+    """One level at one batch size: dense latency, each format's speed-up, bytes."""
 
     level: int
     percent: float  # weights remaining
     batch: int
-    dense_ms: float
+    dense_ms: float  # median wall latency
+    dense_cpu_ms: float | None  # median CPU time of the thread (CPU, one thread)
     speedups: dict[str, float | None]  # None: not timed (wrong, failed or unavailable)
     best: str
     dense_bytes: float | None
@@ -46,7 +47,8 @@ def formats_in(metrics: Series) -> list[str]:
 
 def buys_rows(metrics: Series, percents: dict[int, float],
               accuracy: dict[int, float] | None = None) -> list[BuysRow]:
-    """Rows for every level and batch size that has a dense latency."""
+    """Rows for every level and batch size that has a dense latency; speed-ups as the
+    measurement logged them (on its clock: see ``Measurement.clock``)."""
     formats = formats_in(metrics)
     batches = sorted({int(m.group("batch")) for key in metrics if (m := TIMED.match(key))})
     rows = []
@@ -55,15 +57,16 @@ def buys_rows(metrics: Series, percents: dict[int, float],
             dense = metrics.get(f"{BASELINE}/b{batch}/latency_ms", {}).get(level)
             if dense is None:
                 continue
-            latency = {f: metrics.get(f"{f}/b{batch}/latency_ms", {}).get(level) for f in formats}
-            speedups = {f: None if ms is None else dense / ms for f, ms in latency.items()
-                        if f != BASELINE}
-            timed = {f: ms for f, ms in latency.items() if ms is not None}
+            speedups = {f: metrics.get(f"{f}/b{batch}/speedup", {}).get(level)
+                        for f in formats if f != BASELINE}
+            timed = {f: s for f, s in speedups.items() if s is not None}
+            best = max(timed, key=timed.get) if timed and max(timed.values()) > 1 else BASELINE
             sizes = {f: metrics[f"{f}/weight_bytes"][level]
                      + metrics.get(f"{f}/index_bytes", {}).get(level, 0.0)
                      for f in formats if level in metrics.get(f"{f}/weight_bytes", {})}
             rows.append(BuysRow(
-                level, percents[level], batch, dense, speedups, min(timed, key=timed.get),
+                level, percents[level], batch, dense,
+                metrics.get(f"{BASELINE}/b{batch}/cpu_ms", {}).get(level), speedups, best,
                 sizes.get(BASELINE), min(sizes.items(), key=lambda kv: kv[1]) if sizes else None,
                 (accuracy or {}).get(level),
                 [f for f in formats if metrics.get(f"{f}/wrong", {}).get(level)]))
@@ -99,8 +102,9 @@ def machine_line(machine: dict[str, str]) -> str:
     if not machine:
         return "this machine (not recorded)"
     where = machine.get("gpu") or machine.get("cpu", "?")
+    clock = f", speed-ups on {machine['clock']}" if "clock" in machine else ""
     return (f"{where}, {machine.get('threads', '?')} thread(s), torch "
-            f"{machine.get('torch', '?')}, device {machine.get('device', 'cpu')}")
+            f"{machine.get('torch', '?')}, device {machine.get('device', 'cpu')}{clock}")
 
 
 def _kb(value: float | None) -> str:
@@ -112,16 +116,19 @@ def cells(row: BuysRow) -> list[str]:
     speed = [("wrong" if f in row.wrong else "–") if s is None else f"{s:.2f}x"
              for f, s in row.speedups.items()]
     smallest = "–" if row.smallest is None else f"{_kb(row.smallest[1])} ({row.smallest[0]})"
+    cpu = "" if row.dense_cpu_ms is None else f" / {row.dense_cpu_ms:.3f}"
     return [str(row.level), weights_text(row.percent),
             "–" if row.accuracy is None else f"{row.accuracy:.2f}", str(row.batch),
-            f"{row.dense_ms:.3f}", *speed, row.best, _kb(row.dense_bytes), smallest]
+            f"{row.dense_ms:.3f}{cpu}", *speed, row.best, _kb(row.dense_bytes), smallest]
 
 
 def header(rows: list[BuysRow]) -> list[str]:
     """Column names: level, weights, accuracy, batch, dense latency, each format's
     speed-up, the fastest format, and the bytes of dense and of the smallest format."""
     formats = list(rows[0].speedups) if rows else []
-    return ["level", "weights remaining (%)", "ticket accuracy (%)", "batch", "dense (ms)",
+    timed = "dense wall / CPU (ms)" if any(r.dense_cpu_ms is not None for r in rows) \
+        else "dense (ms)"
+    return ["level", "weights remaining (%)", "ticket accuracy (%)", "batch", timed,
             *[f"{f} speed-up" for f in formats], "fastest", "dense weights (KiB)",
             "smallest weights+indices (KiB)"]
 
@@ -132,8 +139,10 @@ def buys_markdown(rows: list[BuysRow], machine: str) -> list[str]:
         return []
     head = header(rows)
     lines = ["## What this ticket buys here", "",
-             f"Median forward latency of the first replicate's ticket, measured on {machine}; "
-             "speed-up is dense latency over the format's (above 1: faster). Outputs of every "
+             f"Median forward time of the first replicate's ticket, measured on {machine}; "
+             "speed-up is dense time over the format's (above 1: faster), on the thread's CPU "
+             "time when measured on the CPU with one thread (other processes' load inflates "
+             "wall time, not CPU time), else on wall time. Outputs of every "
              "format were compared with the masked dense network's before timing; `wrong` "
              "marks one that did not match and was not timed.", "",
              "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]

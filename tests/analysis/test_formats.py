@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from lth_suite.analysis.footprint import model_bytes
 from lth_suite.analysis.formats import (
     FormatRequest,
     Representation,
@@ -23,7 +24,6 @@ from lth_suite.analysis.inference import (
     MeasureSettings,
     build_formats,
     measure_formats,
-    model_bytes,
 )
 from lth_suite.pruning.masks import Mask, prunable_layers
 from lth_suite.training.data import DataInfo
@@ -95,6 +95,11 @@ def test_a_wrong_format_is_reported_and_not_timed(registry):
     bad, good = measured.result("bad"), measured.result("csr")
     assert bad.status == WRONG and not bad.seconds and "differ" in bad.reason
     assert good.status == OK and set(good.seconds) == {1, 5}
+    # One thread on the CPU: speed-ups compare this thread's CPU time, load-proof.
+    assert measured.clock == "cpu" and set(good.cpu_seconds) == {1, 5}
+    dense_cpu = measured.result("dense").cpu_seconds[5]
+    assert measured.speedup("csr", 5) == dense_cpu / good.cpu_seconds[5]
+    assert "csr/b5/cpu_ms" in measured.metrics()
     assert measured.metrics()["bad/wrong"] == 1.0
     assert "bad/b1/latency_ms" not in measured.metrics()
     assert measured.speedup("dense", 1) == 1.0

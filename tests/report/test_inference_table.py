@@ -7,10 +7,14 @@ from lth_suite.report.inference_table import buys_markdown, buys_rows, where_it_
 
 
 def metrics_of(levels: dict[int, dict[str, float]]) -> dict[str, dict[int, float]]:
+    """Metric -> level -> value, with each speed-up as the measurement logs it."""
     series: dict[str, dict[int, float]] = {}
     for level, values in levels.items():
         for key, value in values.items():
             series.setdefault(key, {})[level] = value
+            if key.endswith("/latency_ms"):
+                dense = values[key.replace(key.split("/")[0], "dense", 1)]
+                series.setdefault(key.replace("latency_ms", "speedup"), {})[level] = dense / value
     return series
 
 
