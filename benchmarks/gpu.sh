@@ -2,7 +2,8 @@
 # The CUDA rows of the benchmark, on a machine with a GPU, within about 8 minutes:
 #   LeNet-300-100 at level 0 and with 20% of its weights left, populations of 4/8/16
 #   LeNets against the same trained in turn, ResNet-20, VGG-19, and the speed options
-#   fp32 / tf32 / bf16 / channels-last on LeNet, Conv-4 and VGG-19.
+#   fp32 / tf32 / bf16 / channels-last on LeNet, Conv-4 and VGG-19; then what a ticket
+#   buys: forward latency in every format (benchmarks/formats.py --device cuda).
 # It replaces the CUDA section of benchmarks/RESULTS.md (the CPU section stays).
 #
 #   bash benchmarks/gpu.sh            # from the repository root, in its environment
@@ -32,3 +33,8 @@ timeout --signal=INT "${budget}" "$PYTHON" benchmarks/bench.py --device cuda \
     --options fp32,tf32,bf16,channels_last \
     --iterations 2000 --repeats 3 \
     --note "measured by benchmarks/gpu.sh on ${device}" "$@"
+# What a ticket buys on the GPU: LeNet-300-100 and Conv-4 forwards as dense, csr, bsr,
+# shrunk and (a 2:4 ticket) 2:4 semi-structured, batch 1 and 64: its own section of RESULTS.md.
+timeout --signal=INT "${LTH_GPU_FORMATS_BUDGET_S:-180}" "$PYTHON" benchmarks/formats.py \
+    --device cuda --note "measured by benchmarks/gpu.sh on ${device}"
+

@@ -51,6 +51,8 @@ from .plugins.params import DatasetParams
 from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
 
 if TYPE_CHECKING:
+    from .analysis.formats import Format, FormatRequest, Representation
+    from .analysis.inference import Measurement, MeasureSettings, build_formats, measure_formats
     from .analysis.similarity import chance_iou, chance_iou_pooled, iou
     from .lottery.analyzers import Analysis, Analyzer
     from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
@@ -122,6 +124,9 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("follow_unit", "free_port", "lead"), "lth_suite.parallel.ranks"),
     **dict.fromkeys(("UnitDone", "UnitJob"), "lth_suite.parallel.unit_worker"),
     "WorkerPool": "lth_suite.parallel.worker_pool",
+    **dict.fromkeys(("Format", "FormatRequest", "Representation"), "lth_suite.analysis.formats"),
+    **dict.fromkeys(("MeasureSettings", "Measurement", "build_formats", "measure_formats"),
+                    "lth_suite.analysis.inference"),
 }
 
 __all__ = [
@@ -152,6 +157,9 @@ __all__ = [
     # helpers for criteria, allocations, datasets, analyzers and rewinds
     "derive_seed", "top_positions", "uniform_counts", "erk_counts", "RandomCropFlip", "train",
     "evaluate", "snapshot", "usable_cores", "iou", "chance_iou", "chance_iou_pooled",
+    # inference formats and their measurement
+    "Format", "FormatRequest", "Representation", "MeasureSettings", "Measurement",
+    "build_formats", "measure_formats",
 ]
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import experiments, inspection, results, sweeps  # noqa: F401, I001  (register commands, in help order)
+from . import bench, experiments, inspection, results, sweeps  # noqa: F401, I001  (register commands, in help order)
 from .common import app, out
 
 

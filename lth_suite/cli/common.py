@@ -88,6 +88,30 @@ def print_statistics(result) -> None:
     for row in rows:
         table.add_row(*map(escape, row))
     out.print(table)
+    from ..report.summary import measured_buys
+
+    buys, machine = measured_buys(result.data)
+    if buys:  # the opt-in inference analyzer ran: what each ticket buys here
+        print_buys(buys, machine, f"{result.data.title}: what this ticket buys here")
+
+
+def print_buys(rows, machine: dict[str, str], title: str) -> None:
+    """The "what this ticket buys here" table, where each format pays, and the machine."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..report.inference_table import cells, header, machine_line, where_it_pays
+
+    table = Table(title=escape(title), caption=escape(
+        f"median latency on {machine_line(machine)}; speed-up = dense / format"),
+        caption_justify="left")
+    for name in header(rows):
+        table.add_column(escape(name), justify="right")
+    for row in rows:
+        table.add_row(*map(escape, cells(row)))
+    out.print(table)
+    for line in where_it_pays(rows):
+        out.print(line.replace("`", ""), highlight=False, markup=False)
 
 
 def _interrupt(signum: int, frame: object) -> None:

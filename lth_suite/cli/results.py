@@ -78,17 +78,67 @@ def export(run_id: Annotated[str, typer.Argument(
                help="a child run id, e.g. of r0-level3-ticket", show_default=False)],
            out_dir: Annotated[Path, typer.Option("--out", help="folder to write into",
                                                  show_default=False)],
-           tracking_uri: UriOpt = None) -> None:
-    """Export a trained ticket: masked state dict, mask, and a shrunk dense network."""
+           tracking_uri: UriOpt = None,
+           fmt: Annotated[str | None, typer.Option(
+               "--format", help="also write the ticket in one runnable format: auto (the "
+               "fastest correct one, measured here), dense, csr, shrunk or 2:4 (CUDA); "
+               "reload it with lth_suite.analysis.format_export.load_exported",
+               show_default=False)] = None,
+           batch: Annotated[int, typer.Option("--batch", min=1, help="with --format auto: "
+                                              "the batch size to be fastest at")] = 1,
+           device: Annotated[str, typer.Option("--device", help="with --format: cpu or cuda"
+                                               )] = "cpu") -> None:
+    """Export a trained ticket: masked state dict, mask, a shrunk dense network and, with
+    --format, the ticket in a runnable (sparse) format."""
     from ..analysis.export import export_run
     from ..tracking import open_reader, resolve_tracking_uri
 
     try:
-        result = export_run(open_reader(resolve_tracking_uri(tracking_uri, None)), run_id,
-                            out_dir)
+        reader = open_reader(resolve_tracking_uri(tracking_uri, None))
+        chosen = None
+        if fmt is not None:  # choose (and refuse) before anything is written
+            _check_format(fmt, device)
+            run = reader.run(run_id)
+            if run is not None and run.parent_id is not None:  # else export_run says why
+                chosen = _choose_format(reader, run, fmt, batch, device)
+        result = export_run(reader, run_id, out_dir)
+        written = chosen and _write_format(chosen, out_dir)
     except LthError as error:
         _fail(error)
     _print_export(result)
+    if written is not None:
+        correct = ", ".join(r.format for r in written.measurement.results if r.status == "ok")
+        out.print(f"format {written.format} (correct here: {correct}; "
+                  f"reloaded outputs within {written.reload_error:.1e} of the ticket's; "
+                  f"inputs: {written.inputs_note})", highlight=False, markup=False)
+        for path in written.files:
+            out.print(str(path), highlight=False, markup=False)
+
+
+def _check_format(fmt: str, device: str) -> None:
+    from ..analysis.format_choice import CHOICES
+
+    if fmt not in CHOICES:
+        raise LthError(f"--format: unknown format {fmt!r}; choose one of {', '.join(CHOICES)}")
+    if device not in ("cpu", "cuda"):
+        raise LthError(f"--device: expected cpu or cuda, got {device!r}")
+
+
+def _choose_format(reader, run, fmt: str, batch: int, device: str):
+    from ..analysis.format_choice import choose_format
+    from ..analysis.tickets import load_ticket
+    from ..plugins.manager import load_plugins
+
+    plugins = load_plugins()
+    ticket = load_ticket(reader, run, plugins, max(batch, 64))
+    return ticket, plugins, choose_format(ticket, fmt, batch, device, plugins)
+
+
+def _write_format(chosen, out_dir: Path):
+    from ..analysis.format_choice import write_format
+
+    ticket, plugins, choice = chosen
+    return write_format(choice, ticket, out_dir, plugins)
 
 
 def _print_export(result) -> None:

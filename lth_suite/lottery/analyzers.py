@@ -11,10 +11,12 @@ from .events import ExperimentFinished, LevelFinished
 
 @dataclass
 class Analysis:
-    """What an analyzer returns: metrics, and optionally a table logged as JSON."""
+    """What an analyzer returns: metrics, optionally a table logged as JSON and tags set on
+    the parent run as ``<analyzer>.<tag>`` (what the metrics were measured on, say)."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     table: list[dict[str, Any]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def as_analysis(output: Analysis | Mapping[str, float] | None) -> Analysis:

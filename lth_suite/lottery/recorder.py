@@ -177,6 +177,8 @@ class Recorder:
         if analysis.table:
             self.tracker.log_json(self.parent, {"rows": analysis.table},
                                   analysis_artifact(name, label))
+        for tag, value in analysis.tags.items():
+            self.tracker.set_tag(self.parent, f"{name}.{tag}", str(value))
         return {f"{name}/{k}": v for k, v in analysis.metrics.items()}
 
 

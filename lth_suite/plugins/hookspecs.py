@@ -113,6 +113,18 @@ def lth_register_dynamic_sparsity(register: RegisterFn) -> None:
     """
 
 
+@hookspec
+def lth_register_formats(register: RegisterFn) -> None:
+    """Register inference formats: ``factory(params) -> Format``.
+
+    ``Format(FormatRequest) -> Representation``: the ticket's masked dense network
+    (``request.model``, pruned weights zero) rebuilt in another runnable form (a kernel
+    library's sparse layers, a compiled sparse runtime), or ``Representation(None, reason)``
+    where the format does not apply. The ``inference`` analyzer and ``lth-suite bench``
+    check its outputs against the masked dense network before timing it.
+    """
+
+
 # -------------------------------------------------------------------------------------------
 # Experiment events (called while an experiment runs)
 #

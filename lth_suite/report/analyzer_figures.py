@@ -11,6 +11,7 @@ from matplotlib.ticker import FuncFormatter
 from ..tracking.names import TICKET
 from .data import ReportData
 from .figures import weights_axis
+from .inference_figure import accuracy_vs_speedup
 from .numbers import weights_text
 from .style import legend_below, new_figure, save, styled
 
@@ -121,7 +122,8 @@ def mask_similarity(data: ReportData, stem: Path, metrics: Series) -> list[Path]
 
 DRAWERS: dict[str, Callable[[ReportData, Path, Series], list[Path]]] = {
     "layer_density": layer_density, "instability": instability, "init_stats": init_stats,
-    "structure": structure, "mask_similarity": mask_similarity}
+    "structure": structure, "mask_similarity": mask_similarity,
+    "inference": accuracy_vs_speedup}
 
 
 def analyzer_figures(data: ReportData, folder: Path) -> list[Path]:

@@ -9,6 +9,7 @@ from statistics import mean
 from ..analysis.similarity import chance_iou, iou
 from ..tracking.names import TICKET
 from .data import ReportData
+from .inference_table import BuysRow, buys_markdown, buys_rows, machine_line
 from .level_statistics import (
     LevelStatistics,
     accuracy_interval,
@@ -106,6 +107,7 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
                   "replicates at the same level, and its expected value for independent random "
                   "masks of the same densities.", ""]
         lines += _overlap_table(data)
+    lines += _buys_section(data)
     stems = list(dict.fromkeys(path.stem for path in figures))
     if stems:
         formats = ", ".join(data.settings.formats)
@@ -114,6 +116,25 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
         lines += [f"- `{stem}`: {notes.get(stem, 'what the analyzer logged, by level')}"
                   for stem in stems]
     return "\n".join(lines) + "\n"
+
+
+def measured_buys(data: ReportData) -> tuple[list[BuysRow], dict[str, str]]:
+    """The ``inference`` analyzer's rows per (level, batch) and its machine; none when it
+    did not run."""
+    metrics = data.analyses.get("inference")
+    if not metrics:
+        return [], {}
+    tickets = data.cells[TICKET]
+    machine = {k.split(".", 2)[2]: v for k, v in data.parent.tags.items()
+               if k.startswith("inference.machine.")}
+    rows = buys_rows(metrics, {lv: c.percent for lv, c in tickets.items()},
+                     {lv: 100 * mean(c.accuracy) for lv, c in tickets.items()})
+    return rows, machine
+
+
+def _buys_section(data: ReportData) -> list[str]:
+    rows, machine = measured_buys(data)
+    return ["", *buys_markdown(rows, machine_line(machine))] if rows else []
 
 
 def _curves_note(data: ReportData) -> str:
@@ -137,4 +158,6 @@ FIGURE_NOTES = {
     "analysis_structure": "units and channels connected from input to output.",
     "analysis_mask_similarity": "mask overlap between levels, replicates and the random "
     "control, beside chance.",
+    "analysis_inference": "the ticket's test accuracy against the speed-up each format "
+    "measured over the masked dense network, per batch size.",
 }

@@ -130,7 +130,34 @@ def _check_component(path: str, kind: str, component: ComponentSpec, registry: R
         params = model.model_validate(component.params).model_dump(mode="json")
     except ValidationError as exc:
         return None, _problems(exc, path.split("."))
+    named = _named_components(path, model, params, registry)
+    if named:
+        return None, named
     return ComponentSpec(name=component.name, params=params), []
+
+
+COMPONENT_KIND = "component_kind"  # a params field's json_schema_extra key: names of this kind
+
+
+def _named_components(path: str, model: type[BaseModel], params: dict[str, Any],
+                      registry: Registry) -> list[tuple[str, str]]:
+    """Problems of params fields that name other components (``Field(json_schema_extra=
+    {"component_kind": "format"})``): each name must be registered, so that a typo fails
+    here, before anything trains, not when the component first uses it."""
+    problems = []
+    for field, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        kind = extra.get(COMPONENT_KIND)
+        value = params.get(field)
+        if kind is None or value is None:
+            continue
+        for index, name in enumerate(value if isinstance(value, list) else [value]):
+            try:
+                registry.get(str(kind), name)
+            except UnknownComponentError as exc:
+                where = f"{path}.{field}" + (f".{index}" if isinstance(value, list) else "")
+                problems.append((where, str(exc)))
+    return problems
 
 
 def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:

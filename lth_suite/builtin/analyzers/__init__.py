@@ -5,7 +5,9 @@ Each analyzer lives in its own module (they need torch), imported when a spec us
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...api import NoParams, RegisterFn, hookimpl, lazy
 from .. import moved
@@ -26,10 +28,31 @@ class InstabilityParams(BaseModel):
                                    "spec's whole training)")
 
 
+class InferenceParams(BaseModel):
+    """What to measure: formats, batch sizes, device, threads, rounds."""
+
+    model_config = ConfigDict(extra="forbid")
+    formats: list[str] | None = Field(default=None, description="formats to measure beside "
+                                      "dense (default: every registered format)",
+                                      json_schema_extra={"component_kind": "format"})
+    batches: list[int] = Field(default=[1, 64], min_length=1, description="batch sizes timed")
+    device: Literal["cpu", "cuda"] = Field(default="cpu", description="where the forwards run")
+    threads: int = Field(default=1, ge=1, description="CPU threads while timing (fixed)")
+    rounds: int = Field(default=7, ge=1, description="interleaved timing rounds (median)")
+    warmup: int = Field(default=3, ge=0, description="untimed calls before timing")
+
+    @field_validator("batches")
+    @classmethod
+    def _positive(cls, batches: list[int]) -> list[int]:
+        if any(b < 1 for b in batches):
+            raise ValueError("batch sizes must be at least 1")
+        return sorted(set(batches))
+
+
 @hookimpl
 def lth_register_analyzers(register: RegisterFn) -> None:
-    """Register ``layer_density``, ``mask_similarity``, ``structure``, ``init_stats`` and
-    ``instability``."""
+    """Register ``layer_density``, ``mask_similarity``, ``structure``, ``init_stats``,
+    ``instability`` and ``inference``."""
     register("layer_density", lazy("lth_suite.builtin.analyzers.density:layer_density"),
              NoParams, "per-layer density of the ticket at every level")
     register("mask_similarity", lazy("lth_suite.builtin.analyzers.similarity:mask_similarity"),
@@ -42,3 +65,6 @@ def lth_register_analyzers(register: RegisterFn) -> None:
     register("instability", lazy("lth_suite.builtin.analyzers.instability:Instability"),
              InstabilityParams, "linear mode connectivity: error barrier between two data "
              "orders (opt-in, two extra trainings per replicate and level)")
+    register("inference", lazy("lth_suite.builtin.analyzers.inference:Inference"),
+             InferenceParams, "measured latency, memory and size of each level's ticket in "
+             "every runnable format (opt-in: it times forwards)")
