@@ -34,6 +34,7 @@ from ..tracking.names import (
     TICKET,
     branch_order,
 )
+from ..tracking.stored_weights import load_mask
 
 TEST_ACCURACY = "test_accuracy"  # the history the accuracy-vs-iteration figure draws
 
@@ -217,7 +218,7 @@ def collect(reader: StoreReader, parent: RunRecord,
     for key, run in sorted(tickets.items()):
         payload = reader.artifact_bytes(run.run_id, MASK_ARTIFACT)
         if payload is not None:
-            masks[key] = Mask.unpack(payload)
+            masks[key] = load_mask(payload, run.run_id, MASK_ARTIFACT)
     return ReportData(parent, len(replicates), levels, cells, curves, masks, settings, last,
                       _analyses(reader, parent))
 
