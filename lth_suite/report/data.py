@@ -121,6 +121,7 @@ class ReportResult:
     files: list[Path]
     statistics: list = field(default_factory=list)  # statistics.LevelStatistics per level
     data: ReportData | None = None
+    status: str = "FINISHED"  # the parent run's: RUNNING, FAILED or KILLED means partial
 
 
 def default_levels(levels: list[int]) -> list[int]:
