@@ -22,6 +22,7 @@ from ..tracking.names import (
     STATE_ARTIFACT,
     TICKET,
 )
+from ..tracking.stored_weights import load_mask, load_state, refuse_logged_model
 from .semistructured import SemiStructured, export_semi_structured
 from .shrink import Counts, LayerChange, count, masked_state_dict, shrink
 
@@ -70,18 +71,17 @@ def rebuild(reader: StoreReader, child: RunRecord, plugins: Plugins | None = Non
     payload = reader.artifact_bytes(child.run_id, MASK_ARTIFACT)
     if payload is None:
         raise TrackingError(f"run {child.run_id} ({child.name}) has no {MASK_ARTIFACT} artifact")
-    mask = Mask.unpack(payload)
+    mask = load_mask(payload, child.run_id, MASK_ARTIFACT)
     state_bytes = reader.artifact_bytes(child.run_id, STATE_ARTIFACT)
     if state_bytes is not None:
-        import io
-
-        state = torch.load(io.BytesIO(state_bytes), map_location="cpu", weights_only=True)
+        state = load_state(state_bytes, child.run_id, STATE_ARTIFACT)
     else:
-        state = reader.model_state_dict(child)
-        if state is None:
-            raise TrackingError(f"run {child.run_id} ({child.name}) has neither a "
-                                f"{STATE_ARTIFACT} artifact (tracking.log_state_dicts was false) "
-                                "nor a logged model")
+        model_name = reader.logged_model_name(child)
+        if model_name is not None:
+            raise refuse_logged_model(child.run_id, model_name)
+        raise TrackingError(f"run {child.run_id} ({child.name}) has neither a "
+                            f"{STATE_ARTIFACT} artifact (tracking.log_state_dicts was false) "
+                            "nor a logged model")
     spec_text = reader.artifact_bytes(parent.run_id, SPEC_ARTIFACT)
     if spec_text is None:
         raise TrackingError(f"parent run {parent.run_id} has no {SPEC_ARTIFACT} artifact")

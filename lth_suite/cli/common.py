@@ -30,10 +30,10 @@ UriOpt = Annotated[str | None, typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: sqlite mlflow.db in this folder)")]
 
 
-def _fail(error: LthError) -> None:
+def _fail(error: LthError, exit_code: int | None = None) -> None:
     for line in error.lines():
         err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(error.exit_code)
+    raise typer.Exit(error.exit_code if exit_code is None else exit_code)
 
 
 def _load(spec_path: Path, overrides: list[str] | None):

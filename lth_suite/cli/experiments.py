@@ -84,6 +84,8 @@ class ConsoleAudience:
     def planned(self, experiment, launcher, uri: str | None) -> None:
         """The plan line, and where units run when they leave this process."""
         _print_plan(experiment)
+        if launcher.note:
+            err.print(launcher.note, highlight=False, markup=False)
         if not launcher.in_process:
             err.print(f"launcher {experiment.spec.launcher.name}: units run as they become "
                       f"ready; tracking at {uri}", highlight=False, markup=False)
@@ -106,6 +108,8 @@ class ConsoleAudience:
 def _print_outcome(result, tracking_uri: str | None) -> None:
     """What ``run`` and ``resume`` print once the experiment ended (nothing for a dry run
     or a torchrun rank other than 0); exits non-zero when it stopped."""
+    from ..parallel.units import UnitFailed
+
     if result is None:
         return
     launcher, uri = result.launcher, result.uri
@@ -114,6 +118,10 @@ def _print_outcome(result, tracking_uri: str | None) -> None:
             err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
                       f"with: lth-suite resume {result.parent_id} --tracking-uri {uri}",
                       highlight=False, markup=False)
+        elif result.parent_id and isinstance(result.error, UnitFailed):  # a worker died
+            _fail(LthError(f"{result.error}; parent run {result.parent_id} ended FAILED; "
+                           f"resume with: lth-suite resume {result.parent_id} "
+                           f"--tracking-uri {uri}"), result.error.exit_code)
         _fail(result.error)
     finished = result.finished
     spec = finished.spec

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import LthError
-from .common import UriOpt, _fail, app, out, print_statistics
+from .common import UriOpt, _fail, app, err, out, print_statistics
 
 ExperimentArg = Annotated[str | None, typer.Argument(
     help="parent run id, MLflow experiment name (its latest run), spec hash or run name",
@@ -51,6 +51,11 @@ def report(experiment: ExperimentArg = None,
     out.print(f"report of {result.run_name} in {result.folder}/, also logged to parent run "
               f"{result.parent_run_id} (summary.md and PNG figures at its artifact root, "
               "PDF/SVG under report/)", highlight=False, markup=False)
+    if result.status != "FINISHED":
+        why = ("is still RUNNING (or its process died without ending it)"
+               if result.status == "RUNNING" else f"ended {result.status}")
+        err.print(f"warning: experiment {result.parent_run_id} {why}: the report is partial, "
+                  "covering only the trainings finished so far", highlight=False, markup=False)
 
 
 def _sweep_report(sweep: str | None, experiment: str | None, out_dir: Path | None,

@@ -30,7 +30,7 @@ from ..parallel.worker_pool import WorkerPool, leave_if_spawning_worker
 from ..plugins.manager import Plugins
 from ..spec.loading import apply_overrides, build_spec
 from ..spec.sections import ExperimentSpec
-from ..tracking import Tracker, open_tracker
+from ..tracking import Tracker, lease, open_tracker
 from ..tracking.names import SPEC_HASH_TAG
 from .in_process import run_in_process
 from .out_of_process import run_out_of_process
@@ -173,6 +173,7 @@ def resume_experiment(run_id: str, plugins: Plugins, uri: str,
         raise LthError(f"run {run_id} is not the parent run of an lth-suite experiment")
     if parent.status == "FINISHED":
         raise LthError(f"run {run_id} already finished: nothing to resume")
+    lease.check_free(tracker.client, run_id)  # the tracker takes the lease once data is loaded
     spec = build_spec(apply_overrides(logged_spec(tracker.reader, run_id), list(overrides)),
                       plugins.registry, f"run {run_id} spec.yaml")
     check_same_spec(tracker.reader, run_id, spec, plugins.registry)

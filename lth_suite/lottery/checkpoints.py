@@ -6,7 +6,6 @@ it instead of training it again (open_lth's "if it exists, return").
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from ..tracking.names import (
     SPEC_HASH_TAG,
     STATE_ARTIFACT,
 )
+from ..tracking.stored_weights import load_mask, load_state
 
 BranchKey = tuple[int, int, str]  # (replicate, level, branch)
 
@@ -42,12 +42,13 @@ class Finished:
 
     def mask(self) -> Mask:
         """The branch's mask."""
-        return Mask.unpack(self.reader.read_artifact(self.run_id, MASK_ARTIFACT))
+        payload = self.reader.read_artifact(self.run_id, MASK_ARTIFACT)
+        return load_mask(payload, self.run_id, MASK_ARTIFACT)
 
     def state(self, name: str = STATE_ARTIFACT) -> dict[str, torch.Tensor]:
         """A state dict it logged: the trained weights, or the rewind-point weights."""
         payload = self.reader.read_artifact(self.run_id, name)
-        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        return load_state(payload, self.run_id, name)
 
     def rewind_state(self) -> dict[str, torch.Tensor]:
         """The dense training's weights at the rewind's capture iteration."""

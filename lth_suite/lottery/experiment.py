@@ -10,8 +10,10 @@ from torch import nn
 
 from ..errors import LthError, SpecError
 from ..plugins.manager import Plugins
+from ..pruning import nm
 from ..pruning.allocation import Allocation
 from ..pruning.masks import Layer, prunable_layers
+from ..pruning.targets import layer_fraction
 from ..spec.loading import spec_hash
 from ..spec.sections import ExperimentSpec
 from ..tracking.names import TICKET
@@ -124,6 +126,7 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         macs = step_macs(probe, data.info.input_shape, spec.training.batch_size)
         experiment.config = TrainConfig.resolve(spec.training, n_train,
                                                 auto_threads(macs))
+    _check_pattern(spec, experiment.layers, {k: tuple(v.shape) for k, v in probe.named_parameters()})
     unknown = [name for name in spec.pruning.exclude
                if name not in {layer.name for layer in experiment.layers}
                and name not in {layer.name.rsplit(".", 1)[0] for layer in experiment.layers}]
@@ -132,3 +135,19 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         raise SpecError([("pruning.exclude", f"unknown layer(s) {', '.join(unknown)} "
                           f"(prunable: {known})")])
     return experiment
+
+
+def _check_pattern(spec: ExperimentSpec, layers: list[Layer],
+                   shapes: dict[str, tuple[int, ...]]) -> None:
+    """An N:M pattern that no pruned layer's input splits into would prune nothing."""
+    sparsity = spec.sparsity
+    if sparsity is None or sparsity.pattern is None:
+        return
+    m = sparsity.nm()[1]
+    pruned = [shapes[layer.name] for layer in layers
+              if layer_fraction(layer, spec.pruning) is not None]
+    if not any(nm.fits(shape, m) for shape in pruned):
+        widths = sorted({shape[1] for shape in pruned if len(shape) > 1})
+        raise SpecError([("sparsity.pattern", f"'{sparsity.pattern}': no pruned layer's input "
+                          f"splits into groups of {m} (input widths: "
+                          f"{', '.join(map(str, widths)) or 'none'}), so nothing would be pruned")])

@@ -126,6 +126,7 @@ class Launcher:
 
     in_process: ClassVar[bool] = True  # False: units run in other processes, maybe machines
     pool: Any = None  # worker processes that train a level's networks side by side
+    note: str | None = None  # one line the CLI shows as the experiment starts (workers cut)
 
     def check_spec(self, spec: Any) -> None:
         """Refuse (raise ``LthError``) a spec this launcher cannot run; by default none."""

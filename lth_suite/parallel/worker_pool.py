@@ -44,6 +44,8 @@ UNGUARDED_EXIT = 3  # a worker's exit code when the launching script ran again i
 UNGUARDED = ("the workers could not start: each is a fresh Python process that runs the "
              "script that started it again, and this script starts an experiment when it is "
              "run; call run_experiment under `if __name__ == \"__main__\":`")
+FEWER_WORKERS = ("nothing of it was logged; resume with fewer launcher.workers (--set "
+                 "launcher.workers=N) to give each more memory")
 
 
 def leave_if_spawning_worker() -> None:
@@ -76,6 +78,8 @@ def _serve(conn: Connection, concurrent: int, started: Any) -> None:
             task = conn.recv()
         except EOFError:  # the launching process is gone
             os._exit(0)
+        except Exception:  # noqa: BLE001 - e.g. no memory left to map the item's tensors
+            os._exit(3)  # the launching process finds it dead and names the training
         if task is None:  # nothing to flush or close: skip the interpreter's teardown
             os._exit(0)
         spec_yaml, allowed, item = task
@@ -90,9 +94,28 @@ def _serve(conn: Connection, concurrent: int, started: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - sent back, raised in the launching process
             if item is None:  # the launching process meets the same error and reports it
                 continue
-            reply = (FAILED, exc if _picklable(exc) else UnitFailed(
-                item.name, f"{type(exc).__name__}: {exc}"))
+            short = out_of_memory(exc)
+            if short is not None:  # one line, not a traceback from another process
+                reply = (FAILED, UnitFailed(item.name, f"its worker process ran out of memory "
+                                                       f"({short}); {FEWER_WORKERS}"))
+            else:
+                reply = (FAILED, exc if _picklable(exc) else UnitFailed(
+                    item.name, f"{type(exc).__name__}: {exc}"))
         send(*reply)
+        if reply[0] == FAILED and isinstance(reply[1], UnitFailed) and "out of memory" in str(
+                reply[1]):
+            os._exit(3)  # what else it holds is in doubt: the pool starts a fresh worker
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The first line of an allocation failure (Python's or torch's), else None."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, MemoryError):
+        return text or "MemoryError"
+    if isinstance(exc, RuntimeError) and ("can't allocate memory" in text
+                                          or "out of memory" in text.lower()):
+        return text
+    return None
 
 
 def _picklable(exc: BaseException) -> bool:
@@ -207,12 +230,15 @@ class WorkerPool:
         worker.process.join(timeout=STOP_SECONDS)
         worker.conn.close()
         self.workers.remove(worker)
-        if worker.process.exitcode == UNGUARDED_EXIT:
+        code = worker.process.exitcode
+        if code == UNGUARDED_EXIT:
             outcomes[index] = LthError(UNGUARDED)
             return
+        killed = (": killed by SIGKILL, as the out-of-memory killer does"
+                  if code == -signal.SIGKILL else "")
         outcomes[index] = UnitFailed(items[index].name, (
-            f"its worker process died (exit code {worker.process.exitcode}); nothing of it "
-            "was logged, and resuming the experiment trains it again"))
+            f"its worker process died (exit code {code}{killed}); nothing of it was logged, "
+            "and resuming the experiment trains it again"))
 
     def _abandon(self) -> None:
         """Stop the trainings still running (their results are not wanted any more)."""

@@ -82,13 +82,18 @@ def erk_densities(layers: Sequence[LayerShape], density: float, power: float = 1
     until none does (RigL's dense-layer clipping).
     """
     dense: set[int] = set()
-    scales = [erk_scale(layer.shape) ** power for layer in layers]
+    # In logarithms, relative to the largest scale still shared: a large power would
+    # otherwise overflow, or underflow every scale to 0 and keep every layer dense.
+    logs = [math.log(erk_scale(layer.shape)) for layer in layers]
     total = density * sum(layer.numel for layer in layers)
     while True:
         budget = total - sum(layers[i].numel for i in dense)
-        spread = sum(scales[i] * layers[i].numel for i in range(len(layers)) if i not in dense)
-        if spread <= 0:
+        rest = [i for i in range(len(layers)) if i not in dense]
+        if not rest:
             return [1.0] * len(layers)
+        top = max(logs[i] for i in rest)
+        scales = [math.exp(power * (log - top)) if log < top else 1.0 for log in logs]
+        spread = sum(scales[i] * layers[i].numel for i in rest)
         eps = budget / spread
         over = {i for i in range(len(layers)) if i not in dense and eps * scales[i] > 1}
         if not over:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import LthError
 from ..spec.sections import Pruning
 from .allocation import Allocation, shapes_of
 from .masks import Layer, Mask
@@ -25,6 +26,10 @@ def allocated_groups(groups: Sequence[Group], mask: Mask, allocate: Allocation) 
     density = total / sum(shape.numel for shape in shapes)
     kept = mask.kept()
     counts = allocate(shapes, density)
+    if len(counts) != len(shapes) or sum(counts) != total:
+        raise LthError(f"the layer-wise allocation cannot reach the level's target: it keeps "
+                       f"{sum(counts)} of {sum(s.numel for s in shapes)} weights where the "
+                       f"level keeps {total}")
     return [([name], min(count, kept[name])) for name, count in zip(names, counts)]
 
 

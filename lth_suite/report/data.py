@@ -34,6 +34,7 @@ from ..tracking.names import (
     TICKET,
     branch_order,
 )
+from ..tracking.stored_weights import load_mask
 
 TEST_ACCURACY = "test_accuracy"  # the history the accuracy-vs-iteration figure draws
 
@@ -120,6 +121,7 @@ class ReportResult:
     files: list[Path]
     statistics: list = field(default_factory=list)  # statistics.LevelStatistics per level
     data: ReportData | None = None
+    status: str = "FINISHED"  # the parent run's: RUNNING, FAILED or KILLED means partial
 
 
 def default_levels(levels: list[int]) -> list[int]:
@@ -217,7 +219,7 @@ def collect(reader: StoreReader, parent: RunRecord,
     for key, run in sorted(tickets.items()):
         payload = reader.artifact_bytes(run.run_id, MASK_ARTIFACT)
         if payload is not None:
-            masks[key] = Mask.unpack(payload)
+            masks[key] = load_mask(payload, run.run_id, MASK_ARTIFACT)
     return ReportData(parent, len(replicates), levels, cells, curves, masks, settings, last,
                       _analyses(reader, parent))
 

@@ -61,7 +61,8 @@ def write_report(reader: StoreReader, parent: RunRecord, out: Path | None = None
             tracker.log_files(parent.run_id, printed, REPORT_FOLDER)
         _log_statistics(tracker, reader, parent, statistics)
         tracker.set_tag(parent.run_id, NOTE_TAG, run_note(text))
-    return ReportResult(parent.run_id, parent.name, folder, files, statistics, data)
+    return ReportResult(parent.run_id, parent.name, folder, files, statistics, data,
+                        parent.status)
 
 
 def run_note(summary: str) -> str:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import LthError, SpecError, UnknownComponentError
 from ..plugins.registry import Registry
 from . import safe_yaml
+from .finite import non_finite
 from .limits import beyond_limits
 from .sections import ComponentSpec, ExperimentSpec
 from .sparsity import raw_components
@@ -126,6 +127,9 @@ def _check_component(path: str, kind: str, component: ComponentSpec, registry: R
         model: type[BaseModel] = registry.get(kind, component.name).params_model
     except UnknownComponentError as exc:
         return None, [(f"{path}.name", str(exc))]
+    infinite = non_finite(component.params, model, path)
+    if infinite:
+        return None, infinite
     try:
         params = model.model_validate(component.params).model_dump(mode="json")
     except ValidationError as exc:

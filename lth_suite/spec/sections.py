@@ -145,6 +145,12 @@ class Training(Strict):
         default="stop", description="a NaN or infinite loss stops the experiment, or skips that "
         "branch (a diverged ticket ends its replicate)")
 
+    @field_validator("population", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on/off as a boolean: ``population: on`` means "on".
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @field_validator("duration")
     @classmethod
     def _trains_at_all(cls, duration: Duration) -> Duration:

@@ -55,6 +55,7 @@ OWN_GIT_COMMIT_TAG = f"{TAG_PREFIX}git_commit"
 GIT_DIRTY_TAG = f"{TAG_PREFIX}git_dirty"
 ERROR_TAG = f"{TAG_PREFIX}error"  # why a run did not finish
 RESUMED_TAG = f"{TAG_PREFIX}resumed"  # when the experiment was last resumed (epoch seconds)
+LEASE_TAG = f"{TAG_PREFIX}lease"  # which process runs the experiment now (tracking.lease)
 HOOKS_DONE_TAG = f"{TAG_PREFIX}hooks_done_through"  # last level whose lifecycle hooks ran
 SWEEP_ID_TAG = f"{TAG_PREFIX}sweep_id"
 SWEEP_POINT_TAG = f"{TAG_PREFIX}sweep_point"

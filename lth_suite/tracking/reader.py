@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -220,12 +219,12 @@ class StoreReader:
             return tuple(int(s) for s in shape_in[1:]), tuple(int(s) for s in shape_out[1:])
         return None
 
-    def model_state_dict(self, run: RunRecord) -> dict[str, torch.Tensor] | None:
-        """The state dict of the MLflow model a run logged, or None when it logged none."""
+    def logged_model_name(self, run: RunRecord) -> str | None:
+        """The name of the MLflow model a run logged, None when it logged none (the model
+        itself is never loaded: see ``tracking.stored_weights``)."""
         for model in self._logged_models(run):
             if model.source_run_id == run.run_id:
-                loaded = mlflow.pytorch.load_model(model.model_uri, map_location="cpu")
-                return {k: v.detach().cpu() for k, v in loaded.state_dict().items()}
+                return str(model.name)
         return None
 
 

@@ -101,13 +101,18 @@ def checked_store(uri: str, make: Callable[[str], T], verb: str) -> T:
     """``make(uri)``, once the store answers; a ``TrackingError`` naming the URI otherwise."""
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
-    try:
-        store: Any = make(uri)
-        store.client.search_experiments(max_results=1)
-    except Exception as exc:  # mlflow raises many types for a bad store
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TrackingError(_half_created(uri, first) or f"tracking URI {uri}: cannot be "
-                            f"{verb} ({first})") from None
+    from .store_lock import store_lock
+
+    # Under the store's lock: a process creating the store finishes before another opens it,
+    # and a half-built file found while holding the lock was left by a process now dead.
+    with store_lock(uri):
+        try:
+            store: Any = make(uri)
+            store.client.search_experiments(max_results=1)
+        except Exception as exc:  # mlflow raises many types for a bad store
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TrackingError(_half_created(uri, first) or f"tracking URI {uri}: cannot be "
+                                f"{verb} ({first})") from None
     return store
 
 

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from .. import __version__
 from ..pruning.masks import Mask
 from ..signals import interrupts_held
+from . import lease
 from .batches import batches
 from .experiments import adoptable, experiment_id
 from .journal import keep_journal
@@ -93,6 +94,7 @@ class Tracker:
         self.experiment_id: str | None = None
         self._open: list[str] = []
         self._adopted_parent = False
+        self._lease: lease.Lease | None = None  # this process runs the parent run
         # Child runs' metrics wait here and go to the store in one call when the run ends
         # (see ``start_child``); its identifying params wait only for its first other ones.
         self._pending: dict[str, tuple[list[Param], list[Metric]]] = {}
@@ -119,6 +121,7 @@ class Tracker:
                 self.parent_id = self.client.create_run(self.experiment_id,
                                                         run_name=run_name).info.run_id
             self._open.append(self.parent_id)
+            self._lease = lease.acquire(self.client, self.uri, self.parent_id)
             # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
             self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
             self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
@@ -142,8 +145,9 @@ class Tracker:
 
     def resume_experiment(self, parent_id: str, mark: bool = True) -> None:
         """Reopen an unfinished parent run; end children a dead process left RUNNING as KILLED."""
-        self.parent_id = parent_id
-        parent = self.reader.require(parent_id)
+        # Before any change; refused if another process finished it while this one loaded.
+        self._lease = lease.acquire(self.client, self.uri, parent_id, unfinished=True)
+        self.parent_id, parent = parent_id, self.reader.require(parent_id)
         self.experiment_id = parent.experiment_id
         if ERROR_TAG in parent.tags:  # why it stopped last time is no longer true
             self.client.delete_tag(parent_id, ERROR_TAG)
@@ -175,6 +179,7 @@ class Tracker:
         one call when it ends, FINISHED or not, as are these params if nothing sent them.
         """
         assert self.parent_id is not None and self.experiment_id is not None, "start_experiment first"
+        self._lease = lease.renew_if_due(self.client, self.parent_id, self._lease)
         with interrupts_held():
             run = self.client.create_run(self.experiment_id, run_name=name,
                                          tags={PARENT_TAG: self.parent_id})
@@ -276,6 +281,8 @@ class Tracker:
             # ending FAILED or KILLED anyway: the status matters more than what was pending
         self._open.remove(run_id)
         self._artifact_uris.pop(run_id, None)
+        if run_id == self.parent_id and self._lease is not None:
+            lease.release(self.client, run_id, self._lease)
         if run_id == self.parent_id and self._adopted_parent and status == "FINISHED":
             return  # ``mlflow run`` ends the run it created
         self.client.set_terminated(run_id, status=status)

@@ -48,7 +48,7 @@ from lth_suite.plugins.hookspecs import hookimpl
 class FaultParams(MLPParams):
     driver: int = 0  # the launching process: never faulted
     marker: str = ""
-    mode: str = "kill"  # kill | sleep | nan | slow (every forward in a worker takes 50 ms)
+    mode: str = "kill"  # kill | sleep | nan | memory | slow (every forward in a worker: 50 ms)
 
 
 def fault_mlp(params, info):
@@ -69,6 +69,14 @@ def fault_mlp(params, info):
                     return super().forward(x) * float("nan")
                 if params.mode == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
+                if params.mode == "memory":  # a memory limit just above what it holds
+                    import resource
+                    import torch
+                    with open("/proc/self/statm") as statm:
+                        size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+                    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+                    resource.setrlimit(resource.RLIMIT_AS, (size + (64 << 20), hard))
+                    torch.ones(1 << 28)  # 1 GiB: beyond it
                 for _ in range(1200):  # until stopped
                     time.sleep(0.1)
             return super().forward(x)
@@ -96,13 +104,43 @@ def workers(count: object = 2) -> dict:
     return {"name": "local", "workers": count}
 
 
+def machine(monkeypatch, cores: int, load: float, memory_gib: float | None) -> None:
+    """This machine, as the local launcher sees it: cores, load average, memory."""
+    from lth_suite.builtin.launchers import capacity
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(capacity, "cpu_quota", lambda: None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(capacity, "available_memory",
+                        lambda: None if memory_gib is None else int(memory_gib * (1 << 30)))
+
+
 def test_workers_param_chooses_in_process_or_a_pool(tiny, registry, monkeypatch):
+    machine(monkeypatch, cores=4, load=0.0, memory_gib=16)
     assert isinstance(local_launcher(LocalParams()), LocalLauncher)  # the default: in process
     assert local_launcher(LocalParams(workers=3)) == LocalWorkers(3)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert local_launcher(LocalParams(workers="auto")) == LocalWorkers(4)
     with pytest.raises(SpecError, match="launcher.workers"):
         build_spec(tiny_spec(tiny, launcher=workers(0)), registry)
+
+
+@pytest.mark.parametrize("cores, load, memory_gib, asked, started, words", [
+    (2, 0.0, 16, 100000, 2, "100000 cut to 2 (2 usable core(s)"),  # no 100000 processes
+    (64, 0.0, 1.6, 100, 3, "cut to 3 (64 usable core(s), 1.6 GiB memory"),
+    (4, 4.6, 16, "auto", 1, "auto: trainings run in this process (1 of 4 core(s) free at load 4.6"),
+    (8, 2.2, 16, "auto", 6, "auto: trainings run on 6 worker processes (6 of 8"),
+    (8, 0.0, 1.1, "auto", 2, "on 2 worker processes"),  # memory for 2
+    (4, 0.0, None, 3, 3, None),  # unknown memory: the cores alone
+])
+def test_workers_are_cut_to_the_free_cores_and_memory_saying_why(
+        monkeypatch, cores, load, memory_gib, asked, started, words):
+    machine(monkeypatch, cores, load, memory_gib)
+    launcher = local_launcher(LocalParams(workers=asked))
+    assert (launcher.workers if isinstance(launcher, LocalWorkers) else 1) == started
+    if words is None:
+        assert launcher.note is None
+    else:
+        assert words in launcher.note, launcher.note
 
 
 def test_workers_give_the_in_process_results_in_a_sqlite_store(tiny, plugins, tmp_path):
@@ -150,8 +188,11 @@ def test_a_dead_worker_fails_its_unit_and_resume_trains_it(tiny, write_spec, tmp
     result = invoke("run", write_spec(data), "--tracking-uri", uri)
     assert result.exit_code == 1, result.output
     assert re.search(r"r0-level1-(ticket|reinit|random_prune) failed: its worker process "
-                     r"died \(exit code -9\)", result.output), result.output
+                     r"died \(exit code -9: killed by SIGKILL", result.output), result.output
     parent = parent_of(uri, "dead-worker")
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error:") and sum(line.startswith("error:") for line in lines) == 1
+    assert f"parent run {parent} ended FAILED; resume with: lth-suite resume {parent}" in lines[-1]
     client = MlflowClient(uri)
     assert client.get_run(parent).info.status == "FAILED"
     _, children = runs_of(uri, "dead-worker")
@@ -165,6 +206,24 @@ def test_a_dead_worker_fails_its_unit_and_resume_trains_it(tiny, write_spec, tmp
     assert set(finished_once(children, parent)) == expected_units(1, 2)
     assert "RUNNING" not in {c.info.status for c in children}
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_a_worker_out_of_memory_is_one_line_naming_the_parent_and_resume(
+        tiny, write_spec, tmp_path, fault_plugin):
+    tiny["experiment"]["name"] = "worker-memory"
+    tiny["pruning"]["levels"] = 1
+    data = faulty(tiny, tmp_path / "memory.marker", "memory")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = invoke("run", write_spec(data), "--tracking-uri", uri)
+    assert result.exit_code == 1, result.output
+    parent = parent_of(uri, "worker-memory")
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "worker process ran out of memory" in errors[0], result.output
+    assert f"resume with: lth-suite resume {parent} --tracking-uri {uri}" in errors[0]
+    _, children = runs_of(uri, "worker-memory")
+    assert "RUNNING" not in {c.info.status for c in children}
+    assert MlflowClient(uri).get_run(parent).info.status == "FAILED"
 
 
 def test_ctrl_c_stops_the_workers_and_ends_the_runs_killed(tiny, write_spec, tmp_path,

@@ -4,35 +4,48 @@ networks one after another or side by side in worker processes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...api import ExperimentSpec, Job, Launcher, LthError, Outcome, WorkerPool, run_in_order
+from .capacity import Capacity, workers_that_fit
 
 
 class LocalParams(BaseModel):
     """How many trainings run at once on this machine."""
 
     model_config = ConfigDict(extra="forbid")
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    workers: int | Literal["auto"] = Field(
         default=1, description="1: every training in this process, one after another; N or "
-        "auto (one per core): independent trainings side by side in worker processes, this "
-        "process the only writer to the tracking store")
+        "auto (one per free core): independent trainings side by side in worker processes, "
+        "this process the only writer to the tracking store; cut to the cores and memory "
+        "this machine has")
 
-    def resolved(self) -> int:
-        """The number of worker processes; 1 means none (in this process)."""
-        if self.workers == "auto":
-            from ...api import usable_cores
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> Any:
+        # One message for both forms, not one per member of the union.
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= 1):
+            return value
+        raise ValueError(f"must be a number of worker processes >= 1, or auto (got {value!r})")
 
-            return usable_cores()
-        return self.workers
+    def resolved(self) -> Capacity:
+        """How many worker processes fit (1 means none: in this process), and the line
+        that says why when fewer than asked."""
+        if self.workers == 1:
+            return Capacity(1, None)
+        return workers_that_fit(None if self.workers == "auto" else self.workers)
 
 
 class LocalLauncher(Launcher):
     """Every unit in this process, one after another, in graph order."""
 
     in_process: ClassVar[bool] = True
+
+    def __init__(self, note: str | None = None):
+        self.note = note
 
     def __eq__(self, other: object) -> bool:
         return type(other) is LocalLauncher
@@ -52,8 +65,8 @@ class LocalWorkers(Launcher):
 
     in_process: ClassVar[bool] = True
 
-    def __init__(self, workers: int):
-        self.workers = workers
+    def __init__(self, workers: int, note: str | None = None):
+        self.workers, self.note = workers, note
         self.pool = WorkerPool(workers)
 
     def launch(self, jobs: Sequence[Job]) -> list[Outcome]:
@@ -90,5 +103,5 @@ class LocalWorkers(Launcher):
 
 def local_launcher(params: LocalParams) -> LocalLauncher | LocalWorkers:
     """In process for one worker, else a pool of worker processes."""
-    workers = params.resolved()
-    return LocalLauncher() if workers == 1 else LocalWorkers(workers)
+    fit = params.resolved()
+    return LocalLauncher(fit.note) if fit.workers == 1 else LocalWorkers(fit.workers, fit.note)
