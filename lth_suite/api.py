@@ -50,9 +50,17 @@ from .plugins.hookspecs import hookimpl
 from .plugins.params import DatasetParams
 from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
 
+# The branch names of the default controls (built-in control plugins), for analyzers and
+# hooks that look for those branches. The core takes every control's name from its plugin.
+REINIT = "reinit"
+RANDOM_PRUNE = "random_prune"
+CONTROLS = (REINIT, RANDOM_PRUNE)  # the spec's default controls
+BRANCHES = ("ticket", *CONTROLS)  # the ticket and the default controls
+
 if TYPE_CHECKING:
     from .analysis.similarity import chance_iou, chance_iou_pooled, iou
     from .lottery.analyzers import Analysis, Analyzer
+    from .lottery.controls import Control, ControlContext, ControlStart
     from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
     from .lottery.experiment import Experiment
     from .lottery.rewinding import Rewind, RewindContext, RewindPoint, State
@@ -67,7 +75,7 @@ if TYPE_CHECKING:
     from .pruning.targets import Criterion, Group, PruneRequest
     from .seeding import derive_seed
     from .spec.sections import Duration, ExperimentSpec
-    from .tracking.names import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT, TICKET
+    from .tracking.names import TICKET
     from .training.acceleration import Acceleration
     from .training.config import TrainConfig
     from .training.data import Augment, DataInfo, RandomCropFlip, RawData, Splits
@@ -96,6 +104,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("Rewind", "RewindContext", "RewindPoint", "State"),
                     "lth_suite.lottery.rewinding"),
     **dict.fromkeys(("Analysis", "Analyzer"), "lth_suite.lottery.analyzers"),
+    **dict.fromkeys(("Control", "ControlContext", "ControlStart"), "lth_suite.lottery.controls"),
     **dict.fromkeys(("BranchResult", "ExperimentFinished", "LevelFinished"),
                     "lth_suite.lottery.events"),
     # Launch units import no torch, but only a launcher needs them: not worth loading
@@ -103,8 +112,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("Execute", "Job", "Launcher", "Outcome", "Unit", "UnitFailed", "UnitGraph",
                      "run_in_order"), "lth_suite.parallel.units"),
     # What the built-in plugins use, so that they import this module only.
-    **dict.fromkeys(("TICKET", "REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES"),
-                    "lth_suite.tracking.names"),
+    "TICKET": "lth_suite.tracking.names",
     **dict.fromkeys(("Duration", "ExperimentSpec"), "lth_suite.spec.sections"),
     "Experiment": "lth_suite.lottery.experiment",
     "Acceleration": "lth_suite.training.acceleration",
@@ -139,6 +147,8 @@ __all__ = [
     "TrainConfig", "TrainResult", "Step", "StepCallback",
     # rewinds
     "Rewind", "RewindContext", "RewindPoint", "State",
+    # controls
+    "Control", "ControlContext", "ControlStart",
     # analyzers and experiment events
     "Analyzer", "Analysis", "BranchResult", "LevelFinished", "ExperimentFinished",
     # launchers

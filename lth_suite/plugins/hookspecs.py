@@ -1,6 +1,6 @@
 """The whole extension surface of lth-suite: every hook a plugin may implement.
 
-Every built-in architecture, dataset, criterion, rewind, analyzer and launcher is registered
+Every built-in architecture, dataset, criterion, rewind, analyzer, launcher and control is registered
 through these hooks, exactly like a third-party plugin's. A plugin module implements
 any subset of them with ``@hookimpl``; a misspelled hook name is an error at load time.
 The hooks are grouped by when they are called, as pytest's are: registration hooks
@@ -110,6 +110,20 @@ def lth_register_dynamic_sparsity(register: RegisterFn) -> None:
     ``DynamicSparsity.updater(UpdaterContext) -> MaskUpdater``: a step callback that
     moves the kept weights of one training (keeping every layer's count exactly), and
     whose ``mask()`` is the mask at the end.
+    """
+
+
+@hookspec
+def lth_register_controls(register: RegisterFn) -> None:
+    """Register controls: ``factory(params) -> Control``, a ``ControlContext -> ControlStart``.
+
+    A control is a sibling branch of the ticket at every pruned level that tests the
+    hypothesis (``reinit``, ``random_prune``, the literature's sanity checks): from the
+    ticket's context (its mask, the replicate's starting and trained weights, the rewind
+    point, the criterion, the data, a seeded generator) it returns the mask and the
+    starting point its branch trains from. Its registered name is its branch's name and
+    its description the branch's legend; ``Control.refusal(criterion)``, when defined,
+    refuses a criterion it cannot work with before anything trains.
     """
 
 

@@ -50,6 +50,7 @@ DEFAULT_PLUGINS = (
     "lth_suite.builtin.analyzers",
     "lth_suite.builtin.launchers",
     "lth_suite.builtin.sparsity",
+    "lth_suite.builtin.controls",
 )
 
 _REGISTER_HOOKS = {
@@ -61,6 +62,7 @@ _REGISTER_HOOKS = {
     "launcher": "lth_register_launchers",
     "allocation": "lth_register_allocations",
     "dynamic": "lth_register_dynamic_sparsity",
+    "control": "lth_register_controls",
 }
 
 

@@ -15,10 +15,9 @@ from typing import Any
 
 from ..analysis.replicate_tests import interval
 from ..spec.report import Report
-from ..tracking.names import CONTROLS
 from .level_statistics import accuracy_interval
 from .numbers import weights_text
-from .style import LINES, MARKERS, legend_below, new_figure, save, styled
+from .style import branch_style, legend_below, new_figure, save, styled
 
 SEED = "experiment.seed"
 
@@ -90,17 +89,18 @@ def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report
         percents: set[float] = set()
         for number, group in enumerate(groups):
             color = f"C{number % 10}"
-            branches = [None, *(CONTROLS if controls else ())]
-            for branch in branches:
+            logged = sorted({c for p in group.points for c in p.controls})
+            branches = [None, *(logged if controls else ())]
+            for place, branch in enumerate(branches):
                 levels = [lv for lv in group.levels() if group.values(lv, branch)]
                 if not levels:
                     continue
                 x = [group.percent(lv) for lv in levels]
                 means, errors = mean_and_errors(settings,
                                                 [group.values(lv, branch) for lv in levels])
-                name = "ticket" if branch is None else branch
+                _, marker, line = branch_style("ticket" if branch is None else branch, place)
                 ax.errorbar(x, means, yerr=errors, color=color, capsize=3,
-                            marker=MARKERS.get(name, "o"), linestyle=LINES.get(name, "-"),
+                            marker=marker, linestyle=line,
                             label=f"{group.label} ({_seeds(group)})" if branch is None
                             else f"{group.label}: {branch}")
                 percents |= {round(v, 6) for v in x}
