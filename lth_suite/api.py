@@ -50,13 +50,6 @@ from .plugins.hookspecs import hookimpl
 from .plugins.params import DatasetParams
 from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
 
-# The branch names of the default controls (built-in control plugins), for analyzers and
-# hooks that look for those branches. The core takes every control's name from its plugin.
-REINIT = "reinit"
-RANDOM_PRUNE = "random_prune"
-CONTROLS = (REINIT, RANDOM_PRUNE)  # the spec's default controls
-BRANCHES = ("ticket", *CONTROLS)  # the ticket and the default controls
-
 if TYPE_CHECKING:
     from .analysis.similarity import chance_iou, chance_iou_pooled, iou
     from .lottery.analyzers import Analysis, Analyzer
@@ -74,7 +67,7 @@ if TYPE_CHECKING:
     from .pruning.masks import Layer, Mask, keep_top, prunable_layers, top_positions
     from .pruning.targets import Criterion, Group, PruneRequest
     from .seeding import derive_seed
-    from .spec.sections import Duration, ExperimentSpec
+    from .spec.sections import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT, Duration, ExperimentSpec
     from .tracking.names import TICKET
     from .training.acceleration import Acceleration
     from .training.config import TrainConfig
@@ -114,6 +107,8 @@ _LAZY: dict[str, str] = {
     # What the built-in plugins use, so that they import this module only.
     "TICKET": "lth_suite.tracking.names",
     **dict.fromkeys(("Duration", "ExperimentSpec"), "lth_suite.spec.sections"),
+    # The default controls' branch names, for analyzers and hooks that look for them.
+    **dict.fromkeys(("REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES"), "lth_suite.spec.sections"),
     "Experiment": "lth_suite.lottery.experiment",
     "Acceleration": "lth_suite.training.acceleration",
     "derive_seed": "lth_suite.seeding",

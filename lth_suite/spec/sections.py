@@ -196,8 +196,12 @@ class Pruning(Strict):
     exclude: list[str] = Field(default_factory=list, description="layer names never pruned")
 
 
-# The spec's default controls: every experiment trains them unless it turns them off.
-DEFAULT_CONTROLS: dict[str, bool] = {"reinit": True, "random_prune": True}
+# The spec's default controls, built-in control plugins: every experiment trains them
+# unless it turns them off. Nothing else in the core names a control.
+REINIT, RANDOM_PRUNE = "reinit", "random_prune"
+CONTROLS = (REINIT, RANDOM_PRUNE)
+BRANCHES = ("ticket", *CONTROLS)  # the ticket and the default controls
+DEFAULT_CONTROLS: dict[str, bool] = dict.fromkeys(CONTROLS, True)
 ControlSetting = bool | dict[str, Any]
 
 
