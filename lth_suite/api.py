@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from .analysis.inference import Measurement, MeasureSettings, build_formats, measure_formats
     from .analysis.similarity import chance_iou, chance_iou_pooled, iou
     from .lottery.analyzers import Analysis, Analyzer
+    from .lottery.controls import Control, ControlContext, ControlStart
     from .lottery.events import BranchResult, ExperimentFinished, LevelFinished
     from .lottery.experiment import Experiment
     from .lottery.rewinding import Rewind, RewindContext, RewindPoint, State
@@ -68,8 +69,8 @@ if TYPE_CHECKING:
     from .pruning.masks import Layer, Mask, keep_top, prunable_layers, top_positions
     from .pruning.targets import Criterion, Group, PruneRequest
     from .seeding import derive_seed
-    from .spec.sections import Duration, ExperimentSpec
-    from .tracking.names import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT, TICKET
+    from .spec.sections import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT, Duration, ExperimentSpec
+    from .tracking.names import TICKET
     from .training.acceleration import Acceleration
     from .training.config import TrainConfig
     from .training.data import Augment, DataInfo, RandomCropFlip, RawData, Splits
@@ -98,6 +99,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("Rewind", "RewindContext", "RewindPoint", "State"),
                     "lth_suite.lottery.rewinding"),
     **dict.fromkeys(("Analysis", "Analyzer"), "lth_suite.lottery.analyzers"),
+    **dict.fromkeys(("Control", "ControlContext", "ControlStart"), "lth_suite.lottery.controls"),
     **dict.fromkeys(("BranchResult", "ExperimentFinished", "LevelFinished"),
                     "lth_suite.lottery.events"),
     # Launch units import no torch, but only a launcher needs them: not worth loading
@@ -105,9 +107,10 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("Execute", "Job", "Launcher", "Outcome", "Unit", "UnitFailed", "UnitGraph",
                      "run_in_order"), "lth_suite.parallel.units"),
     # What the built-in plugins use, so that they import this module only.
-    **dict.fromkeys(("TICKET", "REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES"),
-                    "lth_suite.tracking.names"),
+    "TICKET": "lth_suite.tracking.names",
     **dict.fromkeys(("Duration", "ExperimentSpec"), "lth_suite.spec.sections"),
+    # The default controls' branch names, for analyzers and hooks that look for them.
+    **dict.fromkeys(("REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES"), "lth_suite.spec.sections"),
     "Experiment": "lth_suite.lottery.experiment",
     "Acceleration": "lth_suite.training.acceleration",
     "derive_seed": "lth_suite.seeding",
@@ -144,6 +147,8 @@ __all__ = [
     "TrainConfig", "TrainResult", "Step", "StepCallback",
     # rewinds
     "Rewind", "RewindContext", "RewindPoint", "State",
+    # controls
+    "Control", "ControlContext", "ControlStart",
     # analyzers and experiment events
     "Analyzer", "Analysis", "BranchResult", "LevelFinished", "ExperimentFinished",
     # launchers

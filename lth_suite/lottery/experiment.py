@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from ..training.data import DatasetParams, split_validation
 from ..training.dynamic import DynamicSparsity
 from ..training.streaming import AnySplits, StreamedData, split_streamed
 from ..training.threads import auto_threads, step_macs
+from .controls import Control, refusal
 from .rewinding import Rewind
 
 
@@ -50,6 +51,8 @@ class Experiment:
     layers: list[Layer]
     allocation: Allocation | None = None  # the spec's sparsity.allocation, built
     dynamic: DynamicSparsity | None = None  # the spec's sparsity.dynamic, built
+    # The spec's enabled controls, built, by branch name (the name the spec gives them).
+    controls_built: dict[str, Control] = field(default_factory=dict)
 
     def build_model(self, seed: int) -> nn.Module:
         """A freshly initialised network; the same seed gives the same weights."""
@@ -109,6 +112,7 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         analyzers=[(a.name, registry.build("analyzer", a.name, a.params)) for a in spec.analyzers],
         layers=[],
     )
+    experiment.controls_built = build_controls(spec, plugins, experiment.criterion)
     sparsity = spec.sparsity
     if sparsity is not None and sparsity.allocation is not None:
         experiment.allocation = registry.build("allocation", sparsity.allocation.name,
@@ -151,3 +155,16 @@ def _check_pattern(spec: ExperimentSpec, layers: list[Layer],
         raise SpecError([("sparsity.pattern", f"'{sparsity.pattern}': no pruned layer's input "
                           f"splits into groups of {m} (input widths: "
                           f"{', '.join(map(str, widths)) or 'none'}), so nothing would be pruned")])
+def build_controls(spec: ExperimentSpec, plugins: Plugins, criterion: Any) -> dict[str, Control]:
+    """The spec's enabled controls, built; one that refuses the criterion is a spec error."""
+    built: dict[str, Control] = {}
+    problems = []
+    for name in spec.controls.enabled():
+        control = plugins.registry.build("control", name, spec.controls.params(name))
+        reason = refusal(control, criterion)
+        if reason is not None:
+            problems.append((f"controls.{name}", reason))
+        built[name] = control
+    if problems:
+        raise SpecError(problems)
+    return built

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -21,10 +22,11 @@ from ..pruning.masks import Mask, keep_top
 from ..pruning.shaping import allocated_groups, nm_groups
 from ..pruning.targets import Group, PruneRequest, layer_fraction, random_mask_like, target_groups
 from ..seeding import derive_seed
-from ..tracking.names import CONTROLS, RANDOM_PRUNE, REINIT, TICKET, child_run_name
+from ..tracking.names import TICKET, child_run_name
 from ..training.result import snapshot
 from .checkpoints import Checkpoints, Finished
 from .child_runs import Guard
+from .controls import ControlContext, checked
 from .events import BranchResult
 from .experiment import Experiment
 from .rewinding import RewindContext, RewindPoint
@@ -90,10 +92,11 @@ class Planner:
         return [r for r in range(self.experiment.spec.experiment.replicates)
                 if level == 0 or r in self.states]
 
-    def plan(self, replicate: int, level: int, controls: Collection[str] = CONTROLS,
+    def plan(self, replicate: int, level: int, controls: Collection[str] | None = None,
              ) -> Iterator[Planned | BranchResult]:
         """The level's trainings of one replicate, ticket first, then the asked-for controls
-        the spec enables; each finished one comes back restored (a ``BranchResult``).
+        (all that the spec enables by default); each finished one comes back restored (a
+        ``BranchResult``).
 
         Lazy: a control is planned only once the caller asks for it, after the ticket.
         """
@@ -101,7 +104,8 @@ class Planner:
             dense = self._dense(replicate)
             yield dense
             if self.experiment.dynamic is not None:  # a sparse level 0 has controls of its own
-                yield from self._controls(replicate, 0, lambda: dense.mask,
+                yield from self._controls(replicate, 0, lambda: (
+                    dense.mask, dense.mask, self.states[replicate].dense.state),
                                           self.points[replicate], controls)
             return
         yield from self._pruned(replicate, level, controls)
@@ -148,10 +152,11 @@ class Planner:
         return planned
 
     def _pruned(self, replicate: int, level: int,
-                controls: Collection[str]) -> Iterator[Planned | BranchResult]:
+                controls: Collection[str] | None) -> Iterator[Planned | BranchResult]:
         spec, state = self.experiment.spec, self.states[replicate]
         oneshot = spec.pruning.strategy == "oneshot"
         source = state.dense if oneshot else state.last
+        base = Mask.dense(self.model, self.experiment.layers) if oneshot else source.mask
         point = self.guard.call("rewind", spec.rewind.name, self.experiment.rewind, RewindContext(
             state.init_state, state.captured_state, source.state, self.experiment.config))
         self.points[replicate] = point
@@ -163,36 +168,59 @@ class Planner:
             yield ticket
         else:
             def prune() -> tuple[Mask, RewindPoint]:
-                base = Mask.dense(self.model, self.experiment.layers) if oneshot else source.mask
                 self.model.load_state_dict(source.state)
                 return self._prune(replicate, level, base, state), point
 
             planned = self._open(replicate, level, TICKET, prune)
             mask = planned.mask
             yield planned
-        yield from self._controls(replicate, level, lambda: mask, point, controls)
+        yield from self._controls(replicate, level, lambda: (mask, base, source.state),
+                                  point, controls)
 
-    def _controls(self, replicate: int, level: int, ticket_mask: Callable[[], Mask],
-                  point: RewindPoint, controls: Collection[str],
+    def _controls(self, replicate: int, level: int, ticket: Callable[[], tuple[Mask, Mask, State]],
+                  point: RewindPoint, controls: Collection[str] | None,
                   ) -> Iterator[Planned | BranchResult]:
-        """The level's asked-for controls; ``ticket_mask`` is read once the ticket trained
+        """The level's asked-for controls; ``ticket`` gives the ticket's mask, the mask it
+        was pruned from and the weights it was pruned by, read once the ticket trained
         (dynamic sparse training moves a level-0 ticket's mask while it trains)."""
-        seed = self.experiment.spec.experiment.seed
-        setups = {
-            REINIT: lambda: (ticket_mask(), RewindPoint(snapshot(self.experiment.build_model(derive_seed(
-                seed, REINIT, replicate, level))), point.start_iteration, point.constant_lr)),
-            RANDOM_PRUNE: lambda: (self._random_like(ticket_mask(), level, torch.Generator()
-                                   .manual_seed(derive_seed(seed, "random", replicate, level))),
-                                   point),
-        }
-        for control in self.experiment.controls():
-            if control not in controls:
+        for name, control in self.experiment.controls_built.items():
+            if controls is not None and name not in controls:
                 continue
-            done = self.checkpoints.get(replicate, level, control)
+            done = self.checkpoints.get(replicate, level, name)
             if done is not None:
-                yield self.restore(done, replicate, level, control, None)
-            else:
-                yield self._open(replicate, level, control, setups[control])
+                yield self.restore(done, replicate, level, name, None)
+                continue
+
+            def setup(name: str = name, control: Any = control) -> tuple[Mask, RewindPoint]:
+                mask, base, trained = ticket()
+                context = self._context(replicate, level, name, (mask, base, trained), point)
+                start = checked(name, self.guard.call("control", name, control, context), mask)
+                return start.mask, start.point
+
+            yield self._open(replicate, level, name, setup)
+
+    def _context(self, replicate: int, level: int, name: str,
+                 ticket: tuple[Mask, Mask, State], point: RewindPoint) -> ControlContext:
+        """What a control sees of the ticket at one (replicate, level)."""
+        experiment, state = self.experiment, self.states[replicate]
+        seed = experiment.spec.experiment.seed
+        mask, base, trained = ticket
+
+        def request(weights: State, current: Mask, groups: list[Group]) -> PruneRequest:
+            self.model.load_state_dict(weights)
+            return PruneRequest(self.model, current, experiment.layers, groups, level,
+                                torch.Generator().manual_seed(control_seed), state.init_state,
+                                experiment.data)
+
+        control_seed = derive_seed(seed, name, replicate, level)
+        return ControlContext(
+            replicate, level, mask, base, point, state.init_state, trained,
+            state.dense.state, experiment.layers, experiment.criterion, experiment.data,
+            experiment.config, control_seed, torch.Generator().manual_seed(control_seed),
+            build_state=lambda at: snapshot(experiment.build_model(at)),
+            random_like=lambda like, generator: self._random_like(like, level, generator),
+            request=request,
+            seed_for=lambda salt: derive_seed(seed, salt, replicate, level))
 
     def _open(self, replicate: int, level: int, branch: str,
               setup: Callable[[], tuple[Mask, RewindPoint]]) -> Planned:
@@ -227,7 +255,7 @@ class Planner:
         return sparsity.kept_per_group(level, self.experiment.spec.pruning.levels), sparsity.nm()[1]
 
     def _random_like(self, ticket: Mask, level: int, generator: torch.Generator) -> Mask:
-        """random_prune's mask: the ticket's per-layer counts (and N:M pattern), at random."""
+        """A random mask of ``ticket``'s per-layer counts (and the level's N:M pattern)."""
         pattern = self._pattern(level)
         if pattern is None:
             return random_mask_like(ticket, generator)

@@ -15,6 +15,7 @@ import torch
 from ..spec.loading import to_yaml
 from ..tracking import Tracker
 from ..tracking.names import (
+    CONTROLS_TAG,
     DENSITY,
     DENSITY_PARAM,
     HOOKS_DONE_TAG,
@@ -196,9 +197,19 @@ def open_parent_run(experiment: Experiment, tracker: Tracker) -> str:
         params=spec.model_dump(mode="json"),
         tags={SPEC_HASH_TAG: experiment.hash,
               PLUGINS_TAG: json.dumps(experiment.plugins.versions()),
+              CONTROLS_TAG: json.dumps(control_legends(experiment)),
               SYNTHETIC_TAG: str(experiment.data.info.synthetic).lower()},
         spec_yaml=to_yaml(spec),
     )
+
+
+def control_legends(experiment: Experiment) -> list[list[str]]:
+    """Each control's name, its plugin's description and what it varies (``mask``,
+    ``weights`` or ``""``): how reports label and group the controls."""
+    registry = experiment.plugins.registry
+    return [[name, registry.get("control", name).description,
+             str(getattr(experiment.controls_built.get(name), "varies", ""))]
+            for name in experiment.controls()]
 
 
 def level_summary(event: LevelFinished) -> dict[str, float]:

@@ -13,7 +13,7 @@ from contextlib import closing
 
 from ..errors import Diverged, LthError
 from ..tracking import Tracker
-from ..tracking.names import CONTROLS, TICKET, branch_order
+from ..tracking.names import TICKET, branch_order
 from ..training.result import TrainResult
 from .checkpoints import Checkpoints
 from .child_runs import Guard
@@ -125,7 +125,8 @@ class LotteryRunner:
                                         if replicate in self.planner.states for item in plan)
         else:
             results = self._train_as_one(item for plan in plans for item in plan)
-        return sorted(results, key=lambda b: (b.replicate, branch_order(b.branch)))
+        controls = self.experiment.controls()
+        return sorted(results, key=lambda b: (b.replicate, branch_order(b.branch, controls)))
 
     def _train_as_one(self, items: Iterable[Planned | BranchResult]) -> list[BranchResult]:
         """Train the planned items as one population; restored ones come back as they are."""
@@ -200,7 +201,7 @@ class LotteryRunner:
         self.progress.note(f"replicate {item.replicate} stops at level {item.level}: {exc}")
 
     def _replicate(self, replicate: int, level: int,
-                   controls: Collection[str] = CONTROLS) -> list[BranchResult]:
+                   controls: Collection[str] | None = None) -> list[BranchResult]:
         """One replicate's trainings of a level, one network at a time. With
         ``on_divergence: skip`` a diverged control is left out and a diverged ticket
         ends the replicate."""

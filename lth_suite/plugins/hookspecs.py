@@ -1,6 +1,6 @@
 """The whole extension surface of lth-suite: every hook a plugin may implement.
 
-Every built-in architecture, dataset, criterion, rewind, analyzer and launcher is registered
+Every built-in architecture, dataset, criterion, rewind, analyzer, launcher and control is registered
 through these hooks, exactly like a third-party plugin's. A plugin module implements
 any subset of them with ``@hookimpl``; a misspelled hook name is an error at load time.
 The hooks are grouped by when they are called, as pytest's are: registration hooks
@@ -122,6 +122,20 @@ def lth_register_formats(register: RegisterFn) -> None:
     library's sparse layers, a compiled sparse runtime), or ``Representation(None, reason)``
     where the format does not apply. The ``inference`` analyzer and ``lth-suite bench``
     check its outputs against the masked dense network before timing it.
+    """
+
+
+@hookspec
+def lth_register_controls(register: RegisterFn) -> None:
+    """Register controls: ``factory(params) -> Control``, a ``ControlContext -> ControlStart``.
+
+    A control is a sibling branch of the ticket at every pruned level that tests the
+    hypothesis (``reinit``, ``random_prune``, the literature's sanity checks): from the
+    ticket's context (its mask, the replicate's starting and trained weights, the rewind
+    point, the criterion, the data, a seeded generator) it returns the mask and the
+    starting point its branch trains from. Its registered name is its branch's name and
+    its description the branch's legend; ``Control.refusal(criterion)``, when defined,
+    refuses a criterion it cannot work with before anything trains.
     """
 
 

@@ -51,6 +51,7 @@ DEFAULT_PLUGINS = (
     "lth_suite.builtin.launchers",
     "lth_suite.builtin.sparsity",
     "lth_suite.builtin.formats",
+    "lth_suite.builtin.controls",
 )
 
 _REGISTER_HOOKS = {
@@ -63,6 +64,7 @@ _REGISTER_HOOKS = {
     "allocation": "lth_register_allocations",
     "dynamic": "lth_register_dynamic_sparsity",
     "format": "lth_register_formats",
+    "control": "lth_register_controls",
 }
 
 

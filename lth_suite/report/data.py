@@ -22,6 +22,7 @@ from ..spec.report import Report
 from ..tracking import RunRecord, StoreReader
 from ..tracking.names import (
     BRANCH_PARAM,
+    CONTROLS_TAG,
     DENSITY,
     DENSITY_PARAM,
     EARLY_STOP_ACCURACY,
@@ -106,9 +107,16 @@ class ReportData:
         return self.last_evaluation is not None and any(
             it >= self.last_evaluation for it in cell.iteration)
 
+    @property
+    def controls(self) -> dict[str, str]:
+        """The experiment's controls, grouped by what they vary, each with its plugin's
+        description (what the parent run's tag recorded)."""
+        return control_order(self.parent)
+
     def branches(self) -> list[str]:
-        """Branches present, ticket first."""
-        return sorted(self.cells, key=branch_order)
+        """Branches present: the ticket, the controls grouped by what they vary."""
+        order = list(self.controls)
+        return sorted(self.cells, key=lambda branch: branch_order(branch, order))
 
 
 @dataclass
@@ -209,7 +217,7 @@ def collect(reader: StoreReader, parent: RunRecord,
         raise LthError(f"report levels: level {missing[0]} has no finished ticket in {parent.name} "
                        f"(levels: {', '.join(map(str, levels))})")
     curves = []
-    for level, branch in _curve_keys(curve_levels, settings, cells):
+    for level, branch in _curve_keys(curve_levels, settings, cells, list(control_order(parent))):
         runs = [run for (_, lv, br), run in sorted(trainings.items()) if (lv, br) == (level, branch)]
         curves.append(Curve(level, cells[TICKET][level].percent,
                             [reader.history(run.run_id, TEST_ACCURACY) for run in runs], branch))
@@ -240,14 +248,26 @@ def _analyses(reader: StoreReader, parent: RunRecord) -> dict[str, dict[str, dic
     return found
 
 
+def control_order(parent: RunRecord) -> dict[str, str]:
+    """Control name -> description, those that vary the same thing (the mask, the weights)
+    together, in the spec's order otherwise; empty for a run from before the tag."""
+    try:
+        recorded = json.loads(parent.tags.get(CONTROLS_TAG, "[]"))
+    except ValueError:
+        recorded = []
+    kinds = list(dict.fromkeys(str(row[2]) for row in recorded))
+    grouped = sorted(recorded, key=lambda row: kinds.index(str(row[2])))
+    return {str(row[0]): str(row[1]) for row in grouped}
+
+
 def _curve_keys(curve_levels: list[int], settings: Report,
-                cells: dict[str, dict[int, Cell]]) -> list[tuple[int, str]]:
+                cells: dict[str, dict[int, Cell]], order: list[str]) -> list[tuple[int, str]]:
     """(level, branch) of each accuracy-vs-iteration curve: the ticket at every drawn level,
     the controls at the control levels (default: the sparsest drawn level)."""
     pruned = [level for level in curve_levels if level > 0]
     chosen = settings.control_levels if settings.control_levels is not None else pruned[-1:]
     keys = [(level, TICKET) for level in curve_levels]
-    for branch in sorted(cells, key=branch_order):
+    for branch in sorted(cells, key=lambda b: branch_order(b, order)):
         if branch != TICKET:
             keys += [(level, branch) for level in chosen if level in cells[branch]]
     return keys

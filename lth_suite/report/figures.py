@@ -88,7 +88,7 @@ def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
                                             bounds)
             ax.errorbar(x, means, yerr=errors if data.replicates > 1 else None, color=color,
                         marker=marker, linestyle=line, capsize=3 if data.replicates > 1 else 0,
-                        label=branch_label(branch, data.spec))
+                        label=branch_label(branch, data.spec, data.controls))
             if mark_end:
                 ends = [(xi, m) for xi, m, cell in zip(x, means, cells) if data.at_end(cell)]
                 if ends:
@@ -153,6 +153,7 @@ def accuracy_vs_iteration(data: ReportData, stem: Path) -> list[Path]:
     chosen ones (the paper's Figure 3), zoomed to the range the curves cover."""
     colormap = matplotlib.colormaps["viridis"]
     ticket_levels = [c.level for c in data.curves if c.branch == TICKET]
+    places = {branch: place for place, branch in enumerate(data.branches())}
     with styled(data.settings):
         fig, ax = new_figure(data.settings)
         drawn = []
@@ -163,7 +164,7 @@ def accuracy_vs_iteration(data: ReportData, stem: Path) -> list[Path]:
                 color, line = colormap(where * 0.9), "-"
                 label = f"ticket, {weights_text(curve.percent)}% of weights"
             else:
-                color, _, line = branch_style(curve.branch, 0)
+                color, _, line = branch_style(curve.branch, places.get(curve.branch, 1))
                 label = f"{curve.branch}, {weights_text(curve.percent)}% of weights"
             ax.plot(steps, means, color=color, linestyle=line, label=label)
             if len(curve.series) > 1:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,11 +21,15 @@ from ..errors import LthError  # noqa: E402
 from ..plugins.manager import load_plugins  # noqa: E402
 from ..plugins.registry import Registry, describe  # noqa: E402
 from ..spec.report import Report  # noqa: E402
-from ..tracking.names import RANDOM_PRUNE, REINIT, TICKET  # noqa: E402
+from ..tracking.names import TICKET  # noqa: E402
 
-COLORS = {TICKET: "#1f77b4", REINIT: "#d62728", RANDOM_PRUNE: "#2ca02c"}
-MARKERS = {TICKET: "o", REINIT: "s", RANDOM_PRUNE: "^"}
-LINES = {TICKET: "-", REINIT: "--", RANDOM_PRUNE: ":"}
+TICKET_STYLE = ("#1f77b4", "o", "-")
+# The controls' looks, in the order of a report's controls (the spec's, grouped by what
+# they vary): a control is styled by its place, never by its name.
+CONTROL_STYLES = (("#d62728", "s", "--"), ("#2ca02c", "^", ":"), ("#9467bd", "v", "-."),
+                  ("#ff7f0e", "D", (0, (3, 1, 1, 1))), ("#8c564b", "P", (0, (5, 2))),
+                  ("#e377c2", "X", (0, (1, 1))), ("#7f7f7f", "*", (0, (3, 1, 1, 1, 1, 1))),
+                  ("#bcbd22", "h", (0, (5, 1))), ("#17becf", "p", (0, (2, 2))))
 # Criteria that choose the whole mask before training (pruning at initialisation).
 AT_INIT_CRITERIA = ("snip", "grasp", "synflow")
 FONT_SCALE = {"paper": 1.0, "talk": 1.35}
@@ -60,8 +65,10 @@ def _registry() -> Registry:
     return load_plugins(warn=False).registry
 
 
-def branch_label(branch: str, spec: Mapping[str, str]) -> str:
-    """What a branch means for this experiment, as its legend says."""
+def branch_label(branch: str, spec: Mapping[str, str],
+                 controls: Mapping[str, str] | None = None) -> str:
+    """What a branch means for this experiment, as its legend says; a control by its
+    plugin's description (``controls``: name -> description)."""
     kind = experiment_kind(spec)
     criterion = spec.get("pruning.criterion.name", "the criterion")
     if branch == TICKET:
@@ -69,17 +76,16 @@ def branch_label(branch: str, spec: Mapping[str, str]) -> str:
                 "dst": f"ticket: mask grown by {spec.get('sparsity.dynamic.name', 'DST')} at "
                        f"level 0, then pruned; {rewind_text(spec)}",
                 "imp": f"ticket: pruned mask, {rewind_text(spec)}"}[kind]
-    if branch == REINIT:
-        return "reinit: same mask, fresh random init"
-    if branch == RANDOM_PRUNE:
-        return "random_prune: random mask, same per-layer density"
-    return branch
+    description = (controls or {}).get(branch)
+    return f"{branch}: {description}" if description else branch
 
 
-def branch_style(branch: str, index: int) -> tuple[str, str, str]:
-    """Color, marker and line style of a branch; any other branch gets the next colors."""
-    return (COLORS.get(branch, f"C{index + 3}"), MARKERS.get(branch, "D"),
-            LINES.get(branch, "-."))
+def branch_style(branch: str, index: int) -> tuple[str, str, Any]:
+    """Color, marker and line style of a branch: the ticket's, or those of the
+    ``index``-th branch of the report (the ticket being the 0th)."""
+    if branch == TICKET:
+        return TICKET_STYLE
+    return CONTROL_STYLES[(max(index, 1) - 1) % len(CONTROL_STYLES)]
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from ..errors import TrackingError
 from ..spec.sweeps import point_label
 from ..tracking import RunRecord, StoreReader, open_reader
 from ..tracking.names import (
-    CONTROLS,
     DENSITY,
     EARLY_STOP_ACCURACY,
     SWEEP_ID_TAG,
@@ -95,12 +94,18 @@ def load_points(reader: StoreReader, key: str) -> tuple[str, list[PointCurve]]:
         curve.accuracy = dict(reader.history(run.run_id, ACCURACY))
         curve.low = dict(reader.history(run.run_id, f"{ACCURACY}_min"))
         curve.high = dict(reader.history(run.run_id, f"{ACCURACY}_max"))
-        for control in CONTROLS:
-            if branch_metric(control, EARLY_STOP_ACCURACY) in run.metrics:
-                curve.controls[control] = dict(reader.history(
-                    run.run_id, branch_metric(control, EARLY_STOP_ACCURACY)))
+        for control in logged_controls(run):
+            curve.controls[control] = dict(reader.history(
+                run.run_id, branch_metric(control, EARLY_STOP_ACCURACY)))
         curves.append(curve)
     return ids[0], sorted(curves, key=lambda c: c.index)
+
+
+def logged_controls(run: RunRecord) -> list[str]:
+    """The controls whose level summaries a parent run holds, by name."""
+    suffix = "/" + EARLY_STOP_ACCURACY
+    return sorted(key[:-len(suffix)] for key in run.metrics
+                  if key.endswith(suffix) and key[:-len(suffix)] != TICKET)
 
 
 def _cell(curve: PointCurve, level: int) -> str:

@@ -15,10 +15,9 @@ from typing import Any
 
 from ..analysis.replicate_tests import interval
 from ..spec.report import Report
-from ..tracking.names import CONTROLS
 from .level_statistics import ACCURACY_BOUNDS, CLIP_NOTE, accuracy_interval
 from .numbers import weights_text
-from .style import LINES, MARKERS, legend_below, new_figure, save, styled
+from .style import branch_style, legend_below, new_figure, save, styled
 
 SEED = "experiment.seed"
 
@@ -89,7 +88,8 @@ def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report
     from .figures import cap_at_100, mean_and_errors, weights_axis_from
 
     title = "tickets side by side"
-    branches = [None, *(CONTROLS if controls else ())]
+    logged = sorted({c for group in groups for p in group.points for c in p.controls})
+    branches = [None, *(logged if controls else ())]
     step = min(0.025, SPREAD / max(1, len(groups) * len(branches) - 1))
     with styled(settings):
         fig, ax = new_figure(settings)
@@ -105,10 +105,9 @@ def group_figure(name: str, sweep_id: str, groups: list[Group], settings: Report
                 means, errors = mean_and_errors(settings,
                                                 [group.values(lv, branch) for lv in levels],
                                                 ACCURACY_BOUNDS)
-                branch_name = "ticket" if branch is None else branch
+                _, marker, line = branch_style("ticket" if branch is None else branch, offset)
                 ax.errorbar([v / shift for v in x], means, yerr=errors, color=color,
-                            capsize=3, marker=MARKERS.get(branch_name, "o"),
-                            linestyle=LINES.get(branch_name, "-"),
+                            capsize=3, marker=marker, linestyle=line,
                             label=f"{group.label} ({_seeds(group)})" if branch is None
                             else f"{group.label}: {branch}")
                 percents |= {round(v, 6) for v in x}

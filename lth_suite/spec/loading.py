@@ -16,7 +16,7 @@ from ..plugins.registry import Registry
 from . import safe_yaml
 from .finite import non_finite
 from .limits import beyond_limits
-from .sections import ComponentSpec, ExperimentSpec
+from .sections import DEFAULT_CONTROLS, ComponentSpec, Controls, ExperimentSpec
 from .sparsity import raw_components
 
 # Where results are logged and shown, and what runs the trainings, does not change them.
@@ -173,9 +173,12 @@ def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
         problems += found
         if checked is not None:
             resolved[path] = checked
+    controls, found = _resolve_controls(spec.controls, registry)
+    problems += found
     if problems:
         raise SpecError(problems)
     data = spec.model_dump(mode="json")
+    data["controls"] = controls
     for path, component in resolved.items():
         node: Any = data
         *parents, last = path.split(".")
@@ -186,6 +189,32 @@ def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
         else:
             node[last] = component.model_dump(mode="json")
     return ExperimentSpec.model_validate(data)
+
+
+def _resolve_controls(controls: Controls, registry: Registry,
+                      ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The controls in canonical form (``true``, or the params with defaults filled; a
+    ``false`` kept only for a default control) and the problems of each: an unknown
+    name, bad params."""
+    resolved: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for name, setting in controls.root.items():
+        try:
+            model: type[BaseModel] = registry.get("control", name).params_model
+        except UnknownComponentError as exc:
+            problems.append((f"controls.{name}", str(exc)))
+            continue
+        if setting is False:
+            if name in DEFAULT_CONTROLS:
+                resolved[name] = False
+            continue
+        try:
+            params = model.model_validate(setting if isinstance(setting, dict) else {})
+        except ValidationError as exc:
+            problems += _problems(exc, ["controls", name])
+            continue
+        resolved[name] = params.model_dump(mode="json") or True
+    return resolved, problems
 
 
 def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
@@ -218,6 +247,12 @@ def _component_problems(data: Any, registry: Registry,
         except ValidationError:
             continue
         problems += _check_component(path, kind, component, registry)[1]
+    if isinstance(data, dict) and not any(loc.startswith("controls") for loc, _ in known):
+        try:
+            problems += _resolve_controls(Controls.model_validate(data.get("controls", {})),
+                                          registry)[1]
+        except ValidationError:
+            pass  # reported with the core's problems
     return problems
 
 
@@ -300,6 +335,14 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     pruning["criterion"] = {"oneOf": options.get("criterion", [])}
     schema["properties"]["analyzers"] = {"type": "array",
                                          "items": {"oneOf": options.get("analyzer", [])}}
+    schema["properties"]["controls"] = {
+        "type": "object", "additionalProperties": False,
+        "description": "control plugins by name: true, false or their params",
+        "properties": {c["properties"]["name"]["const"]: {"oneOf": [
+            {"type": "boolean"},
+            {**{k: v for k, v in c.items() if k != "required"},
+             "properties": {k: v for k, v in c["properties"].items() if k != "name"}}]}
+            for c in options.get("control", []) if isinstance(c.get("properties"), dict)}}
     sparsity = definitions["Sparsity"]["properties"]
     for field, kind in (("allocation", "allocation"), ("dynamic", "dynamic")):
         sparsity[field] = {"oneOf": [*options.get(kind, []), {"type": "null"}]}

@@ -7,19 +7,20 @@ Nothing here imports mlflow or torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # --------------------------------------------------------------------------------------
 # Branches: the main line and the controls trained beside it at every pruned level
 # --------------------------------------------------------------------------------------
 TICKET = "ticket"  # the main line: the pruned mask with rewound weights
-REINIT = "reinit"  # control: the ticket's mask, a fresh random initialisation
-RANDOM_PRUNE = "random_prune"  # control: a random mask of the same per-layer density
-CONTROLS = (REINIT, RANDOM_PRUNE)
-BRANCHES = (TICKET, *CONTROLS)  # the order of tables, legends and unit graphs
+# Every other branch is a control, named by the plugin that registered it (its spec name).
 
 
-def branch_order(branch: str) -> tuple[int, str]:
-    """Sort key: the built-in branches in ``BRANCHES`` order, any other after them."""
-    return (BRANCHES.index(branch) if branch in BRANCHES else len(BRANCHES), branch)
+def branch_order(branch: str, controls: Sequence[str] = ()) -> tuple[int, str]:
+    """Sort key: the ticket first, then ``controls`` in their order, any other branch
+    after them by name."""
+    order = [TICKET, *controls]
+    return (order.index(branch), "") if branch in order else (len(order), branch)
 
 
 # --------------------------------------------------------------------------------------
@@ -49,6 +50,7 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"
 TAG_PREFIX = "lth_suite."
 SPEC_HASH_TAG = f"{TAG_PREFIX}spec_hash"
 PLUGINS_TAG = f"{TAG_PREFIX}plugins"
+CONTROLS_TAG = f"{TAG_PREFIX}controls"  # JSON: [[name, description, what it varies], ...]
 SYNTHETIC_TAG = f"{TAG_PREFIX}dataset_synthetic"
 VERSION_TAG = f"{TAG_PREFIX}version"
 OWN_GIT_COMMIT_TAG = f"{TAG_PREFIX}git_commit"

@@ -137,7 +137,7 @@ def test_builtin_criteria_are_criteria(registry):
 
 
 @pytest.mark.parametrize("kind, protocol", [("rewind", "Rewind"), ("analyzer", "Analyzer"),
-                                            ("launcher", "Launcher"),
+                                            ("launcher", "Launcher"), ("control", "Control"),
                                             ("dynamic", "DynamicSparsity")])
 def test_builtin_components_satisfy_their_protocol(registry, kind, protocol):
     for component in built(registry, kind):
@@ -199,7 +199,8 @@ def public_methods(cls: type) -> list[str]:
 
 DOCUMENTED = ["PruneRequest", "Layer", "DataInfo", "RawData", "Splits", "StreamedData",
               "StreamedSplits", "TrainConfig",
-              "TrainResult", "Step", "RewindContext", "RewindPoint", "Analysis", "BranchResult",
+              "TrainResult", "Step", "RewindContext", "RewindPoint", "ControlContext",
+              "ControlStart", "Analysis", "BranchResult",
               "LevelFinished", "ExperimentFinished", "Unit", "UnitGraph", "Job", "Outcome"]
 
 
@@ -227,7 +228,7 @@ def test_mask_methods_dataset_params_and_acceleration_are_documented():
         assert re.search(rf"^\| `{field.name}` \| *\S", acceleration, re.M), field.name
 
 
-@pytest.mark.parametrize("protocol", ["Criterion", "Rewind", "Analyzer", "Launcher"])
+@pytest.mark.parametrize("protocol", ["Criterion", "Rewind", "Control", "Analyzer", "Launcher"])
 def test_every_protocol_member_is_documented(protocol):
     text = doc_section(protocol)
     for member in protocol_members(getattr(api, protocol)):

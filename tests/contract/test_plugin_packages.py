@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {  # distribution -> what it provides
     "lth-suite-pai": {"criterion": ["snip", "grasp", "synflow"]},
-    "lth-suite-example": {"architecture": ["tiny_mlp"], "analyzer": ["weight_norm"]},
+    "lth-suite-example": {"architecture": ["tiny_mlp"], "analyzer": ["weight_norm"],
+                          "control": ["shuffled_weights"]},
 }
 
 
@@ -72,3 +73,29 @@ def test_synflow_spec_runs_with_the_installed_plugin(tmp_path):
     assert parent.params["spec.pruning.criterion.name"] == "synflow"
     assert parent.params["spec.pruning.criterion.at"] == "init"
     assert json.loads(parent.tags["lth_suite.plugins"])["lth-suite-pai"] == version
+
+
+def test_the_installed_example_control_trains_beside_the_built_in_ones(tmp_path):
+    installed("lth-suite-example")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "experiment: {name: third-party-control}\n"
+        "model: {name: mlp, hidden: [16]}\n"
+        "training: {duration: 30it, eval_every: 15}\n"
+        "pruning: {levels: 1}\n"
+        "controls: {reinit: true, random_prune: false, signed_constant: true,\n"
+        "           shuffled_weights: {kept_only: false}}\n"
+        "tracking: {log_models: none, log_state_dicts: false}\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = lth_suite("run", str(spec), "--tracking-uri", uri, "--set", "report.enabled=false",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    names = {r.info.run_name for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert names == {"r0-level0-ticket", "r0-level1-ticket", "r0-level1-reinit",
+                     "r0-level1-signed_constant", "r0-level1-shuffled_weights"}
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags).data
+    assert parent.params["spec.controls.shuffled_weights.kept_only"] == "false"
+    assert ["shuffled_weights", "same mask, starting weights shuffled within each layer",
+            "weights"] in json.loads(parent.tags["lth_suite.controls"])

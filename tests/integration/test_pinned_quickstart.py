@@ -29,8 +29,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from lth_suite.api import BRANCHES
 from lth_suite.tracking.names import (
-    BRANCHES,
     HISTORY_KEYS,
     MASK_ARTIFACT,
     PARENT_TAG,

@@ -29,6 +29,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from lth_suite.api import CONTROLS
 from lth_suite.cli import app
 from lth_suite.errors import LthError
 from lth_suite.launch.execute import ExperimentPlan, check_tracking_uri, execute, run_experiment, unit_graph
@@ -37,7 +38,6 @@ from lth_suite.parallel.units import Launcher, Unit, UnitGraph, run_in_order
 from lth_suite.pruning.masks import Mask
 from lth_suite.spec.loading import build_spec, spec_hash
 from lth_suite.tracking import open_tracker
-from lth_suite.tracking.names import CONTROLS
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed: "

@@ -3,31 +3,45 @@ kept weights by a score and keep the top of each group."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ...api import Mask, NoParams, PruneRequest, keep_top
 
+Scores = Callable[[PruneRequest], dict[str, torch.Tensor]]
 
-def magnitude(params: NoParams) -> object:
+
+class ByScores:
+    """A criterion that keeps the top of each group by ``scores``; controls that invert a
+    criterion (``inverted``) read the scores through its ``scores`` method."""
+
+    def __init__(self, scores: Scores):
+        self.scores = scores
+
+    def __call__(self, request: PruneRequest) -> Mask:
+        """The kept weights with the highest scores, ``keep`` per group."""
+        return keep_top(self.scores(request), request.mask, request.groups)
+
+
+def _magnitudes(request: PruneRequest) -> dict[str, torch.Tensor]:
+    weights = dict(request.model.named_parameters())
+    return {name: weights[name].detach().abs() for name in request.mask}
+
+
+def _random_scores(request: PruneRequest) -> dict[str, torch.Tensor]:
+    return {name: torch.rand(keep.shape, generator=request.generator)
+            for name, keep in request.mask.items()}
+
+
+def magnitude(params: NoParams) -> ByScores:
     """Keep the largest |w| of each group (one group per layer, or per kind if global)."""
-
-    def criterion(request: PruneRequest) -> Mask:
-        weights = dict(request.model.named_parameters())
-        scores = {name: weights[name].detach().abs() for name in request.mask}
-        return keep_top(scores, request.mask, request.groups)
-
-    return criterion
+    return ByScores(_magnitudes)
 
 
-def random(params: NoParams) -> object:
+def random(params: NoParams) -> ByScores:
     """Keep uniformly random weights, as many as magnitude would."""
-
-    def criterion(request: PruneRequest) -> Mask:
-        scores = {name: torch.rand(keep.shape, generator=request.generator)
-                  for name, keep in request.mask.items()}
-        return keep_top(scores, request.mask, request.groups)
-
-    return criterion
+    return ByScores(_random_scores)
 
 
 def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
@@ -46,13 +60,12 @@ def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
     return scores.reshape(weight.shape)
 
 
-def lamp(params: NoParams) -> object:
+def _lamp_scores(request: PruneRequest) -> dict[str, torch.Tensor]:
+    weights = dict(request.model.named_parameters())
+    return {name: lamp_scores(weights[name] * request.mask[name]) for name in request.mask}
+
+
+def lamp(params: NoParams) -> ByScores:
     """Keep the highest LAMP scores of each group: under ``global`` scope the layer-wise
     densities follow from the scores (Lee et al. 2021); layerwise it ranks as magnitude."""
-
-    def criterion(request: PruneRequest) -> Mask:
-        weights = dict(request.model.named_parameters())
-        scores = {name: lamp_scores(weights[name] * request.mask[name]) for name in request.mask}
-        return keep_top(scores, request.mask, request.groups)
-
-    return criterion
+    return ByScores(_lamp_scores)

@@ -63,3 +63,30 @@ def test_loading_the_plugin_imports_no_torch():
         registry = load_plugins(extra=[lth_suite_example], installed=False).registry
         registry.get("architecture", "tiny_mlp"), registry.get("analyzer", "weight_norm")
     """) == []
+
+
+def test_shuffled_weights_trains_beside_the_built_in_controls(plugins, tmp_path):
+    spec = build_spec({**SPEC, "analyzers": [], "controls": {
+        "reinit": True, "shuffled_weights": True, "oneshot": True}}, plugins.registry)
+    finished = run_experiment(spec, plugins, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for event in finished.levels[1:]:
+        ticket = event.of("ticket")[0].mask
+        assert event.of("shuffled_weights")[0].mask.equals(ticket)
+        assert event.of("reinit") and event.of("oneshot")
+    assert "shuffled_weights/early_stop_test_accuracy" in finished.summary[-1]
+
+
+def test_shuffled_weights_keeps_each_layers_values(plugins):
+    from lth_suite.api import ControlContext, Mask, RewindPoint
+
+    weight = torch.arange(12.0).reshape(3, 4)
+    mask = Mask({"w": weight > 4})
+    point = RewindPoint({"w": weight}, 3, None)
+    context = ControlContext(0, 1, mask, mask, point, {"w": weight}, {"w": weight},
+                             {"w": weight}, [], None, None, None, 5,
+                             torch.Generator().manual_seed(5), None, None, None, None)
+    start = plugins.registry.build("control", "shuffled_weights", {})(context)
+    shuffled = start.point.state["w"]
+    assert torch.equal(shuffled[~mask["w"]], weight[~mask["w"]])  # pruned ones stay put
+    assert sorted(shuffled[mask["w"]].tolist()) == sorted(weight[mask["w"]].tolist())
+    assert not torch.equal(shuffled, weight) and start.point.start_iteration == 3

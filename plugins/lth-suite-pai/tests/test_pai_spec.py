@@ -55,3 +55,21 @@ def test_loading_the_plugin_imports_no_torch():
         for name in ("snip", "grasp", "synflow"):
             registry.get("criterion", name)
     """) == []
+
+
+def test_snip_with_the_random_labels_control(plugins, tracking_uri):
+    """SNIP reads the labels: with them shuffled (Su et al. 2020) it keeps another mask of
+    the ticket's per-layer counts; magnitude, which reads no data, is refused."""
+    from lth_suite.errors import SpecError
+    from lth_suite.spec.loading import build_spec
+    from lth_suite.testing import TINY
+
+    data = {**TINY, "pruning": {"criterion": "snip", "levels": 1},
+            "controls": {"reinit": False, "random_prune": False, "random_labels": True}}
+    finished = run_experiment(build_spec(data, plugins.registry), plugins, tracking_uri)
+    level = finished.levels[1]
+    ticket, shuffled = level.of("ticket")[0].mask, level.of("random_labels")[0].mask
+    assert shuffled.kept() == ticket.kept() and not shuffled.equals(ticket)
+    from lth_suite.lottery.experiment import prepare
+    with pytest.raises(SpecError, match="controls.random_labels: random_labels needs a data-driven"):
+        prepare(build_spec({**data, "pruning": {"levels": 1}}, plugins.registry), plugins)

@@ -1,4 +1,4 @@
-"""The smallest complete lth-suite plugin: one architecture and one analyzer.
+"""The smallest complete lth-suite plugin: one architecture, one analyzer and one control.
 
 Copy this package to start your own: rename it, keep the hooks you need. This module
 holds only the hooks and the params models; the torch code is in ``components.py`` and
@@ -35,3 +35,17 @@ def lth_register_analyzers(register: RegisterFn) -> None:
     register("weight_norm", lazy("lth_suite_example.components:weight_norm"), NoParams,
              "L2 norm of the trained ticket's kept weights per level")
 
+
+
+class ShuffleParams(BaseModel):
+    """The spec's ``controls: {shuffled_weights: {kept_only: ...}}`` is validated against this."""
+
+    model_config = ConfigDict(extra="forbid")
+    kept_only: bool = Field(default=True, description="shuffle only among the kept weights")
+
+
+@hookimpl
+def lth_register_controls(register: RegisterFn) -> None:
+    """Register ``shuffled_weights``."""
+    register("shuffled_weights", lazy("lth_suite_example.components:ShuffledWeights"),
+             ShuffleParams, "same mask, starting weights shuffled within each layer")

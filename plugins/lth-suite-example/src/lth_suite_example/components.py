@@ -1,15 +1,24 @@
-"""The example's torch code, imported only when a spec uses ``tiny_mlp`` or ``weight_norm``."""
+"""The example's torch code, imported only when a spec uses ``tiny_mlp``, ``weight_norm``
+or ``shuffled_weights``."""
 
 from __future__ import annotations
 
 import math
 from statistics import mean
 
+import torch
 from torch import nn
 
-from lth_suite.api import DataInfo, ExperimentFinished, LevelFinished
+from lth_suite.api import (
+    ControlContext,
+    ControlStart,
+    DataInfo,
+    ExperimentFinished,
+    LevelFinished,
+    RewindPoint,
+)
 
-from . import TinyMLPParams
+from . import ShuffleParams, TinyMLPParams
 
 
 class TinyMLP(nn.Sequential):
@@ -47,3 +56,29 @@ class WeightNorm:
 def weight_norm(params: object) -> WeightNorm:
     """A ``WeightNorm`` analyzer (it takes no params)."""
     return WeightNorm()
+
+
+class ShuffledWeights:
+    """A control: the ticket's mask, its starting weights permuted within each layer.
+
+    Does the ticket need its weights where they are, or only their values per layer?
+    """
+
+    varies = "weights"  # reports put it beside the other controls that vary the weights
+
+    def __init__(self, params: ShuffleParams):
+        self.kept_only = params.kept_only
+
+    def __call__(self, context: ControlContext) -> ControlStart:
+        """The ticket's mask; each masked tensor's starting values shuffled."""
+        state = dict(context.point.state)
+        for name, keep in context.mask.items():
+            weight = state[name].clone()
+            where = (keep.to(weight.device) if self.kept_only
+                     else torch.ones_like(weight, dtype=torch.bool))
+            values = weight[where]
+            order = torch.randperm(len(values), generator=context.generator).to(values.device)
+            weight[where] = values[order]
+            state[name] = weight
+        return ControlStart(context.mask, RewindPoint(state, context.point.start_iteration,
+                                                      context.point.constant_lr))

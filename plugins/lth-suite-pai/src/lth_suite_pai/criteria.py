@@ -102,6 +102,7 @@ def snip(params: SnipParams) -> Criterion:
             scores = {n: (g * w.detach()).abs() for n, g, w in zip(names, grads, weights)}
         return keep_top(scores, request.mask, request.groups)
 
+    criterion.uses_data = True  # type: ignore[attr-defined]  # the random_labels control reads it
     return criterion
 
 
@@ -137,6 +138,7 @@ def grasp(params: GraspParams) -> Criterion:
             scores = {n: w.detach() * h for n, w, h in zip(names, weights, hg)}
         return keep_top(scores, request.mask, request.groups)
 
+    criterion.uses_data = True  # type: ignore[attr-defined]  # the random_labels control reads it
     return criterion
 
 
