@@ -33,8 +33,9 @@ ONE_REPLICATE = ("one replicate: no interval or test; experiment.replicates: 3 o
 @app.command()
 def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
         tracking_uri: UriOpt = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, load data and "
-                                              "build the model; train and log nothing")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print the plan "
+                                              "(without the data when it is not available); "
+                                              "train and log nothing")] = False,
         resume: Annotated[bool, typer.Option("--resume", help="continue the newest unfinished "
                                              "run of this spec, skipping what is done")] = False,
         ) -> None:
@@ -91,6 +92,11 @@ class ConsoleAudience:
     def note(self, text: str) -> None:
         """A line on standard error."""
         err.print(text, highlight=False, markup=False)
+
+    def dry_run(self, lines: list[str]) -> None:
+        """The dry run's plan, a line each, on standard error."""
+        for line in lines:
+            err.print(line, highlight=False, markup=False)
 
     def progress(self, trainings: int):
         """The console's progress bar (or log lines when not a terminal)."""
