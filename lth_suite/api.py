@@ -45,7 +45,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError, Diverged, LthError, PluginFailure, SpecError, UnknownComponentError
+from .errors import (
+    DataError,
+    DataMissing,
+    Diverged,
+    LthError,
+    PluginFailure,
+    SpecError,
+    UnknownComponentError,
+)
 from .plugins.hookspecs import hookimpl
 from .plugins.params import DatasetParams
 from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
@@ -136,7 +144,8 @@ __all__ = [
     # registering components (no torch)
     "hookimpl", "RegisterFn", "lazy", "LazyFactory", "NoParams", "DatasetParams",
     # errors a plugin raises or meets
-    "LthError", "SpecError", "DataError", "UnknownComponentError", "PluginFailure", "Diverged",
+    "LthError", "SpecError", "DataError", "DataMissing", "UnknownComponentError", "PluginFailure",
+    "Diverged",
     # criteria
     "Criterion", "PruneRequest", "Group", "Mask", "Layer", "keep_top", "prunable_layers",
     # allocations and dynamic sparse training

@@ -41,6 +41,11 @@ class DataError(LthError):
     """A dataset that cannot be found, read or split as asked."""
 
 
+class DataMissing(DataError):
+    """The data is not there (no file or folder, a download that failed), as opposed to
+    data that is there but unreadable: a dry run then plans without it."""
+
+
 class TrackingError(LthError):
     """A tracking store that cannot be reached or used."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +28,7 @@ from .common import (
     stopping_cleanly,
 )
 
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's Default experiment, where mlflow run goes unless named
 ONE_REPLICATE = ("one replicate: no interval or test; experiment.replicates: 3 or more gives "
                  "intervals and the ticket's paired tests against the controls")
 
@@ -33,24 +36,32 @@ ONE_REPLICATE = ("one replicate: no interval or test; experiment.replicates: 3 o
 @app.command()
 def run(spec: SpecArg, set_: SetOpt = None, overrides: OverridesOpt = None,
         tracking_uri: UriOpt = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, load data and "
-                                              "build the model; train and log nothing")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print the plan "
+                                              "(without the data when it is not available); "
+                                              "train and log nothing")] = False,
         resume: Annotated[bool, typer.Option("--resume", help="continue the newest unfinished "
                                              "run of this spec, skipping what is done")] = False,
         ) -> None:
     """Run an experiment: train, prune, rewind, retrain, level after level."""
+    extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
+    _run(spec, [*(set_ or []), *extra], tracking_uri, dry_run, resume, _fail)
+
+
+def _run(spec: Path, sets: list[str], tracking_uri: str | None, dry_run: bool, resume: bool,
+         refused: Callable[[LthError], None]) -> None:
+    """``run``'s work; ``refused`` hears an error that stops the experiment before it
+    starts (``mlflow run`` words it in the project's parameters)."""
     from ..launch.execute import start_experiment
     from ..tracking import resolve_tracking_uri
 
-    extra = [part.strip() for part in (overrides or "").split(";") if part.strip()]
     with stopping_cleanly() as stop:  # Ctrl-C while loading data is clean too
         try:
-            plugins, experiment_spec = _load(spec, [*(set_ or []), *extra])
+            plugins, experiment_spec = _load(spec, sets)
             uri = resolve_tracking_uri(tracking_uri, experiment_spec.tracking.uri)
             result = start_experiment(experiment_spec, plugins, uri, resume=resume or None,
                                       dry_run=dry_run, audience=ConsoleAudience(stop))
         except LthError as error:
-            _fail(error)
+            refused(error)
         _print_outcome(result, tracking_uri)
 
 
@@ -93,6 +104,11 @@ class ConsoleAudience:
     def note(self, text: str) -> None:
         """A line on standard error."""
         err.print(text, highlight=False, markup=False)
+
+    def dry_run(self, lines: list[str]) -> None:
+        """The dry run's plan, a line each, on standard error."""
+        for line in lines:
+            err.print(line, highlight=False, markup=False)
 
     def progress(self, trainings: int):
         """The console's progress bar (or log lines when not a terminal)."""
@@ -173,7 +189,28 @@ def mlproject(
     sets = project_overrides(dataset=dataset, data_root=data_root, levels=levels,
                              iterations=iterations, replicates=replicates, device=device,
                              overrides=overrides)
-    run(path, set_=sets, overrides=None, tracking_uri=None, dry_run=False, resume=False)
+    if os.environ.get("MLFLOW_EXPERIMENT_ID") == DEFAULT_EXPERIMENT_ID:
+        err.print("note: mlflow run put its run, this experiment's parent run, in MLflow's "
+                  "Default experiment; `mlflow run . --experiment-name NAME ...` (the preset's "
+                  "experiment name, e.g. lenet300-mnist) keeps it where `lth-suite report "
+                  "NAME` finds it", highlight=False, markup=False)
+    _run(path, sets, None, False, False, _project_refused)
+
+
+def _project_refused(error: LthError) -> None:
+    """An experiment ``mlflow run`` started that stopped before it began: the error in the
+    project's parameters, also written on MLflow's run (which MLflow then ends FAILED)."""
+    from ..errors import DataMissing
+    from ..tracking.experiments import explain_launched_run
+    from ..tracking.uris import resolve_tracking_uri
+
+    if isinstance(error, DataMissing):
+        error = DataMissing(f"{error}; with mlflow run: -P data_root=FOLDER names the folder "
+                            "that holds it, -P dataset=fake tries the preset on synthetic data")
+    launched = os.environ.get("MLFLOW_RUN_ID")
+    if launched:
+        explain_launched_run(resolve_tracking_uri(None, None), launched, "; ".join(error.lines()))
+    _fail(error)
 
 
 def _print_plan(experiment) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..errors import LthError
+from ..errors import DataMissing, LthError
 from ..lottery.checkpoints import check_same_spec, find_resumable, logged_spec
 from ..lottery.events import ExperimentFinished
 from ..lottery.experiment import Experiment, prepare
@@ -32,6 +32,7 @@ from ..spec.loading import apply_overrides, build_spec
 from ..spec.sections import ExperimentSpec
 from ..tracking import Tracker, lease, open_tracker
 from ..tracking.names import SPEC_HASH_TAG
+from .dry_run import plan_lines, plan_without_data
 from .in_process import run_in_process
 from .out_of_process import run_out_of_process
 from .plans import ExperimentPlan, ProgressFactory, Result, check_tracking_uri, unit_graph
@@ -51,6 +52,9 @@ class Audience:
 
     def note(self, text: str) -> None:
         """Something worth a line: a resume that found nothing to resume."""
+
+    def dry_run(self, lines: list[str]) -> None:
+        """A dry run's plan (``launch.dry_run``), one fact a line."""
 
     def progress(self, trainings: int) -> Progress | None:
         """The progress display of ``trainings`` trainings; None for the silent one."""
@@ -119,13 +123,14 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
     audience = audience or Audience()
     launcher = check_launcher(spec, plugins, uri, start=not dry_run)  # before data and runs
     join_torchrun(spec, launcher.in_process)
+    if dry_run:
+        _dry_run(spec, plugins, launcher, uri, audience)
+        return None
     experiment = prepare(spec, plugins)
     if train_as_follower_rank(experiment):  # never touches the store
         return None
     with leading():
         audience.planned(experiment, launcher, uri)
-        if dry_run:
-            return None
         if isinstance(launcher.pool, WorkerPool):  # before any run exists
             launcher.pool.check_started()
         tracker = tracker or open_tracker(uri)
@@ -146,6 +151,20 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
         result = execute([plan], plugins, launcher, tracker.uri, audience.progress)[0]
         result.launcher, result.uri = launcher, tracker.uri
         return result
+
+
+def _dry_run(spec: ExperimentSpec, plugins: Plugins, launcher: Launcher, uri: str,
+             audience: Audience) -> None:
+    """Validate and plan without training or logging; without the data, as far as the
+    spec alone allows (``launch.dry_run``)."""
+    try:
+        experiment = prepare(spec, plugins)
+    except DataMissing as error:
+        audience.dry_run(plan_without_data(spec, plugins, error))
+        return
+    with leading():
+        audience.planned(experiment, launcher, uri)
+        audience.dry_run(plan_lines(experiment))
 
 
 def _note_identical_run(tracker: Tracker, experiment: Experiment, audience: Audience) -> None:

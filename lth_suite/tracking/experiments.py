@@ -10,10 +10,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from .names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from .names import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, NOTE_TAG, SPEC_HASH_TAG
 from .uris import safe_name
-
-DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment
 
 
 def experiment_id(client: MlflowClient, uri: str, name: str) -> str:
@@ -32,14 +30,29 @@ def experiment_id(client: MlflowClient, uri: str, name: str) -> str:
                                      tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
-def adoptable(client: MlflowClient, run_id: str | None, experiment: str) -> str | None:
-    """The ``mlflow run`` run to continue as the parent run, or None: none was started, or
-    it sits in MLflow's Default experiment (``mlflow run`` without ``--experiment-name``),
-    where ``report`` and ``resume`` would not look; the parent then goes to ``experiment``."""
+def adoptable(client: MlflowClient, run_id: str | None) -> str | None:
+    """The ``mlflow run`` run to continue as the parent run, or None when none was started.
+
+    It is the parent wherever ``mlflow run`` put it: in the experiment named by
+    ``--experiment-name``, else in MLflow's Default experiment (the ``mlproject`` command
+    then says how to name one). Its source, entry point, git commit and parameters are
+    MLflow's record of how the experiment was launched: a second parent would leave it
+    empty."""
     if not run_id:
         return None
-    run = client.get_run(run_id)
-    if (run.info.experiment_id == DEFAULT_EXPERIMENT_ID
-            and client.get_experiment(DEFAULT_EXPERIMENT_ID).name != experiment):
-        return None
+    experiment = client.get_experiment(client.get_run(run_id).info.experiment_id)
+    experiment_id(client, "", experiment.name)  # tag its kind for the UI's model-training view
     return run_id
+
+
+def explain_launched_run(uri: str, run_id: str, error: str) -> None:
+    """Describe on the ``mlflow run`` run why the experiment stopped before it started (a
+    spec or data error), so that the run ``mlflow run`` then ends FAILED is not left empty.
+
+    Deleting it instead would not help: ``mlflow run`` ends its run after the entry point
+    exits (its check of whether the run already ended compares a status name with status
+    numbers, so it always does) and fails with a traceback on a deleted run."""
+    client = MlflowClient(uri)
+    if client.get_run(run_id).data.tags.get(SPEC_HASH_TAG) is None:  # not lth-suite's parent
+        client.set_tag(run_id, NOTE_TAG, f"lth-suite stopped before the experiment started: "
+                                         f"{error}")

@@ -66,7 +66,6 @@ SWEEP_INDEX_TAG = f"{TAG_PREFIX}sweep_index"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # a run's description in the UI: the report's summary
 NOTE_LIMIT = 8000  # characters MLflow keeps in a tag value
-REDIRECT_TAG = f"{TAG_PREFIX}logged_as"  # on an ``mlflow run`` run: the parent run it made
 
 # Params of a child run: which training it is
 REPLICATE_PARAM, LEVEL_PARAM, BRANCH_PARAM = "replicate", "level", "branch"

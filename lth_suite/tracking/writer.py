@@ -34,10 +34,8 @@ from .names import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
     MASK_ARTIFACT,
-    NOTE_TAG,
     OWN_GIT_COMMIT_TAG,
     PARENT_TAG,
-    REDIRECT_TAG,
     RESUMED_TAG,
     RUN_NAME_TAG,
     SPEC_ARTIFACT,
@@ -108,7 +106,7 @@ class Tracker:
         """Create (or adopt, under ``mlflow run``) the parent run and describe it."""
         all_tags = {**_git_state(), VERSION_TAG: __version__, **tags}
         launched = os.environ.get("MLFLOW_RUN_ID")
-        adopted = adoptable(self.client, launched, experiment)
+        adopted = adoptable(self.client, launched)
         if not adopted:
             self.experiment_id = experiment_id(self.client, self.uri, experiment)
         # A parent exists whole or not at all: stopped halfway, it could not be resumed.
@@ -125,9 +123,6 @@ class Tracker:
             # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
             self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
             self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)
-        if launched and not adopted:  # the ``mlflow run`` run says where the experiment went
-            self._log(launched, tags={REDIRECT_TAG: self.parent_id, NOTE_TAG: (
-                f"lth-suite logged this run as `{self.parent_id}` in experiment `{experiment}`.")})
         return self.parent_id
 
     def attach(self, parent_id: str) -> None:

@@ -112,7 +112,7 @@ def test_module_entry_point_runs():
     assert done.returncode == 0 and "validate" in done.stdout
 
 
-def mlflow_run(tmp_path: Path, *params: str) -> tuple[MlflowClient, list]:
+def mlflow_run(tmp_path: Path, *params: str, succeeds: bool = True) -> tuple[MlflowClient, list]:
     """``mlflow run`` this project for real into a temporary store; its runs."""
     mlflow = Path(sys.executable).with_name("mlflow")
     if not mlflow.exists():
@@ -125,8 +125,22 @@ def mlflow_run(tmp_path: Path, *params: str) -> tuple[MlflowClient, list]:
     done = subprocess.run([str(mlflow), "run", str(ROOT), "--env-manager", "local",
                            "--experiment-name", "mlproject", *args],
                           capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.returncode == 0) == succeeds, done.stderr[-3000:]
+    tmp_path.joinpath("mlflow-run.log").write_text(done.stderr)
     return client, client.search_runs([experiment])
+
+
+def test_mlflow_run_without_its_data_names_the_project_parameters(tmp_path):
+    client, runs = mlflow_run(tmp_path, "model=conv2", "data_root=cifar", "levels=1",
+                              "overrides=dataset.download=false", succeeds=False)
+    errors = [line for line in (tmp_path / "mlflow-run.log").read_text().splitlines()
+              if line.startswith("error: ")]
+    assert len(errors) == 1 and "CIFAR-10 not found under cifar" in errors[0]
+    assert errors[0].endswith("-P data_root=FOLDER names the folder that holds it, "
+                              "-P dataset=fake tries the preset on synthetic data")
+    assert len(runs) == 1 and "spec.model.name" not in runs[0].data.params  # nothing started
+    assert "CIFAR-10 not found" in runs[0].data.tags["mlflow.note.content"]  # not left empty
+    assert not (tmp_path / "cifar").exists()  # no empty data folder
 
 
 def test_mlflow_run_continues_its_run_as_the_parent(tmp_path):

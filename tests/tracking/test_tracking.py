@@ -185,31 +185,39 @@ def logging_filters_left() -> list:
     return logging.getLogger("mlflow.pytorch").filters
 
 
-def test_mlflow_run_into_the_default_experiment_logs_into_the_spec_experiment(
+def test_the_mlflow_run_run_is_the_parent_in_whichever_experiment_it_is(
         tracking_uri, monkeypatch):
     """``mlflow run .`` without ``--experiment-name`` starts its run in MLflow's Default
-    experiment; the parent run goes to the spec's experiment, where ``report`` looks."""
+    experiment, with it in the one named: either way that run is the parent (one parent,
+    MLflow's record of the launch filled in), its experiment of the model-training kind."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
+    for experiment in ("0", client.create_experiment("mine")):
+        launched = client.create_run(experiment).info.run_id
+        monkeypatch.setenv("MLFLOW_RUN_ID", launched)
+        tracker = open_tracker(tracking_uri)
+        parent = tracker.start_experiment("lenet300-mnist", "lenet300-mnist-abcd1234", {"a": 1},
+                                          {"lth_suite.spec_hash": "abcd1234"}, "spec: {}\n")
+        tracker.end_all("FINISHED")
+        assert parent == launched
+        run = client.get_run(parent)
+        assert run.info.experiment_id == experiment and run.data.params["spec.a"] == "1"
+        assert client.get_experiment(experiment).tags["mlflow.experimentKind"] == \
+            "custom_model_development"
+    assert client.get_experiment_by_name("lenet300-mnist") is None  # no second parent
+
+
+def test_a_run_mlflow_run_started_says_why_it_stopped_before_the_experiment(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    from lth_suite.tracking.experiments import explain_launched_run
+
+    client = MlflowClient(tracking_uri)
     launched = client.create_run("0").info.run_id
-    monkeypatch.setenv("MLFLOW_RUN_ID", launched)
-    tracker = open_tracker(tracking_uri)
-    parent = tracker.start_experiment("lenet300-mnist", "lenet300-mnist-abcd1234", {},
-                                      {"lth_suite.spec_hash": "abcd1234"}, "spec: {}\n")
-    tracker.end_all("FINISHED")
-    experiment = client.get_experiment_by_name("lenet300-mnist")
-    assert parent != launched and client.get_run(parent).info.experiment_id == \
-        experiment.experiment_id
-    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    tags = client.get_run(launched).data.tags
-    assert tags["lth_suite.logged_as"] == parent and parent in tags["mlflow.note.content"]
-    assert tracker.reader.find_experiment("lenet300-mnist").run_id == parent
-    # a named experiment (``mlflow run --experiment-name``): its run stays the parent
-    named = client.create_run(client.create_experiment("mine")).info.run_id
-    monkeypatch.setenv("MLFLOW_RUN_ID", named)
-    again = open_tracker(tracking_uri)
-    assert again.start_experiment("lenet300-mnist", "x", {}, {}, "spec: {}\n") == named
+    explain_launched_run(tracking_uri, launched, "CIFAR-10 not found under data")
+    note = client.get_run(launched).data.tags["mlflow.note.content"]
+    assert note.endswith("stopped before the experiment started: CIFAR-10 not found under data")
 
 
 def test_the_ui_address_opens_the_model_training_mode():

@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 from numpy.lib import format as npy
 
-from ...api import DataError
+from ...api import DataError, DataMissing
 
 FALLBACK_LIMIT = 8 * 2**30  # where the machine's memory cannot be read
 CHUNK = 2**24  # bytes per gzip read
@@ -111,7 +111,7 @@ def _npy_header(member: IO[bytes], path: Path, name: str) -> tuple[tuple[int, ..
 def read_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
     """The arrays ``names`` of an .npz that has them (others are not read), never unpickled."""
     if not path.is_file():
-        raise DataError(f"dataset.path: {path} does not exist or is not a file")
+        raise DataMissing(f"dataset.path: {path} does not exist or is not a file")
     try:
         if not zipfile.is_zipfile(path):
             with path.open("rb") as file:

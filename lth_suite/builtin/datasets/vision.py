@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...api import DataError, DataInfo, RandomCropFlip, RawData, derive_seed
+from ...api import DataError, DataInfo, DataMissing, RandomCropFlip, RawData, derive_seed
 from . import CIFARParams, FakeParams
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -21,16 +21,22 @@ CIFAR_PADDING = 4
 
 
 def open_torchvision(cls: Any, label: str, root: Path, download: bool) -> tuple[Any, Any]:
-    """Train and test parts of a torchvision dataset class, or a DataError saying what to do."""
+    """Train and test parts of a torchvision dataset class, or a DataError saying what to do.
+
+    A failed download leaves no empty ``root`` behind that it created (torchvision makes
+    the folder before it downloads)."""
+    existed = root.exists()
     try:
         return (cls(str(root), train=True, download=download),
                 cls(str(root), train=False, download=download))
     except Exception as exc:  # torchvision raises RuntimeError, URLError or OSError variants
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
         # One line, in the spec's words: torchvision's hint names its own argument.
         reason = " ".join(str(exc).split()).replace("download=True", "dataset.download: true")
         reason = reason or type(exc).__name__
         verb = "download failed" if download else "download is off"
-        raise DataError(f"{label} not found under {root} and {verb}: set dataset.root to "
+        raise DataMissing(f"{label} not found under {root} and {verb}: set dataset.root to "
                         f"a folder that holds it ({reason})") from None
 
 
