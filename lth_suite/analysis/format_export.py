@@ -161,11 +161,15 @@ def _load_csr(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     sparse_keys = {k.rsplit(".", 1)[0] for k in tensors if k.endswith(".crow_indices")}
     dense = {k: v for k, v in tensors.items()
              if k.rsplit(".", 1)[0] not in sparse_keys}
-    weights = {key: torch.sparse_csr_tensor(tensors[f"{key}.crow_indices"],
-                                            tensors[f"{key}.col_indices"],
-                                            tensors[f"{key}.values"],
-                                            tuple(tensors[f"{key}.size"].tolist()))
-               for key in sparse_keys}
+    try:  # the invariants checked: a damaged file must fail here, not crash a kernel later
+        weights = {key: torch.sparse_csr_tensor(tensors[f"{key}.crow_indices"],
+                                                tensors[f"{key}.col_indices"],
+                                                tensors[f"{key}.values"],
+                                                tuple(tensors[f"{key}.size"].tolist()),
+                                                check_invariants=True)
+                   for key in sparse_keys}
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise LthError(f"the CSR export is damaged: {str(exc).splitlines()[0]}") from None
     # Dense weights of the layers to be swapped are absent from the file: start them at zero.
     missing = model.load_state_dict(dense, strict=False).missing_keys
     unknown = [k for k in missing if k not in weights]

@@ -14,6 +14,7 @@ from .numbers import weights_text
 from .style import legend_below, new_figure, save, styled
 
 Series = dict[str, dict[int, float]]  # metric -> level -> value
+STYLES = ("-", "--", ":", "-.")
 
 
 def accuracy_vs_speedup(data: ReportData, stem: Path, metrics: Series) -> list[Path]:
@@ -28,17 +29,22 @@ def accuracy_vs_speedup(data: ReportData, stem: Path, metrics: Series) -> list[P
         points = sorted((level, value) for level, value in metrics[key].items()
                         if level in accuracy)
         if points:
-            lines[f"{found.group('format')}, batch {found.group('batch')}"] = points
+            lines[(found.group("format"), int(found.group("batch")))] = points
     if not lines:
         return []
     with styled(data.settings):
         fig, ax = new_figure(data.settings)
-        for index, (label, points) in enumerate(lines.items()):
+        formats = sorted({name for name, _ in lines})
+        batches = sorted({batch for _, batch in lines})
+        for (name, batch), points in sorted(lines.items()):
+            # A color per format, a line style per batch size.
             ax.plot([s for _, s in points], [accuracy[level] for level, _ in points],
-                    marker="o", color=f"C{index % 10}", label=label)
-            level, speedup = points[-1]  # label the sparsest point with its weights
-            ax.annotate(f"{weights_text(tickets[level].percent)}%", (speedup, accuracy[level]),
-                        textcoords="offset points", xytext=(4, 2), fontsize="x-small")
+                    marker="o", color=f"C{formats.index(name) % 10}",
+                    linestyle=STYLES[batches.index(batch) % len(STYLES)],
+                    label=f"{name}, batch {batch}")
+        sparsest = max(accuracy, key=lambda level: -tickets[level].percent)
+        ax.annotate(f"sparsest ticket: {weights_text(tickets[sparsest].percent)}% of weights",
+                    xy=(0.01, 0.01), xycoords="axes fraction", fontsize="x-small")
         ax.axvline(1.0, color="0.4", linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("speed-up over the masked dense network (log scale; right of 1: faster)")

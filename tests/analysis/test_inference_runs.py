@@ -134,3 +134,19 @@ def test_export_refuses_a_format_it_cannot_write_before_writing(store, tmp_path,
                                       "--format", fmt, "--tracking-uri", uri])
     assert result.exit_code == 2 and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_damaged_csr_export_is_refused_on_load(store, tmp_path):
+    from lth_suite.errors import LthError
+
+    uri, _, tickets, _ = store
+    out = tmp_path / "csr"
+    result = CliRunner().invoke(app, ["export", tickets["r0-level2-ticket"], "--out", str(out),
+                                      "--format", "csr", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    path = out / json.loads((out / "format.json").read_text())["weights"]
+    tensors = torch.load(path, weights_only=True)
+    tensors["fc1.weight.col_indices"][0] = 10**6  # an index past the matrix
+    torch.save(tensors, path)
+    with pytest.raises(LthError, match="damaged"):
+        load_exported(out)
