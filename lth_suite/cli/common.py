@@ -30,9 +30,15 @@ UriOpt = Annotated[str | None, typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: sqlite mlflow.db in this folder)")]
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: a file name or a value from a spec may
+    hold terminal escape sequences, which must not reach the terminal raw."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _fail(error: LthError, exit_code: int | None = None) -> None:
     for line in error.lines():
-        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"error: {printable(line)}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(error.exit_code if exit_code is None else exit_code)
 
 
