@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -30,9 +31,24 @@ UriOpt = Annotated[str | None, typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: sqlite mlflow.db in this folder)")]
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: a file name or a value from a spec may
+    hold terminal escape sequences, which must not reach the terminal raw."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _other_rank() -> bool:
+    """Whether torchrun started this process as a rank other than 0: every rank meets the
+    same bad input, and rank 0 alone says so."""
+    from ..parallel.torchrun import launched
+
+    return launched() and os.environ.get("RANK", "0") != "0"
+
+
 def _fail(error: LthError, exit_code: int | None = None) -> None:
-    for line in error.lines():
-        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+    if not _other_rank():
+        for line in error.lines():
+            err.print(f"error: {printable(line)}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(error.exit_code if exit_code is None else exit_code)
 
 
@@ -114,8 +130,13 @@ def print_buys(rows, machine: dict[str, str], title: str) -> None:
         out.print(line.replace("`", ""), highlight=False, markup=False)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, on Ctrl-C's path: under torchrun, the agent stopping the ranks that are
+    left once one of them died."""
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 class Resumable:
@@ -138,13 +159,19 @@ def stopping_cleanly(resume_command: Callable[[], str | None] = lambda: None,
     resumable = Resumable(resume_command)
     try:
         yield resumable
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        from ..parallel.torchrun import launched
+
         command = resumable.command()
-        if command is None:
-            err.print("interrupted before any run was created: nothing to resume",
+        what = ("stopped by torchrun (another rank died or torchrun was stopped)"
+                if isinstance(stop, Terminated) and launched() else "interrupted")
+        if _other_rank():
+            pass  # rank 0 says what became of the runs
+        elif command is None:
+            err.print(f"{what} before any run was created: nothing to resume",
                       highlight=False, markup=False)
         else:
-            err.print(f"interrupted: the open runs were ended as KILLED; resume with: "
+            err.print(f"{what}: the open runs were ended as KILLED; resume with: "
                       f"{command}", highlight=False, markup=False)
         raise typer.Exit(130) from None
     finally:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import LthError
+from ..errors import DataError, LthError
 from .common import (
     OverridesOpt,
     Resumable,
@@ -134,7 +134,8 @@ def _print_outcome(result, tracking_uri: str | None) -> None:
             err.print(f"experiment stopped; parent run {result.parent_id} ended FAILED; resume "
                       f"with: lth-suite resume {result.parent_id} --tracking-uri {uri}",
                       highlight=False, markup=False)
-        elif result.parent_id and isinstance(result.error, UnitFailed):  # a worker died
+        elif result.parent_id and isinstance(result.error, (UnitFailed, DataError)):
+            # a worker died, or a file went bad mid-training: resuming retries what is left
             _fail(LthError(f"{result.error}; parent run {result.parent_id} ended FAILED; "
                            f"resume with: lth-suite resume {result.parent_id} "
                            f"--tracking-uri {uri}"), result.error.exit_code)

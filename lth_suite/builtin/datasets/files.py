@@ -21,26 +21,47 @@ import numpy as np
 from numpy.lib import format as npy
 
 from ...api import DataError, DataMissing
+from ..resources import memory_room
 
 FALLBACK_LIMIT = 8 * 2**30  # where the machine's memory cannot be read
 CHUNK = 2**24  # bytes per gzip read
+# Real arrays (images, features, labels) deflate a few times at most; deflate itself stops
+# near 1032-fold. A large member beyond this ratio is a bomb, refused before it is inflated.
+BOMB_RATIO, BOMB_BYTES = 200, 64 * 2**20
 # What a damaged file raises while it is read: a bad CRC, a broken deflate or gzip stream,
 # an unknown compression method, malformed fields of the zip's directory.
 READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, ValueError,
                struct.error)
 
 
+def _limits() -> list[tuple[int, str]]:
+    """Every bound on what a data file may expand to, in bytes, with its name."""
+    found = []
+    try:
+        found.append((os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2,
+                      "half this machine's memory"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        found.append((FALLBACK_LIMIT, "the default limit"))
+    room = memory_room()
+    if room is not None:
+        found.append(room)
+    return found
+
+
 def data_limit() -> int:
-    """The most bytes a data file may expand to: half the machine's physical memory.
+    """The most bytes a data file may expand to: the smallest of half the machine's
+    physical memory, the memory available, the cgroup's room and this process's
+    address-space room (``builtin.resources``).
 
     The arrays are converted and copied after reading, so a file that expands to more
-    than half the memory could not be trained on anyway; refusing it before
-    decompressing keeps a zip or gzip bomb from exhausting the memory.
+    could not be trained on anyway; refusing it before decompressing keeps a zip or gzip
+    bomb from exhausting the memory.
     """
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return FALLBACK_LIMIT
+    return min(limit for limit, _ in _limits())
+
+
+def _limit_name(limit: int) -> str:
+    return next((name for bound, name in sorted(_limits()) if bound == limit), "the limit")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -54,7 +75,17 @@ def _size(count: int) -> str:
 
 def _too_big(path: Path, what: str, count: int, limit: int) -> DataError:
     return DataError(f"{path}: {what} {_size(count)} or more once decompressed, over the "
-                     f"{_size(limit)} allowed (half this machine's memory)")
+                     f"{_size(limit)} allowed ({_limit_name(limit)})")
+
+
+def _bomb(path: Path, info: zipfile.ZipInfo) -> DataError | None:
+    """A member that expands more than any real dataset does: refused unread."""
+    ratio = info.file_size / max(1, info.compress_size)
+    if info.file_size > BOMB_BYTES and ratio > BOMB_RATIO:
+        return DataError(f"{path}, array '{info.filename.removesuffix('.npy')}': refused as a "
+                         f"decompression bomb ({_size(info.compress_size)} expanding "
+                         f"{ratio:.0f}-fold to {_size(info.file_size)})")
+    return None
 
 
 # --- .npz -----------------------------------------------------------------------------
@@ -123,6 +154,9 @@ def read_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()
                        if info.filename.endswith(".npy")}
             wanted = [name for name in names if name in members]
+            bomb = next(filter(None, (_bomb(path, members[name]) for name in wanted)), None)
+            if bomb is not None:
+                raise bomb
             total, limit = sum(members[name].file_size for name in wanted), data_limit()
             if total > limit:
                 raise _too_big(path, "arrays " + ", ".join(f"'{n}'" for n in wanted) + " hold",

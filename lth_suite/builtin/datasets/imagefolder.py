@@ -15,6 +15,7 @@ import torch
 
 from ...api import DataError, DataInfo, RandomCropFlip, RawData, StreamedData
 from . import ImageFolderParams, ImageNetParams
+from .image_files import open_image, scan, shown
 
 FLOAT32_BYTES = 4
 GIB = 2 ** 30
@@ -24,17 +25,13 @@ class ImageFolderSet:
     """One folder of class folders, decoded image by image."""
 
     def __init__(self, folder: Path, params: ImageFolderParams):
-        from torchvision import datasets, transforms
+        from torchvision import transforms
 
         if not folder.is_dir():
-            raise DataError(f"dataset.root: no folder {folder} (expected class folders of "
-                            "images, torchvision's ImageFolder layout)")
-        try:
-            found = datasets.ImageFolder(str(folder))
-        except (FileNotFoundError, RuntimeError) as exc:  # no class folder, or no image in one
-            raise DataError(f"dataset.root: {folder}: {' '.join(str(exc).split())}") from None
-        self.folder, self.samples, self.classes = folder, found.samples, found.classes
-        self.loader = found.loader
+            raise DataError(f"dataset.root: no folder {shown(folder)} (expected class folders "
+                            "of images, torchvision's ImageFolder layout)")
+        self.folder = folder
+        self.samples, self.classes = scan(folder)  # no link loops, FIFOs or devices
         size = params.image_size
         resize = params.resize or round(size / 0.875)  # 256 for 224, as torchvision's recipe
         normalise = [transforms.ToTensor(), transforms.Normalize(params.mean, params.std)]
@@ -50,11 +47,7 @@ class ImageFolderSet:
     def load(self, index: int, augment_seed: int | None) -> tuple[torch.Tensor, int]:
         """One normalised image and its label; augmented when ``augment_seed`` is given."""
         path, label = self.samples[index]
-        try:
-            image = self.loader(path)
-        except (OSError, ValueError) as exc:  # PIL's word for a truncated or non-image file
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise DataError(f"dataset.root: {path} is not a readable image ({reason})") from None
+        image = open_image(path)  # bounded before decoding; one line naming a bad file
         if augment_seed is None:
             return self.evaluation(image), label
         # torchvision's transforms draw from the global generator: seed it for this example
@@ -70,8 +63,8 @@ def open_folders(params: ImageFolderParams) -> tuple[ImageFolderSet, ImageFolder
     test = ImageFolderSet(params.root / params.test, params)
     if train.classes != test.classes:
         missing = sorted(set(train.classes) ^ set(test.classes))
-        raise DataError(f"dataset.test: {test.folder} and {train.folder} hold different "
-                        f"classes ({', '.join(missing[:5]) or 'a different order'})")
+        raise DataError(f"dataset.test: {shown(test.folder)} and {shown(train.folder)} hold "
+                        f"different classes ({', '.join(map(shown, missing[:5])) or 'a different order'})")
     return train, test
 
 

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..resources import cgroup_room, system_available
+
 WORKER_BYTES = 512 << 20  # one worker: the interpreter, torch and a small experiment's data
 GIB = 1 << 30
 
@@ -66,16 +68,9 @@ def load() -> float:
 
 
 def available_memory() -> int | None:
-    """Bytes this process's workers may still take: the smallest of the system's available
-    memory and the cgroup's room; None where neither is known."""
-    found = []
-    meminfo = _read("/proc/meminfo") or ""
-    for line in meminfo.splitlines():
-        if line.startswith("MemAvailable:"):
-            found.append(int(line.split()[1]) * 1024)
-    limit, used = _read("/sys/fs/cgroup/memory.max"), _read("/sys/fs/cgroup/memory.current")
-    if limit and limit.isdigit() and used and used.isdigit():
-        found.append(max(0, int(limit) - int(used)))
+    """Bytes the workers may still take: the system's available memory, within the
+    cgroup's room (``builtin.resources``); None where neither is known."""
+    found = [room for room in (system_available(), cgroup_room()) if room is not None]
     return min(found) if found else None
 
 
