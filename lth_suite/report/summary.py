@@ -8,7 +8,7 @@ from statistics import mean
 
 from ..analysis.similarity import chance_iou, iou
 from ..tracking.names import TICKET
-from .data import ReportData
+from .data import ReportData, control_groups
 from .level_statistics import (
     LevelStatistics,
     accuracy_interval,
@@ -92,6 +92,7 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
         lines += ["", f"{END_MARK} the early stop was the last evaluation "
                   f"(iteration {data.last_evaluation}) in some replicate: validation loss was "
                   "still falling, so training may be too short to show its minimum."]
+    lines += control_legend(data)
     compared = comparison_table(levels)
     if compared:
         lines += ["", "## Ticket against the controls", "",
@@ -112,6 +113,20 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
         lines += [f"- `{stem}`: {notes.get(stem, 'what the analyzer logged, by level')}"
                   for stem in stems]
     return "\n".join(lines) + "\n"
+
+
+def control_legend(data: ReportData) -> list[str]:
+    """What each control is, grouped by what it changes of the ticket (from its plugin)."""
+    groups = control_groups(data.parent)
+    if not groups:
+        return []
+    heading = {"mask": "Controls that change the mask", "weights": "Controls that change the "
+               "starting weights", "": "Other controls"}
+    lines = ["", "## The controls", ""]
+    for varies, controls in groups.items():
+        lines.append(f"{heading.get(varies, f'Controls that change the {varies}')}:")
+        lines += [f"- `{name}`: {description}" for name, description in controls.items()]
+    return lines
 
 
 def _curves_note(data: ReportData) -> str:
