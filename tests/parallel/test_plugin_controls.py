@@ -19,7 +19,7 @@ from lth_suite.tracking import open_tracker
 from tests.parallel.test_launchers import UnitsInOrder, tiny_spec
 
 CONTROLS = {"reinit": False, "random_prune": True, "signed_constant": True, "oneshot": True,
-            "inverted": True}
+            "inverted": True, "rewind_step": {"at": "20it"}}  # the tiny spec trains 40it
 
 
 def branches(finished) -> dict:
@@ -100,6 +100,7 @@ def test_a_failed_control_is_resumed_and_the_others_restored(in_process, flaky_p
     assert all(found[(0, level, "flaky")][0].equals(found[(0, level, "ticket")][0])
                for level in (1, 2))
     assert_same(expected, {k: v for k, v in found.items() if k[2] != "flaky"})
+    assert found[(0, 2, "rewind_step")][1][0]["iteration"] == 20  # resumed from the store
     restored = {(b.level, b.branch) for event in resumed.levels for b in event.branches
                 if b.restored}
     assert (1, "oneshot") in restored and (2, "flaky") not in restored
