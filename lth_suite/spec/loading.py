@@ -259,6 +259,7 @@ def json_schema(registry: Registry) -> dict[str, Any]:
         "properties": {c["properties"]["name"]["const"]: {"oneOf": [
             {"type": "boolean"},
             {**{k: v for k, v in c.items() if k != "required"},
+             "required": [r for r in c.get("required", []) if r != "name"],
              "properties": {k: v for k, v in c["properties"].items() if k != "name"}}]}
             for c in options.get("control", []) if isinstance(c.get("properties"), dict)}}
     sparsity = definitions["Sparsity"]["properties"]
