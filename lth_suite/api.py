@@ -77,7 +77,8 @@ if TYPE_CHECKING:
     from .pruning.masks import Layer, Mask, keep_top, prunable_layers, top_positions
     from .pruning.targets import Criterion, Group, PruneRequest
     from .seeding import derive_seed
-    from .spec.sections import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT, Duration, ExperimentSpec
+    from .spec.controls import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT
+    from .spec.sections import Duration, ExperimentSpec
     from .tracking.names import TICKET
     from .training.acceleration import Acceleration
     from .training.config import TrainConfig
@@ -118,7 +119,7 @@ _LAZY: dict[str, str] = {
     "TICKET": "lth_suite.tracking.names",
     **dict.fromkeys(("Duration", "ExperimentSpec"), "lth_suite.spec.sections"),
     # The default controls' branch names, for analyzers and hooks that look for them.
-    **dict.fromkeys(("REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES"), "lth_suite.spec.sections"),
+    **dict.fromkeys(("REINIT", "RANDOM_PRUNE", "CONTROLS", "BRANCHES"), "lth_suite.spec.controls"),
     "Experiment": "lth_suite.lottery.experiment",
     "Acceleration": "lth_suite.training.acceleration",
     "derive_seed": "lth_suite.seeding",

@@ -9,7 +9,7 @@ knows what any of them does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,6 +59,9 @@ class ControlContext:
     random_like: Callable[[Mask, torch.Generator], Mask] = field(repr=False)
     request: Callable[[State, Mask, list[Group]], PruneRequest] = field(repr=False)
     seed_for: Callable[[str], int] = field(repr=False)
+    # The dense training's weights at the iterations the controls asked for
+    # (``capture_iteration``), by iteration.
+    captured: Mapping[int, State] = field(default_factory=dict, repr=False)
 
     def per_layer(self, mask: Mask | None = None) -> list[Group]:
         """One group per tensor keeping its count in ``mask`` (the ticket's by default):
@@ -73,6 +76,13 @@ class Control(Protocol):
     def __call__(self, context: ControlContext, /) -> ControlStart:
         """The mask and starting point of the control's branch at the context's level."""
         ...
+
+
+def capture_iteration(control: object, config: TrainConfig) -> int | None:
+    """The iteration of the dense training whose weights ``control`` needs (its optional
+    ``capture_iteration`` method), or None."""
+    capture = getattr(control, "capture_iteration", None)
+    return None if capture is None else capture(config)
 
 
 def refusal(control: object, criterion: Criterion) -> str | None:

@@ -22,7 +22,7 @@ from ..training.data import DatasetParams, split_validation
 from ..training.dynamic import DynamicSparsity
 from ..training.streaming import AnySplits, StreamedData, split_streamed
 from ..training.threads import auto_threads, step_macs
-from .controls import Control, refusal
+from .controls import Control, capture_iteration, refusal
 from .rewinding import Rewind
 
 
@@ -53,6 +53,8 @@ class Experiment:
     dynamic: DynamicSparsity | None = None  # the spec's sparsity.dynamic, built
     # The spec's enabled controls, built, by branch name (the name the spec gives them).
     controls_built: dict[str, Control] = field(default_factory=dict)
+    # Iterations of the dense training whose weights the controls need, sorted.
+    control_captures: tuple[int, ...] = ()
 
     def build_model(self, seed: int) -> nn.Module:
         """A freshly initialised network; the same seed gives the same weights."""
@@ -113,6 +115,7 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         layers=[],
     )
     experiment.controls_built = build_controls(spec, plugins, experiment.criterion)
+    experiment.control_captures = control_captures(experiment.controls_built, config)
     sparsity = spec.sparsity
     if sparsity is not None and sparsity.allocation is not None:
         experiment.allocation = registry.build("allocation", sparsity.allocation.name,
@@ -168,3 +171,17 @@ def build_controls(spec: ExperimentSpec, plugins: Plugins, criterion: Any) -> di
     if problems:
         raise SpecError(problems)
     return built
+
+
+def control_captures(controls: dict[str, Control], config: TrainConfig) -> tuple[int, ...]:
+    """The iterations of the dense training the controls need; one beyond the training is
+    a spec error on the control."""
+    found: set[int] = set()
+    for name, control in controls.items():
+        iteration = capture_iteration(control, config)
+        if iteration is not None and not 0 <= iteration <= config.total:
+            raise SpecError([(f"controls.{name}", f"iteration {iteration} is beyond the "
+                              f"training's {config.total} iterations")])
+        if iteration is not None:
+            found.add(iteration)
+    return tuple(sorted(found))

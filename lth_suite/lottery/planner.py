@@ -10,7 +10,7 @@ criterion or rewind is recorded on the run it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -47,6 +47,7 @@ class Planned:
     point: RewindPoint  # starting weights and schedule position
     data_seed: int
     capture: int | None = None  # the iteration whose weights the rewind needs (dense only)
+    control_captures: tuple[int, ...] = ()  # those the controls need (dense only)
 
     @property
     def name(self) -> str:
@@ -70,6 +71,7 @@ class ReplicateState:
     captured_state: State | None
     dense: Trained  # level 0
     last: Trained  # the latest ticket
+    control_captured: dict[int, State] = field(default_factory=dict)  # for the controls
 
 
 class Planner:
@@ -121,7 +123,8 @@ class Planner:
             captured = (result.result.captured.get(self.capture)
                         if self.capture is not None else None)
             self.states[result.replicate] = ReplicateState(
-                self._init_states.pop(result.replicate), captured, trained, trained)
+                self._init_states.pop(result.replicate), captured, trained, trained,
+                {at: result.result.captured[at] for at in self.experiment.control_captures})
         else:
             self.states[result.replicate].last = trained
 
@@ -145,10 +148,11 @@ class Planner:
         if self.experiment.dynamic is None:
             return Planned(replicate, 0, TICKET, self.guard.open(replicate, 0, TICKET),
                            Mask.dense(self.model, self.experiment.layers), self.points[replicate],
-                           self._data_seed(replicate), self.capture)
+                           self._data_seed(replicate), self.capture,
+                           self.experiment.control_captures)
         planned = self._open(replicate, 0, TICKET, lambda: (
             self._sparse_start(replicate), self.points[replicate]))
-        planned.capture = self.capture
+        planned.capture, planned.control_captures = self.capture, self.experiment.control_captures
         return planned
 
     def _pruned(self, replicate: int, level: int,
@@ -220,7 +224,8 @@ class Planner:
             build_state=lambda at: snapshot(experiment.build_model(at)),
             random_like=lambda like, generator: self._random_like(like, level, generator),
             request=request,
-            seed_for=lambda salt: derive_seed(seed, salt, replicate, level))
+            seed_for=lambda salt: derive_seed(seed, salt, replicate, level),
+            captured=state.control_captured)
 
     def _open(self, replicate: int, level: int, branch: str,
               setup: Callable[[], tuple[Mask, RewindPoint]]) -> Planned:

@@ -30,6 +30,7 @@ from ..tracking.names import (
     WALL_TIME,
     analysis_artifact,
     branch_metric,
+    captured_state_artifact,
     child_run_name,
     level_label,
     model_name,
@@ -101,6 +102,8 @@ class Recorder:
         states = {STATE_ARTIFACT: result.state} if keep_state else {}
         if item.capture is not None:
             states[REWIND_STATE_ARTIFACT] = result.captured[item.capture]
+        for iteration in item.control_captures:
+            states[captured_state_artifact(iteration)] = result.captured[iteration]
         self.tracker.log_training_artifacts(run, item.mask, states)
         last_level = item.level == self.experiment.spec.pruning.levels
         if item.branch == TICKET and (tracking.log_models == "all"
@@ -126,6 +129,9 @@ class Recorder:
         result = TrainResult(state=done.state() if weights else {}, history=done.history())
         if capture is not None:
             result.captured[capture] = done.rewind_state()
+        if branch == TICKET and level == 0:  # what the controls need of the dense training
+            for iteration in self.experiment.control_captures:
+                result.captured[iteration] = done.state(captured_state_artifact(iteration))
         restored = BranchResult(replicate, level, branch, done.mask().to(self.experiment.device), result,
                                 done.run_id, restored=True)
         self.progress.end(f"{child_run_name(replicate, level, branch)} (restored)",

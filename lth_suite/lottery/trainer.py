@@ -155,12 +155,22 @@ class Trainer:
         return result
 
     def train_as_population(self, items: list[Planned]) -> list[TrainResult]:
-        """Train the items as one population, every member from its own start."""
-        # Every rewind gives every replicate the same schedule position: one loop fits all.
+        """Train the items as populations, one per schedule position their starts share
+        (a control may start elsewhere than the ticket); results in the items' order."""
+        positions: dict[tuple[int, float | None], list[int]] = {}
+        for index, item in enumerate(items):
+            key = (item.point.start_iteration, item.point.constant_lr)
+            positions.setdefault(key, []).append(index)
+        results: list[TrainResult | None] = [None] * len(items)
+        for indices in positions.values():
+            trained = self._population([items[i] for i in indices])
+            for index, result in zip(indices, trained, strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    def _population(self, items: list[Planned]) -> list[TrainResult]:
+        """Train items that start at one schedule position as one population."""
         point = items[0].point
-        if any((i.point.start_iteration, i.point.constant_lr)
-               != (point.start_iteration, point.constant_lr) for i in items):
-            raise ValueError("a population's members must start at the same schedule position")
         tick = self.progress.begin(f"level {items[0].level}: population of {len(items)}",
                                    point.start_iteration, self.experiment.config.total)
         members = [Member(i.point.state, i.mask, i.data_seed, _captures(i)) for i in items]
@@ -200,4 +210,5 @@ class Trainer:
 
 
 def _captures(item: Planned) -> frozenset[int]:
-    return frozenset() if item.capture is None else frozenset({item.capture})
+    rewind = frozenset() if item.capture is None else frozenset({item.capture})
+    return rewind | frozenset(item.control_captures)

@@ -248,16 +248,23 @@ def _analyses(reader: StoreReader, parent: RunRecord) -> dict[str, dict[str, dic
     return found
 
 
-def control_order(parent: RunRecord) -> dict[str, str]:
-    """Control name -> description, those that vary the same thing (the mask, the weights)
-    together, in the spec's order otherwise; empty for a run from before the tag."""
+def control_groups(parent: RunRecord) -> dict[str, dict[str, str]]:
+    """What they vary (``mask``, ``weights``, ``""``) -> control name -> description, in
+    the spec's order: what the parent run's tag recorded (nothing for older runs)."""
     try:
         recorded = json.loads(parent.tags.get(CONTROLS_TAG, "[]"))
     except ValueError:
         recorded = []
-    kinds = list(dict.fromkeys(str(row[2]) for row in recorded))
-    grouped = sorted(recorded, key=lambda row: kinds.index(str(row[2])))
-    return {str(row[0]): str(row[1]) for row in grouped}
+    groups: dict[str, dict[str, str]] = {}
+    for name, description, varies in recorded:
+        groups.setdefault(str(varies), {})[str(name)] = str(description)
+    return groups
+
+
+def control_order(parent: RunRecord) -> dict[str, str]:
+    """Control name -> description, those that vary the same thing (the mask, the weights)
+    together, in the spec's order otherwise."""
+    return {name: text for group in control_groups(parent).values() for name, text in group.items()}
 
 
 def _curve_keys(curve_levels: list[int], settings: Report,

@@ -8,7 +8,7 @@ from statistics import mean
 
 from ..analysis.similarity import chance_iou, iou
 from ..tracking.names import TICKET
-from .data import ReportData
+from .data import ReportData, control_groups
 from .inference_table import BuysRow, buys_markdown, buys_rows, machine_line
 from .level_statistics import (
     LevelStatistics,
@@ -95,6 +95,7 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
         lines += ["", f"{END_MARK} the early stop was the last evaluation "
                   f"(iteration {data.last_evaluation}) in some replicate: validation loss was "
                   "still falling, so training may be too short to show its minimum."]
+    lines += control_legend(data)
     compared = comparison_table(levels)
     if compared:
         lines += ["", "## Ticket against the controls", "",
@@ -135,6 +136,20 @@ def measured_buys(data: ReportData) -> tuple[list[BuysRow], dict[str, str]]:
 def _buys_section(data: ReportData) -> list[str]:
     rows, machine = measured_buys(data)
     return ["", *buys_markdown(rows, machine_line(machine))] if rows else []
+
+
+def control_legend(data: ReportData) -> list[str]:
+    """What each control is, grouped by what it changes of the ticket (from its plugin)."""
+    groups = control_groups(data.parent)
+    if not groups:
+        return []
+    heading = {"mask": "Controls that change the mask", "weights": "Controls that change the "
+               "starting weights", "": "Other controls"}
+    lines = ["", "## The controls", ""]
+    for varies, controls in groups.items():
+        lines.append(f"{heading.get(varies, f'Controls that change the {varies}')}:")
+        lines += [f"- `{name}`: {description}" for name, description in controls.items()]
+    return lines
 
 
 def _curves_note(data: ReportData) -> str:

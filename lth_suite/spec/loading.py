@@ -14,41 +14,16 @@ from pydantic import BaseModel, ValidationError
 from ..errors import LthError, SpecError, UnknownComponentError
 from ..plugins.registry import Registry
 from . import safe_yaml
+from .controls import Controls, resolve_controls
 from .finite import non_finite
 from .limits import beyond_limits
-from .sections import DEFAULT_CONTROLS, ComponentSpec, Controls, ExperimentSpec
+from .problems import problems_of as _problems
+from .problems import yaml_type as _yaml_type
+from .sections import ComponentSpec, ExperimentSpec
 from .sparsity import raw_components
 
 # Where results are logged and shown, and what runs the trainings, does not change them.
 HASH_EXCLUDES = ("tracking", "report", "launcher")
-
-
-def _loc(parts: Sequence[Any]) -> str:
-    return ".".join(str(p) for p in parts)
-
-
-def _problems(error: ValidationError, prefix: Sequence[Any] = ()) -> list[tuple[str, str]]:
-    problems = []
-    for item in error.errors():
-        loc = [p for p in item["loc"] if p not in ("params",)]
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif item["type"] in ("model_type", "dict_type"):  # not "instance of Training"
-            what = ("a name or a mapping of fields"
-                    if item.get("ctx", {}).get("class_name") == "ComponentSpec"
-                    else "a mapping of fields")
-            message = f"expected {what}, got {_yaml_type(item['input'])}"
-        elif item["type"] == "value_error":  # pydantic prefixes "Value error, "
-            message = str(item.get("ctx", {}).get("error", message)) or message
-        problems.append((_loc([*prefix, *loc]), message))
-    return problems
-
-
-def _yaml_type(value: Any) -> str:
-    names = {type(None): "nothing (null)", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", list: "a list"}
-    return names.get(type(value), type(value).__name__)
 
 
 def read_yaml(path: Path, what: str = "spec") -> dict[str, Any]:
@@ -173,7 +148,7 @@ def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
         problems += found
         if checked is not None:
             resolved[path] = checked
-    controls, found = _resolve_controls(spec.controls, registry)
+    controls, found = resolve_controls(spec.controls, registry)
     problems += found
     if problems:
         raise SpecError(problems)
@@ -189,32 +164,6 @@ def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
         else:
             node[last] = component.model_dump(mode="json")
     return ExperimentSpec.model_validate(data)
-
-
-def _resolve_controls(controls: Controls, registry: Registry,
-                      ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The controls in canonical form (``true``, or the params with defaults filled; a
-    ``false`` kept only for a default control) and the problems of each: an unknown
-    name, bad params."""
-    resolved: dict[str, Any] = {}
-    problems: list[tuple[str, str]] = []
-    for name, setting in controls.root.items():
-        try:
-            model: type[BaseModel] = registry.get("control", name).params_model
-        except UnknownComponentError as exc:
-            problems.append((f"controls.{name}", str(exc)))
-            continue
-        if setting is False:
-            if name in DEFAULT_CONTROLS:
-                resolved[name] = False
-            continue
-        try:
-            params = model.model_validate(setting if isinstance(setting, dict) else {})
-        except ValidationError as exc:
-            problems += _problems(exc, ["controls", name])
-            continue
-        resolved[name] = params.model_dump(mode="json") or True
-    return resolved, problems
 
 
 def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
@@ -249,7 +198,7 @@ def _component_problems(data: Any, registry: Registry,
         problems += _check_component(path, kind, component, registry)[1]
     if isinstance(data, dict) and not any(loc.startswith("controls") for loc, _ in known):
         try:
-            problems += _resolve_controls(Controls.model_validate(data.get("controls", {})),
+            problems += resolve_controls(Controls.model_validate(data.get("controls", {})),
                                           registry)[1]
         except ValidationError:
             pass  # reported with the core's problems
@@ -341,6 +290,7 @@ def json_schema(registry: Registry) -> dict[str, Any]:
         "properties": {c["properties"]["name"]["const"]: {"oneOf": [
             {"type": "boolean"},
             {**{k: v for k, v in c.items() if k != "required"},
+             "required": [r for r in c.get("required", []) if r != "name"],
              "properties": {k: v for k, v in c["properties"].items() if k != "name"}}]}
             for c in options.get("control", []) if isinstance(c.get("properties"), dict)}}
     sparsity = definitions["Sparsity"]["properties"]

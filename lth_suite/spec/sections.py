@@ -12,17 +12,16 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    ConfigDict,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
-    RootModel,
     field_validator,
     model_validator,
 )
 from pydantic_core import core_schema
 
 from .base import ComponentSpec, Strict
+from .controls import Controls
 from .report import Report
 from .sparsity import Sparsity
 
@@ -200,53 +199,6 @@ class Pruning(Strict):
                         description="pruned levels after the dense level 0")
     fraction: Fractions = Field(default_factory=Fractions)
     exclude: list[str] = Field(default_factory=list, description="layer names never pruned")
-
-
-# The spec's default controls, built-in control plugins: every experiment trains them
-# unless it turns them off. Nothing else in the core names a control.
-REINIT, RANDOM_PRUNE = "reinit", "random_prune"
-CONTROLS = (REINIT, RANDOM_PRUNE)
-BRANCHES = ("ticket", *CONTROLS)  # the ticket and the default controls
-DEFAULT_CONTROLS: dict[str, bool] = dict.fromkeys(CONTROLS, True)
-ControlSetting = bool | dict[str, Any]
-
-
-class Controls(RootModel[dict[str, ControlSetting]]):
-    """Sibling trainings at every pruned level that test the hypothesis: control plugins
-    by name, each ``true``, ``false`` or a mapping of its params.
-
-    What a spec writes is laid over ``DEFAULT_CONTROLS``; once resolved against the
-    plugins (``spec.loading``) a control without params reads ``true``, one with params
-    its params with defaults filled, and ``false`` is kept only for a default control,
-    so that a spec's hash does not depend on how it spells a control left out.
-    """
-
-    model_config = ConfigDict(frozen=True)
-    root: dict[str, ControlSetting] = Field(default_factory=lambda: dict(DEFAULT_CONTROLS))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _over_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {**DEFAULT_CONTROLS, **data}
-        return data
-
-    @field_validator("root")
-    @classmethod
-    def _named(cls, root: dict[str, ControlSetting]) -> dict[str, ControlSetting]:
-        for name in root:
-            if not name or name != name.strip() or "/" in name:
-                raise ValueError(f"{name!r} is not a control name")
-        return root
-
-    def enabled(self) -> list[str]:
-        """The controls asked for, in the spec's order after the default ones."""
-        return [name for name, setting in self.root.items() if setting is not False]
-
-    def params(self, name: str) -> dict[str, Any]:
-        """The params a control was given (none for ``true``)."""
-        setting = self.root[name]
-        return dict(setting) if isinstance(setting, dict) else {}
 
 
 class Tracking(Strict):

@@ -79,6 +79,13 @@ SPEC_ARTIFACT = "spec.yaml"  # the parent run's spec, the single source of truth
 MASK_ARTIFACT = "mask.npz"  # a child's bit-packed mask
 STATE_ARTIFACT = "state_dict.pt"  # a child's trained weights
 REWIND_STATE_ARTIFACT = "rewind_state.pt"  # the dense run's weights at the rewind point
+
+
+def captured_state_artifact(iteration: int) -> str:
+    """The dense run's weights at an iteration a control asked for."""
+    return f"captured_state_{iteration}.pt"
+
+
 ANALYSIS_FOLDER = "analysis"  # analysis/<analyzer>/level_NN.json and experiment.json
 REPORT_FOLDER = "report"
 

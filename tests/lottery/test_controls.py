@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from lth_suite.api import ControlContext, ControlStart, Mask, RewindPoint
+from lth_suite.api import ControlContext, ControlStart, Mask, RewindPoint, SpecError
 from lth_suite.launch.execute import run_experiment
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
@@ -21,7 +21,7 @@ ALL = ("reinit", "random_prune", "signed_reinit", "signed_constant", "inverted",
 def finished(tmp_path_factory):
     """The tiny experiment with every built-in control that magnitude pruning allows."""
     data = copy.deepcopy(TINY)
-    data["controls"] = dict.fromkeys(ALL, True)
+    data["controls"] = {**dict.fromkeys(ALL, True), "rewind_step": {"at": "20it"}}
     plugins = load_plugins(installed=False)
     spec = build_spec(data, plugins.registry)
     uri = f"sqlite:///{tmp_path_factory.mktemp('controls') / 'store.db'}"
@@ -53,6 +53,26 @@ def test_oneshot_is_the_ticket_at_level_1_and_inverted_its_mirror(finished):
         kept = int(keep.sum())
         assert int((keep & inverted[name]).sum()) == max(0, 2 * kept - keep.numel()), name
     assert not oneshot.equals(last.of("ticket")[0].mask)  # iterative is not one-shot
+
+
+def test_rewind_step_trains_the_tickets_mask_from_the_dense_weights_at_k(finished):
+    dense = finished.levels[0].of("ticket")[0].result.history
+    for event in finished.levels[1:]:
+        (rewound,) = event.of("rewind_step")
+        assert rewound.mask.equals(event.of("ticket")[0].mask)
+        first = rewound.result.history[0]
+        assert first["iteration"] == 20 and "train_loss" not in first
+        # the dense training's weights at 20, masked: not the dense evaluation at 20
+        assert first != next(row for row in dense if row["iteration"] == 20)
+
+
+def test_a_control_capture_beyond_the_training_is_a_spec_error(plugins):
+    from lth_suite.lottery.experiment import prepare
+
+    data = copy.deepcopy(TINY)
+    data["controls"] = {"rewind_step": {"at": "41it"}}
+    with pytest.raises(SpecError, match=r"controls\.rewind_step: iteration 41 is beyond"):
+        prepare(build_spec(data, plugins.registry), plugins)
 
 
 def test_the_summary_has_a_column_per_control(finished):
@@ -89,3 +109,15 @@ def test_signed_controls_keep_the_inits_signs_and_the_schedule_position():
     assert torch.allclose(constant["fc.weight"].abs(),
                           torch.full((6, 5), float(init["fc.weight"].std())))
     assert torch.equal(constant["fc.bias"], init["fc.bias"])  # only masked tensors change
+
+
+def test_a_population_trains_controls_that_start_elsewhere_as_a_population_of_their_own(
+        plugins, tracking_uri):
+    data = copy.deepcopy(TINY)
+    data["training"]["population"] = "on"
+    data["pruning"]["levels"] = 1
+    data["controls"] = {"rewind_step": {"at": "20it"}, "signed_constant": True}
+    finished = run_experiment(build_spec(data, plugins.registry), plugins, tracking_uri)
+    level = finished.levels[1]
+    assert level.of("rewind_step")[0].result.history[0]["iteration"] == 20
+    assert level.of("signed_constant")[0].result.history[0]["iteration"] == 0

@@ -36,7 +36,9 @@ def experiment(tmp_path_factory):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     plugins = load_plugins(installed=False)
     data = {**TINY, "experiment": {**TINY["experiment"], "replicates": 3},
-            "tracking": {"log_models": "none"}, "analyzers": ANALYZERS}
+            "tracking": {"log_models": "none"}, "analyzers": ANALYZERS,
+            "controls": {"reinit": True, "random_prune": True, "signed_constant": True,
+                         "oneshot": True}}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
@@ -84,7 +86,7 @@ def test_report_writes_every_figure_and_a_row_per_level(experiment, tmp_path):
     assert {f for f in REPORT_FILES if not f.endswith(".pdf")} <= root
     logged = {Path(a.path).name for a in client.list_artifacts(finished.parent_run_id, "report")}
     assert logged == {f for f in REPORT_FILES if f.endswith(".pdf")}
-    assert "ticket − reinit" in result.output  # the terminal's table
+    assert "ticket −" in result.output  # the terminal's table (rich wraps its narrow headers)
 
 
 @pytest.mark.parametrize("key", ["name", "hash", "hash8", "run_name", "child"])
@@ -223,9 +225,15 @@ def test_figures_show_means_intervals_and_what_each_branch_means(drawn):
     kept, result = drawn
     ax = kept["accuracy_vs_weights"]
     assert ax.get_title() == "tiny: accuracy as weights are pruned"  # the name, no hash
-    assert legend(ax) == ["ticket: pruned mask, weights rewound to their initialisation",
-                          "reinit: same mask, fresh random init",
-                          "random_prune: random mask, same per-layer density"]
+    # the controls by their plugins' descriptions, those that vary the weights together
+    assert legend(ax) == [
+        "ticket: pruned mask, weights rewound to their initialisation",
+        "reinit: same mask, fresh random init (Frankle & Carbin 2019)",
+        "signed_constant: same mask, each weight +-std of its layer's init by the init's "
+        "sign (Zhou et al. 2019)",
+        "random_prune: random mask, same per-layer density (Frankle & Carbin 2019)",
+        "oneshot: the trained dense network pruned once to the ticket's per-layer counts "
+        "(Frankle & Carbin 2019)"]
     assert ax.get_legend().get_title().get_text() == "mean of 3 replicates, 95% t interval"
     ticket_line = ax.get_lines()[0]
     cells = result.data.cells["ticket"]
@@ -243,8 +251,9 @@ def test_accuracy_vs_iteration_is_zoomed_and_shows_the_controls(drawn):
     ax = kept["accuracy_vs_iteration"]
     labels = legend(ax)
     sparsest = weights_label(result, 2)
-    assert labels[-2:] == [f"reinit, {sparsest}% of weights", f"random_prune, {sparsest}% of weights"]
-    assert len(ax.get_lines()) == len(labels) == 3 + 2  # ticket at levels 0, 1, 2; 2 controls
+    controls = ("reinit", "signed_constant", "random_prune", "oneshot")
+    assert labels[-4:] == [f"{control}, {sparsest}% of weights" for control in controls]
+    assert len(ax.get_lines()) == len(labels) == 3 + 4  # ticket at levels 0, 1, 2; 4 controls
     drawn_values = [v for line in ax.get_lines() for s, v in zip(*line.get_data()) if s >= 20]
     low, high = ax.get_ylim()
     assert low <= min(drawn_values) and max(drawn_values) <= high
@@ -310,14 +319,25 @@ def test_statistics_are_logged_per_level_and_the_run_describes_itself(experiment
                      settings=Report(formats=["png"]))
     client = MlflowClient(uri)
     parent = client.get_run(finished.parent_run_id)
-    history = client.get_metric_history(parent.info.run_id, "ticket_vs_reinit/p_value")
-    assert sorted(m.step for m in history) == [1, 2]
-    assert all(0 <= m.value <= 1 for m in history)
+    # every control; at level 1 oneshot is the ticket itself (one pruning of the dense
+    # network), so the differences are all 0 and there is no test to log
+    tested = {"reinit": [1, 2], "random_prune": [1, 2], "signed_constant": [1, 2], "oneshot": [2]}
+    for control, steps in tested.items():
+        history = client.get_metric_history(parent.info.run_id, f"ticket_vs_{control}/p_value")
+        assert sorted(m.step for m in history) == steps, control
+        assert all(0 <= m.value <= 1 for m in history)
+        spread = client.get_metric_history(parent.info.run_id,
+                                           f"{control}/early_stop_test_accuracy_ci_high")
+        assert sorted(m.step for m in spread) == [1, 2], control
     low = client.get_metric_history(parent.info.run_id, "ticket/early_stop_test_accuracy_ci_low")
     mean = dict((m.step, m.value) for m in client.get_metric_history(
         parent.info.run_id, "ticket/early_stop_test_accuracy"))
     assert [m.step for m in low] == [0, 1, 2] and all(m.value < mean[m.step] for m in low)
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith("# tiny: lottery ticket report") and "ticket − reinit" in note
+    assert "ticket − signed_constant" in note and "ticket − oneshot" in note
+    weights, mask = note.index("change the starting weights"), note.index("change the mask")
+    assert weights < note.index("- `signed_constant`: same mask") < mask
+    assert mask < note.index("- `oneshot`: the trained dense network")
     experiment_tags = client.get_experiment(parent.info.experiment_id).tags
     assert experiment_tags["mlflow.experimentKind"] == "custom_model_development"

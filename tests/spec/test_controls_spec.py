@@ -62,3 +62,14 @@ def test_validate_exits_2_on_an_unknown_control(write_spec, tiny):
     done = CliRunner().invoke(app, ["validate", str(write_spec(tiny))])
     assert done.exit_code == 2
     assert "unknown control 'nope'" in done.output
+
+
+def test_the_schema_lists_every_control_with_its_params(registry):
+    from lth_suite.spec.loading import json_schema
+
+    controls = json_schema(registry)["properties"]["controls"]
+    assert set(controls["properties"]) == set(registry.names("control"))
+    assert controls["additionalProperties"] is False
+    boolean, params = controls["properties"]["rewind_step"]["oneOf"]
+    assert boolean == {"type": "boolean"} and params["required"] == ["at"]
+    assert "name" not in params["properties"]

@@ -8,7 +8,9 @@ live in ``starts.py``, imported when a spec uses one.
 
 from __future__ import annotations
 
-from ...api import NoParams, RegisterFn, hookimpl, lazy
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...api import Duration, NoParams, RegisterFn, hookimpl, lazy
 
 STARTS = "lth_suite.builtin.controls.starts"
 
@@ -30,9 +32,18 @@ CONTROLS = {
 }
 
 
+class RewindStepParams(BaseModel):
+    """``rewind_step``: the iteration of the dense training its weights come from."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: Duration = Field(description="the rewind point k, e.g. '500it' or '1ep'")
+
+
 @hookimpl
 def lth_register_controls(register: RegisterFn) -> None:
     """Register ``reinit``, ``random_prune``, ``signed_reinit``, ``signed_constant``,
-    ``inverted``, ``oneshot`` and ``random_labels``."""
+    ``inverted``, ``oneshot``, ``random_labels`` and ``rewind_step``."""
     for name, (factory, description) in CONTROLS.items():
         register(name, lazy(f"{STARTS}:{factory}"), NoParams, description)
+    register("rewind_step", lazy(f"{STARTS}:rewind_step"), RewindStepParams,
+             "same mask, the dense training's weights at iteration k (Frankle et al. 2020)")

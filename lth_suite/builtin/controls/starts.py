@@ -7,7 +7,19 @@ import dataclasses
 
 import torch
 
-from ...api import ControlContext, ControlStart, Criterion, Mask, NoParams, RewindPoint, State, keep_top
+from ...api import (
+    ControlContext,
+    ControlStart,
+    Criterion,
+    Duration,
+    Mask,
+    NoParams,
+    RewindPoint,
+    State,
+    TrainConfig,
+    keep_top,
+)
+from . import RewindStepParams
 
 
 def _same_schedule(context: ControlContext, state: State) -> RewindPoint:
@@ -135,6 +147,27 @@ class RandomLabels:
         return ControlStart(context.criterion(request), context.point)
 
 
+class RewindStep:
+    """The ticket's mask rewound to iteration k of the dense training instead of the
+    experiment's rewind point (Frankle et al. 2020, "Linear mode connectivity and the
+    lottery ticket hypothesis"): how early does the ticket's mask stop needing its
+    exact starting point?"""
+
+    varies = "weights"  # what it changes of the ticket: the report groups controls by it
+
+    def __init__(self, at: Duration):
+        self.at = at
+
+    def capture_iteration(self, config: TrainConfig) -> int:
+        """Iteration k: the dense training keeps its weights there for this control."""
+        return self.at.to_iterations(config.per_epoch)
+
+    def __call__(self, context: ControlContext) -> ControlStart:
+        """The ticket's mask, the dense weights at k, the schedule from k on."""
+        at = self.capture_iteration(context.config)
+        return ControlStart(context.mask, RewindPoint(context.captured[at], at))
+
+
 def reinit(params: NoParams) -> Reinit:
     """The ``reinit`` control."""
     return Reinit()
@@ -163,6 +196,11 @@ def inverted(params: NoParams) -> Inverted:
 def oneshot(params: NoParams) -> OneShot:
     """The ``oneshot`` control."""
     return OneShot()
+
+
+def rewind_step(params: RewindStepParams) -> RewindStep:
+    """The ``rewind_step`` control."""
+    return RewindStep(params.at)
 
 
 def random_labels(params: NoParams) -> RandomLabels:
