@@ -180,7 +180,8 @@ class Planner:
         seed = self.experiment.spec.experiment.seed
         setups = {
             REINIT: lambda: (ticket_mask(), RewindPoint(snapshot(self.experiment.build_model(derive_seed(
-                seed, REINIT, replicate, level))), point.start_iteration, point.constant_lr)),
+                seed, REINIT, replicate, level), pretrained=False)), point.start_iteration,
+                point.constant_lr)),
             RANDOM_PRUNE: lambda: (self._random_like(ticket_mask(), level, torch.Generator()
                                    .manual_seed(derive_seed(seed, "random", replicate, level))),
                                    point),

@@ -10,12 +10,14 @@ types named below are importable from ``lth_suite.api``; docs/plugins.md gives t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:  # the events module imports torch: plugin loading must not
     from ..lottery.events import ExperimentFinished, LevelFinished
+    from ..pruning.prunable import PrunableModule
     from .registry import RegisterFn
 
 PROJECT = "lth_suite"
@@ -37,8 +39,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def lth_register_architectures(register: RegisterFn) -> None:
     """Register architectures: ``factory(params, data_info: DataInfo) -> torch.nn.Module``.
 
-    The module's ``nn.Conv2d`` and ``nn.Linear`` weights are prunable (each a ``Layer``);
-    the last ``nn.Linear`` is the output layer unless the module sets ``output_layer``.
+    The weights of torch's linear, convolution, transposed convolution and multi-head
+    attention modules are prunable (each a ``Layer``), and those of the module types
+    plugins declare (``lth_prunable_modules``); the last ``nn.Linear`` is the output layer
+    unless the module sets ``output_layer`` (a module name).
     The runner seeds torch before each call: draw the initialisation from torch's
     global generator only.
     """
@@ -110,6 +114,40 @@ def lth_register_dynamic_sparsity(register: RegisterFn) -> None:
     ``DynamicSparsity.updater(UpdaterContext) -> MaskUpdater``: a step callback that
     moves the kept weights of one training (keeping every layer's count exactly), and
     whose ``mask()`` is the mask at the end.
+    """
+
+
+@hookspec
+def lth_register_optimizers(register: RegisterFn) -> None:
+    """Register optimizers: ``factory(params) -> OptimizerBuilder``.
+
+    ``OptimizerBuilder(params: list[Tensor], config: TrainConfig) -> Optimizer`` is called
+    at the start of every training, so a rewind always starts from fresh state; the loop
+    zeroes pruned weights' gradients before ``Optimizer.step()`` and re-applies the mask
+    after it, so no optimizer (decoupled weight decay included) revives a pruned weight.
+    ``training.optimizer`` picks one; the built-ins are ``sgd``, ``adam`` and ``adamw``.
+    """
+
+
+@hookspec
+def lth_register_schedules(register: RegisterFn) -> None:
+    """Register learning-rate decays: ``factory(params) -> Decay``.
+
+    ``Decay(step, steps) -> float`` is the factor of ``training.lr`` at ``step`` of the
+    ``steps`` after the warmup; ``training.schedule.decay`` picks one (built in:
+    ``cosine``, ``linear``), in place of the milestones.
+    """
+
+
+@hookspec
+def lth_prunable_modules() -> Sequence[PrunableModule]:
+    """Declare module types whose weights are prunable: a sequence of ``PrunableModule``.
+
+    Each names a module class (or a ``"package.module:Class"`` string, so declaring it
+    imports nothing), the parameters of it that are weights, their layer kind and the
+    axis of their inputs (0 for a weight stored as (in, out)). Declarations are checked
+    before the built-in ones, so a library's subclass of ``nn.Linear`` can be declared
+    differently.
     """
 
 

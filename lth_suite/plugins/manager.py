@@ -29,7 +29,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -37,6 +37,9 @@ from .. import __version__
 from ..errors import LthError
 from . import hookspecs
 from .registry import KINDS, Clash, Component, NoParams, Registry
+
+if TYPE_CHECKING:  # plugin loading imports no torch
+    from ..pruning.prunable import PrunableModule
 
 ENTRY_POINT_GROUP = "lth_suite"
 PROVIDES_GROUP = "lth_suite.provides"
@@ -50,6 +53,7 @@ DEFAULT_PLUGINS = (
     "lth_suite.builtin.analyzers",
     "lth_suite.builtin.launchers",
     "lth_suite.builtin.sparsity",
+    "lth_suite.builtin.recipes",
 )
 
 _REGISTER_HOOKS = {
@@ -61,6 +65,8 @@ _REGISTER_HOOKS = {
     "launcher": "lth_register_launchers",
     "allocation": "lth_register_allocations",
     "dynamic": "lth_register_dynamic_sparsity",
+    "optimizer": "lth_register_optimizers",
+    "schedule": "lth_register_schedules",
 }
 
 
@@ -97,6 +103,10 @@ class Plugins:
     def clashes(self) -> list[Clash]:
         """Component names that several plugins registered (usable only qualified)."""
         return self.registry.clashes()
+
+    def prunable_modules(self) -> list[PrunableModule]:
+        """The module types the plugins declare prunable, later-loaded plugins first."""
+        return [d for declared in self.manager.hook.lth_prunable_modules() for d in declared]
 
     def broken(self) -> list[PluginInfo]:
         """Installed plugins that failed to load, in load order."""

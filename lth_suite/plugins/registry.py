@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import LthError, UnknownComponentError
 
 KINDS = ("architecture", "dataset", "criterion", "rewind", "analyzer", "launcher", "allocation",
-         "dynamic")
+         "dynamic", "optimizer", "schedule")
 
 
 class NoParams(BaseModel):

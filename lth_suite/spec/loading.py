@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import LthError, SpecError, UnknownComponentError
 from ..plugins.registry import Registry
 from . import safe_yaml
+from .base import ModelSpec
 from .limits import beyond_limits
 from .sections import ComponentSpec, ExperimentSpec
 from .sparsity import raw_components
@@ -35,7 +36,7 @@ def _problems(error: ValidationError, prefix: Sequence[Any] = ()) -> list[tuple[
             message = "unknown field"
         elif item["type"] in ("model_type", "dict_type"):  # not "instance of Training"
             what = ("a name or a mapping of fields"
-                    if item.get("ctx", {}).get("class_name") == "ComponentSpec"
+                    if item.get("ctx", {}).get("class_name") in ("ComponentSpec", "ModelSpec")
                     else "a mapping of fields")
             message = f"expected {what}, got {_yaml_type(item['input'])}"
         elif item["type"] == "value_error":  # pydantic prefixes "Value error, "
@@ -130,7 +131,7 @@ def _check_component(path: str, kind: str, component: ComponentSpec, registry: R
         params = model.model_validate(component.params).model_dump(mode="json")
     except ValidationError as exc:
         return None, _problems(exc, path.split("."))
-    return ComponentSpec(name=component.name, params=params), []
+    return component.model_copy(update={"params": params}), []
 
 
 def _resolve_params(spec: ExperimentSpec, registry: Registry) -> ExperimentSpec:
@@ -183,7 +184,7 @@ def _component_problems(data: Any, registry: Registry,
         if any(loc == path or loc.startswith(f"{path}.") for loc, _ in known):
             continue  # already reported
         try:
-            component = ComponentSpec.model_validate(raw)
+            component = (ModelSpec if kind == "architecture" else ComponentSpec).model_validate(raw)
         except ValidationError:
             continue
         problems += _check_component(path, kind, component, registry)[1]

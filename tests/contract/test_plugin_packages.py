@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {  # distribution -> what it provides
     "lth-suite-pai": {"criterion": ["snip", "grasp", "synflow"]},
     "lth-suite-example": {"architecture": ["tiny_mlp"], "analyzer": ["weight_norm"]},
+    "lth-suite-timm": {"architecture": ["timm"]},
 }
 
 
