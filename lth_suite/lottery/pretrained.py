@@ -33,14 +33,18 @@ def _from_hub(repo_id: str) -> Path:
     except ImportError:
         raise _problem(f"'{repo_id}' is not a file, and huggingface_hub (needed to fetch "
                        "it from the hub) is not installed") from None
-    errors = []
+    from huggingface_hub.errors import EntryNotFoundError
+
     for filename in HUB_FILES:
         try:
             return Path(hf_hub_download(repo_id, filename))
-        except Exception as exc:  # offline, unknown repository, file absent: all say why
-            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    raise _problem(f"'{repo_id}' is not a file and the hub did not give it "
-                   f"({errors[-1]})")
+        except EntryNotFoundError:  # the repository lacks this file: try the next
+            reason = f"it has none of {', '.join(HUB_FILES)}"
+        except Exception as exc:  # offline, unknown repository: no other file would come
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            reason = f"{type(exc).__name__}: {first}"
+            break
+    raise _problem(f"'{repo_id}' is not a file and the hub did not give it ({reason})")
 
 
 def read_state_dict(source: str) -> dict[str, torch.Tensor]:

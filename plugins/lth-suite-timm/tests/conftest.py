@@ -6,7 +6,7 @@ import lth_suite_timm
 import pytest
 
 from lth_suite.plugins.manager import load_plugins
-from lth_suite.testing import hermetic  # noqa: F401  (autouse: no installed plugins, tmp cwd)
+from lth_suite.testing import hermetic, tracking_uri  # noqa: F401  (autouse: hermetic; a store)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ prints the models x checks table (see ``table`` below).
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -20,13 +22,16 @@ from lth_suite.spec.sections import Pruning, Training
 from lth_suite.training.config import TrainConfig
 from lth_suite.training.single import SingleNetwork
 
-# family -> (timm name, kwargs, image side): each small enough to train a step in a blink.
+# family -> (timm name, kwargs, image side): each family's smallest member, or a real
+# configuration cut to a couple of blocks, so that every check takes a blink.
 FAMILIES = {
-    "vit": ("vit_tiny_patch16_224", {"img_size": 16, "patch_size": 4, "depth": 2}, 16),
-    "deit": ("deit_tiny_patch16_224", {"img_size": 16, "patch_size": 4, "depth": 2}, 16),
-    "convnext": ("convnext_atto", {"depths": (1, 1, 1, 1)}, 32),
-    "resnet": ("resnet10t", {}, 32),
-    "efficientnet": ("efficientnet_b0", {}, 32),
+    "vit": ("vit_tiny_patch16_224", {"img_size": 16, "patch_size": 4, "depth": 2,
+                                     "embed_dim": 48}, 16),
+    "deit": ("deit_tiny_patch16_224", {"img_size": 16, "patch_size": 4, "depth": 2,
+                                       "embed_dim": 48}, 16),
+    "convnext": ("convnext_atto", {"depths": (1, 1, 1, 1), "dims": (8, 16, 32, 64)}, 32),
+    "resnet": ("test_resnet", {}, 32),
+    "efficientnet": ("test_efficientnet", {}, 32),
     "mobilenetv3": ("mobilenetv3_small_050", {}, 32),
 }
 CLASSES, CHANNELS = 10, 3
@@ -35,12 +40,17 @@ NOT_PRUNED = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Emb
 
 @pytest.fixture(scope="session")
 def built(plugins):
-    """Family -> a function building that family's model with a seed."""
+    """A function building a family's model with a seed (each built once, then copied)."""
+    cache: dict[tuple[str, int], nn.Module] = {}
+
     def make(family: str, seed: int = 0) -> nn.Module:
-        arch, kwargs, side = FAMILIES[family]
-        torch.manual_seed(seed)
-        return plugins.registry.build("architecture", "timm", {"arch": arch, "kwargs": kwargs},
-                                      DataInfo("tiny", (CHANNELS, side, side), CLASSES))
+        if (family, seed) not in cache:
+            arch, kwargs, side = FAMILIES[family]
+            torch.manual_seed(seed)
+            cache[family, seed] = plugins.registry.build(
+                "architecture", "timm", {"arch": arch, "kwargs": kwargs},
+                DataInfo("tiny", (CHANNELS, side, side), CLASSES))
+        return copy.deepcopy(cache[family, seed])
     return make
 
 

@@ -103,8 +103,13 @@ def test_a_checkpoint_that_does_not_fit_names_the_file_and_tensors(plugins, npz,
 
 def test_a_vit_ticket_runs_with_the_modern_recipe(plugins, npz, tracking_uri):
     spec = build_spec(spec_data(npz), plugins.registry)
-    result = run_experiment(spec, plugins=plugins, tracking_uri=tracking_uri)
+    finished = run_experiment(spec, plugins=plugins, tracking_uri=tracking_uri)
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("timm").experiment_id])
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert result is not None
+    ticket = finished.levels[1].of("ticket")[0].mask
+    densities = ticket.layer_density()
+    assert densities["blocks.0.attn.qkv.weight"] == pytest.approx(0.5, abs=0.01)
+    assert densities["head.weight"] == pytest.approx(0.9, abs=0.02)
+    assert densities["blocks.0.mlp.fc1.weight"] == pytest.approx(0.8, abs=0.01)
+    assert "pos_embed" not in densities and "cls_token" not in densities
