@@ -139,18 +139,6 @@ def lth_register_schedules(register: RegisterFn) -> None:
     """
 
 
-@hookspec
-def lth_prunable_modules() -> Sequence[PrunableModule]:
-    """Declare module types whose weights are prunable: a sequence of ``PrunableModule``.
-
-    Each names a module class (or a ``"package.module:Class"`` string, so declaring it
-    imports nothing), the parameters of it that are weights, their layer kind and the
-    axis of their inputs (0 for a weight stored as (in, out)). Declarations are checked
-    before the built-in ones, so a library's subclass of ``nn.Linear`` can be declared
-    differently.
-    """
-
-
 # -------------------------------------------------------------------------------------------
 # Experiment events (called while an experiment runs)
 #
@@ -175,4 +163,24 @@ def lth_experiment_finished(event: ExperimentFinished) -> None:
     """Called once with an ``ExperimentFinished``, after the last level and ``after_experiment``.
 
     The parent run is still open; a resume of an experiment that failed here calls it again.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Model inspection (called when an experiment is prepared)
+#
+# Returns declarations rather than calling ``register``: they are plain data, read each
+# time a model's prunable tensors are found.
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def lth_prunable_modules() -> Sequence[PrunableModule]:
+    """Declare module types whose weights are prunable: a sequence of ``PrunableModule``.
+
+    Each names a module class (or a ``"package.module:Class"`` string, so declaring it
+    imports nothing), the parameters of it that are weights, their layer kind and the
+    axis of their inputs (0 for a weight stored as (in, out)). Declarations are checked
+    before the built-in ones, so a library's subclass of ``nn.Linear`` can be declared
+    differently.
     """
