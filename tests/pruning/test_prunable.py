@@ -143,3 +143,13 @@ def test_a_pattern_that_finds_nothing_names_its_field(field):
 def test_a_pattern_fraction_out_of_range_is_refused(value):
     with pytest.raises(ValueError, match="fraction"):
         ExperimentSpec.model_validate({"pruning": {"fraction": {"head": value}}})
+
+
+def test_n_m_groups_only_weights_whose_inputs_are_axis_1():
+    from lth_suite.pruning.shaping import nm_groups
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.ConvTranspose2d(8, 8, 1), nn.Linear(8, 4))
+    layers = prunable_layers(model)
+    grouped = [names[0] for names, _ in nm_groups(layers, Mask.dense(model, layers), rules(),
+                                                  2, 4)]
+    assert grouped == ["0.weight", "2.weight"]
