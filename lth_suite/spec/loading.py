@@ -30,7 +30,7 @@ def _loc(parts: Sequence[Any]) -> str:
 def _problems(error: ValidationError, prefix: Sequence[Any] = ()) -> list[tuple[str, str]]:
     problems = []
     for item in error.errors():
-        loc = [p for p in item["loc"] if p not in ("params",)]
+        loc = [p for p in item["loc"] if p not in ("params", "patterns")]  # both written flat
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from .base import ComponentSpec, ModelSpec, Strict
 from .duration import Duration
@@ -112,6 +112,11 @@ class Training(Strict):
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
+def _patterns_as_keys(schema: dict[str, Any]) -> None:
+    """The schema as a spec writes it: patterns are keys beside the kinds."""
+    schema["additionalProperties"] = schema["properties"].pop("patterns")["additionalProperties"]
+
+
 class Fractions(Strict):
     """Fraction of the remaining weights pruned per level, per layer kind or name pattern.
 
@@ -123,6 +128,7 @@ class Fractions(Strict):
     embedding, a class token); a pattern with wildcards only sets fractions.
     """
 
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_patterns_as_keys)
     conv: float | None = Field(default=0.2, gt=0, lt=1)
     linear: float | None = Field(default=0.2, gt=0, lt=1)
     output: float | None = Field(default=0.1, gt=0, lt=1)

@@ -153,3 +153,13 @@ def test_n_m_groups_only_weights_whose_inputs_are_axis_1():
     grouped = [names[0] for names, _ in nm_groups(layers, Mask.dense(model, layers), rules(),
                                                   2, 4)]
     assert grouped == ["0.weight", "2.weight"]
+
+
+def test_a_bad_pattern_fraction_names_the_key_as_written(registry):
+    from lth_suite.spec.loading import build_spec
+
+    with pytest.raises(SpecError) as error:
+        build_spec({"pruning": {"fraction": {"blocks.*": 2}}}, registry)
+    assert [field for field, _ in error.value.problems] == ["pruning.fraction.blocks.*"]
+    schema = ExperimentSpec.model_json_schema()["$defs"]["Fractions"]
+    assert "patterns" not in schema["properties"] and schema["additionalProperties"]

@@ -101,12 +101,18 @@ def test_a_checkpoint_that_does_not_fit_names_the_file_and_tensors(plugins, npz,
         prepare(spec, plugins)
 
 
+ANALYZERS = ["layer_density", "mask_similarity", "structure", "init_stats"]
+
+
 def test_a_vit_ticket_runs_with_the_modern_recipe(plugins, npz, tracking_uri):
-    spec = build_spec(spec_data(npz), plugins.registry)
+    spec = build_spec({**spec_data(npz), "analyzers": ANALYZERS}, plugins.registry)
     finished = run_experiment(spec, plugins=plugins, tracking_uri=tracking_uri)
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("timm").experiment_id])
     assert {r.info.status for r in runs} == {"FINISHED"}
+    parent = next(r for r in runs if r.info.run_id == finished.parent_run_id)
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "analysis")}
+    assert logged == {f"analysis/{name}" for name in ANALYZERS}
     ticket = finished.levels[1].of("ticket")[0].mask
     densities = ticket.layer_density()
     assert densities["blocks.0.attn.qkv.weight"] == pytest.approx(0.5, abs=0.01)
