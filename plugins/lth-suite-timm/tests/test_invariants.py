@@ -70,6 +70,12 @@ def magnitude_levels(plugins, model: nn.Module, levels: int) -> list[Mask]:
     return masks
 
 
+def random_half(model: nn.Module) -> Mask:
+    generator = torch.Generator().manual_seed(0)
+    return Mask({k: torch.rand(v.shape, generator=generator) < 0.5
+                 for k, v in Mask.dense(model).items()})
+
+
 pytestmark = pytest.mark.parametrize("family", sorted(FAMILIES))
 
 
@@ -151,3 +157,31 @@ def test_export_reloads_and_matches(plugins, built, family):
         assert torch.equal(fresh(x), model(x))
     shrunk = shrink(model, mask)
     assert shrunk.model is None and shrunk.reason and "\n" not in shrunk.reason
+
+
+BATCH_NORM = {"resnet", "efficientnet", "mobilenetv3"}
+
+
+def test_population_training_where_the_model_allows_it(built, family):
+    from lth_suite.training.data import Splits
+    from lth_suite.training.population import Member, train_population, why_not_batchable
+
+    model = built(family)
+    reason = why_not_batchable(model)
+    if family in BATCH_NORM:  # running statistics: networks train one at a time, and why
+        assert reason and "BatchNorm" in reason and "\n" not in reason
+        return
+    assert reason is None
+    x, y = inputs(family, count=8), torch.arange(8) % CLASSES
+    data = Splits(x, y, x, y, x, y, DataInfo("tiny", tuple(x.shape[1:]), CLASSES))
+    masks = random_half(model)
+    members = [Member({k: v.clone() for k, v in model.state_dict().items()}, masks, seed)
+               for seed in (0, 1)]
+    config = TrainConfig.resolve(Training(optimizer="adamw", lr=1e-2, weight_decay=0.1,
+                                          batch_size=4, duration="2it", eval_every=2), 8)
+    results = train_population(model, members, data, config)
+    for result in results:
+        for name, keep in masks.items():
+            assert not result.state[name][~keep].any(), name
+    head = f"{model.pretrained_cfg['classifier']}.weight"
+    assert not torch.equal(results[0].state[head], model.state_dict()[head])  # it trained
