@@ -98,6 +98,8 @@ def peers_runner(case: Case, device, mnist: Path, workers: int):
     settings = {k: v for k, v in case.optimizer.items() if k != "optimizer"}
     if case.optimizer["optimizer"] == "adam":
         optimizer = torch.optim.Adam(model.parameters(), foreach=False, **settings)
+    elif case.optimizer["optimizer"] == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), foreach=False, **settings)
     else:
         optimizer = torch.optim.SGD(model.parameters(), foreach=False, **settings)
     model.train()

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The CUDA rows of the benchmark, on a machine with a GPU, within about 8 minutes:
 #   LeNet-300-100 at level 0 and with 20% of its weights left, populations of 4/8/16
-#   LeNets against the same trained in turn, ResNet-20, VGG-19, and the speed options
-#   fp32 / tf32 / bf16 / channels-last on LeNet, Conv-4 and VGG-19; then what a ticket
-#   buys: forward latency in every format (benchmarks/formats.py --device cuda).
+#   LeNets against the same trained in turn, ResNet-20, VGG-19, the ViT-tiny-shaped timm
+#   model of specs/vit_mnist.yaml against a plain timm loop (needs ./plugins/lth-suite-timm's
+#   timm), and the speed options fp32 / tf32 / bf16 / channels-last on LeNet, Conv-4 and
+#   VGG-19; then what a ticket buys: forward latency in every format
+#   (benchmarks/formats.py --device cuda).
 # It replaces the CUDA section of benchmarks/RESULTS.md (the CPU section stays).
 #
 #   bash benchmarks/gpu.sh            # from the repository root, in its environment
@@ -29,7 +31,7 @@ echo "benchmarks/gpu.sh: measuring on ${device}, at most ${budget} s"
 nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv 2>/dev/null || true
 # The budget bounds the whole run: RESULTS.md is only written when every row was measured.
 timeout --signal=INT "${budget}" "$PYTHON" benchmarks/bench.py --device cuda \
-    --models lenet,resnet20,vgg19,population,options \
+    --models lenet,resnet20,vgg19,vit,population,options \
     --options fp32,tf32,bf16,channels_last \
     --iterations 2000 --repeats 3 \
     --note "measured by benchmarks/gpu.sh on ${device}" "$@"

@@ -100,7 +100,7 @@ METHODS = [
     "- **peers' way**: a `DataLoader` (shuffle, {workers} worker processes) over a "
     "torchvision-style `Dataset` (uint8 arrays; per sample a PIL image, `ToTensor`, "
     "`Normalize`, as torchvision's MNIST/CIFAR classes and open_lth do), masks through "
-    "`torch.nn.utils.prune.custom_from_mask`, `torch.optim.Adam`/`SGD` with "
+    "`torch.nn.utils.prune.custom_from_mask`, `torch.optim.Adam`/`AdamW`/`SGD` with "
     "`foreach=False`; the same network class, data, masks and hyperparameters. "
     "Speed-up = lth-suite it/s / peers' it/s.",
     "- **FLOP floor**: the network's own conv and matmul shapes (forward, weight "
@@ -165,7 +165,8 @@ def write_results(results: Results, args, argv: list[str] | None, script: str) -
         "median of its rounds, the floor the best of them. Iterations per timed run: "
         f"{'; '.join(results.counts)}; after an untimed warm-up of a tenth as many.",
         "- optimizers: Adam (lr 1.2e-3 LeNet, 3e-4 Conv-4), SGD (momentum 0.9, lr 0.01, weight "
-        "decay 1e-4: ResNet-20, VGG-19); hyperparameters do not change the speed.",
+        "decay 1e-4: ResNet-20, VGG-19), AdamW (lr 2e-3, weight decay 0.05: the ViT); "
+        "hyperparameters do not change the speed.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     earlier = args.out.read_text() if args.out.is_file() else ""

@@ -7,6 +7,7 @@ inside the functions, so the driver process stays light.
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,15 @@ CASES = {
                      {"cpu": 0.0025, "cuda": 0.25}),
     "vgg19": Case("VGG-19", "vgg", {"depth": 19}, 64, "cifar", SGD,
                   {"cpu": 0.0012, "cuda": 0.1}),
+    # specs/vit_mnist.yaml's network through the lth-suite-timm plugin; the peers' way is
+    # a plain timm training loop (DataLoader, torch.optim.AdamW, prune masks).
+    "vit": Case("ViT-tiny-shaped (timm, width 96, depth 2, 7x7 patches)", "timm",
+                {"arch": "vit_tiny_patch16_224",
+                 "kwargs": {"img_size": 28, "patch_size": 7, "embed_dim": 96, "depth": 2}},
+                64, "mnist", {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05},
+                {"cpu": 0.05, "cuda": 0.5}),
 }
-MODEL_CHOICES = ("lenet", "conv4", "resnet20", "vgg19", "population", "options")
+MODEL_CHOICES = ("lenet", "conv4", "resnet20", "vgg19", "vit", "population", "options")
 # The spec's speed options, each measured against plain fp32 on the same network.
 OPTION_VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {},
@@ -140,7 +148,13 @@ def build(case: Case, device, seed: int = 0):
     shape = (1, 28, 28) if case.data == "mnist" else (3, 32, 32)
     info = DataInfo(case.data, shape, 10)
     torch.manual_seed(seed)
-    registry = load_plugins(installed=False, warn=False).registry
+    extra = []
+    if case.architecture == "timm":  # the plugin package, installed or not
+        sys.path.insert(0, str(HERE.parent / "plugins" / "lth-suite-timm" / "src"))
+        import lth_suite_timm
+
+        extra = [lth_suite_timm]
+    registry = load_plugins(extra=extra, installed=False, warn=False).registry
     return registry.build("architecture", case.architecture, case.params, info).to(device), info
 
 

@@ -228,8 +228,10 @@ REPOSITORY_PAGES = {
     "benchmarks/RESULTS.md": "benchmarks.md",
     "plugins/lth-suite-pai/README.md": "plugin-packages/lth-suite-pai.md",
     "plugins/lth-suite-example/README.md": "plugin-packages/lth-suite-example.md",
+    "plugins/lth-suite-timm/README.md": "plugin-packages/lth-suite-timm.md",
 }
-REPOSITORY_LINKS = {"](../../README.md)": "](../index.md)", "](../../docs/plugins.md)": "](../plugins.md)"}
+REPOSITORY_LINKS = {"](../../README.md)": "](../index.md)", "](../../docs/plugins.md)": "](../plugins.md)",
+                    "](../../docs/how-to/timm.md)": "](../how-to/timm.md)"}
 
 
 def repository_page(path: Path) -> str:

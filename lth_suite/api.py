@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from .parallel.worker_pool import WorkerPool
     from .pruning.allocation import Allocation, LayerShape, erk_counts, uniform_counts
     from .pruning.masks import Layer, Mask, keep_top, prunable_layers, top_positions
+    from .pruning.prunable import PrunableModule
     from .pruning.targets import Criterion, Group, PruneRequest
     from .seeding import derive_seed
     from .spec.controls import BRANCHES, CONTROLS, RANDOM_PRUNE, REINIT
@@ -86,6 +87,8 @@ if TYPE_CHECKING:
     from .training.distributed import Rendezvous
     from .training.dynamic import DynamicSparsity, MaskUpdater, UpdaterContext
     from .training.loop import Step, StepCallback
+    from .training.optimizers import FusedOptimizer
+    from .training.recipes import Decay, Optimizer, OptimizerBuilder
     from .training.result import TrainResult, snapshot
     from .training.single import evaluate, train
     from .training.streaming import StreamedData, StreamedSet, StreamedSplits
@@ -101,6 +104,9 @@ _LAZY: dict[str, str] = {
                     "lth_suite.training.dynamic"),
     **dict.fromkeys(("Augment", "DataInfo", "RawData", "Splits"), "lth_suite.training.data"),
     "TrainConfig": "lth_suite.training.config",
+    "PrunableModule": "lth_suite.pruning.prunable",
+    "FusedOptimizer": "lth_suite.training.optimizers",
+    **dict.fromkeys(("Decay", "Optimizer", "OptimizerBuilder"), "lth_suite.training.recipes"),
     "TrainResult": "lth_suite.training.result",
     **dict.fromkeys(("Step", "StepCallback"), "lth_suite.training.loop"),
     **dict.fromkeys(("StreamedData", "StreamedSet", "StreamedSplits"),
@@ -151,10 +157,12 @@ __all__ = [
     "Criterion", "PruneRequest", "Group", "Mask", "Layer", "keep_top", "prunable_layers",
     # allocations and dynamic sparse training
     "Allocation", "LayerShape", "DynamicSparsity", "MaskUpdater", "UpdaterContext",
-    # datasets and architectures
-    "DataInfo", "RawData", "Splits", "Augment", "StreamedData", "StreamedSet", "StreamedSplits",
-    # training
-    "TrainConfig", "TrainResult", "Step", "StepCallback",
+    # datasets and architectures (and the module types whose weights are prunable)
+    "PrunableModule", "DataInfo", "RawData", "Splits", "Augment", "StreamedData", "StreamedSet",
+    "StreamedSplits",
+    # training, optimizers and learning-rate decays
+    "TrainConfig", "TrainResult", "Step", "StepCallback", "Optimizer", "OptimizerBuilder",
+    "FusedOptimizer", "Decay",
     # rewinds
     "Rewind", "RewindContext", "RewindPoint", "State",
     # controls

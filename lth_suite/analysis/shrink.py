@@ -100,10 +100,19 @@ def count(model: nn.Module, input_shape: tuple[int, ...], mask: Mask | None = No
 
 
 def masked_state_dict(model: nn.Module, mask: Mask) -> dict[str, torch.Tensor]:
-    """The model's state dict with the pruned weights set to exactly zero."""
+    """The model's state dict with the pruned weights set to exactly zero.
+
+    A tied weight is in the state dict under each of its names: every one is masked, so
+    whichever a reload reads last, the pruned weights stay zero.
+    """
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    params = dict(model.named_parameters())
     for name, keep in mask.items():
-        state[name] = state[name] * keep.to(state[name].device, state[name].dtype)
+        for alias in names.get(id(params[name]), [name]) if name in params else [name]:
+            state[alias] = state[alias] * keep.to(state[alias].device, state[alias].dtype)
     return state
 
 

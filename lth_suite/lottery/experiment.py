@@ -13,9 +13,9 @@ from ..plugins.manager import Plugins
 from ..pruning import nm
 from ..pruning.allocation import Allocation
 from ..pruning.masks import Layer, prunable_layers
-from ..pruning.targets import layer_fraction
+from ..pruning.targets import layer_fraction, matches
 from ..spec.loading import spec_hash
-from ..spec.sections import ExperimentSpec
+from ..spec.sections import ExperimentSpec, Pruning
 from ..tracking.names import TICKET
 from ..training.config import TrainConfig
 from ..training.data import DatasetParams, split_validation
@@ -23,6 +23,7 @@ from ..training.dynamic import DynamicSparsity
 from ..training.streaming import AnySplits, StreamedData, split_streamed
 from ..training.threads import auto_threads, step_macs
 from .controls import Control, capture_iteration, refusal
+from .pretrained import load_pretrained, read_state_dict
 from .rewinding import Rewind
 
 
@@ -56,11 +57,19 @@ class Experiment:
     # Iterations of the dense training whose weights the controls need, sorted.
     control_captures: tuple[int, ...] = ()
 
-    def build_model(self, seed: int) -> nn.Module:
-        """A freshly initialised network; the same seed gives the same weights."""
+    pretrained: dict[str, torch.Tensor] | None = None  # model.pretrained's tensors, read once
+
+    def build_model(self, seed: int, *, pretrained: bool = True) -> nn.Module:
+        """A freshly built network; the same seed gives the same weights.
+
+        With ``model.pretrained`` its weights are the pretrained ones, unless
+        ``pretrained`` is False (the architecture's own initialisation, for ``reinit``).
+        """
         torch.manual_seed(seed)
         model = self.plugins.registry.build("architecture", self.spec.model.name,
                                             self.spec.model.params, self.data.info)
+        if pretrained and self.pretrained is not None:
+            load_pretrained(model, self.pretrained, str(self.spec.model.pretrained))
         return model.to(self.device)
 
     def branches(self) -> list[str]:
@@ -81,6 +90,17 @@ class Experiment:
             1 + self.spec.pruning.levels + self.controlled_levels() * len(self.controls()))
 
 
+def recipe_components(spec: ExperimentSpec, plugins: Plugins) -> dict[str, Any]:
+    """The spec's optimizer builder and schedule decay, as their plugins build them."""
+    training, registry = spec.training, plugins.registry
+    decay = training.schedule.decay
+    return {
+        "build_optimizer": registry.build("optimizer", training.optimizer.name,
+                                          training.optimizer.params),
+        "decay": registry.build("schedule", decay.name, decay.params) if decay else None,
+    }
+
+
 def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     """Load the data and build every component; no training, no tracking."""
     registry = plugins.registry
@@ -94,7 +114,8 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     split = split_streamed if isinstance(raw, StreamedData) else split_validation
     data = split(raw, params).to(device)
     n_train = data.sizes()["train"]
-    config = TrainConfig.resolve(spec.training, n_train)
+    recipe = recipe_components(spec, plugins)
+    config = TrainConfig.resolve(spec.training, n_train, **recipe)
     if spec.training.batch_size > n_train:
         raise SpecError([("training.batch_size", f"{spec.training.batch_size} is larger than the "
                           f"{n_train} training examples")])
@@ -123,24 +144,22 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     if sparsity is not None and sparsity.dynamic is not None:
         experiment.dynamic = registry.build("dynamic", sparsity.dynamic.name,
                                             sparsity.dynamic.params)
+    if spec.model.pretrained is not None:
+        experiment.pretrained = read_state_dict(spec.model.pretrained)
     try:
         probe = experiment.build_model(spec.experiment.seed)
     except (ValueError, RuntimeError) as exc:
         raise SpecError([("model", f"cannot build '{spec.model.name}' for "
                           f"{data.info.name} {data.info.input_shape}: {exc}")]) from None
-    experiment.layers = prunable_layers(probe)
+    named = [key for key in spec.pruning.fraction.patterns
+             if key in dict(probe.named_parameters())]
+    experiment.layers = prunable_layers(probe, plugins.prunable_modules(), named)
     if spec.training.threads == "auto" and device.type == "cpu":
         macs = step_macs(probe, data.info.input_shape, spec.training.batch_size)
         experiment.config = TrainConfig.resolve(spec.training, n_train,
-                                                auto_threads(macs))
+                                                auto_threads(macs), **recipe)
     _check_pattern(spec, experiment.layers, {k: tuple(v.shape) for k, v in probe.named_parameters()})
-    unknown = [name for name in spec.pruning.exclude
-               if name not in {layer.name for layer in experiment.layers}
-               and name not in {layer.name.rsplit(".", 1)[0] for layer in experiment.layers}]
-    if unknown:
-        known = ", ".join(layer.name.rsplit(".", 1)[0] for layer in experiment.layers)
-        raise SpecError([("pruning.exclude", f"unknown layer(s) {', '.join(unknown)} "
-                          f"(prunable: {known})")])
+    check_patterns(spec.pruning, experiment.layers)
     return experiment
 
 
@@ -185,3 +204,18 @@ def control_captures(controls: dict[str, Control], config: TrainConfig) -> tuple
         if iteration is not None:
             found.add(iteration)
     return tuple(sorted(found))
+
+
+def check_patterns(rules: Pruning, layers: list[Layer]) -> None:
+    """Every name or pattern of ``pruning.exclude`` and ``pruning.fraction`` must find a
+    prunable tensor (a typo would otherwise prune what it meant to spare)."""
+    problems = []
+    for field, patterns in (("pruning.exclude", rules.exclude),
+                            ("pruning.fraction", list(rules.fraction.patterns))):
+        unknown = [p for p in patterns if not any(p == layer.kind or matches(layer.name, p)
+                                                  for layer in layers)]
+        if unknown:
+            known = ", ".join(layer.name.rsplit(".", 1)[0] for layer in layers)
+            problems.append((field, f"unknown layer(s) {', '.join(unknown)} (prunable: {known})"))
+    if problems:
+        raise SpecError(problems)

@@ -221,7 +221,8 @@ class Planner:
             replicate, level, mask, base, point, state.init_state, trained,
             state.dense.state, experiment.layers, experiment.criterion, experiment.data,
             experiment.config, control_seed, torch.Generator().manual_seed(control_seed),
-            build_state=lambda at: snapshot(experiment.build_model(at)),
+            # a fresh draw is the architecture's own initialisation, never the pretrained weights
+            build_state=lambda at: snapshot(experiment.build_model(at, pretrained=False)),
             random_like=lambda like, generator: self._random_like(like, level, generator),
             request=request,
             seed_for=lambda salt: derive_seed(seed, salt, replicate, level),

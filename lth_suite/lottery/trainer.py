@@ -68,6 +68,12 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     if training.compile or training.channels_last:
         option = "compile" if training.compile else "channels_last"
         return f"training.{option} applies to networks trained one at a time"
+    if training.clip_grad_norm is not None:
+        return "training.clip_grad_norm clips each network's own gradient norm"
+    builder = experiment.config.build_optimizer
+    if builder is not None and not getattr(builder, "elementwise", False):
+        return (f"optimizer '{training.optimizer.name}' does not declare itself elementwise, "
+                "so it could mix the networks of a population")
     blocker = why_not_batchable(model)
     if blocker:
         return f"{experiment.spec.model.name}: {blocker}"

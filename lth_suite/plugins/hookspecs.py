@@ -10,12 +10,14 @@ types named below are importable from ``lth_suite.api``; docs/plugins.md gives t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:  # the events module imports torch: plugin loading must not
     from ..lottery.events import ExperimentFinished, LevelFinished
+    from ..pruning.prunable import PrunableModule
     from .registry import RegisterFn
 
 PROJECT = "lth_suite"
@@ -37,8 +39,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def lth_register_architectures(register: RegisterFn) -> None:
     """Register architectures: ``factory(params, data_info: DataInfo) -> torch.nn.Module``.
 
-    The module's ``nn.Conv2d`` and ``nn.Linear`` weights are prunable (each a ``Layer``);
-    the last ``nn.Linear`` is the output layer unless the module sets ``output_layer``.
+    The weights of torch's linear, convolution, transposed convolution and multi-head
+    attention modules are prunable (each a ``Layer``), and those of the module types
+    plugins declare (``lth_prunable_modules``); the last ``nn.Linear`` is the output layer
+    unless the module sets ``output_layer`` (a module name).
     The runner seeds torch before each call: draw the initialisation from torch's
     global generator only.
     """
@@ -126,6 +130,18 @@ def lth_register_formats(register: RegisterFn) -> None:
 
 
 @hookspec
+def lth_register_optimizers(register: RegisterFn) -> None:
+    """Register optimizers: ``factory(params) -> OptimizerBuilder``.
+
+    ``OptimizerBuilder(params: list[Tensor], config: TrainConfig) -> Optimizer`` is called
+    at the start of every training, so a rewind always starts from fresh state; the loop
+    zeroes pruned weights' gradients before ``Optimizer.step()`` and re-applies the mask
+    after it, so no optimizer (decoupled weight decay included) revives a pruned weight.
+    ``training.optimizer`` picks one; the built-ins are ``sgd``, ``adam`` and ``adamw``.
+    """
+
+
+@hookspec
 def lth_register_controls(register: RegisterFn) -> None:
     """Register controls: ``factory(params) -> Control``, a ``ControlContext -> ControlStart``.
 
@@ -136,6 +152,16 @@ def lth_register_controls(register: RegisterFn) -> None:
     starting point its branch trains from. Its registered name is its branch's name and
     its description the branch's legend; ``Control.refusal(criterion)``, when defined,
     refuses a criterion it cannot work with before anything trains.
+    """
+
+
+@hookspec
+def lth_register_schedules(register: RegisterFn) -> None:
+    """Register learning-rate decays: ``factory(params) -> Decay``.
+
+    ``Decay(step, steps) -> float`` is the factor of ``training.lr`` at ``step`` of the
+    ``steps`` after the warmup; ``training.schedule.decay`` picks one (built in:
+    ``cosine``, ``linear``), in place of the milestones.
     """
 
 
@@ -163,4 +189,24 @@ def lth_experiment_finished(event: ExperimentFinished) -> None:
     """Called once with an ``ExperimentFinished``, after the last level and ``after_experiment``.
 
     The parent run is still open; a resume of an experiment that failed here calls it again.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Model inspection (called when an experiment is prepared)
+#
+# Returns declarations rather than calling ``register``: they are plain data, read each
+# time a model's prunable tensors are found.
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def lth_prunable_modules() -> Sequence[PrunableModule]:
+    """Declare module types whose weights are prunable: a sequence of ``PrunableModule``.
+
+    Each names a module class (or a ``"package.module:Class"`` string, so declaring it
+    imports nothing), the parameters of it that are weights, their layer kind and the
+    axis of their inputs (0 for a weight stored as (in, out)). Declarations are checked
+    before the built-in ones, so a library's subclass of ``nn.Linear`` can be declared
+    differently.
     """

@@ -29,7 +29,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -37,6 +37,9 @@ from .. import __version__
 from ..errors import LthError
 from . import hookspecs
 from .registry import KINDS, Clash, Component, NoParams, Registry
+
+if TYPE_CHECKING:  # plugin loading imports no torch
+    from ..pruning.prunable import PrunableModule
 
 ENTRY_POINT_GROUP = "lth_suite"
 PROVIDES_GROUP = "lth_suite.provides"
@@ -52,6 +55,7 @@ DEFAULT_PLUGINS = (
     "lth_suite.builtin.sparsity",
     "lth_suite.builtin.formats",
     "lth_suite.builtin.controls",
+    "lth_suite.builtin.recipes",
 )
 
 _REGISTER_HOOKS = {
@@ -65,6 +69,8 @@ _REGISTER_HOOKS = {
     "dynamic": "lth_register_dynamic_sparsity",
     "format": "lth_register_formats",
     "control": "lth_register_controls",
+    "optimizer": "lth_register_optimizers",
+    "schedule": "lth_register_schedules",
 }
 
 
@@ -101,6 +107,10 @@ class Plugins:
     def clashes(self) -> list[Clash]:
         """Component names that several plugins registered (usable only qualified)."""
         return self.registry.clashes()
+
+    def prunable_modules(self) -> list[PrunableModule]:
+        """The module types the plugins declare prunable, later-loaded plugins first."""
+        return [d for declared in self.manager.hook.lth_prunable_modules() for d in declared]
 
     def broken(self) -> list[PluginInfo]:
         """Installed plugins that failed to load, in load order."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import LthError, UnknownComponentError
 
 KINDS = ("architecture", "dataset", "criterion", "rewind", "analyzer", "launcher", "allocation",
-         "dynamic", "format", "control")
+         "dynamic", "format", "control", "optimizer", "schedule")
 
 
 class NoParams(BaseModel):

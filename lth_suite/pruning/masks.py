@@ -7,43 +7,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import LthError
+from .prunable import LAYER_KINDS, Layer, prunable_layers
 
-LAYER_KINDS = ("conv", "linear", "output")
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A prunable weight tensor: its parameter name and its kind."""
-
-    name: str  # parameter name in the state dict, e.g. "fc1.weight"
-    kind: str  # "conv", "linear" or "output"
-    numel: int
-
-
-def prunable_layers(model: nn.Module) -> list[Layer]:
-    """The weights of conv and linear layers; biases and norm layers are never pruned.
-
-    The output layer is ``model.output_layer`` (a module name) when set, else the
-    last ``nn.Linear`` in module order.
-    """
-    modules = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    linear = [n for n, m in modules if isinstance(m, nn.Linear)]
-    output = getattr(model, "output_layer", None) or (linear[-1] if linear else None)
-    if output is not None and output not in {n for n, _ in modules}:
-        raise LthError(f"{type(model).__name__}.output_layer is '{output}', which is not a conv "
-                       f"or linear module (known: {', '.join(n for n, _ in modules) or 'none'})")
-    layers = []
-    for name, module in modules:
-        kind = "output" if name == output else ("conv" if isinstance(module, nn.Conv2d) else "linear")
-        layers.append(Layer(f"{name}.weight", kind, module.weight.numel()))
-    return layers
+__all__ = ["LAYER_KINDS", "Layer", "Mask", "keep_top", "prunable_layers", "top_positions"]
 
 
 class Mask(Mapping[str, torch.Tensor]):

@@ -37,7 +37,10 @@ def nm_groups(layers: Sequence[Layer], mask: Mask, rules: Pruning, n: int, m: in
               ) -> list[Group]:
     """One group per prunable layer that splits into groups of M, keeping N of every M.
 
-    Layers that do not split (or that the rules never prune) keep their weights.
+    Layers that do not split (or that the rules never prune) keep their weights, and so do
+    those whose inputs run along another axis than 1 (transposed convolutions, weights
+    stored as (in, out)): grouping them along axis 1 would group outputs, not inputs.
     """
     return [([layer.name], layer.numel * n // m) for layer in layers
-            if layer_fraction(layer, rules) is not None and fits(tuple(mask[layer.name].shape), m)]
+            if layer_fraction(layer, rules) is not None and layer.in_axis == 1
+            and fits(tuple(mask[layer.name].shape), m)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -37,11 +38,23 @@ class Criterion(Protocol):
         ...
 
 
+def matches(layer_name: str, pattern: str) -> bool:
+    """Whether a glob pattern names a parameter or the module that holds it."""
+    module = layer_name.rsplit(".", 1)[0]
+    return fnmatchcase(layer_name, pattern) or fnmatchcase(module, pattern)
+
+
 def layer_fraction(layer: Layer, rules: Pruning) -> float | None:
-    """The layer's per-level pruning fraction, or None when it is never pruned."""
-    module = layer.name.rsplit(".", 1)[0]
-    if layer.name in rules.exclude or module in rules.exclude:
+    """The layer's per-level pruning fraction, or None when it is never pruned.
+
+    ``exclude`` comes first, then the first pattern of ``fraction`` that names the layer
+    or its kind, then the fraction of its kind.
+    """
+    if any(matches(layer.name, pattern) for pattern in rules.exclude):
         return None
+    for pattern, fraction in rules.fraction.patterns.items():
+        if pattern == layer.kind or matches(layer.name, pattern):
+            return fraction
     return rules.fraction.for_kind(layer.kind)
 
 
@@ -50,7 +63,8 @@ def target_groups(layers: list[Layer], mask: Mask, rules: Pruning, level: int) -
 
     Iterative: each level keeps (1 - fraction) of what the previous level kept.
     Oneshot: the mask starts dense and keeps (1 - fraction) ** level of each tensor.
-    Layerwise scope makes one group per tensor; global pools the tensors of a kind.
+    Layerwise scope makes one group per tensor; global pools the tensors of a kind
+    (and of a fraction, where patterns give a kind's tensors several).
     """
     kept = mask.kept()
     by_key: dict[str, tuple[list[str], int, float]] = {}
@@ -58,7 +72,8 @@ def target_groups(layers: list[Layer], mask: Mask, rules: Pruning, level: int) -
         fraction = layer_fraction(layer, rules)
         if fraction is None:
             continue
-        key = layer.kind if rules.scope == "global" else layer.name
+        # Global scope pools a kind's tensors that share a fraction under one threshold.
+        key = f"{layer.kind}@{fraction}" if rules.scope == "global" else layer.name
         names, base, _ = by_key.get(key, ([], 0, fraction))
         base += layer.numel if rules.strategy == "oneshot" else kept[layer.name]
         by_key[key] = (names + [layer.name], base, fraction)

@@ -38,3 +38,28 @@ class ComponentSpec(Strict):
     @model_serializer(mode="plain")
     def _to_flat(self) -> dict[str, Any]:
         return {"name": self.name, **self.params}
+
+
+class ModelSpec(ComponentSpec):
+    """The architecture component, and where its starting weights come from.
+
+    ``pretrained`` (a safetensors file, a torch state dict, or a hub id) replaces the
+    architecture's initialisation as the level-0 starting point; ``null``: none.
+    """
+
+    pretrained: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "params" not in data and "pretrained" in data:
+            data = dict(data)
+            pretrained = data.pop("pretrained")
+            return {**ComponentSpec._from_flat(data), "pretrained": pretrained}
+        return ComponentSpec._from_flat(data)
+
+    @model_serializer(mode="plain")
+    def _to_flat(self) -> dict[str, Any]:
+        # Written only when set, so the hash of every spec without it stays.
+        start = {"pretrained": self.pretrained} if self.pretrained is not None else {}
+        return {"name": self.name, **self.params, **start}

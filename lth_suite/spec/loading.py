@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import LthError, SpecError, UnknownComponentError
 from ..plugins.registry import Registry
 from . import safe_yaml
+from .base import ModelSpec
 from .controls import Controls, resolve_controls
 from .finite import non_finite
 from .limits import beyond_limits
@@ -112,7 +113,7 @@ def _check_component(path: str, kind: str, component: ComponentSpec, registry: R
     named = _named_components(path, model, params, registry)
     if named:
         return None, named
-    return ComponentSpec(name=component.name, params=params), []
+    return component.model_copy(update={"params": params}), []
 
 
 COMPONENT_KIND = "component_kind"  # a params field's json_schema_extra key: names of this kind
@@ -192,7 +193,7 @@ def _component_problems(data: Any, registry: Registry,
         if any(loc == path or loc.startswith(f"{path}.") for loc, _ in known):
             continue  # already reported
         try:
-            component = ComponentSpec.model_validate(raw)
+            component = (ModelSpec if kind == "architecture" else ComponentSpec).model_validate(raw)
         except ValidationError:
             continue
         problems += _check_component(path, kind, component, registry)[1]

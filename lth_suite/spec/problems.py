@@ -17,13 +17,13 @@ def problems_of(error: ValidationError, prefix: Sequence[Any] = ()) -> list[tupl
     """Each error of ``error`` as (field path under ``prefix``, a message a user reads)."""
     problems = []
     for item in error.errors():
-        loc = [p for p in item["loc"] if p not in ("params",)]
+        loc = [p for p in item["loc"] if p not in ("params", "patterns")]  # both written flat
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"
         elif item["type"] in ("model_type", "dict_type"):  # not "instance of Training"
             what = ("a name or a mapping of fields"
-                    if item.get("ctx", {}).get("class_name") == "ComponentSpec"
+                    if item.get("ctx", {}).get("class_name") in ("ComponentSpec", "ModelSpec")
                     else "a mapping of fields")
             message = f"expected {what}, got {yaml_type(item['input'])}"
         elif item["type"] == "value_error":  # pydantic prefixes "Value error, "

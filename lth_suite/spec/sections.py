@@ -7,95 +7,21 @@ plugin's own params model when the spec is resolved (see ``spec.loading``).
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import core_schema
+from pydantic import ConfigDict, Field, field_validator, model_serializer, model_validator
 
-from .base import ComponentSpec, Strict
+from .base import ComponentSpec, ModelSpec, Strict
 from .controls import Controls
+from .duration import Duration
+from .recipes import OptimizerSpec, without_defaults
 from .report import Report
 from .sparsity import Sparsity
 
+__all__ = ["ComponentSpec", "Duration", "ExperimentSpec", "ModelSpec", "Pruning", "Training"]
+
 # Names become run names and folder names: bounded well below the 255 bytes a file name may have.
 NAME_MAX = 200
-
-
-class Duration:
-    """A training length in iterations (``"50000it"``) or epochs (``"40ep"``).
-
-    A bare integer means iterations. Epochs become iterations once the size of the
-    training split and the batch are known (``to_iterations``).
-    """
-
-    _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(it|ep)\s*$")
-
-    def __init__(self, amount: float, unit: Literal["it", "ep"]):
-        if amount > 2**62:  # iteration counters are int64 in torch and MLflow
-            raise ValueError("a duration must be at most 2^62 iterations or epochs")
-        if amount < 0 or not math.isfinite(amount):
-            raise ValueError("a duration must be a finite number >= 0")
-        if unit == "it" and amount != int(amount):
-            raise ValueError("iterations must be a whole number")
-        self.amount, self.unit = amount, unit
-
-    @classmethod
-    def parse(cls, value: Any) -> Duration:
-        """Parse ``"500it"``, ``"2ep"``, ``"0.5ep"`` or an int (iterations)."""
-        if isinstance(value, Duration):
-            return value
-        if isinstance(value, bool):
-            raise ValueError("expected a duration like '500it' or '2ep'")
-        if isinstance(value, int):
-            return cls(value, "it")
-        if isinstance(value, str):
-            match = cls._PATTERN.match(value)
-            if match:
-                return cls(float(match.group(1)), match.group(2))  # type: ignore[arg-type]
-        raise ValueError(f"expected a duration like '500it' or '2ep', got {value!r}")
-
-    def to_iterations(self, iterations_per_epoch: int) -> int:
-        """This duration in iterations, given the length of an epoch."""
-        if self.unit == "it":
-            return int(self.amount)
-        return int(round(self.amount * iterations_per_epoch))
-
-    def __str__(self) -> str:
-        amount = int(self.amount) if self.amount == int(self.amount) else self.amount
-        return f"{amount}{self.unit}"
-
-    def __repr__(self) -> str:
-        return f"Duration({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Duration) and str(self) == str(other)
-
-    def __hash__(self) -> int:
-        return hash(str(self))
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler):
-        return core_schema.no_info_plain_validator_function(
-            cls.parse, serialization=core_schema.plain_serializer_function_ser_schema(str)
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: GetJsonSchemaHandler):
-        return {
-            "anyOf": [
-                {"type": "string", "pattern": r"^\d+(\.\d+)?(it|ep)$"},
-                {"type": "integer", "minimum": 0},
-            ],
-            "description": "iterations ('50000it' or an int) or epochs ('40ep')",
-        }
 
 
 class ExperimentSection(Strict):
@@ -108,17 +34,32 @@ class ExperimentSection(Strict):
 
 
 class Schedule(Strict):
-    """Learning-rate schedule: linear warmup, then x gamma at each milestone."""
+    """Learning-rate schedule: linear warmup, then x gamma at each milestone, or a decay."""
 
     warmup: Duration = Field(default=Duration(0, "it"), description="linear warmup from 0")
     milestones: list[Duration] = Field(default_factory=list)
     gamma: float = Field(default=0.1, gt=0)
+    decay: ComponentSpec | None = Field(
+        default=None, description="after the warmup, a registered decay over the rest of "
+        "the training (cosine, linear) in place of the milestones; null: the milestones")
+
+    @model_serializer(mode="wrap")
+    def _new_fields_only_when_set(self, handler: Any) -> dict[str, Any]:
+        return without_defaults(handler(self), {"decay": None})
+
+    @model_validator(mode="after")
+    def _milestones_or_decay(self) -> Schedule:
+        if self.decay is not None and self.milestones:
+            raise ValueError("schedule: give milestones or a decay, not both")
+        return self
 
 
 class Training(Strict):
     """How each network of each level is trained."""
 
-    optimizer: Literal["sgd", "adam"] = "adam"
+    optimizer: OptimizerSpec = Field(
+        default_factory=lambda: OptimizerSpec(name="adam"),
+        description="a registered optimizer: sgd, adam, adamw (decoupled weight decay), ...")
     lr: float = Field(default=1.2e-3, gt=0)
     momentum: float = Field(default=0.0, ge=0, lt=1, description="sgd only")
     nesterov: bool = Field(default=False, description="sgd only; needs momentum > 0")
@@ -126,6 +67,11 @@ class Training(Strict):
     batch_size: int = Field(default=60, ge=1)
     duration: Duration = Field(default=Duration(50000, "it"))
     schedule: Schedule = Field(default_factory=Schedule)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1,
+                                   description="of the training loss (evaluation is unsmoothed)")
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0, description="clip the gradients' global norm to this before "
+        "each step (after pruned weights' gradients are zeroed); null: no clipping")
     eval_every: int = Field(default=1000, ge=1, description="iterations between evaluations")
     population: Literal["auto", "on", "off"] = Field(
         default="auto", description="train a level's networks as one vectorised population; "
@@ -161,24 +107,62 @@ class Training(Strict):
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> Training:
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+        if self.nesterov and (self.optimizer.name != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
         return self
 
+    @model_serializer(mode="wrap")
+    def _new_fields_only_when_set(self, handler: Any) -> dict[str, Any]:
+        return without_defaults(handler(self), {"label_smoothing": 0.0, "clip_grad_norm": None})
+
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+def _patterns_as_keys(schema: dict[str, Any]) -> None:
+    """The schema as a spec writes it: patterns are keys beside the kinds."""
+    schema["additionalProperties"] = schema["properties"].pop("patterns")["additionalProperties"]
+
 
 class Fractions(Strict):
-    """Fraction of the remaining weights pruned per level, per layer kind.
+    """Fraction of the remaining weights pruned per level, per layer kind or name pattern.
 
-    ``null`` leaves that kind of layer dense.
+    ``null`` leaves that kind of layer dense. Any other key is a glob pattern over
+    parameter or module names (``"blocks.*.attn.*": 0.2``, ``head: 0.1``), or a layer kind
+    a plugin declares; the first key that matches a prunable tensor, in the order written,
+    decides its fraction, before the kind's. A key that is a parameter's exact name makes
+    that parameter prunable even where it is not by default (a norm, a positional
+    embedding, a class token); a pattern with wildcards only sets fractions.
     """
 
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_patterns_as_keys)
     conv: float | None = Field(default=0.2, gt=0, lt=1)
     linear: float | None = Field(default=0.2, gt=0, lt=1)
     output: float | None = Field(default=0.1, gt=0, lt=1)
+    patterns: dict[str, Fraction | None] = Field(
+        default_factory=dict, description="written beside the kinds, as keys of fraction")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _patterns_beside_kinds(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "patterns" in data:
+            return data
+        kinds = {k: v for k, v in data.items() if k in ("conv", "linear", "output")}
+        patterns = {k: v for k, v in data.items() if k not in kinds}
+        return {**kinds, "patterns": patterns} if patterns else kinds
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: Any) -> dict[str, Any]:
+        # Written flat, so a spec without patterns keeps its canonical form and hash.
+        data = handler(self)
+        patterns = data.pop("patterns")
+        return {**data, **patterns}
 
     def for_kind(self, kind: str) -> float | None:
-        """The per-level fraction of a layer kind ('conv', 'linear' or 'output')."""
-        return getattr(self, kind)
+        """The per-level fraction of a layer kind (None: never pruned)."""
+        if kind in ("conv", "linear", "output"):
+            return getattr(self, kind)
+        return self.patterns.get(kind)
 
 
 class Pruning(Strict):
@@ -198,7 +182,8 @@ class Pruning(Strict):
     levels: int = Field(default=5, ge=1, le=100,
                         description="pruned levels after the dense level 0")
     fraction: Fractions = Field(default_factory=Fractions)
-    exclude: list[str] = Field(default_factory=list, description="layer names never pruned")
+    exclude: list[str] = Field(default_factory=list, description="layer or parameter names, "
+                               "or glob patterns over them, never pruned")
 
 
 class Tracking(Strict):
@@ -221,7 +206,7 @@ class ExperimentSpec(Strict):
     """A whole lottery-ticket experiment."""
 
     experiment: ExperimentSection = Field(default_factory=ExperimentSection)
-    model: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="mlp"))
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(name="mlp"))
     dataset: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="digits"))
     training: Training = Field(default_factory=Training)
     pruning: Pruning = Field(default_factory=Pruning)
@@ -260,9 +245,12 @@ class ExperimentSpec(Strict):
         found = [
             ("model", "architecture", self.model),
             ("dataset", "dataset", self.dataset),
+            ("training.optimizer", "optimizer", self.training.optimizer),
             ("pruning.criterion", "criterion", self.pruning.criterion),
             ("rewind", "rewind", self.rewind),
         ]
+        decay = self.training.schedule.decay
+        found += [("training.schedule.decay", "schedule", decay)] if decay is not None else []
         found += self.sparsity.components() if self.sparsity is not None else []
         found += [(f"analyzers.{i}", "analyzer", a) for i, a in enumerate(self.analyzers)]
         found.append(("launcher", "launcher", self.launcher))

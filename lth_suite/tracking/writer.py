@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -48,11 +49,21 @@ from .uris import checked_store, safe_name
 LIVE_EVERY = 10.0  # seconds between writes of a running child's evaluations
 
 
+# What MLflow accepts in a param name; anything else (the ``*`` of a glob pattern in
+# ``pruning.fraction``) is written as ``:x2a:``, its code point, and the name stays unique.
+PARAM_CHARACTER = re.compile(r"[^\w\-. :/]")
+
+
+def param_key(key: str) -> str:
+    """A spec key as an MLflow param name may spell it."""
+    return PARAM_CHARACTER.sub(lambda found: f":x{ord(found.group()):02x}:", str(key))
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Dotted keys to string values; lists stay JSON, as MLflow params are strings."""
     flat: dict[str, str] = {}
     for key, value in tree.items():
-        path = f"{prefix}{key}"
+        path = f"{prefix}{param_key(key)}"
         if isinstance(value, Mapping) and value:
             flat.update(flatten(value, f"{path}."))
         else:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..spec.sections import Training
 from .acceleration import Acceleration
+from .recipes import Decay, OptimizerBuilder
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,23 @@ class TrainConfig:
     eval_every: int
     per_epoch: int  # iterations in one epoch
     acceleration: Acceleration = Acceleration()
+    label_smoothing: float = 0.0  # of the training loss
+    clip_grad_norm: float | None = None  # max global gradient norm; None: no clipping
+    build_optimizer: OptimizerBuilder | None = None  # None: the fused built-in ``optimizer``
+    decay: Decay | None = None  # after the warmup, in place of the milestones
 
     @classmethod
-    def resolve(cls, training: Training, n_train: int,
-                auto_threads: int | None = None) -> TrainConfig:
+    def resolve(cls, training: Training, n_train: int, auto_threads: int | None = None, *,
+                build_optimizer: OptimizerBuilder | None = None,
+                decay: Decay | None = None) -> TrainConfig:
         """Turn epochs into iterations for ``n_train`` training examples; ``threads: auto``
-        becomes ``auto_threads`` (None: torch's own thread count is left alone)."""
+        becomes ``auto_threads`` (None: torch's own thread count is left alone).
+        ``build_optimizer`` and ``decay`` are the spec's optimizer and schedule decay, as
+        their plugins built them."""
         per_epoch = max(1, n_train // training.batch_size)
         schedule = training.schedule
         return cls(
-            optimizer=training.optimizer, lr=training.lr, momentum=training.momentum,
+            optimizer=training.optimizer.name, lr=training.lr, momentum=training.momentum,
             nesterov=training.nesterov, weight_decay=training.weight_decay,
             batch_size=training.batch_size,
             total=training.duration.to_iterations(per_epoch),
@@ -46,11 +54,18 @@ class TrainConfig:
                                       compile=training.compile,
                                       threads=auto_threads if training.threads == "auto"
                                       else training.threads),
+            label_smoothing=training.label_smoothing, clip_grad_norm=training.clip_grad_norm,
+            build_optimizer=build_optimizer, decay=decay,
         )
 
     def lr_at(self, iteration: int) -> float:
-        """Learning rate of the step taken at ``iteration``: warmup, then milestones."""
-        lr = self.lr * self.gamma ** sum(iteration >= m for m in self.milestones)
+        """Learning rate of the step taken at ``iteration``: warmup, then milestones or
+        the decay."""
+        if self.decay is not None:
+            after = max(0, iteration - self.warmup)
+            lr = self.lr * self.decay(after, max(1, self.total - self.warmup))
+        else:
+            lr = self.lr * self.gamma ** sum(iteration >= m for m in self.milestones)
         if self.warmup and iteration < self.warmup:
             lr *= (iteration + 1) / self.warmup
         return lr

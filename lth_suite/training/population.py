@@ -77,6 +77,7 @@ class Population:
         self.batched = vmap(forward, in_dims=(0, 0, 0), randomness="different")
         self.shared_input = vmap(forward_eval, in_dims=(0, 0, None), randomness="different")
         self.optimizer = make_optimizer_for(list(self.params.values()), config)
+        self.label_smoothing = config.label_smoothing
 
     def set_lr(self, lr: float) -> None:
         """The learning rate of the steps that follow, for every member."""
@@ -89,7 +90,8 @@ class Population:
         with self.autocast:
             logits = self.batched(self.params, self.buffers, inputs)
             per_member = F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
-                                         reduction="none").view(self.members, -1).mean(dim=1)
+                                         reduction="none", label_smoothing=self.label_smoothing,
+                                         ).view(self.members, -1).mean(dim=1)
         self.optimizer.zero_grad()
         per_member.sum().backward()  # members share no parameters: gradients stay separate
         with torch.no_grad():

@@ -15,19 +15,23 @@ from .config import TrainConfig
 from .distributed import average_gradients, current
 from .loop import EVAL_BATCH, Batch, Evaluated, State, StepCallback, isolated, run_loop
 from .optimizers import FusedOptimizer
+from .recipes import Optimizer
 from .result import TrainResult, snapshot
 from .streaming import AnySplits
 
 FP32 = Acceleration()  # the default: float32, eager, torch's own threads
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> FusedOptimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> Optimizer:
     """A fresh optimizer: momentum or Adam state would otherwise revive pruned weights."""
     return make_optimizer_for([p for p in model.parameters() if p.requires_grad], config)
 
 
-def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> FusedOptimizer:
-    """A fresh fused Adam or SGD over these tensors, at the config's base learning rate."""
+def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> Optimizer:
+    """A fresh optimizer over these tensors at the config's base learning rate: the spec's
+    plugin's, or the fused built-in one the config names."""
+    if config.build_optimizer is not None:
+        return config.build_optimizer(params, config)
     return FusedOptimizer(params, config.optimizer, config.lr, momentum=config.momentum,
                           nesterov=config.nesterov, weight_decay=config.weight_decay)
 
@@ -100,6 +104,7 @@ class SingleNetwork:
         self.masked_names = [name for name, _, _ in masked]
         self.masked_params, self.keeps = [p for _, p, _ in masked], [k for _, _, k in masked]
         self.optimizer = make_optimizer(model, config)
+        self.label_smoothing, self.clip_grad_norm = config.label_smoothing, config.clip_grad_norm
         # Seeding the generators costs a hash per step: only models that draw random
         # numbers (dropout) need it, and for them every step's randomness is reproducible.
         self.generators = _generators(device) if draws_random_numbers(model) else []
@@ -119,7 +124,8 @@ class SingleNetwork:
             for generator in self.generators:
                 generator.manual_seed(step_seed)
         with self.autocast:
-            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets)
+            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets,
+                                   label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad()
         loss.backward()
         with torch.no_grad():
@@ -134,6 +140,8 @@ class SingleNetwork:
             if self.ranks is not None:  # after the masks: pruned weights get exactly zero
                 loss = average_gradients([p.grad for p in self.optimizer.params
                                           if p.grad is not None], loss, self.ranks.world)
+            if self.clip_grad_norm is not None:  # pruned weights' zero gradients stay zero
+                nn.utils.clip_grad_norm_(self.optimizer.params, self.clip_grad_norm)
             self.optimizer.step()
             if self.keeps:
                 torch._foreach_mul_(self.masked_params, self.keeps)

@@ -21,6 +21,7 @@ PACKAGES = {  # distribution -> what it provides
     "lth-suite-pai": {"criterion": ["snip", "grasp", "synflow"]},
     "lth-suite-example": {"architecture": ["tiny_mlp"], "analyzer": ["weight_norm"],
                           "control": ["shuffled_weights"]},
+    "lth-suite-timm": {"architecture": ["timm"]},
 }
 
 

@@ -103,7 +103,7 @@ def test_training_duration_must_be_positive(raw):
     ("training", {"lr": float("nan")}, "training.lr"),
     ("training", {"batch_size": 0}, "training.batch_size"),
     ("training", {"momentum": 1.0}, "training.momentum"),
-    ("training", {"optimizer": "adamw"}, "training.optimizer"),
+    ("training", {"optimizer": "adamx"}, "training.optimizer.name"),
     ("training", {"duration": "10 apples"}, "training.duration"),
     ("training", {"duration": "0it"}, "training.duration"),
     ("training", {"schedule": {"gamma": float("inf")}}, "training.schedule.gamma"),

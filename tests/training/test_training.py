@@ -53,6 +53,11 @@ OPTIMIZERS = {
     "sgd_momentum": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9},
     "sgd_nesterov_wd": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
                         "weight_decay": 5e-4},
+    # decoupled weight decay shrinks every weight, gradient or not: the mask must hold it
+    "adamw_wd": {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.1},
+    "adamw_cosine_clipped": {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.1,
+                             "clip_grad_norm": 0.5, "label_smoothing": 0.1,
+                             "schedule": {"warmup": "5it", "decay": "cosine"}},
 }
 
 
