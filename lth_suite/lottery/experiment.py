@@ -210,12 +210,12 @@ def check_patterns(rules: Pruning, layers: list[Layer]) -> None:
     """Every name or pattern of ``pruning.exclude`` and ``pruning.fraction`` must find a
     prunable tensor (a typo would otherwise prune what it meant to spare)."""
     problems = []
-    for field, patterns in (("pruning.exclude", rules.exclude),
+    for where, patterns in (("pruning.exclude", rules.exclude),
                             ("pruning.fraction", list(rules.fraction.patterns))):
         unknown = [p for p in patterns if not any(p == layer.kind or matches(layer.name, p)
                                                   for layer in layers)]
         if unknown:
             known = ", ".join(layer.name.rsplit(".", 1)[0] for layer in layers)
-            problems.append((field, f"unknown layer(s) {', '.join(unknown)} (prunable: {known})"))
+            problems.append((where, f"unknown layer(s) {', '.join(unknown)} (prunable: {known})"))
     if problems:
         raise SpecError(problems)
