@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .params import flatten
     from .reader import RunRecord, StoreReader, open_reader
     from .uris import (
         default_tracking_uri,
@@ -19,13 +20,13 @@ if TYPE_CHECKING:
         ui_command,
         ui_url,
     )
-    from .writer import Tracker, flatten, open_tracker
+    from .writer import Tracker, open_tracker
 
 _WHERE = {
     "RunRecord": "reader", "StoreReader": "reader", "open_reader": "reader",
     "default_tracking_uri": "uris", "resolve_tracking_uri": "uris", "safe_name": "uris",
     "ui_command": "uris", "ui_url": "uris", "run_url": "uris",
-    "Tracker": "writer", "flatten": "writer", "open_tracker": "writer",
+    "Tracker": "writer", "flatten": "params", "open_tracker": "writer",
 }
 __all__ = ["RunRecord", "StoreReader", "Tracker", "default_tracking_uri", "flatten",
            "open_reader", "open_tracker", "resolve_tracking_uri", "run_url", "safe_name",

@@ -6,10 +6,7 @@ Parent run = experiment; nested child run = (replicate, level, branch).
 from __future__ import annotations
 
 import copy
-import json
 import os
-import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -28,14 +25,12 @@ from ..signals import interrupts_held
 from . import lease
 from .batches import batches
 from .experiments import adoptable, experiment_id
+from .git_state import git_state
 from .journal import keep_journal
 from .model_logging import quiet_model_logging
 from .names import (
     ERROR_TAG,
-    GIT_COMMIT_TAG,
-    GIT_DIRTY_TAG,
     MASK_ARTIFACT,
-    OWN_GIT_COMMIT_TAG,
     PARENT_TAG,
     RESUMED_TAG,
     RUN_NAME_TAG,
@@ -43,47 +38,11 @@ from .names import (
     SPEC_PARAM_PREFIX,
     VERSION_TAG,
 )
+from .params import flatten
 from .reader import StoreReader
 from .uris import checked_store, safe_name
 
 LIVE_EVERY = 10.0  # seconds between writes of a running child's evaluations
-
-
-# What MLflow accepts in a param name; anything else (the ``*`` of a glob pattern in
-# ``pruning.fraction``) is written as ``:x2a:``, its code point, and the name stays unique.
-PARAM_CHARACTER = re.compile(r"[^\w\-. :/]")
-
-
-def param_key(key: str) -> str:
-    """A spec key as an MLflow param name may spell it."""
-    return PARAM_CHARACTER.sub(lambda found: f":x{ord(found.group()):02x}:", str(key))
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Dotted keys to string values; lists stay JSON, as MLflow params are strings."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{param_key(key)}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{path}."))
-        else:
-            flat[path] = value if isinstance(value, str) else json.dumps(value)
-    return flat
-
-
-def _git_state() -> dict[str, str]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        # Tracked files only: the store, reports and checkpoints a run writes beside the
-        # code are untracked and say nothing about whether the code was committed.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {GIT_COMMIT_TAG: commit, OWN_GIT_COMMIT_TAG: commit,
-            GIT_DIRTY_TAG: str(bool(dirty)).lower()}
 
 
 class Tracker:
@@ -115,7 +74,7 @@ class Tracker:
     def start_experiment(self, experiment: str, run_name: str, params: Mapping[str, Any],
                          tags: Mapping[str, str], spec_yaml: str) -> str:
         """Create (or adopt, under ``mlflow run``) the parent run and describe it."""
-        all_tags = {**_git_state(), VERSION_TAG: __version__, **tags}
+        all_tags = {**git_state(), VERSION_TAG: __version__, **tags}
         launched = os.environ.get("MLFLOW_RUN_ID")
         adopted = adoptable(self.client, launched)
         if not adopted:

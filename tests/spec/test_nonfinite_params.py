@@ -47,6 +47,12 @@ def placed(kind: str, name: str, params: dict[str, Any]) -> tuple[dict[str, Any]
     if kind == "analyzer":
         data["analyzers"] = [component]
         return data, "analyzers.0"
+    if kind == "optimizer":
+        data["training"]["optimizer"] = component
+        return data, "training.optimizer"
+    if kind == "schedule":
+        data["training"]["schedule"] = {"decay": component}
+        return data, "training.schedule.decay"
     slot = {"architecture": "model"}.get(kind, kind)
     data[slot] = component
     return data, slot
