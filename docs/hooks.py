@@ -82,7 +82,8 @@ Every section and field of the spec, generated from its JSON schema (what
 what differs; unknown fields are errors everywhere. The plugin sections (`model`,
 `dataset`, `pruning.criterion`, `rewind`, `analyzers`, `launcher`, `sparsity.allocation`,
 `sparsity.dynamic`) take a bare plugin name or a mapping of `name` and the plugin's params;
-the built-in plugins and their params are listed with each. Installed plugins add theirs
+`controls` maps control plugins' names to `true`, `false` or their params; the built-in
+plugins and their params are listed with each. Installed plugins add theirs
 (`lth-suite schema` includes them). See [the spec in brief](../getting-started.md#the-spec)
 for a complete example.
 """
