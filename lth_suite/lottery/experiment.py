@@ -50,7 +50,6 @@ class Experiment:
     layers: list[Layer]
     allocation: Allocation | None = None  # the spec's sparsity.allocation, built
     dynamic: DynamicSparsity | None = None  # the spec's sparsity.dynamic, built
-
     pretrained: dict[str, torch.Tensor] | None = None  # model.pretrained's tensors, read once
 
     def build_model(self, seed: int, *, pretrained: bool = True) -> nn.Module:
