@@ -56,7 +56,6 @@ class Experiment:
     controls_built: dict[str, Control] = field(default_factory=dict)
     # Iterations of the dense training whose weights the controls need, sorted.
     control_captures: tuple[int, ...] = ()
-
     pretrained: dict[str, torch.Tensor] | None = None  # model.pretrained's tensors, read once
 
     def build_model(self, seed: int, *, pretrained: bool = True) -> nn.Module:

@@ -120,3 +120,23 @@ def test_a_vit_ticket_runs_with_the_modern_recipe(plugins, npz, tracking_uri):
     assert densities["head.weight"] == pytest.approx(0.9, abs=0.02)
     assert densities["blocks.0.mlp.fc1.weight"] == pytest.approx(0.8, abs=0.01)
     assert "pos_embed" not in densities and "cls_token" not in densities
+
+
+@pytest.mark.parametrize("sparsity", [{"pattern": "2:4"},
+                                      {"dynamic": {"name": "set", "every": 2}, "density": 0.5}])
+def test_n_m_and_dynamic_sparse_training_on_a_vit(plugins, npz, tracking_uri, sparsity):
+    from lth_suite.pruning import nm
+
+    data = spec_data(npz)
+    data.update(sparsity=sparsity, controls={"reinit": False, "random_prune": False})
+    data["pruning"] = {"levels": 1}
+    finished = run_experiment(build_spec(data, plugins.registry), plugins, tracking_uri)
+    ticket = finished.levels[-1].of("ticket")[0].mask
+    if "pattern" in sparsity:  # one level: straight to 2:4 along each weight's inputs
+        for name in ("blocks.0.attn.qkv.weight", "blocks.0.mlp.fc2.weight", "head.weight"):
+            assert nm.holds(ticket[name], 2, 4), name
+            assert ticket[name].float().mean() == pytest.approx(0.5), name
+    else:
+        level0 = finished.levels[0].of("ticket")[0].mask
+        assert level0.density() == pytest.approx(0.5, abs=0.01)
+        assert ticket.is_subset_of(level0)
