@@ -107,9 +107,14 @@ def _check_component(path: str, kind: str, component: ComponentSpec, registry: R
     if infinite:
         return None, infinite
     try:
-        params = model.model_validate(component.params).model_dump(mode="json")
+        validated = model.model_validate(component.params)
     except ValidationError as exc:
         return None, _problems(exc, path.split("."))
+    # Again once validated: a string such as "Infinity" (JSON's word) becomes a float there.
+    infinite = non_finite(validated.model_dump(), model, path)
+    if infinite:
+        return None, infinite
+    params = validated.model_dump(mode="json")
     named = _named_components(path, model, params, registry)
     if named:
         return None, named

@@ -144,6 +144,14 @@ def acquire(client: MlflowClient, uri: str, run_id: str, unfinished: bool = Fals
     return mine
 
 
+def claim(client: MlflowClient, run_id: str) -> Lease:
+    """Record this process's lease on a parent run it has just created: no other process
+    knows the run yet, so there is nothing to wait for."""
+    mine = Lease.mine()
+    client.set_tag(run_id, LEASE_TAG, mine.dump())
+    return mine
+
+
 def renew_if_due(client: MlflowClient, run_id: str, lease: Lease | None) -> Lease | None:
     """The lease, renewed when ``RENEW_S`` have passed, so other hosts see its holder lives."""
     if lease is None or time.time() - lease.renewed < RENEW_S:

@@ -89,7 +89,7 @@ class Tracker:
                 self.parent_id = self.client.create_run(self.experiment_id,
                                                         run_name=run_name).info.run_id
             self._open.append(self.parent_id)
-            self._lease = lease.acquire(self.client, self.uri, self.parent_id)
+            self._lease = lease.claim(self.client, self.parent_id)
             # Prefixed so they never clash with the parameters ``mlflow run`` logged itself.
             self._log(self.parent_id, params=flatten(params, SPEC_PARAM_PREFIX), tags=all_tags)
             self.client.log_text(self.parent_id, spec_yaml, SPEC_ARTIFACT)

@@ -120,3 +120,48 @@ def test_export_refuses_a_crafted_artifact_with_one_line(store, tmp_path, case):
             "logged_model": "model"}[case] in lines[0]
     assert not sentinel.exists(), "a crafted pickle ran"
     assert not (tmp_path / "out").exists()
+
+
+def test_report_refuses_a_crafted_mask_with_one_line(store, tmp_path):
+    uri, tickets = store
+    sentinel = tmp_path / "executed"
+    plant(uri, tickets["states"], "mask.npz", crafted_mask(sentinel), tmp_path)
+    parent = MlflowClient(uri).get_run(tickets["states"]).data.tags["mlflow.parentRunId"]
+    result = CliRunner().invoke(app, ["report", parent, "--tracking-uri", uri,
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "mask.npz" in lines[0] and "refused" in lines[0], result.output
+    assert not sentinel.exists(), "a crafted pickle ran"
+
+
+def test_resume_refuses_a_crafted_checkpoint_and_leaves_no_run_running(tmp_path, monkeypatch):
+    """The level-0 ticket's weights are what a resume prunes from: crafted, refused."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    plugins = load_plugins(installed=False)
+    spec = build_spec({"experiment": {"name": "r", "seed": 0},
+                       "model": {"name": "mlp", "hidden": [16]}, "pruning": {"levels": 1},
+                       "training": {"batch_size": 60, "duration": "20it", "eval_every": 20},
+                       "controls": {"reinit": False, "random_prune": False},
+                       "tracking": {"log_models": "none"}}, plugins.registry)
+    parent = run_experiment(spec, plugins, uri).parent_run_id
+    client = MlflowClient(uri)
+    sentinel = tmp_path / "executed"
+    for child in client.search_runs([client.get_run(parent).info.experiment_id],
+                                    f"tags.mlflow.parentRunId = '{parent}'"):
+        if child.info.run_name == "r0-level0-ticket":
+            plant(uri, child.info.run_id, "state_dict.pt", crafted_state(sentinel), tmp_path)
+        else:
+            client.delete_run(child.info.run_id)  # the level to train again
+    client.set_terminated(parent, "FAILED")
+    result = CliRunner().invoke(app, ["resume", parent, "--tracking-uri", uri])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "state_dict.pt" in errors[0] and "refused" in errors[0], \
+        result.output
+    assert not sentinel.exists(), "a crafted pickle ran"
+    statuses = {r.info.status for r in client.search_runs(
+        [client.get_run(parent).info.experiment_id])}
+    assert "RUNNING" not in statuses, statuses

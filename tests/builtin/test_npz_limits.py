@@ -74,3 +74,16 @@ def test_the_cli_refuses_a_bomb_in_one_line(bomb, tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "decompression bomb" in lines[0], result.output
+
+
+def test_a_fifo_in_place_of_a_data_file_is_refused_without_waiting(tmp_path):
+    from lth_suite.builtin.datasets.files import read_idx
+
+    for name in ("train-images-idx3-ubyte", "x.gz", "data.npz"):
+        os.mkfifo(tmp_path / name)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(tmp_path / "train-images-idx3-ubyte")
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(tmp_path / "x.gz")
+    with pytest.raises(DataError, match="not a file"):
+        read_npz(tmp_path / "data.npz", ["x"])

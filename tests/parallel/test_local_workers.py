@@ -127,9 +127,10 @@ def test_workers_param_chooses_in_process_or_a_pool(tiny, registry, monkeypatch)
 @pytest.mark.parametrize("cores, load, memory_gib, asked, started, words", [
     (2, 0.0, 16, 100000, 2, "100000 cut to 2 (2 usable core(s)"),  # no 100000 processes
     (64, 0.0, 1.6, 100, 3, "cut to 3 (64 usable core(s), 1.6 GiB memory"),
-    (4, 4.6, 16, "auto", 1, "auto: trainings run in this process (1 of 4 core(s) free at load 4.6"),
+    (4, 4.6, 16, "auto", 1, "auto: trainings run in this process (0 of 4 core(s) free at load 4.6"),
     (8, 2.2, 16, "auto", 6, "auto: trainings run on 6 worker processes (6 of 8"),
     (8, 0.0, 1.1, "auto", 2, "on 2 worker processes"),  # memory for 2
+    (2, 10.2, 16, "auto", 1, "in this process (0 of 2 core(s) free at load 10.2"),
     (4, 0.0, None, 3, 3, None),  # unknown memory: the cores alone
 ])
 def test_workers_are_cut_to_the_free_cores_and_memory_saying_why(

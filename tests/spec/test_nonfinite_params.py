@@ -99,3 +99,25 @@ def test_erk_with_a_huge_power_still_reaches_its_target():
         counts = erk_counts(layers, 0.2, power)
         assert sum(counts) == round(0.2 * sum(layer.numel for layer in layers)), (power, counts)
         assert all(0 <= c <= layer.numel for c, layer in zip(counts, layers))
+
+
+@pytest.mark.parametrize("written", ["Infinity", "inf", "nan", "1e999"])
+def test_a_string_that_validates_to_a_non_finite_float_is_refused_too(written):
+    data, _ = placed("allocation", "erk", {"power": written})
+    with pytest.raises(SpecError) as caught:
+        build_spec(data, REGISTRY)
+    lines = caught.value.lines()
+    # "must be a finite number", or for NaN the bound it fails first ("greater than 0")
+    assert len(lines) == 1 and lines[0].startswith("sparsity.allocation.power: "), lines
+
+
+def test_a_sweep_point_with_a_non_finite_param_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LTH_SUITE_LOAD_PLUGINS", "")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(TINY))
+    (tmp_path / "sweep.yaml").write_text(
+        "base: base.yaml\ngrid:\n  sparsity.allocation: [{name: erk, power: .inf}, erk]\n")
+    result = CliRunner().invoke(app, ["sweep", "sweep.yaml", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "sparsity.allocation.power: must be a finite number" in lines[0]

@@ -171,6 +171,8 @@ def read_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
 
 def _read_bounded(path: Path, limit: int) -> bytes:
     """The file's bytes, gunzipped when it ends in .gz, refusing more than ``limit``."""
+    if not path.is_file():  # a FIFO would wait forever for a writer
+        raise DataError(f"{path}: is not a regular file; lth-suite reads regular files only")
     try:
         if path.suffix != ".gz":
             if path.stat().st_size > limit:

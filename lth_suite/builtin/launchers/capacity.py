@@ -90,8 +90,8 @@ def workers_that_fit(asked: int | None) -> Capacity:
                    f", {memory / GIB:.1f} GiB memory available for "
                    f"{by_memory} worker(s) of ~{WORKER_BYTES / GIB:.1f} GiB")
     if asked is None:
-        free = max(1, math.floor(cores - busy + 0.5))
-        count = min(free, by_memory or free)
+        free = max(0, math.floor(cores - busy + 0.5))
+        count = max(1, min(free, by_memory or free))  # none free: this process trains
         where = "in this process" if count == 1 else f"on {count} worker processes"
         return Capacity(count, f"launcher.workers: auto: trainings run {where} ({free} of "
                                f"{cores} core(s) free at load {busy:.1f}{memory_text})")
