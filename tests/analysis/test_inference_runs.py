@@ -79,7 +79,7 @@ def test_the_report_command_prints_what_the_tickets_buy(store, tmp_path):
     result = CliRunner().invoke(app, ["report", parent, "--out", str(tmp_path / "r"),
                                       "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
-    assert "what this ticket buys here" in result.output and "fastest" in result.output
+    assert "what this ticket buys here" in result.output and "best format" in result.output
     assert "batch 4: csr" in result.output  # where (or whether) csr pays
 
 
