@@ -109,6 +109,7 @@ def test_a_wrong_format_is_reported_and_not_timed(registry):
 def test_every_registered_format_is_measured_with_the_machine(registry):
     model, mask = masked(registry, "conv", {"depth": 2, "width": 8, "hidden": [16]}, 0.1)
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))  # repeated to 5
+    threads, tf32 = torch.get_num_threads(), torch.backends.cudnn.allow_tf32
     measured = measure_formats(model, mask, x, build_formats(registry), QUICK)
     statuses = {r.format: r.status for r in measured.results}
     assert statuses == {"dense": OK, "csr": OK, "bsr": OK, "shrunk": OK,
@@ -117,7 +118,8 @@ def test_every_registered_format_is_measured_with_the_machine(registry):
     assert dense_result.disk_bytes > 0 and dense_result.weight_bytes > 0
     assert measured.machine["threads"] == "1" and measured.machine["torch"] == torch.__version__
     assert measured.best(5) in statuses
-    assert torch.get_num_threads() >= 1  # restored after timing
+    assert torch.get_num_threads() == threads  # restored after timing
+    assert torch.backends.cudnn.allow_tf32 == tf32  # float32 while measuring, then restored
 
 
 def two_four_ticket(registry) -> tuple[nn.Module, Mask]:
