@@ -166,3 +166,36 @@ def test_a_spec_naming_an_unknown_format_is_refused_before_anything_runs(tiny, r
     assert "analyzers.0.formats.1: unknown format 'nope'" in str(refused.value)
     tiny["analyzers"] = [{"name": "inference", "formats": ["2:4", "csr"]}]
     assert build_spec(tiny, registry).analyzers[0].params["formats"] == ["2:4", "csr"]
+
+
+class NoisyFormatPlugin:
+    """A third-party format through the hook: csr with a perturbed bias (a broken kernel)."""
+
+    @staticmethod
+    def noisy(params):
+        def build(request: FormatRequest) -> Representation:
+            built = csr(request)
+            built.model.fc1.bias += 0.1
+            return built
+        return build
+
+    from lth_suite.api import hookimpl as _hookimpl
+
+    @_hookimpl
+    def lth_register_formats(self, register) -> None:
+        from lth_suite.api import NoParams
+
+        register("noisy", self.noisy, NoParams, "csr with a broken bias")
+
+
+def test_a_plugin_format_is_registered_measured_and_caught_when_wrong(registry):
+    from lth_suite.plugins.manager import load_plugins
+
+    plugins = load_plugins(extra=[NoisyFormatPlugin()], installed=False)
+    assert "noisy" in plugins.registry.names("format")
+    model, mask = masked(registry, "mlp", {"hidden": [32, 16]}, 0.2)
+    formats = build_formats(plugins.registry, ["noisy", "csr"])
+    assert list(formats) == ["dense", "noisy", "csr"]
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    measured = measure_formats(model, mask, x, formats, QUICK)
+    assert measured.result("noisy").status == WRONG and measured.result("csr").status == OK
