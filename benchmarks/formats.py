@@ -140,12 +140,28 @@ def main(argv: list[str] | None = None) -> None:
         "buffer plus the sparse indices. Random masks (each layer at the density), so "
         "`shrunk` removes only the few units left without any weight.",
     ])
+    kind = f"{MARK}_{args.device}"  # a section key: letters, digits and _ only
+    write_section(args.out, kind, section)
+    print(f"wrote the {kind} section of {args.out}", file=sys.stderr)
+
+
+def write_section(path: Path, kind: str, section: str) -> None:
+    """Replace this section of RESULTS.md in place (or append it), leaving the others
+    where they are."""
+    import re
+
     from results_file import merge_section
 
-    kind = f"{MARK}_{args.device}"  # a merge_section key: letters, digits and _ only
-    earlier = args.out.read_text() if args.out.is_file() else ""
-    args.out.write_text(merge_section(earlier, kind, section))
-    print(f"wrote the {kind} section of {args.out}", file=sys.stderr)
+    earlier = path.read_text() if path.is_file() else ""
+    block = f"<!-- bench:{kind} -->\n{section.rstrip()}\n<!-- /bench:{kind} -->"
+    found = re.compile(rf"<!-- bench:{kind} -->\n.*?<!-- /bench:{kind} -->", re.S)
+    if found.search(earlier):
+        text = found.sub(lambda _: block, earlier)
+    elif earlier:
+        text = earlier.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        text = merge_section("", kind, section)
+    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -204,8 +204,9 @@ def time_forwards(forwards: dict[str, Callable[[], object]], settings: MeasureSe
             for name, values in samples.items()}
 
 
-def measure_formats(model: nn.Module, mask: Mask, inputs: torch.Tensor, formats: dict[str, Format],
-            settings: MeasureSettings | None = None) -> Measurement:
+def measure_formats(model: nn.Module, mask: Mask, inputs: torch.Tensor,
+                    formats: dict[str, Format],
+                    settings: MeasureSettings | None = None) -> Measurement:
     """Build each format of a ticket, check it against the masked dense network on
     ``inputs`` (real examples, at least the largest batch), then time and size the
     correct ones. ``formats`` maps names to builders and must include ``dense``."""
@@ -217,12 +218,17 @@ def measure_formats(model: nn.Module, mask: Mask, inputs: torch.Tensor, formats:
         inputs = inputs.repeat((max(settings.batches) + len(inputs) - 1) // len(inputs),
                                *([1] * (inputs.dim() - 1)))
     threads = torch.get_num_threads()
+    # TF32 (on by default for CUDA convolutions) would make the dense reference differ
+    # from float32 sparse kernels by about 1e-3: every format runs in true float32.
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.set_num_threads(settings.threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.inference_mode():
             return _measure(model, mask, inputs, formats, settings, device)
     finally:
         torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _measure(model: nn.Module, mask: Mask, inputs: torch.Tensor, formats: dict[str, Format],

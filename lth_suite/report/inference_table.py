@@ -60,7 +60,9 @@ def buys_rows(metrics: Series, percents: dict[int, float],
             speedups = {f: metrics.get(f"{f}/b{batch}/speedup", {}).get(level)
                         for f in formats if f != BASELINE}
             timed = {f: s for f, s in speedups.items() if s is not None}
-            best = max(timed, key=timed.get) if timed and max(timed.values()) > 1 else BASELINE
+            # Only a speed-up beyond the noise makes a format better than dense.
+            best = max(timed, key=timed.get) if timed and max(timed.values()) >= PAYS \
+                else BASELINE
             sizes = {f: metrics[f"{f}/weight_bytes"][level]
                      + metrics.get(f"{f}/index_bytes", {}).get(level, 0.0)
                      for f in formats if level in metrics.get(f"{f}/weight_bytes", {})}
@@ -124,12 +126,13 @@ def cells(row: BuysRow) -> list[str]:
 
 def header(rows: list[BuysRow]) -> list[str]:
     """Column names: level, weights, accuracy, batch, dense latency, each format's
-    speed-up, the fastest format, and the bytes of dense and of the smallest format."""
+    speed-up, the best format (the fastest at ``PAYS`` times dense or more, else dense),
+    and the bytes of dense and of the smallest format."""
     formats = list(rows[0].speedups) if rows else []
     timed = "dense wall / CPU (ms)" if any(r.dense_cpu_ms is not None for r in rows) \
         else "dense (ms)"
     return ["level", "weights remaining (%)", "ticket accuracy (%)", "batch", timed,
-            *[f"{f} speed-up" for f in formats], "fastest", "dense weights (KiB)",
+            *[f"{f} speed-up" for f in formats], "best format", "dense weights (KiB)",
             "smallest weights+indices (KiB)"]
 
 
@@ -142,7 +145,8 @@ def buys_markdown(rows: list[BuysRow], machine: str) -> list[str]:
              f"Median forward time of the first replicate's ticket, measured on {machine}; "
              "speed-up is dense time over the format's (above 1: faster), on the thread's CPU "
              "time when measured on the CPU with one thread (other processes' load inflates "
-             "wall time, not CPU time), else on wall time. Outputs of every "
+             f"wall time, not CPU time), else on wall time; the best format is the fastest at "
+             f"{PAYS}x dense or more, else dense. Outputs of every "
              "format were compared with the masked dense network's before timing; `wrong` "
              "marks one that did not match and was not timed.", "",
              "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]

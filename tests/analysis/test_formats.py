@@ -109,6 +109,7 @@ def test_a_wrong_format_is_reported_and_not_timed(registry):
 def test_every_registered_format_is_measured_with_the_machine(registry):
     model, mask = masked(registry, "conv", {"depth": 2, "width": 8, "hidden": [16]}, 0.1)
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))  # repeated to 5
+    threads, tf32 = torch.get_num_threads(), torch.backends.cudnn.allow_tf32
     measured = measure_formats(model, mask, x, build_formats(registry), QUICK)
     statuses = {r.format: r.status for r in measured.results}
     assert statuses == {"dense": OK, "csr": OK, "bsr": OK, "shrunk": OK,
@@ -117,7 +118,8 @@ def test_every_registered_format_is_measured_with_the_machine(registry):
     assert dense_result.disk_bytes > 0 and dense_result.weight_bytes > 0
     assert measured.machine["threads"] == "1" and measured.machine["torch"] == torch.__version__
     assert measured.best(5) in statuses
-    assert torch.get_num_threads() >= 1  # restored after timing
+    assert torch.get_num_threads() == threads  # restored after timing
+    assert torch.backends.cudnn.allow_tf32 == tf32  # float32 while measuring, then restored
 
 
 def two_four_ticket(registry) -> tuple[nn.Module, Mask]:
@@ -164,3 +166,36 @@ def test_a_spec_naming_an_unknown_format_is_refused_before_anything_runs(tiny, r
     assert "analyzers.0.formats.1: unknown format 'nope'" in str(refused.value)
     tiny["analyzers"] = [{"name": "inference", "formats": ["2:4", "csr"]}]
     assert build_spec(tiny, registry).analyzers[0].params["formats"] == ["2:4", "csr"]
+
+
+class NoisyFormatPlugin:
+    """A third-party format through the hook: csr with a perturbed bias (a broken kernel)."""
+
+    @staticmethod
+    def noisy(params):
+        def build(request: FormatRequest) -> Representation:
+            built = csr(request)
+            built.model.fc1.bias += 0.1
+            return built
+        return build
+
+    from lth_suite.api import hookimpl as _hookimpl
+
+    @_hookimpl
+    def lth_register_formats(self, register) -> None:
+        from lth_suite.api import NoParams
+
+        register("noisy", self.noisy, NoParams, "csr with a broken bias")
+
+
+def test_a_plugin_format_is_registered_measured_and_caught_when_wrong(registry):
+    from lth_suite.plugins.manager import load_plugins
+
+    plugins = load_plugins(extra=[NoisyFormatPlugin()], installed=False)
+    assert "noisy" in plugins.registry.names("format")
+    model, mask = masked(registry, "mlp", {"hidden": [32, 16]}, 0.2)
+    formats = build_formats(plugins.registry, ["noisy", "csr"])
+    assert list(formats) == ["dense", "noisy", "csr"]
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    measured = measure_formats(model, mask, x, formats, QUICK)
+    assert measured.result("noisy").status == WRONG and measured.result("csr").status == OK

@@ -79,7 +79,7 @@ def test_the_report_command_prints_what_the_tickets_buy(store, tmp_path):
     result = CliRunner().invoke(app, ["report", parent, "--out", str(tmp_path / "r"),
                                       "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
-    assert "what this ticket buys here" in result.output and "fastest" in result.output
+    assert "what this ticket buys here" in result.output and "best format" in result.output
     assert "batch 4: csr" in result.output  # where (or whether) csr pays
 
 
@@ -150,3 +150,25 @@ def test_a_damaged_csr_export_is_refused_on_load(store, tmp_path):
     torch.save(tensors, path)
     with pytest.raises(LthError, match="damaged"):
         load_exported(out)
+
+
+@pytest.mark.parametrize("sparsity, level, two_four", [
+    ({"pattern": "2:4"}, 2, "semi-structured sparse kernels run on CUDA only"),
+    ({"dynamic": {"name": "rigl", "every": 10}, "density": 0.2}, 0, "no linear weight")])
+def test_dst_and_nm_tickets_are_measured_the_same_way(tmp_path, plugins, sparsity, level,
+                                                      two_four):
+    spec = copy.deepcopy(TINY)
+    spec.update(analyzers=[ANALYZER], sparsity=sparsity,
+                controls={"reinit": False, "random_prune": False},
+                tracking={"log_models": "none", "log_state_dicts": False})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        finished = run_experiment(build_spec(spec, plugins.registry), plugins, uri)
+    client = MlflowClient(uri)
+    rows = json.loads(Path(client.download_artifacts(
+        finished.parent_run_id, f"analysis/inference/level_{level:02d}.json")).read_text())["rows"]
+    status = {(r["format"], r["batch"]): r for r in rows}
+    assert status[("csr", 4)]["status"] == "ok" and status[("csr", 4)]["speedup"] > 0
+    if not torch.cuda.is_available():
+        assert two_four in status[("2:4", None)]["reason"]
