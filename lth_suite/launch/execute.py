@@ -130,10 +130,10 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
     if train_as_follower_rank(experiment):  # never touches the store
         return None
     with leading():
+        tracker = tracker or open_tracker(uri)  # a store it cannot use fails before the plan
         audience.planned(experiment, launcher, uri)
         if isinstance(launcher.pool, WorkerPool):  # before any run exists
             launcher.pool.check_started()
-        tracker = tracker or open_tracker(uri)
         resume_id = resume if isinstance(resume, str) else None
         if resume is True:
             resume_id = find_resumable(tracker.reader, spec, plugins.registry)
