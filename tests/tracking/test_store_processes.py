@@ -145,3 +145,25 @@ def test_two_resumes_started_together_train_the_missing_work_once(unfinished, tm
     assert "another process" in errors[0] or "already finished" in errors[0], refused
     after = finished_tickets(uri, parent)
     assert len(after) == len(set(after)) == len(before) + 1, after
+
+
+def test_which_leases_count_as_alive():
+    from dataclasses import replace
+
+    from lth_suite.tracking.lease import STALE_AFTER_S, Lease
+
+    mine = Lease.mine()
+    assert mine.alive() and mine.this_process()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        other = replace(mine, pid=sleeper.pid, started=Lease.mine().started)
+        assert not other.alive()  # a live pid started at another time: a reused pid
+        assert replace(mine, pid=sleeper.pid, started=None).alive()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not replace(mine, pid=sleeper.pid, started=None).alive()  # gone
+    away = replace(mine, host=mine.host + "-elsewhere")
+    assert away.alive() and not away.this_process()
+    assert not replace(away, renewed=time.time() - STALE_AFTER_S - 1).alive()
+    assert Lease.parse("not json") is None and Lease.parse(mine.dump()) == mine
