@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -43,21 +42,12 @@ from .names import (
     SPEC_ARTIFACT,
     SPEC_PARAM_PREFIX,
     VERSION_TAG,
+    param_key,
 )
 from .reader import StoreReader
 from .uris import checked_store, safe_name
 
 LIVE_EVERY = 10.0  # seconds between writes of a running child's evaluations
-
-
-# What MLflow accepts in a param name; anything else (the ``*`` of a glob pattern in
-# ``pruning.fraction``) is written as ``:x2a:``, its code point, and the name stays unique.
-PARAM_CHARACTER = re.compile(r"[^\w\-. :/]")
-
-
-def param_key(key: str) -> str:
-    """A spec key as an MLflow param name may spell it."""
-    return PARAM_CHARACTER.sub(lambda found: f":x{ord(found.group()):02x}:", str(key))
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Spec keys MLflow would refuse as param names (glob patterns) are spelled so it accepts them."""
 
-from lth_suite.tracking.writer import flatten, param_key
+from lth_suite.tracking.names import param_key
+from lth_suite.tracking.writer import flatten
 
 
 def test_glob_characters_become_code_points_and_plain_keys_stay():
