@@ -205,6 +205,9 @@ def control_captures(controls: dict[str, Control], config: TrainConfig) -> tuple
     return tuple(sorted(found))
 
 
+SHOWN_LAYERS = 12  # a timm model has hundreds: the error stays one readable line
+
+
 def check_patterns(rules: Pruning, layers: list[Layer]) -> None:
     """Every name or pattern of ``pruning.exclude`` and ``pruning.fraction`` must find a
     prunable tensor (a typo would otherwise prune what it meant to spare)."""
@@ -214,7 +217,9 @@ def check_patterns(rules: Pruning, layers: list[Layer]) -> None:
         unknown = [p for p in patterns if not any(p == layer.kind or matches(layer.name, p)
                                                   for layer in layers)]
         if unknown:
-            known = ", ".join(layer.name.rsplit(".", 1)[0] for layer in layers)
+            modules = list(dict.fromkeys(layer.name.rsplit(".", 1)[0] for layer in layers))
+            known = ", ".join(modules[:SHOWN_LAYERS]) + (
+                f", ... ({len(modules)} in all)" if len(modules) > SHOWN_LAYERS else "")
             problems.append((where, f"unknown layer(s) {', '.join(unknown)} (prunable: {known})"))
     if problems:
         raise SpecError(problems)

@@ -7,6 +7,7 @@ Nothing here imports mlflow or torch.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 # --------------------------------------------------------------------------------------
@@ -135,3 +136,13 @@ def interval_metric(branch: str, key: str, part: str) -> str:
 def comparison_metric(control: str, part: str) -> str:
     """The paired comparison of the ticket with a control: ``ticket_vs_reinit/p_value``."""
     return f"{TICKET}_vs_{control}/{part}"
+
+
+# What MLflow accepts in a param name; anything else (the ``*`` of a glob pattern in
+# ``pruning.fraction``) is written as ``:x2a:``, its code point, and the name stays unique.
+PARAM_CHARACTER = re.compile(r"[^\w\-. :/]")
+
+
+def param_key(key: str) -> str:
+    """A spec key as an MLflow param name may spell it."""
+    return PARAM_CHARACTER.sub(lambda found: f":x{ord(found.group()):02x}:", str(key))

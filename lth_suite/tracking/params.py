@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-# What MLflow accepts in a param name; anything else (the ``*`` of a glob pattern in
-# ``pruning.fraction``) is written as ``:x2a:``, its code point, and the name stays unique.
-PARAM_CHARACTER = re.compile(r"[^\w\-. :/]")
-
-
-def param_key(key: str) -> str:
-    """A spec key as an MLflow param name may spell it."""
-    return PARAM_CHARACTER.sub(lambda found: f":x{ord(found.group()):02x}:", str(key))
+from .names import param_key
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
