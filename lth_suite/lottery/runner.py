@@ -30,19 +30,33 @@ class LotteryRunner:
 
     def __init__(self, experiment: Experiment, tracker: Tracker,
                  progress: Progress | None = None, resume: str | None = None,
-                 mark_resumed: bool = True, pool: TrainingPool | None = None):
+                 mark_resumed: bool = True, pool: TrainingPool | None = None,
+                 replaying: bool = False):
         self.experiment, self.tracker = experiment, tracker
         self.progress = progress or SilentProgress()
         self.resume = resume
         self.mark_resumed = mark_resumed  # False when a launcher's driver finishes its own run
+        # Replaying levels other processes trained: read back one network at a time, and
+        # build a trainer only if a training left to this step must run after all.
+        self.replaying, self.pool = replaying, pool
         self.model = experiment.build_model(experiment.spec.experiment.seed)
         self.guard = Guard(experiment.plugins, tracker)
         self.recorder = Recorder(experiment, tracker, self.guard, self.progress, self.model)
-        self.trainer = Trainer(experiment, self.model, self.progress, self.recorder.evaluated,
-                               pool)
+        self._trainer = None if replaying else self._new_trainer()
         self.planner = Planner(experiment, self.model, self.guard, Checkpoints(),
                                self.recorder.restore)
         self.levels: list[LevelFinished] = []
+
+    @property
+    def trainer(self) -> Trainer:
+        """What trains the level's planned networks (built on first need when replaying)."""
+        if self._trainer is None:
+            self._trainer = self._new_trainer()
+        return self._trainer
+
+    def _new_trainer(self) -> Trainer:
+        return Trainer(self.experiment, self.model, self.progress, self.recorder.evaluated,
+                       self.pool)
 
     def run(self) -> ExperimentFinished:
         """Every level of every replicate; runs end FAILED or KILLED if anything stops it."""
@@ -102,7 +116,7 @@ class LotteryRunner:
 
     def _train_level(self, level: int, replicates: list[int]) -> list[BranchResult]:
         """The level's results, in replicate and branch order."""
-        if self.trainer.population or self.trainer.pool is not None:
+        if not self.replaying and (self.trainer.population or self.trainer.pool is not None):
             try:
                 return self._train_level_at_once(level, replicates)
             except Diverged as exc:
@@ -233,6 +247,6 @@ def finish_from_store(experiment: Experiment, tracker: Tracker, parent_id: str,
     """Finish an experiment whose units other processes trained into ``parent_id``: every
     level is read back from its checkpoints and recorded (summaries, analyzers, hooks), a
     training left to this step (one skipped as diverged) is tried here, and the parent
-    run ends FINISHED."""
-    return LotteryRunner(experiment, tracker, progress, resume=parent_id,
-                         mark_resumed=False).run()
+    run ends FINISHED. No trainer is built unless such a training must run."""
+    return LotteryRunner(experiment, tracker, progress, resume=parent_id, mark_resumed=False,
+                         replaying=True).run()

@@ -229,6 +229,37 @@ class UnitsInOrder(Launcher):
         return [run_in_order(job) for job in jobs]
 
 
+def test_the_finishing_step_replays_levels_without_a_trainer(tiny, plugins, tmp_path,
+                                                             monkeypatch):
+    """Units trained elsewhere: the driver reads every level back and records it; it
+    builds no trainer (nothing is left to train) and never opens the parent run twice."""
+    from lth_suite.launch import out_of_process
+    from lth_suite.lottery import runner as runner_module
+
+    spec = build_spec(tiny_spec(tiny, launcher="local"), plugins.registry)
+    uri = f"sqlite:///{tmp_path / 'units.db'}"
+    finishing, built = [False], []
+    real_finish, real_trainer = out_of_process.finish_from_store, runner_module.Trainer
+
+    def finish(*args, **kwargs):
+        finishing[0] = True
+        try:
+            return real_finish(*args, **kwargs)
+        finally:
+            finishing[0] = False
+
+    def trainer(*args, **kwargs):
+        built.append(finishing[0])
+        return real_trainer(*args, **kwargs)
+
+    monkeypatch.setattr(out_of_process, "finish_from_store", finish)
+    monkeypatch.setattr(runner_module, "Trainer", trainer)
+    result = execute([ExperimentPlan(spec, open_tracker(uri))], plugins, UnitsInOrder(), uri)[0]
+    assert result.error is None and len(result.finished.levels) == spec.pruning.levels + 1
+    assert built and not any(built)  # the units built theirs; the finishing step none
+    assert all(b.restored for level in result.finished.levels for b in level.branches)
+
+
 def test_units_run_from_the_store_equal_the_in_memory_runner(tiny, plugins, tmp_path):
     spec = build_spec(tiny_spec(tiny, replicates=2, launcher="local"), plugins.registry)
     whole = run_experiment(spec, plugins, f"sqlite:///{tmp_path / 'whole.db'}")
