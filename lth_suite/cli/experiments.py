@@ -147,7 +147,8 @@ def _print_outcome(result, tracking_uri: str | None) -> None:
     if report is not None and spec.experiment.replicates > 1:
         print_statistics(report)  # the one table: with intervals and the paired tests
     else:
-        _print_summary(finished.summary, result.seconds, spec.experiment.replicates)
+        _print_summary(finished.summary, result.seconds, spec.experiment.replicates,
+                       spec.controls.enabled())
     _print_time_split(finished, result.seconds, launcher.pool)
     out.print(f"parent run {finished.parent_run_id} in {uri}", highlight=False)
     if report is not None:
@@ -248,13 +249,15 @@ def _print_time_split(finished, seconds: float, pool=None) -> None:
               highlight=False, markup=False)
 
 
-def _print_summary(rows: list[dict[str, float]], seconds: float, replicates: int) -> None:
-    """The run's results without intervals: one replicate, or no report."""
+def _print_summary(rows: list[dict[str, float]], seconds: float, replicates: int,
+                   controls: list[str]) -> None:
+    """The run's results without intervals: one replicate, or no report; the branches in
+    the report's order (the ticket, then the controls as the spec enables them)."""
     from ..report.numbers import accuracy_text, weights_text
     from ..tracking.names import branch_order
 
     branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
-                      key=branch_order)
+                      key=lambda branch: branch_order(branch, controls))
 
     title = (f"test accuracy at the early-stop iteration, % ({seconds:.1f} s)" if replicates == 1
              else f"test accuracy at the early-stop iteration, %, mean of {replicates} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Iterable
@@ -17,6 +18,10 @@ from ..errors import TrackingError
 from .journal import keep_journal
 from .names import ITERATION, PARENT_TAG, SPEC_HASH_TAG
 from .uris import checked_store
+
+# Artifacts read back (checkpoints, masks) are small and many: MLflow's download bars
+# would only interleave with lth-suite's one-line output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _HASH = re.compile(r"^[0-9a-f]{4,16}$")

@@ -57,7 +57,9 @@ def test_replicates_print_only_the_interval_table_and_the_time_with_workers(
     line = re.search(r"time: ([\d.]+) s in all; 8 trainings on 2 workers took training "
                      r"steps ([\d.]+) s and evaluation ([\d.]+) s, summed over the workers", text)
     assert line, text
-    assert all(float(value) > 0 for value in line.groups())
+    total, steps, evaluation = map(float, line.groups())
+    # rounded to 0.1 s: a tiny training's evaluations may print as 0.0 s on a quick machine
+    assert total > 0 and steps + evaluation > 0 and evaluation >= 0
 
 
 def test_ui_on_a_taken_port_fails_naming_it_and_a_free_one(tracking_uri):
