@@ -465,8 +465,8 @@ def test_an_interrupted_local_sweep_resumes_skipping_what_it_finished(tiny, writ
     assert trained_before <= finished  # nothing that had finished was trained again
     assert len(finished) == 9
     table_rows = [line for line in resumed.output.splitlines() if "experiment.seed=" in line
-                  and "%" in line]
-    assert len(table_rows) == 2  # the skipped point is in the table with its stored figures
+                  and re.search(r"\d\s*\S\s+\d+\.\d\d\s*\S\s*$", line)]  # weights %, accuracy %
+    assert len(table_rows) == 2, resumed.output  # the skipped point shows its stored figures
 
 
 # --- ray against a real tracking server -------------------------------------------------
