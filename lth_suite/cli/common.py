@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,8 +46,15 @@ def _other_rank() -> bool:
     return launched() and os.environ.get("RANK", "0") != "0"
 
 
+# A rank other than 0 that meets bad input waits this long before it exits: torchrun's
+# agent stops every rank once one exits, and rank 0 must say what was wrong first.
+OTHER_RANK_GRACE_S = 5.0
+
+
 def _fail(error: LthError, exit_code: int | None = None) -> None:
-    if not _other_rank():
+    if _other_rank():
+        time.sleep(OTHER_RANK_GRACE_S)
+    else:
         for line in error.lines():
             err.print(f"error: {printable(line)}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(error.exit_code if exit_code is None else exit_code)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import DataMissing, LthError
 from ..lottery.checkpoints import check_same_spec, find_resumable, logged_spec
+from ..lottery.child_runs import describe
 from ..lottery.events import ExperimentFinished
 from ..lottery.experiment import Experiment, prepare
 from ..lottery.progress import Progress
@@ -32,6 +33,7 @@ from ..spec.loading import apply_overrides, build_spec
 from ..spec.sections import ExperimentSpec
 from ..tracking import Tracker, lease, open_tracker
 from ..tracking.names import SPEC_HASH_TAG
+from ..training.distributed import group
 from .dry_run import plan_lines, plan_without_data
 from .in_process import run_in_process
 from .out_of_process import run_out_of_process
@@ -130,10 +132,10 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
     if train_as_follower_rank(experiment):  # never touches the store
         return None
     with leading():
+        if isinstance(launcher.pool, WorkerPool):  # before the store or any run exists
+            launcher.pool.check_started()
         tracker = tracker or open_tracker(uri)  # a store it cannot use fails before the plan
         audience.planned(experiment, launcher, uri)
-        if isinstance(launcher.pool, WorkerPool):  # before any run exists
-            launcher.pool.check_started()
         resume_id = resume if isinstance(resume, str) else None
         if resume is True:
             resume_id = find_resumable(tracker.reader, spec, plugins.registry)
@@ -148,7 +150,15 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
 
         audience.resumable(resume_command)
         plan = ExperimentPlan(spec, tracker, experiment, resume_id)
-        result = execute([plan], plugins, launcher, tracker.uri, audience.progress)[0]
+        try:
+            result = execute([plan], plugins, launcher, tracker.uri, audience.progress)[0]
+        except Exception as exc:  # its runs are ended; under torchrun, a rank died
+            if group() is None:
+                raise
+            why = (describe(exc).splitlines() or [type(exc).__name__])[0]
+            audience.note(f"stopped: another torchrun rank died ({why}); resume with: "
+                          f"{resume_command() or 'run it again'}")
+            raise SystemExit(1) from None
         result.launcher, result.uri = launcher, tracker.uri
         return result
 
