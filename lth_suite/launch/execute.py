@@ -155,8 +155,8 @@ def start_experiment(spec: ExperimentSpec, plugins: Plugins, uri: str,
         except Exception as exc:  # its runs are ended; under torchrun, a rank died
             if group() is None:
                 raise
-            why = (describe(exc).splitlines() or [type(exc).__name__])[0]
-            audience.note(f"stopped: another torchrun rank died ({why}); resume with: "
+            why = (describe(exc).splitlines() or [type(exc).__name__])[0][:120]
+            audience.note(f"stopped by torchrun (another rank died: {why}); resume with: "
                           f"{resume_command() or 'run it again'}")
             raise SystemExit(1) from None
         result.launcher, result.uri = launcher, tracker.uri
