@@ -55,7 +55,7 @@ from .errors import (
     UnknownComponentError,
 )
 from .plugins.hookspecs import hookimpl
-from .plugins.params import DatasetParams
+from .plugins.params import DatasetParams, ModelDataConfig
 from .plugins.registry import LazyFactory, NoParams, RegisterFn, lazy
 
 if TYPE_CHECKING:
@@ -158,8 +158,8 @@ __all__ = [
     # allocations and dynamic sparse training
     "Allocation", "LayerShape", "DynamicSparsity", "MaskUpdater", "UpdaterContext",
     # datasets and architectures (and the module types whose weights are prunable)
-    "PrunableModule", "DataInfo", "RawData", "Splits", "Augment", "StreamedData", "StreamedSet",
-    "StreamedSplits",
+    "PrunableModule", "ModelDataConfig", "DataInfo", "RawData", "Splits", "Augment",
+    "StreamedData", "StreamedSet", "StreamedSplits",
     # training, optimizers and learning-rate decays
     "TrainConfig", "TrainResult", "Step", "StepCallback", "Optimizer", "OptimizerBuilder",
     "FusedOptimizer", "Decay",

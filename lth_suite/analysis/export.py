@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import LthError
+from ..lottery.experiment import load_dataset
 from ..pruning.masks import Mask
 from ..tracking.names import (
     BRANCH_PARAM,
@@ -96,10 +97,8 @@ def rebuild(reader: StoreReader, child: RunRecord, plugins: Plugins | None = Non
     if shapes is not None and shapes[1]:
         info = DataInfo(spec.dataset.name, shapes[0], shapes[1][0])
     else:  # no model was logged: the dataset knows its shape (for digits, cheaply)
-        dataset = plugins.registry.get("dataset", spec.dataset.name)
         try:
-            raw = dataset.factory(dataset.params_model.model_validate(spec.dataset.params),
-                                  spec.experiment.seed)
+            raw = load_dataset(spec, plugins)[1]
         except LthError as exc:
             raise LthError(f"no model was logged to read the input shape from, and dataset "
                            f"'{spec.dataset.name}' cannot be loaded here: {exc}") from None

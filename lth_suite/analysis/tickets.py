@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import LthError, SpecError, TrackingError
+from ..lottery.experiment import load_dataset
 from ..pruning.masks import Mask
 from ..tracking.names import SPEC_ARTIFACT
 from .export import rebuild
@@ -60,10 +61,8 @@ def load_ticket(reader: StoreReader, child: RunRecord, plugins: Plugins,
 def _examples(plugins: Plugins, spec, input_shape: tuple[int, ...],
               count: int) -> tuple[torch.Tensor, str]:
     """Test examples of the spec's dataset; random normal ones where it cannot load here."""
-    dataset = plugins.registry.get("dataset", spec.dataset.name)
     try:
-        raw = dataset.factory(dataset.params_model.model_validate(spec.dataset.params),
-                              spec.experiment.seed)
+        raw = load_dataset(spec, plugins)[1]
         x_test = torch.as_tensor(raw.x_test[:count], dtype=torch.float32)
         if tuple(x_test.shape[1:]) == tuple(input_shape) and len(x_test):
             return x_test, f"{len(x_test)} test examples of {spec.dataset.name}"

@@ -95,6 +95,8 @@ class ConsoleAudience:
     def planned(self, experiment, launcher, uri: str | None) -> None:
         """The plan line, and where units run when they leave this process."""
         _print_plan(experiment)
+        for line in experiment.notes:
+            err.print(line, highlight=False, markup=False)
         if launcher.note:
             err.print(launcher.note, highlight=False, markup=False)
         if not launcher.in_process:

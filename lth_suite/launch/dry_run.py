@@ -38,7 +38,7 @@ def plan_lines(experiment: Experiment, probe: bool = True) -> list[str]:
                  f"{100 * d:.3g}%" for d in level_densities(experiment))]
     if probe:
         lines.append(_estimate(experiment, trainings))
-    return lines + _warnings(config.total, config.warmup, config.eval_every)
+    return lines + experiment.notes + _warnings(config.total, config.warmup, config.eval_every)
 
 
 def plan_without_data(spec: ExperimentSpec, plugins: Plugins, error: DataMissing) -> list[str]:

@@ -57,6 +57,7 @@ class Experiment:
     # Iterations of the dense training whose weights the controls need, sorted.
     control_captures: tuple[int, ...] = ()
     pretrained: dict[str, torch.Tensor] | None = None  # model.pretrained's tensors, read once
+    notes: list[str] = field(default_factory=list)  # lines worth printing before it runs
 
     def build_model(self, seed: int, *, pretrained: bool = True) -> nn.Module:
         """A freshly built network; the same seed gives the same weights.
@@ -100,13 +101,39 @@ def recipe_components(spec: ExperimentSpec, plugins: Plugins) -> dict[str, Any]:
     }
 
 
+def dataset_params(spec: ExperimentSpec, plugins: Plugins) -> tuple[Any, str | None]:
+    """The spec's dataset params, their unset fields taken from the model's data config
+    (``lth_model_data_config``), and a line saying which were, or None."""
+    dataset = plugins.registry.get("dataset", spec.dataset.name)
+    params = dataset.params_model.model_validate(spec.dataset.params)
+    architecture = plugins.registry.get("architecture", spec.model.name)
+    config = plugins.model_data_config(
+        architecture.params_model.model_validate(spec.model.params))
+    if config is None:
+        return params, None
+    fields = type(params).model_fields
+    taken = {key: value for key, value in config.fields().items()
+             if key in fields and getattr(params, key) is None}
+    if not taken:
+        return params, None
+    params = dataset.params_model.model_validate({**spec.dataset.params, **taken})
+    said = ", ".join(f"{key} {value}" for key, value in taken.items())
+    return params, (f"dataset {spec.dataset.name}: {said}, from model {spec.model.name}'s data "
+                    "config (set them in dataset to override)")
+
+
+def load_dataset(spec: ExperimentSpec, plugins: Plugins) -> tuple[Any, Any, str | None]:
+    """The spec's dataset params (``dataset_params``), its loaded data, and the note."""
+    params, note = dataset_params(spec, plugins)
+    factory = plugins.registry.get("dataset", spec.dataset.name).factory
+    return params, factory(params, spec.experiment.seed), note
+
+
 def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     """Load the data and build every component; no training, no tracking."""
     registry = plugins.registry
     device = resolve_device(spec.device)
-    dataset = registry.get("dataset", spec.dataset.name)
-    params = dataset.params_model.model_validate(spec.dataset.params)
-    raw = dataset.factory(params, spec.experiment.seed)
+    params, raw, data_note = load_dataset(spec, plugins)
     if not isinstance(params, DatasetParams):
         raise LthError(f"dataset '{spec.dataset.name}': its params model must subclass "
                        "lth_suite.training.data.DatasetParams")
@@ -133,6 +160,7 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         rewind=rewind,
         analyzers=[(a.name, registry.build("analyzer", a.name, a.params)) for a in spec.analyzers],
         layers=[],
+        notes=[data_note] if data_note else [],
     )
     experiment.controls_built = build_controls(spec, plugins, experiment.criterion)
     experiment.control_captures = control_captures(experiment.controls_built, config)

@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # the events module imports torch: plugin loading must not
+    from pydantic import BaseModel
+
     from ..lottery.events import ExperimentFinished, LevelFinished
     from ..pruning.prunable import PrunableModule
+    from .params import ModelDataConfig
     from .registry import RegisterFn
 
 PROJECT = "lth_suite"
@@ -196,7 +199,7 @@ def lth_experiment_finished(event: ExperimentFinished) -> None:
 # Model inspection (called when an experiment is prepared)
 #
 # Returns declarations rather than calling ``register``: they are plain data, read each
-# time a model's prunable tensors are found.
+# time a model's prunable tensors are found, or its expected input is looked up.
 # -------------------------------------------------------------------------------------------
 
 
@@ -209,4 +212,16 @@ def lth_prunable_modules() -> Sequence[PrunableModule]:
     axis of their inputs (0 for a weight stored as (in, out)). Declarations are checked
     before the built-in ones, so a library's subclass of ``nn.Linear`` can be declared
     differently.
+    """
+
+
+@hookspec(firstresult=True)
+def lth_model_data_config(params: BaseModel) -> ModelDataConfig | None:
+    """The input the spec's model expects, when its architecture states one: a
+    ``ModelDataConfig`` (input size, mean, std, interpolation, crop fraction), else None.
+
+    ``params`` are the spec's validated model params; answer only for an instance of your
+    own architecture's params model. The first answer wins. Each field a dataset's params
+    model also has, and that the spec left unset (None), takes the answer's value, so a
+    timm model's own normalisation reaches an image folder unless the spec gives one.
     """

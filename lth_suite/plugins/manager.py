@@ -39,7 +39,10 @@ from . import hookspecs
 from .registry import KINDS, Clash, Component, NoParams, Registry
 
 if TYPE_CHECKING:  # plugin loading imports no torch
+    from pydantic import BaseModel
+
     from ..pruning.prunable import PrunableModule
+    from .params import ModelDataConfig
 
 ENTRY_POINT_GROUP = "lth_suite"
 PROVIDES_GROUP = "lth_suite.provides"
@@ -111,6 +114,10 @@ class Plugins:
     def prunable_modules(self) -> list[PrunableModule]:
         """The module types the plugins declare prunable, later-loaded plugins first."""
         return [d for declared in self.manager.hook.lth_prunable_modules() for d in declared]
+
+    def model_data_config(self, params: BaseModel) -> ModelDataConfig | None:
+        """The input the model of ``params`` expects, as its plugin states it, or None."""
+        return self.manager.hook.lth_model_data_config(params=params)
 
     def broken(self) -> list[PluginInfo]:
         """Installed plugins that failed to load, in load order."""

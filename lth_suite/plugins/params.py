@@ -3,6 +3,9 @@ only these)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -19,3 +22,22 @@ class DatasetParams(BaseModel):
     )
     subset: int | None = Field(default=None, ge=1, description="train on this many examples")
     split_seed: int = Field(default=0, ge=0, description="seed of the validation split")
+
+
+@dataclass(frozen=True)
+class ModelDataConfig:
+    """The input a model expects, as its library states it (timm's data config).
+
+    The ``lth_model_data_config`` hook returns one; each field a dataset's params model
+    also has, and that a spec left unset (None), takes the value here.
+    """
+
+    image_size: int | None = None  # side of the square input
+    mean: tuple[float, ...] | None = None  # per channel
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None  # "bilinear", "bicubic", "nearest"
+    crop_fraction: float | None = None  # the share of the resized side an evaluation crop keeps
+
+    def fields(self) -> dict[str, Any]:
+        """The values it states, by field name."""
+        return {k: v for k, v in asdict(self).items() if v is not None}

@@ -8,7 +8,7 @@ in ``local.py``, ``vision.py`` and ``imagefolder.py``, imported when a spec load
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -81,17 +81,36 @@ class NpzParams(DatasetParams):
 
 class ImageFolderParams(DatasetParams):
     """Images in torchvision's ImageFolder layout: ``root/train/<class>/*.jpg`` and
-    ``root/val/<class>/*.jpg`` (ImageNet's)."""
+    ``root/val/<class>/*.jpg`` (ImageNet's).
+
+    ``image_size``, ``crop_fraction``, ``mean``, ``std`` and ``interpolation`` left unset take the
+    model's own data config where its architecture declares one (a timm model's), else
+    the defaults below.
+    """
+
+    # What an unset field becomes when the model declares no data config.
+    FALLBACK: ClassVar[dict[str, Any]] = {
+        "image_size": 224, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+        "interpolation": "bilinear", "crop_fraction": 0.875}
 
     root: Path = Field(description="folder holding the train and test folders")
     train: str = Field(default="train", description="training folder under root")
     test: str = Field(default="val", description="test folder under root (same classes)")
-    image_size: int = Field(default=224, ge=8, description="side of the square crops")
+    image_size: int | None = Field(default=None, ge=8, description="side of the square crops; "
+                                   "default: the model's data config, else 224")
     resize: int | None = Field(default=None, ge=8, description="evaluation images are "
-                               "resized to this, then center-cropped; default image_size / 0.875")
-    mean: tuple[float, float, float] = Field(default=(0.5, 0.5, 0.5), description="per channel")
-    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
-        default=(0.5, 0.5, 0.5), description="per channel")
+                               "resized to this, then center-cropped; default: image_size / "
+                               "crop_fraction")
+    crop_fraction: float | None = Field(
+        default=None, gt=0, le=1, description="the share of the resized evaluation image's side "
+        "its center crop keeps; default: the model's data config, else 0.875")
+    mean: tuple[float, float, float] | None = Field(
+        default=None, description="per channel; default: the model's data config, else 0.5")
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
+        default=None, description="per channel; default: the model's data config, else 0.5")
+    interpolation: Literal["nearest", "bilinear", "bicubic"] | None = Field(
+        default=None, description="how images are resized; default: the model's data config, "
+        "else bilinear")
     augment: bool = Field(default=True, description="random resized crop and horizontal "
                           "flip of training images")
     storage: Literal["auto", "memory", "stream"] = Field(
@@ -104,14 +123,19 @@ class ImageFolderParams(DatasetParams):
     eval_batch_size: int = Field(default=256, ge=1, description="images per evaluation batch "
                                  "when streaming")
 
+    def resolved(self) -> ImageFolderParams:
+        """These params with every field still unset given its fallback."""
+        unset = {k: v for k, v in self.FALLBACK.items() if getattr(self, k) is None}
+        return self.model_copy(update=unset)
+
 
 class ImageNetParams(ImageFolderParams):
-    """ImageNet (ILSVRC-2012) train/val folders, with ImageNet's normalisation."""
+    """ImageNet (ILSVRC-2012) train/val folders; unset, the normalisation is ImageNet's."""
+
+    FALLBACK: ClassVar[dict[str, Any]] = {
+        **ImageFolderParams.FALLBACK, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
     root: Path = Field(default=Path("data/imagenet"), description="holds train/ and val/")
-    mean: tuple[float, float, float] = Field(default=(0.485, 0.456, 0.406))
-    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
-        default=(0.229, 0.224, 0.225))
     validation: float = Field(default=10000, gt=0, description="training images held out "
                               "for early stopping (a fraction < 1 or a count)")
 

@@ -33,12 +33,15 @@ class ImageFolderSet:
         self.folder = folder
         self.samples, self.classes = scan(folder)  # no link loops, FIFOs or devices
         size = params.image_size
-        resize = params.resize or round(size / 0.875)  # 256 for 224, as torchvision's recipe
+        resize = params.resize or round(size / params.crop_fraction)  # 0.875: 256 for 224
+        mode = transforms.InterpolationMode(params.interpolation)
         normalise = [transforms.ToTensor(), transforms.Normalize(params.mean, params.std)]
         self.evaluation = transforms.Compose(
-            [transforms.Resize(resize), transforms.CenterCrop(size), *normalise])
+            [transforms.Resize(resize, interpolation=mode), transforms.CenterCrop(size),
+             *normalise])
         self.training = transforms.Compose(
-            [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *normalise]
+            [transforms.RandomResizedCrop(size, interpolation=mode),
+             transforms.RandomHorizontalFlip(), *normalise]
         ) if params.augment else self.evaluation
 
     def __len__(self) -> int:
@@ -96,6 +99,7 @@ def _in_memory(train: ImageFolderSet, test: ImageFolderSet, info: DataInfo,
 
 def load_imagefolder(params: ImageFolderParams, seed: int, name: str = "imagefolder") -> Any:
     """The folders as tensors when they fit in memory (``storage``), else streamed."""
+    params = params.resolved()
     train, test = open_folders(params)
     info = DataInfo(name, (3, params.image_size, params.image_size), len(train.classes))
     if streams(params, len(train) + len(test)):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lth_suite.api import RegisterFn, hookimpl, lazy
+from lth_suite.api import ModelDataConfig, RegisterFn, hookimpl, lazy
 
 __version__ = "0.1.0"
 
@@ -58,3 +58,13 @@ def lth_register_architectures(register: RegisterFn) -> None:
     """Register ``timm``."""
     register("timm", lazy("lth_suite_timm.models:build"), TimmParams,
              "any timm.create_model name, with its keyword arguments, random initialisation")
+
+
+@hookimpl
+def lth_model_data_config(params: BaseModel) -> ModelDataConfig | None:
+    """A timm model's data config (input size, mean, std, interpolation, crop fraction)."""
+    if not isinstance(params, TimmParams):
+        return None
+    from .models import data_config
+
+    return data_config(params)

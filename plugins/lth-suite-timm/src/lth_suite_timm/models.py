@@ -5,9 +5,11 @@ from __future__ import annotations
 import timm
 from torch import nn
 
-from lth_suite.api import DataInfo
+from lth_suite.api import DataInfo, ModelDataConfig
 
 from . import TimmParams
+
+RESIZE_MODES = ("nearest", "bilinear", "bicubic")  # what image folders resize with
 
 
 def classifier_name(model: nn.Module) -> str | None:
@@ -42,3 +44,18 @@ def build(params: TimmParams, info: DataInfo) -> nn.Module:
     if output is not None:
         model.output_layer = output
     return model
+
+
+def data_config(params: TimmParams) -> ModelDataConfig | None:
+    """What ``params.arch`` expects as input, from its registered pretrained config (no
+    download); ``kwargs.img_size`` overrides the size. None for a name without one."""
+    cfg = timm.models.get_pretrained_cfg(params.arch)
+    if cfg is None:
+        return None
+    size = params.kwargs.get("img_size", cfg.input_size[1:])
+    sides = {size} if isinstance(size, int) else set(size)
+    return ModelDataConfig(
+        image_size=sides.pop() if len(sides) == 1 else None,  # image folders crop squares
+        mean=tuple(cfg.mean), std=tuple(cfg.std),
+        interpolation=cfg.interpolation if cfg.interpolation in RESIZE_MODES else None,
+        crop_fraction=cfg.crop_pct)
