@@ -1,11 +1,16 @@
 """The footprint of a format: bytes of values and of sparse indices, size on disk, and
-the peak memory of one forward where torch measures it (CUDA's allocator statistics;
-torch keeps none for its CPU allocator)."""
+the peak memory of one forward: CUDA's allocator statistics on a GPU; on a Linux CPU,
+where torch keeps no allocator statistics, the growth of the process's peak resident
+memory (page-granular)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -49,8 +54,14 @@ def disk_bytes(model: nn.Module) -> int | None:
     return buffer.getbuffer().nbytes
 
 
+STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+RESET_PEAK_RSS = "5"  # clear_refs: reset the peak resident set size (Linux 4.0 and later)
+
+
 def peak_forward_bytes(forward: Callable[[], object], device: torch.device) -> int | None:
-    """Peak memory one forward allocates beyond what was allocated before it (CUDA only)."""
+    """Peak memory one forward allocates beyond what was allocated before it: CUDA's
+    allocator statistics, or on a Linux CPU the growth of peak resident memory; None
+    where neither can be read."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
@@ -58,6 +69,32 @@ def peak_forward_bytes(forward: Callable[[], object], device: torch.device) -> i
         forward()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    # Torch keeps no statistics of its CPU allocator (and its profiler's memory events
-    # pair no allocation with its free on this torch): no CPU figure rather than a guess.
-    return None
+    return _peak_resident_growth(forward) if device.type == "cpu" else None
+
+
+def _resident(field: str) -> int:
+    """A size of this process's ``/proc/self/status`` (VmRSS, VmHWM), in bytes."""
+    found = re.search(rf"^{field}:\s+(\d+) kB", STATUS.read_text(), re.MULTILINE)
+    if found is None:
+        raise OSError(f"no {field} in {STATUS}")
+    return int(found.group(1)) * 1024
+
+
+def _peak_resident_growth(forward: Callable[[], object]) -> int | None:
+    """How far one forward raises the process's resident memory above where it started.
+
+    Torch keeps no statistics of its CPU allocator and its profiler pairs no allocation
+    with its free, so the kernel's count is read instead: freed heap pages are first given
+    back (``malloc_trim``) so that the forward's allocations must fault in fresh pages, the
+    peak is reset, and the forward runs. Page-granular (a forward smaller than a page may
+    read 0), and process-wide: the measuring thread must be the only one allocating.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+        CLEAR_REFS.write_text(RESET_PEAK_RSS)
+        before = _resident("VmRSS")
+        forward()
+        return max(0, _resident("VmHWM") - before)
+    except (OSError, AttributeError):  # not Linux, or /proc not writable here
+        return None

@@ -36,6 +36,7 @@ class BuysRow:
     smallest: tuple[str, float] | None  # format with the fewest weight + index bytes
     accuracy: float | None = None  # ticket test accuracy at early stop, percent
     wrong: list[str] = field(default_factory=list)
+    peaks: dict[str, float] = field(default_factory=dict)  # a forward's peak bytes, by format
 
 
 def formats_in(metrics: Series) -> list[str]:
@@ -71,7 +72,9 @@ def buys_rows(metrics: Series, percents: dict[int, float],
                 metrics.get(f"{BASELINE}/b{batch}/cpu_ms", {}).get(level), speedups, best,
                 sizes.get(BASELINE), min(sizes.items(), key=lambda kv: kv[1]) if sizes else None,
                 (accuracy or {}).get(level),
-                [f for f in formats if metrics.get(f"{f}/wrong", {}).get(level)]))
+                [f for f in formats if metrics.get(f"{f}/wrong", {}).get(level)],
+                {f: peak for f in formats
+                 if (peak := metrics.get(f"{f}/b{batch}/peak_bytes", {}).get(level)) is not None}))
     return rows
 
 
@@ -119,21 +122,25 @@ def cells(row: BuysRow) -> list[str]:
              for f, s in row.speedups.items()]
     smallest = "–" if row.smallest is None else f"{_kb(row.smallest[1])} ({row.smallest[0]})"
     cpu = "" if row.dense_cpu_ms is None else f" / {row.dense_cpu_ms:.3f}"
+    peak = _kb(row.peaks.get(BASELINE))
+    if row.best != BASELINE:
+        peak += f" / {_kb(row.peaks.get(row.best))}"
     return [str(row.level), weights_text(row.percent),
             "–" if row.accuracy is None else f"{row.accuracy:.2f}", str(row.batch),
-            f"{row.dense_ms:.3f}{cpu}", *speed, row.best, _kb(row.dense_bytes), smallest]
+            f"{row.dense_ms:.3f}{cpu}", *speed, row.best, _kb(row.dense_bytes), smallest, peak]
 
 
 def header(rows: list[BuysRow]) -> list[str]:
     """Column names: level, weights, accuracy, batch, dense latency, each format's
     speed-up, the best format (the fastest at ``PAYS`` times dense or more, else dense),
-    and the bytes of dense and of the smallest format."""
+    the bytes of dense and of the smallest format, and the peak memory one forward adds
+    (dense, then the best format's where it is not dense)."""
     formats = list(rows[0].speedups) if rows else []
     timed = "dense wall / CPU (ms)" if any(r.dense_cpu_ms is not None for r in rows) \
         else "dense (ms)"
     return ["level", "weights remaining (%)", "ticket accuracy (%)", "batch", timed,
             *[f"{f} speed-up" for f in formats], "best format", "dense weights (KiB)",
-            "smallest weights+indices (KiB)"]
+            "smallest weights+indices (KiB)", "forward peak, dense / best (KiB)"]
 
 
 def buys_markdown(rows: list[BuysRow], machine: str) -> list[str]:

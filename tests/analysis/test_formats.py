@@ -3,6 +3,8 @@ is reported, never timed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -199,3 +201,17 @@ def test_a_plugin_format_is_registered_measured_and_caught_when_wrong(registry):
     x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(6))
     measured = measure_formats(model, mask, x, formats, QUICK)
     assert measured.result("noisy").status == WRONG and measured.result("csr").status == OK
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_a_cpu_forward_peak_grows_with_what_it_allocates():
+    from lth_suite.analysis.footprint import peak_forward_bytes
+
+    def allocating(mib: int):
+        return lambda: torch.ones(mib * 2 ** 18).sum()  # mib MiB of float32, then freed
+
+    cpu = torch.device("cpu")
+    small, large = (peak_forward_bytes(allocating(m), cpu) for m in (8, 64))
+    # page-granular, and a few pages may come from the heap's resident free memory
+    assert 7.5 * 2 ** 20 <= small < 12 * 2 ** 20
+    assert 63.5 * 2 ** 20 <= large < 68 * 2 ** 20

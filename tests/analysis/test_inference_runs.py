@@ -60,6 +60,8 @@ def test_the_analyzer_logs_every_level_with_the_machine(store, tmp_path):
     assert set(steps("inference/dense/b4/speedup").values()) == {1.0}
     sparse, full = steps("inference/csr/weight_bytes"), steps("inference/dense/weight_bytes")
     assert sparse[2] < full[2]  # the pruned CSR values take less room than dense weights
+    if Path("/proc/self/clear_refs").exists():  # a Linux CPU's forward peak is measured too
+        assert sorted(steps("inference/dense/b4/peak_bytes")) == [0, 1, 2]
     tags = client.get_run(parent).data.tags
     assert tags["inference.machine.torch"] == torch.__version__
     assert tags["inference.machine.threads"] == "1"

@@ -28,7 +28,8 @@ LEVELS = {
         "csr/index_bytes": 200.0},
     2: {"dense/b1/latency_ms": 1.0, "csr/b1/latency_ms": 1.5, "dense/b64/latency_ms": 10.0,
         "csr/b64/latency_ms": 5.0, "dense/weight_bytes": 1000.0, "csr/weight_bytes": 50.0,
-        "csr/index_bytes": 50.0, "2-4/wrong": 1.0},
+        "csr/index_bytes": 50.0, "2-4/wrong": 1.0, "dense/b64/peak_bytes": 4096.0,
+        "csr/b64/peak_bytes": 2048.0},
     3: {"dense/b1/latency_ms": 1.0, "csr/b1/latency_ms": 1.2, "dense/b64/latency_ms": 10.0,
         "csr/b64/latency_ms": 2.0, "dense/weight_bytes": 1000.0, "csr/weight_bytes": 10.0,
         "csr/index_bytes": 10.0},
@@ -59,4 +60,5 @@ def test_markdown_marks_a_wrong_format_and_names_the_machine():
     text = "\n".join(buys_markdown(buys_rows(metrics_of(LEVELS), PERCENTS), "a test CPU"))
     assert "## What this ticket buys here" in text and "a test CPU" in text
     assert "| 2 | 3.5 | – | 64 | 10.000 | wrong | 2.00x | csr |" in text
+    assert "| 4.0 / 2.0 |" in text  # a forward's peak, dense then the best format's
     assert buys_markdown([], "x") == []
