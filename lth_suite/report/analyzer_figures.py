@@ -18,6 +18,7 @@ from .style import legend_below, new_figure, save, styled
 Series = dict[str, dict[int, float]]  # line label -> level -> value
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 SPREAD = 0.12  # the widest x offset between lines (a factor on the log axis)
+VERSUS = "ticket_vs_"  # mask_similarity's comparisons of the ticket with a control
 # What the legends say instead of the metric keys the analyzers log.
 WORDS = {
     "connected_inputs": "inputs connected", "connected_channels": "channels connected",
@@ -27,8 +28,7 @@ WORDS = {
     "empty_channels": "conv input channels without weights",
     "consecutive_iou": "level vs previous level", "consecutive_chance": "level vs previous "
     "level, chance", "replicate_iou": "replicate vs replicate", "replicate_chance":
-    "replicate vs replicate, chance", "ticket_vs_random_iou": "ticket vs random_prune",
-    "ticket_vs_random_chance": "ticket vs random_prune, chance",
+    "replicate vs replicate, chance",
     "barrier": "error barrier (over the endpoints' mean)",
     "barrier_linear": "error barrier (over the line between the endpoints)",
     "endpoint_error": "error at the endpoints",
@@ -55,7 +55,7 @@ def _lines(data: ReportData, stem: Path, series: Series, ylabel: str, title: str
             shift = 1.0 + step * index
             ax.plot([percent[level] / shift for level in levels],
                     [values[level] for level in levels], color=f"C{index % 10}",
-                    marker=MARKERS[index % len(MARKERS)], label=WORDS.get(key, key),
+                    marker=MARKERS[index % len(MARKERS)], label=words(key),
                     linestyle="--" if dashed(key) else "-")
         weights_axis(ax, data)
         if log_y:  # percents as numbers (51.2), not powers of ten
@@ -109,11 +109,25 @@ def structure(data: ReportData, stem: Path, metrics: Series) -> list[Path]:
                   dashed=lambda label: not label.startswith("connected"))
 
 
+def words(key: str) -> str:
+    """What a legend says for a metric key: ``WORDS``, or ``ticket_vs_<control>_iou`` as
+    "ticket vs <control>"; else the key itself."""
+    if key in WORDS:
+        return WORDS[key]
+    if key.startswith(VERSUS) and key.endswith(("_iou", "_chance")):
+        control, _, kind = key[len(VERSUS):].rpartition("_")
+        return f"ticket vs {control}" + (", chance" if kind == "chance" else "")
+    return key
+
+
 def mask_similarity(data: ReportData, stem: Path, metrics: Series) -> list[Path]:
     """IoU of ticket masks (level vs previous level, replicate vs replicate, ticket vs
-    random_prune) beside the IoU of random masks of the same densities."""
+    each control with a mask of its own) beside the IoU of random masks of the same
+    densities."""
+    controls = sorted({key[:-len("_iou")] for key in metrics
+                       if key.startswith(VERSUS) and key.endswith("_iou")})
     series = {key: {lv: v for lv, v in metrics[key].items()}
-              for comparison in ("consecutive", "replicate", "ticket_vs_random")
+              for comparison in ("consecutive", "replicate", *controls)
               for key in (f"{comparison}_iou", f"{comparison}_chance") if key in metrics}
     return _lines(data, stem, series, "IoU of kept weights", "mask overlap against chance",
                   "dashed: chance (random masks, same densities)",

@@ -64,12 +64,16 @@ def test_mask_similarity_known_values(registry):
     # Level 1: replicate 0 keeps its mask, replicate 1 flips; controls equal / disjoint.
     one = analyzer.after_level(event(1, SIM_LAYERS, [
         branch(0, 1, "ticket", first), branch(1, 1, "ticket", first),
-        branch(0, 1, "random_prune", first), branch(1, 1, "random_prune", second)]))
+        branch(0, 1, "random_prune", first), branch(1, 1, "random_prune", second),
+        branch(0, 1, "reinit", first), branch(1, 1, "reinit", first),
+        branch(0, 1, "a_plugins_control", second)]))
     assert one.metrics["consecutive_iou"] == pytest.approx(0.5)  # mean of 1 and 0
     assert one.metrics["consecutive_chance"] == pytest.approx(1 / 3)
     assert one.metrics["replicate_iou"] == 1.0
-    assert one.metrics["ticket_vs_random_iou"] == pytest.approx(0.5)
-    for comparison in ("consecutive", "replicate", "ticket_vs_random"):
+    assert one.metrics["ticket_vs_random_prune_iou"] == pytest.approx(0.5)
+    assert one.metrics["ticket_vs_a_plugins_control_iou"] == 0.0  # any control of its own mask
+    assert not any(k.startswith("ticket_vs_reinit") for k in one.metrics)  # the ticket's mask
+    for comparison in ("consecutive", "replicate", "ticket_vs_random_prune"):
         layer_rows = rows_of(one, comparison=comparison)
         assert {r["layer"] for r in layer_rows} == {"a.weight", "b.weight", "all"}
         assert all(r["chance"] == pytest.approx(1 / 3) for r in layer_rows)
@@ -281,7 +285,7 @@ def test_analyzers_log_metrics_per_level_and_tables(tiny, plugins, tracking_uri)
     kept = [sum(lv.of("ticket")[0].mask.kept().values()) for lv in finished.levels]
     # Iterative pruning nests the masks: a level's IoU with the last is its share of it.
     assert steps("mask_similarity/consecutive_iou")[2] == pytest.approx(kept[2] / kept[1])
-    assert sorted(steps("mask_similarity/ticket_vs_random_iou")) == [1, 2]
+    assert sorted(steps("mask_similarity/ticket_vs_random_prune_iou")) == [1, 2]
     assert sorted(steps("init_stats/init_pruned_abs_mean")) == [1, 2]
     for name in ("mask_similarity", "structure", "init_stats"):
         path = client.download_artifacts(parent, f"analysis/{name}/level_02.json")

@@ -11,7 +11,6 @@ from itertools import combinations
 from statistics import mean
 
 from ...api import (
-    RANDOM_PRUNE,
     TICKET,
     Analysis,
     ExperimentFinished,
@@ -40,8 +39,23 @@ def compare(a: Mask, b: Mask, names: list[str]) -> dict[str, tuple[float, float]
     return out
 
 
+def control_pairs(event: LevelFinished, tickets: dict[int, Mask]) -> dict[str, list]:
+    """``ticket_vs_<control>``: the ticket against each control of the level that trains a
+    mask of its own (``random_prune``, ``inverted``, a plugin's), replicate by replicate.
+    A control whose masks equal the tickets' in every replicate (``reinit``) trains the
+    ticket's own mask and is left out."""
+    pairs: dict[str, list[tuple[Mask, Mask]]] = {}
+    for b in event.branches:
+        if b.branch != TICKET and b.replicate in tickets:
+            pairs.setdefault(f"ticket_vs_{b.branch}", []).append(
+                (tickets[b.replicate], cpu(b.mask)))
+    return {name: masks for name, masks in pairs.items()
+            if not all(ticket.equals(control) for ticket, control in masks)}
+
+
 class MaskSimilarity:
-    """IoU of ticket masks: level L vs L-1, replicate vs replicate, ticket vs random_prune.
+    """IoU of ticket masks: level L vs L-1, replicate vs replicate, and the ticket against
+    each control that draws a mask of its own (``ticket_vs_random_prune``).
 
     Built once per experiment, so it keeps the previous level's ticket masks (on the
     CPU) to compare with; a resumed run shows it the levels restored from the store
@@ -55,18 +69,17 @@ class MaskSimilarity:
         """Overall IoU and chance per comparison in metrics; per-layer rows in the table."""
         names = [layer.name for layer in event.layers]
         tickets = {b.replicate: cpu(b.mask) for b in event.of(TICKET)}
-        randoms = {b.replicate: cpu(b.mask) for b in event.of(RANDOM_PRUNE)}
         pairs = {
             "consecutive": [(mask, tickets[r]) for r, (level, mask) in sorted(self.previous.items())
                             if level == event.level - 1 and r in tickets],
             "replicate": [(tickets[a], tickets[b]) for a, b in combinations(sorted(tickets), 2)],
-            "ticket_vs_random": [(tickets[r], randoms[r]) for r in sorted(randoms) if r in tickets],
+            **control_pairs(event, tickets),
         }
         self.seen_level(event)
         metrics: dict[str, float] = {}
         table: list[dict] = []
         for comparison, masks in pairs.items():
-            if not masks:  # level 0, a single replicate, or no random_prune control
+            if not masks:  # level 0, or a single replicate
                 continue
             results = [compare(a, b, names) for a, b in masks]
             densities = [(a.layer_density(), b.layer_density()) for a, b in masks]
