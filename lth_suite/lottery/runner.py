@@ -22,6 +22,7 @@ from .experiment import Experiment
 from .planner import Planned, Planner
 from .progress import Progress, SilentProgress
 from .recorder import Recorder, level_summary
+from .rewind_search import RewindSearch
 from .trainer import Trainer, TrainingPool
 
 
@@ -45,6 +46,8 @@ class LotteryRunner:
         self._trainer = None if replaying else self._new_trainer()
         self.planner = Planner(experiment, self.model, self.guard, Checkpoints(),
                                self.recorder.restore)
+        self.rewind_search = RewindSearch(experiment, self.model, tracker, self.progress,
+                                          lambda: self.trainer.population)
         self.levels: list[LevelFinished] = []
 
     @property
@@ -76,6 +79,8 @@ class LotteryRunner:
 
     def run_level(self, level: int) -> LevelFinished:
         """Train (or restore) every replicate and branch of one level, then record it."""
+        if level:  # a searched rewind's point, chosen once the dense training is done
+            self.rewind_search.choose(self.planner, self.planner.alive(level), self.recorder.parent)
         branches = self._train_level(level, self.planner.alive(level))
         if not any(b.branch == TICKET for b in branches):
             raise LthError(f"every replicate's ticket diverged by level {level}: nothing to go on with")
@@ -111,6 +116,8 @@ class LotteryRunner:
         # ``ReplicateState``): two restores per unit, not one per earlier level.
         for earlier in sorted({0, level - 1}) if level else []:
             self._replicate(replicate, earlier, controls=())
+        if level and replicate in self.planner.states:
+            self.rewind_search.choose(self.planner, [replicate], parent_id)
         results = self._replicate(replicate, level, () if branch == TICKET else (branch,))
         return next((r.run_id for r in results if r.branch == branch), None)
 
