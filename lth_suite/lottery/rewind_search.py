@@ -98,12 +98,13 @@ class RewindSearch:
             for choice in measured.values():
                 self.write(parent, choice)
             choices.update(measured)
+        say = getattr(self.progress, "info", self.progress.note)  # a plain line where it can
         for r in todo:
             planner.choose(r, choices[r].chosen)
-            self.progress.note(f"rewind point {choices[r].line()}")
+            say(f"rewind point {choices[r].line()}")
         fresh = [choices[r] for r in pending]
         if fresh:
-            self.progress.note(self.cost_line(fresh))
+            say(self.cost_line(fresh))
         return [choices[r] for r in todo]
 
     def measure(self, planner: Planner, replicates: list[int]) -> dict[int, Choice]:
