@@ -64,7 +64,7 @@ class Choice:
     def line(self) -> str:
         """One line of output: the curve and the choice."""
         measured = ", ".join(f"{row['iteration']}it {100 * row['barrier']:.1f}%" for row in self.curve)
-        cost = (f"chosen before, not measured again" if self.restored
+        cost = ("chosen before, not measured again" if self.restored
                 else f"{self.trainings} trainings, {self.seconds:.1f} s")
         verdict = (f"rewinds to {self.chosen}it (barrier under {100 * self.threshold:g}%)"
                    if self.stable else

@@ -164,6 +164,6 @@ def test_bad_input_is_one_line_naming_the_field_before_any_run(rewind, field, wr
                                       "--tracking-uri", tracking_uri])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and f"rewind" in lines[0] and field in lines[0], result.output
+    assert len(lines) == 1 and "rewind" in lines[0] and field in lines[0], result.output
     assert not (tmp_path / "mlflow.db").exists() or not MlflowClient(tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()])
