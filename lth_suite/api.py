@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from .tracking.names import TICKET
     from .training.acceleration import Acceleration
     from .training.config import TrainConfig
+    from .training.connectivity import barriers, copy_config, interpolate, linear_path, train_copies
     from .training.data import Augment, DataInfo, RandomCropFlip, RawData, Splits
     from .training.distributed import Rendezvous
     from .training.dynamic import DynamicSparsity, MaskUpdater, UpdaterContext
@@ -134,6 +135,8 @@ _LAZY: dict[str, str] = {
     "RandomCropFlip": "lth_suite.training.data",
     **dict.fromkeys(("train", "evaluate"), "lth_suite.training.single"),
     "snapshot": "lth_suite.training.result",
+    **dict.fromkeys(("interpolate", "barriers", "linear_path", "copy_config", "train_copies"),
+                    "lth_suite.training.connectivity"),
     "usable_cores": "lth_suite.training.threads",
     "Rendezvous": "lth_suite.training.distributed",
     **dict.fromkeys(("chance_iou", "chance_iou_pooled", "iou"), "lth_suite.analysis.similarity"),
@@ -180,6 +183,8 @@ __all__ = [
     # helpers for criteria, allocations, datasets, analyzers and rewinds
     "derive_seed", "top_positions", "uniform_counts", "erk_counts", "RandomCropFlip", "train",
     "evaluate", "snapshot", "usable_cores", "iou", "chance_iou", "chance_iou_pooled",
+    # linear mode connectivity (the instability analyzer, searched rewinds)
+    "interpolate", "barriers", "linear_path", "copy_config", "train_copies",
     # inference formats and their measurement
     "Format", "FormatRequest", "Representation", "MeasureSettings", "Measurement",
     "build_formats", "measure_formats",

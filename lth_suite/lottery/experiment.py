@@ -24,7 +24,7 @@ from ..training.streaming import AnySplits, StreamedData, split_streamed
 from ..training.threads import auto_threads, step_macs
 from .controls import Control, capture_iteration, refusal
 from .pretrained import load_pretrained, read_state_dict
-from .rewinding import Rewind
+from .rewinding import Rewind, searched
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -56,8 +56,16 @@ class Experiment:
     controls_built: dict[str, Control] = field(default_factory=dict)
     # Iterations of the dense training whose weights the controls need, sorted.
     control_captures: tuple[int, ...] = ()
+    # The candidate points of a searched rewind (``auto``), in iterations, in order.
+    rewind_candidates: tuple[int, ...] = ()
     pretrained: dict[str, torch.Tensor] | None = None  # model.pretrained's tensors, read once
     notes: list[str] = field(default_factory=list)  # lines worth printing before it runs
+
+    @property
+    def dense_captures(self) -> tuple[int, ...]:
+        """Iterations of the dense training whose weights are kept (and logged): those the
+        controls need and a searched rewind's candidates."""
+        return tuple(sorted(set(self.control_captures) | set(self.rewind_candidates)))
 
     def build_model(self, seed: int, *, pretrained: bool = True) -> nn.Module:
         """A freshly built network; the same seed gives the same weights.
@@ -152,6 +160,7 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     if capture is not None and capture > config.total:
         raise SpecError([("rewind.iteration", f"{capture} is beyond the training's "
                           f"{config.total} iterations")])
+    candidates = rewind_candidates(rewind, config)
     experiment = Experiment(
         spec=spec, hash=spec_hash(spec), plugins=plugins, device=device, data=data,
         config=config,
@@ -162,6 +171,7 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
         layers=[],
         notes=[data_note] if data_note else [],
     )
+    experiment.rewind_candidates = candidates
     experiment.controls_built = build_controls(spec, plugins, experiment.criterion)
     experiment.control_captures = control_captures(experiment.controls_built, config)
     sparsity = spec.sparsity
@@ -204,6 +214,26 @@ def _check_pattern(spec: ExperimentSpec, layers: list[Layer],
         raise SpecError([("sparsity.pattern", f"'{sparsity.pattern}': no pruned layer's input "
                           f"splits into groups of {m} (input widths: "
                           f"{', '.join(map(str, widths)) or 'none'}), so nothing would be pruned")])
+def rewind_candidates(rewind: Rewind, config: TrainConfig) -> tuple[int, ...]:
+    """A searched rewind's candidates in iterations; out of order or beyond the training
+    is a spec error on ``rewind.candidates``."""
+    search = searched(rewind)
+    if search is None:
+        return ()
+    candidates = search.candidate_iterations(config)
+    if any(b <= a for a, b in zip(candidates, candidates[1:])):
+        raise SpecError([("rewind.candidates", f"{candidates} (in iterations) must be "
+                          "increasing, without repeats")])
+    beyond = [c for c in candidates if c >= config.total]
+    if beyond:
+        raise SpecError([("rewind.candidates", f"{beyond[0]} is not before the end of the "
+                          f"training's {config.total} iterations")])
+    budget = search.budget(config)
+    if budget is not None and budget < 1:
+        raise SpecError([("rewind.iterations", "the budget must be at least one iteration")])
+    return tuple(candidates)
+
+
 def build_controls(spec: ExperimentSpec, plugins: Plugins, criterion: Any) -> dict[str, Control]:
     """The spec's enabled controls, built; one that refuses the criterion is a spec error."""
     built: dict[str, Control] = {}

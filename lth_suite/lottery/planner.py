@@ -47,7 +47,7 @@ class Planned:
     point: RewindPoint  # starting weights and schedule position
     data_seed: int
     capture: int | None = None  # the iteration whose weights the rewind needs (dense only)
-    control_captures: tuple[int, ...] = ()  # those the controls need (dense only)
+    control_captures: tuple[int, ...] = ()  # those the controls (or a searched rewind) need (dense only)
 
     @property
     def name(self) -> str:
@@ -72,6 +72,9 @@ class ReplicateState:
     dense: Trained  # level 0
     last: Trained  # the latest ticket
     control_captured: dict[int, State] = field(default_factory=dict)  # for the controls
+    dense_run: str = ""  # the level-0 ticket's run
+    # a searched rewind's chosen point (``captured_state`` holds its weights), once chosen
+    captured_iteration: int | None = None
 
 
 class Planner:
@@ -124,9 +127,18 @@ class Planner:
                         if self.capture is not None else None)
             self.states[result.replicate] = ReplicateState(
                 self._init_states.pop(result.replicate), captured, trained, trained,
-                {at: result.result.captured[at] for at in self.experiment.control_captures})
+                {at: result.result.captured[at] for at in self.experiment.dense_captures},
+                result.run_id)
         else:
             self.states[result.replicate].last = trained
+
+    def choose(self, replicate: int, iteration: int) -> None:
+        """A searched rewind's chosen point: the dense weights at ``iteration`` become the
+        replicate's rewind weights; the other candidates' weights are let go."""
+        state = self.states[replicate]
+        state.captured_state, state.captured_iteration = state.control_captured[iteration], iteration
+        state.control_captured = {at: state.control_captured[at]
+                                  for at in self.experiment.control_captures}
 
     def drop(self, replicate: int) -> None:
         """Forget a replicate whose ticket diverged: it trains no further level."""
@@ -149,10 +161,10 @@ class Planner:
             return Planned(replicate, 0, TICKET, self.guard.open(replicate, 0, TICKET),
                            Mask.dense(self.model, self.experiment.layers), self.points[replicate],
                            self._data_seed(replicate), self.capture,
-                           self.experiment.control_captures)
+                           self.experiment.dense_captures)
         planned = self._open(replicate, 0, TICKET, lambda: (
             self._sparse_start(replicate), self.points[replicate]))
-        planned.capture, planned.control_captures = self.capture, self.experiment.control_captures
+        planned.capture, planned.control_captures = self.capture, self.experiment.dense_captures
         return planned
 
     def _pruned(self, replicate: int, level: int,
@@ -162,7 +174,8 @@ class Planner:
         source = state.dense if oneshot else state.last
         base = Mask.dense(self.model, self.experiment.layers) if oneshot else source.mask
         point = self.guard.call("rewind", spec.rewind.name, self.experiment.rewind, RewindContext(
-            state.init_state, state.captured_state, source.state, self.experiment.config))
+            state.init_state, state.captured_state, source.state, self.experiment.config,
+            state.captured_iteration))
         self.points[replicate] = point
         done = self.checkpoints.get(replicate, level, TICKET)
         if done is not None or (replicate, level) in self._kept:

@@ -146,6 +146,11 @@ class ConsoleProgress(SilentProgress):
         self.stop()
         self.console.print(f"warning: {text}", highlight=False, markup=False, soft_wrap=True)
 
+    def info(self, text: str) -> None:
+        """A line of output that is not a warning (what a searched rewind measured)."""
+        self.stop()
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
 
 def _eta(elapsed: float, fraction: float) -> str:
     """``ETA 4m12s``: the time left if the rest goes as fast as what is done."""

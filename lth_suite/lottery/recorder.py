@@ -130,7 +130,7 @@ class Recorder:
         if capture is not None:
             result.captured[capture] = done.rewind_state()
         if branch == TICKET and level == 0:  # what the controls need of the dense training
-            for iteration in self.experiment.control_captures:
+            for iteration in self.experiment.dense_captures:
                 result.captured[iteration] = done.state(captured_state_artifact(iteration))
         restored = BranchResult(replicate, level, branch, done.mask().to(self.experiment.device), result,
                                 done.run_id, restored=True)

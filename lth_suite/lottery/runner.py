@@ -22,6 +22,7 @@ from .experiment import Experiment
 from .planner import Planned, Planner
 from .progress import Progress, SilentProgress
 from .recorder import Recorder, level_summary
+from .rewind_search import RewindSearch
 from .trainer import Trainer, TrainingPool
 
 
@@ -45,6 +46,8 @@ class LotteryRunner:
         self._trainer = None if replaying else self._new_trainer()
         self.planner = Planner(experiment, self.model, self.guard, Checkpoints(),
                                self.recorder.restore)
+        self.rewind_search = RewindSearch(experiment, self.model, tracker, self.progress,
+                                          lambda: self.trainer.population)
         self.levels: list[LevelFinished] = []
 
     @property
@@ -76,6 +79,7 @@ class LotteryRunner:
 
     def run_level(self, level: int) -> LevelFinished:
         """Train (or restore) every replicate and branch of one level, then record it."""
+        self._choose_rewind(level, self.planner.alive(level))
         branches = self._train_level(level, self.planner.alive(level))
         if not any(b.branch == TICKET for b in branches):
             raise LthError(f"every replicate's ticket diverged by level {level}: nothing to go on with")
@@ -110,9 +114,18 @@ class LotteryRunner:
         # A level needs only the replicate's dense ticket and the latest one (see
         # ``ReplicateState``): two restores per unit, not one per earlier level.
         for earlier in sorted({0, level - 1}) if level else []:
+            self._choose_rewind(earlier, [replicate])
             self._replicate(replicate, earlier, controls=())
+        self._choose_rewind(level, [replicate])
         results = self._replicate(replicate, level, () if branch == TICKET else (branch,))
         return next((r.run_id for r in results if r.branch == branch), None)
+
+    def _choose_rewind(self, level: int, replicates: list[int]) -> None:
+        """Before a pruned level: a searched rewind's point for each replicate that has
+        none yet (read back from the store, or measured once)."""
+        alive = [r for r in replicates if r in self.planner.states]
+        if level and alive:
+            self.rewind_search.choose(self.planner, alive, self.recorder.parent)
 
     def _train_level(self, level: int, replicates: list[int]) -> list[BranchResult]:
         """The level's results, in replicate and branch order."""

@@ -34,6 +34,8 @@ from ..tracking.names import (
     SPEC_PARAM_PREFIX,
     TICKET,
     branch_order,
+    rewind_search_artifact,
+    rewind_search_tag,
 )
 from ..tracking.stored_weights import load_mask
 
@@ -84,6 +86,8 @@ class ReportData:
     last_evaluation: int | None = None  # the iteration of the trainings' last evaluation
     # analyzer -> metric -> level -> value: what each analyzer logged on the parent run
     analyses: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    # replicate -> a searched rewind's choice (chosen, stable, threshold, curve), as logged
+    rewind_search: dict[int, dict] = field(default_factory=dict)
 
     @property
     def spec(self) -> dict[str, str]:
@@ -229,7 +233,24 @@ def collect(reader: StoreReader, parent: RunRecord,
         if payload is not None:
             masks[key] = load_mask(payload, run.run_id, MASK_ARTIFACT)
     return ReportData(parent, len(replicates), levels, cells, curves, masks, settings, last,
-                      _analyses(reader, parent))
+                      _analyses(reader, parent), rewind_choices(reader, parent, replicates))
+
+
+def rewind_choices(reader: StoreReader, parent: RunRecord,
+                   replicates: set[int]) -> dict[int, dict]:
+    """Each replicate's rewind point as a searched rewind (``auto``) chose it, with its
+    instability curve; none for other rewinds."""
+    choices = {}
+    for replicate in sorted(replicates):
+        if rewind_search_tag(replicate) not in parent.tags:
+            continue
+        payload = reader.artifact_bytes(parent.run_id, rewind_search_artifact(replicate))
+        try:
+            choices[replicate] = json.loads(payload) if payload is not None else {}
+        except ValueError:
+            choices[replicate] = {}
+        choices[replicate]["chosen"] = int(parent.tags[rewind_search_tag(replicate)])
+    return choices
 
 
 def _analyses(reader: StoreReader, parent: RunRecord) -> dict[str, dict[str, dict[int, float]]]:

@@ -222,3 +222,33 @@ def mask_similarity(data: ReportData, stem: Path) -> list[Path]:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="IoU (intersection / union)")
         return save(fig, stem, data.settings, f"{data.title}: {title}", data.caption)
 
+
+
+def rewind_instability(data: ReportData, stem: Path) -> list[Path]:
+    """A searched rewind's instability curves (Frankle et al. 2020, Figure 3): the error
+    barrier against the candidate rewind point, per replicate, the threshold and the
+    chosen point (none: no file)."""
+    curves = {r: choice for r, choice in data.rewind_search.items() if choice.get("curve")}
+    if not curves:
+        return []
+    with styled(data.settings):
+        fig, ax = new_figure(data.settings)
+        for index, (replicate, choice) in enumerate(sorted(curves.items())):
+            points = [(row["iteration"], 100 * row["barrier"]) for row in choice["curve"]]
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o",
+                    color=f"C{index % 10}", label=f"replicate {replicate}")
+            chosen = [y for x, y in points if x == choice["chosen"]]
+            if chosen:
+                ax.plot([choice["chosen"]], chosen, marker="*", markersize=14,
+                        color=f"C{index % 10}", linestyle="none")
+        threshold = next(iter(curves.values())).get("threshold")
+        if threshold is not None:
+            ax.axhline(100 * threshold, color="0.4", linestyle="--", linewidth=1,
+                       label=f"threshold ({100 * threshold:g}%)")
+        ax.set_xlabel("rewind point (iteration)")
+        ax.set_ylabel("error barrier (percentage points)")
+        ax.set_title(f"{data.title}: instability against the rewind point")
+        legend_below(ax, "two copies per point, different data orders; star: the chosen point "
+                     "(candidates after it not measured)", len(curves) + 1)
+        return save(fig, stem, data.settings, f"{data.title}: instability against the rewind "
+                    "point", data.caption)

@@ -96,6 +96,7 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
                   f"(iteration {data.last_evaluation}) in some replicate: validation loss was "
                   "still falling, so training may be too short to show its minimum."]
     lines += control_legend(data)
+    lines += rewind_choice_lines(data)
     compared = comparison_table(levels)
     if compared:
         lines += ["", "## Ticket against the controls", "",
@@ -117,6 +118,26 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
         lines += [f"- `{stem}`: {notes.get(stem, 'what the analyzer logged, by level')}"
                   for stem in stems]
     return "\n".join(lines) + "\n"
+
+
+def rewind_choice_lines(data: ReportData) -> list[str]:
+    """What a searched rewind (``auto``) chose per replicate, with its curve; none for
+    other rewinds."""
+    if not data.rewind_search:
+        return []
+    lines = ["", "## Rewind point chosen by instability", ""]
+    for replicate, choice in sorted(data.rewind_search.items()):
+        curve = ", ".join(f"{row['iteration']}it {100 * row['barrier']:.1f}%"
+                          for row in choice.get("curve", []))
+        threshold = choice.get("threshold")
+        under = f" (error barrier under {100 * threshold:g}%)" if threshold is not None else ""
+        verdict = (f"rewound to iteration {choice['chosen']}, the earliest stable candidate{under}"
+                   if choice.get("stable", True) else
+                   f"rewound to iteration {choice['chosen']}, the last candidate: none was "
+                   f"stable{under}")
+        lines.append(f"- replicate {replicate}: {verdict}; barrier by candidate: "
+                     f"{curve or 'not logged'}.")
+    return lines
 
 
 def measured_buys(data: ReportData) -> tuple[list[BuysRow], dict[str, str]]:
@@ -161,6 +182,8 @@ def _curves_note(data: ReportData) -> str:
 
 
 FIGURE_NOTES = {
+    "rewind_instability": "the error barrier between two copies trained from each candidate "
+    "rewind point with different data orders, per replicate; the star is the chosen point.",
     "accuracy_vs_weights": "test accuracy at the early-stop iteration against the percent of "
     "weights remaining (log scale, sparser to the right), per branch, with interval bars.",
     "early_stop_vs_weights": "the early-stop iteration against the percent of weights "

@@ -87,6 +87,27 @@ def captured_state_artifact(iteration: int) -> str:
     return f"captured_state_{iteration}.pt"
 
 
+# A searched rewind (``auto``): per replicate, on the parent run, the chosen iteration as a
+# tag (what resume reads back), the instability curve as a JSON artifact and as metrics
+# (``rewind_search/r0/barrier`` at step=candidate iteration).
+REWIND_SEARCH = "rewind_search"
+
+
+def rewind_search_tag(replicate: int) -> str:
+    """The tag holding replicate ``replicate``'s chosen rewind iteration."""
+    return f"{TAG_PREFIX}{REWIND_SEARCH}.r{replicate}"
+
+
+def rewind_search_artifact(replicate: int) -> str:
+    """The JSON artifact of replicate ``replicate``'s instability curve and choice."""
+    return f"{REWIND_SEARCH}/r{replicate}.json"
+
+
+def rewind_search_metric(replicate: int, key: str) -> str:
+    """``rewind_search/r0/barrier``: a point of the curve, at step=candidate iteration."""
+    return f"{REWIND_SEARCH}/r{replicate}/{key}"
+
+
 ANALYSIS_FOLDER = "analysis"  # analysis/<analyzer>/level_NN.json and experiment.json
 REPORT_FOLDER = "report"
 

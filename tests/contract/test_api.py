@@ -108,7 +108,8 @@ def satisfies(component: object, protocol: type) -> None:
         assert len(inspect.signature(actual).parameters) == wanted, (component, name)
 
 
-PARAMS = {("rewind", "step"): {"iteration": "10it"}, ("control", "rewind_step"): {"at": "10it"}}
+PARAMS = {("rewind", "step"): {"iteration": "10it"}, ("rewind", "auto"): {"candidates": [0, "10it"]},
+          ("control", "rewind_step"): {"at": "10it"}}
 
 
 def built(registry, kind: str) -> list[object]:

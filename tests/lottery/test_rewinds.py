@@ -15,7 +15,7 @@ from lth_suite.training.result import snapshot
 from lth_suite.training.single import train
 
 REWINDS = load_plugins(installed=False).registry.names("rewind")
-PARAMS = {"step": {"iteration": "5it"}}
+PARAMS = {"step": {"iteration": "5it"}, "auto": {"candidates": ["0it", "5it"]}}
 INFO = DataInfo("t", (10,), 3)
 
 
@@ -68,7 +68,11 @@ def test_every_rewind_returns_a_known_state_and_a_valid_start(rewind, dense_run)
     capture = strategy.capture_iteration(cfg)
     assert capture is None or 0 <= capture <= cfg.total
     captured = result.captured.get(capture) if capture is not None else None
-    point = strategy(RewindContext(init, captured, result.state, cfg))
+    chosen = None
+    if hasattr(strategy, "candidate_iterations"):  # the lottery chooses its point: say 5
+        assert strategy.candidate_iterations(cfg) == [0, 5]
+        captured, chosen = result.captured[5], 5
+    point = strategy(RewindContext(init, captured, result.state, cfg, chosen))
     assert isinstance(point, RewindPoint)
     assert 0 <= point.start_iteration < cfg.total
     assert set(point.state) == set(init)

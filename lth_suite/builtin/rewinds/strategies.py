@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...api import Duration, NoParams, RewindContext, RewindPoint, TrainConfig
-from . import StepParams
+from . import AutoParams, StepParams
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,37 @@ class RewindToStep:
 
 
 @dataclass(frozen=True)
+class SearchedRewind:
+    """Late rewinding to a point the lottery chooses per replicate after the dense
+    training: the earliest candidate whose error barrier is under ``threshold`` (the last
+    candidate when none is). The lottery keeps every candidate's weights, measures, and
+    hands the chosen one over as ``captured_state`` at ``captured_iteration``."""
+
+    candidates: tuple[Duration, ...]
+    threshold: float
+    points: int
+    iterations: Duration | None = None
+
+    def capture_iteration(self, config: TrainConfig) -> int | None:
+        """None: the candidates are captured instead (``candidate_iterations``)."""
+        return None
+
+    def candidate_iterations(self, config: TrainConfig) -> list[int]:
+        """The candidates, in iterations, in the order they are measured."""
+        return [c.to_iterations(config.per_epoch) for c in self.candidates]
+
+    def budget(self, config: TrainConfig) -> int | None:
+        """Iterations each copy trains past its candidate; None for the whole training."""
+        return None if self.iterations is None else self.iterations.to_iterations(config.per_epoch)
+
+    def __call__(self, context: RewindContext) -> RewindPoint:
+        """The chosen candidate's weights, schedule from there."""
+        assert context.captured_state is not None and context.captured_iteration is not None, \
+            "the lottery did not choose the rewind point"
+        return RewindPoint(context.captured_state, context.captured_iteration)
+
+
+@dataclass(frozen=True)
 class KeepWeights:
     """Keep the trained weights: replay the LR schedule (``lr``) or the final LR (``finetune``)."""
 
@@ -63,6 +94,12 @@ def rewind_to_init(params: NoParams) -> RewindToInit:
 def rewind_to_step(params: StepParams) -> RewindToStep:
     """The factory of ``step``."""
     return RewindToStep(params.iteration)
+
+
+def rewind_auto(params: AutoParams) -> SearchedRewind:
+    """The factory of ``auto``."""
+    return SearchedRewind(tuple(params.candidates), params.threshold, params.points,
+                          params.iterations)
 
 
 def rewind_lr(params: NoParams) -> KeepWeights:
