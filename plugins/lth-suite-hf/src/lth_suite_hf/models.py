@@ -36,7 +36,8 @@ class TokenForward:
     def forward(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Logits of token ids ``(N, L)`` or of ids and attention mask ``(N, 2, L)``."""
         if args or kwargs or not isinstance(inputs, torch.Tensor):
-            return super().forward(inputs, *args, **kwargs)
+            given = (inputs, *args) if inputs is not None else args
+            return super().forward(*given, **kwargs)
         if inputs.is_floating_point():  # a probe of zeros (thread sizing, shapes)
             inputs = inputs.long()
         if inputs.dim() == 3:
