@@ -6,7 +6,7 @@ is one). Within one layer the weights compete per output row, as in the paper: e
 keeps its share of the layer's kept weights (in proportion to what it keeps now). A group
 of several layers (global scope) and weights that are not matrices (convolutions, named
 tensors) are ranked by the same score over the whole group, with a norm of 1 where no
-input was seen.
+input was seen (and everywhere when the request carries no in-memory data).
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def input_norms(model: nn.Module, names: list[str], data: object,
 
         hooks.append(module.register_forward_hook(record))
     x_train = getattr(data, "x_train", None)
-    if x_train is None:
-        raise ValueError("wanda needs in-memory training data to calibrate on")
+    if x_train is None:  # no data in the request (an experiment always gives its splits)
+        for hook in hooks:
+            hook.remove()
+        return {}
     was_training = model.training
     model.eval()
     try:
