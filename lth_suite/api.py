@@ -93,6 +93,7 @@ if TYPE_CHECKING:
     from .training.result import TrainResult, snapshot
     from .training.single import evaluate, train
     from .training.streaming import StreamedData, StreamedSet, StreamedSplits
+    from .training.tasks import CLASSIFICATION, IGNORE_INDEX, Task
     from .training.threads import usable_cores
 
 # Name -> the module that defines it, imported on first access. Keep in step with the
@@ -107,6 +108,7 @@ _LAZY: dict[str, str] = {
     "TrainConfig": "lth_suite.training.config",
     "PrunableModule": "lth_suite.pruning.prunable",
     "FusedOptimizer": "lth_suite.training.optimizers",
+    **dict.fromkeys(("Task", "CLASSIFICATION", "IGNORE_INDEX"), "lth_suite.training.tasks"),
     **dict.fromkeys(("Decay", "Optimizer", "OptimizerBuilder"), "lth_suite.training.recipes"),
     "TrainResult": "lth_suite.training.result",
     **dict.fromkeys(("Step", "StepCallback"), "lth_suite.training.loop"),
@@ -166,6 +168,8 @@ __all__ = [
     # training, optimizers and learning-rate decays
     "TrainConfig", "TrainResult", "Step", "StepCallback", "Optimizer", "OptimizerBuilder",
     "FusedOptimizer", "Decay",
+    # tasks: how a batch reaches the model, its loss and its metrics
+    "Task", "CLASSIFICATION", "IGNORE_INDEX",
     # rewinds
     "Rewind", "RewindContext", "RewindPoint", "State",
     # controls

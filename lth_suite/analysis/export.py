@@ -35,6 +35,7 @@ MASKED_STATE = "masked_state_dict.pt"
 MASK = MASK_ARTIFACT  # the exported mask keeps the name and format of the stored one
 SHRUNK_MODEL = "shrunk_model.pt"
 SUMMARY = "export.json"
+PRETRAINED = "pretrained"  # the folder of a model's ``export_folder`` (save_pretrained)
 
 
 @dataclass
@@ -144,6 +145,13 @@ def export_run(reader: StoreReader, run_id: str, out: Path, plugins: Plugins | N
     files = [out / MASKED_STATE, out / MASK]
     torch.save(masked_state_dict(model, mask), files[0])
     files[1].write_bytes(mask.pack())
+    export_folder = getattr(model, "export_folder", None)
+    if callable(export_folder):  # a library's own format (Hugging Face's save_pretrained)
+        folder = out / PRETRAINED
+        folder.mkdir(exist_ok=True)
+        written = export_folder(folder)
+        (folder / MASK).write_bytes(mask.pack())
+        files += [*written, folder / MASK]
     before = count(model, input_shape, mask)
     shrunk = shrink(model, mask)
     after = None
@@ -154,7 +162,7 @@ def export_run(reader: StoreReader, run_id: str, out: Path, plugins: Plugins | N
     summary = {
         "run_id": child.run_id, "run_name": child.name, "parent_run_id": child.parent_id,
         "architecture": architecture, "input_shape": list(input_shape),
-        "files": [f.name for f in files] + [SUMMARY],
+        "files": [str(f.relative_to(out)) for f in files] + [SUMMARY],
         "before": asdict(before), "after": asdict(after) if after else None,
         "shrunk": shrunk.model is not None, "not_shrunk_because": shrunk.reason or None,
         "layers": [asdict(change) for change in shrunk.layers],
@@ -165,7 +173,7 @@ def export_run(reader: StoreReader, run_id: str, out: Path, plugins: Plugins | N
     summary["semi_structured"] = {
         "two_four_weights": semi.candidates, "converted": semi.converted,
         "file": semi.file.name if semi.file else None, "dense_because": semi.reason or None}
-    summary["files"] = [f.name for f in files] + [SUMMARY]
+    summary["files"] = [str(f.relative_to(out)) for f in files] + [SUMMARY]
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     files.append(out / SUMMARY)
     return ExportResult(child.run_id, child.name, architecture, input_shape, out, files,

@@ -27,6 +27,7 @@ from ..tracking.names import (
     SPEC_ARTIFACT,
     SPEC_HASH_TAG,
     STATE_ARTIFACT,
+    TASK_HISTORY_KEYS,
 )
 from ..tracking.stored_weights import load_mask, load_state
 
@@ -56,7 +57,7 @@ class Finished:
 
     def history(self) -> list[dict[str, float]]:
         """Its evaluation rows, as logged."""
-        return self.reader.metric_rows(self.run_id, HISTORY_KEYS)
+        return self.reader.metric_rows(self.run_id, (*HISTORY_KEYS, *TASK_HISTORY_KEYS))
 
 
 class Checkpoints:

@@ -99,13 +99,14 @@ class Experiment:
 
 
 def recipe_components(spec: ExperimentSpec, plugins: Plugins) -> dict[str, Any]:
-    """The spec's optimizer builder and schedule decay, as their plugins build them."""
+    """The spec's optimizer builder, schedule decay and task, as their plugins build them."""
     training, registry = spec.training, plugins.registry
     decay = training.schedule.decay
     return {
         "build_optimizer": registry.build("optimizer", training.optimizer.name,
                                           training.optimizer.params),
         "decay": registry.build("schedule", decay.name, decay.params) if decay else None,
+        "task": registry.build("task", spec.task.name, spec.task.params),
     }
 
 

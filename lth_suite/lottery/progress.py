@@ -138,7 +138,9 @@ class ConsoleProgress(SilentProgress):
         self.console.print(
             f"[{self.done}/{self.total_trainings}] {label}: density {summary['density']:.3f}, "
             f"test acc {summary['early_stop_test_accuracy']:.4f} at early stop "
-            f"(it {int(summary['early_stop_iteration'])}), final {summary['final_test_accuracy']:.4f}",
+            f"(it {int(summary['early_stop_iteration'])}), final {summary['final_test_accuracy']:.4f}"
+            + (f", val perplexity {summary['early_stop_val_perplexity']:.3f} at early stop"
+               if "early_stop_val_perplexity" in summary else ""),
             highlight=False, markup=False, soft_wrap=True)
 
     def note(self, text: str) -> None:

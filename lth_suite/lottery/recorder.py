@@ -26,6 +26,7 @@ from ..tracking.names import (
     STATE_ARTIFACT,
     SUMMARY_KEYS,
     SYNTHETIC_TAG,
+    TASK_SUMMARY_KEYS,
     TICKET,
     WALL_TIME,
     analysis_artifact,
@@ -225,7 +226,8 @@ def level_summary(event: LevelFinished) -> dict[str, float]:
                              DENSITY: mean(t.mask.density() for t in tickets)}
     for branch in sorted({b.branch for b in event.branches}):
         results = event.of(branch)
-        for key in SUMMARY_KEYS:
+        present = [k for k in TASK_SUMMARY_KEYS if all(k in r.summary for r in results)]
+        for key in (*SUMMARY_KEYS, *present):
             values = [r.summary[key] for r in results]
             row[branch_metric(branch, key)] = mean(values)
             if len(values) > 1:

@@ -20,6 +20,7 @@ from ..training.population import Member, train_population, why_not_batchable
 from ..training.result import TrainResult
 from ..training.single import train
 from ..training.streaming import StreamedSplits
+from ..training.tasks import is_classification
 from .experiment import Experiment
 from .planner import Planned
 from .progress import Progress, Tick
@@ -59,6 +60,8 @@ def population_off(experiment: Experiment, model: torch.nn.Module) -> str | None
     training = experiment.spec.training
     if training.population == "off":
         return "training.population is off"
+    if not is_classification(experiment.config.task):
+        return f"task '{experiment.spec.task.name}' trains one network at a time"
     if group() is not None:
         return "data-parallel training trains one network at a time"
     if isinstance(experiment.data, StreamedSplits):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Diverged, LthError
 from ..plugins.manager import LOAD_ENV, Plugins, load_plugins
-from ..tracking.names import DENSITY, DENSITY_PARAM, SUMMARY_KEYS
+from ..tracking.names import DENSITY, DENSITY_PARAM, SUMMARY_KEYS, TASK_SUMMARY_KEYS
 from .units import Unit, UnitFailed
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ class UnitJob:
 
 
 def _summary(run: Any) -> dict[str, float]:
-    summary = {k: float(run.metrics[k]) for k in SUMMARY_KEYS if k in run.metrics}
+    summary = {k: float(run.metrics[k]) for k in (*SUMMARY_KEYS, *TASK_SUMMARY_KEYS)
+               if k in run.metrics}
     summary[DENSITY] = float(run.params.get(DENSITY_PARAM, "nan"))
     return summary

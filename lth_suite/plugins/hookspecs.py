@@ -168,6 +168,20 @@ def lth_register_schedules(register: RegisterFn) -> None:
     """
 
 
+@hookspec
+def lth_register_tasks(register: RegisterFn) -> None:
+    """Register tasks: ``factory(params) -> Task``.
+
+    A task says how a batch reaches the model, the loss and the metrics:
+    ``Task.loss(output, targets, label_smoothing)`` is the training loss of one batch
+    (``output`` is ``model(inputs)``), ``Task.sums(output, targets)`` the evaluation sums
+    of one batch and ``Task.finish(sums)`` a split's mean ``loss`` and ``Task.metrics``.
+    The early stop is the evaluation with the lowest validation loss. The spec's ``task``
+    picks one (built in: ``classification``, the default, ``causal_lm`` and
+    ``sequence_classification``).
+    """
+
+
 # -------------------------------------------------------------------------------------------
 # Experiment events (called while an experiment runs)
 #

@@ -59,6 +59,7 @@ DEFAULT_PLUGINS = (
     "lth_suite.builtin.formats",
     "lth_suite.builtin.controls",
     "lth_suite.builtin.recipes",
+    "lth_suite.builtin.tasks",
 )
 
 _REGISTER_HOOKS = {
@@ -74,6 +75,7 @@ _REGISTER_HOOKS = {
     "control": "lth_register_controls",
     "optimizer": "lth_register_optimizers",
     "schedule": "lth_register_schedules",
+    "task": "lth_register_tasks",
 }
 
 

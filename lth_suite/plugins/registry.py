@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import LthError, UnknownComponentError
 
 KINDS = ("architecture", "dataset", "criterion", "rewind", "analyzer", "launcher", "allocation",
-         "dynamic", "format", "control", "optimizer", "schedule")
+         "dynamic", "format", "control", "optimizer", "schedule", "task")
 
 
 class NoParams(BaseModel):

@@ -95,7 +95,9 @@ def prunable_layers(model: nn.Module, modules: Iterable[PrunableModule] = (),
     shared by several modules (tied weights) is one layer, under the name
     ``named_parameters()`` gives it, counted once. The output layer is
     ``model.output_layer`` (a module name) when set, else the last ``nn.Linear`` in
-    module order; its weight has kind ``output``.
+    module order; its weight has kind ``output``. A weight tied to a module that is not
+    prunable (an output layer sharing the input embedding's matrix) is an embedding: pruned
+    only when named, and then with one mask for both.
     """
     declared = [(cls, d) for d in (*modules, *BUILTIN_MODULES) if (cls := d.resolve()) is not None]
     canonical = {id(p): name for name, p in model.named_parameters()}
@@ -113,9 +115,13 @@ def prunable_layers(model: nn.Module, modules: Iterable[PrunableModule] = (),
         known = ", ".join(dict.fromkeys(n for n, _, _, _ in found)) or "none"
         raise LthError(f"{type(model).__name__}.output_layer is '{output}', which is not a "
                        f"module with prunable weights (known: {known})")
+    undeclared = {id(p) for m in model.modules() if _declaration(m, declared) is None
+                  for p in m.parameters(recurse=False)}
     layers: dict[int, Layer] = {}
     for module_name, module, attribute, declaration in found:
         param = getattr(module, attribute)
+        if id(param) in undeclared:
+            continue
         kind = "output" if module_name == output else declaration.kind
         if id(param) in layers:  # tied: the output layer's kind wins, the name stays
             if kind == "output":

@@ -20,7 +20,7 @@ from .finite import non_finite
 from .limits import beyond_limits
 from .problems import problems_of as _problems
 from .problems import yaml_type as _yaml_type
-from .sections import ComponentSpec, ExperimentSpec
+from .sections import DEFAULT_TASK, ComponentSpec, ExperimentSpec
 from .sparsity import raw_components
 
 # Where results are logged and shown, and what runs the trainings, does not change them.
@@ -178,6 +178,7 @@ def _raw_components(data: Any) -> list[tuple[str, str, Any]]:
         return []
     found = [(path, kind, data[key]) for path, key, kind in
              (("model", "model", "architecture"), ("dataset", "dataset", "dataset"),
+              ("task", "task", "task"),
               ("rewind", "rewind", "rewind"), ("launcher", "launcher", "launcher"))
              if key in data]
     pruning = data.get("pruning")
@@ -240,6 +241,8 @@ def canonical(spec: ExperimentSpec) -> dict[str, Any]:
         data.pop(key, None)
     if data.get("sparsity", {}) is None:  # absent: the hash of every older spec stays
         data.pop("sparsity")
+    if data.get("task") == {"name": DEFAULT_TASK}:  # likewise for the default task
+        data.pop("task")
     return data
 
 

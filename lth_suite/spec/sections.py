@@ -22,6 +22,7 @@ __all__ = ["ComponentSpec", "Duration", "ExperimentSpec", "ModelSpec", "Pruning"
 
 # Names become run names and folder names: bounded well below the 255 bytes a file name may have.
 NAME_MAX = 200
+DEFAULT_TASK = "classification"
 
 
 class ExperimentSection(Strict):
@@ -208,6 +209,10 @@ class ExperimentSpec(Strict):
     experiment: ExperimentSection = Field(default_factory=ExperimentSection)
     model: ModelSpec = Field(default_factory=lambda: ModelSpec(name="mlp"))
     dataset: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="digits"))
+    task: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name=DEFAULT_TASK),
+        description="how a batch reaches the model, its loss and its metrics: classification, "
+        "causal_lm, sequence_classification, or a plugin's")
     training: Training = Field(default_factory=Training)
     pruning: Pruning = Field(default_factory=Pruning)
     rewind: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="init"))
@@ -245,6 +250,7 @@ class ExperimentSpec(Strict):
         found = [
             ("model", "architecture", self.model),
             ("dataset", "dataset", self.dataset),
+            ("task", "task", self.task),
             ("training.optimizer", "optimizer", self.training.optimizer),
             ("pruning.criterion", "criterion", self.pruning.criterion),
             ("rewind", "rewind", self.rewind),

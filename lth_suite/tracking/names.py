@@ -127,6 +127,7 @@ def level_label(level: int) -> str:
 # --------------------------------------------------------------------------------------
 ITERATION = "iteration"  # the step of every history row
 HISTORY_KEYS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+TASK_HISTORY_KEYS = ("val_perplexity", "test_perplexity")  # language-model tasks' columns
 EARLY_STOP_ITERATION = "early_stop_iteration"
 EARLY_STOP_VAL_LOSS = "early_stop_val_loss"
 EARLY_STOP_ACCURACY = "early_stop_test_accuracy"
@@ -137,6 +138,10 @@ LEVEL = "level"  # on the parent run, at step=level: marks a level's summary as 
 WALL_TIME = "wall_time_s"
 # What a level summary aggregates per branch (mean, and min/max over replicates)
 SUMMARY_KEYS = (EARLY_STOP_ACCURACY, FINAL_ACCURACY, EARLY_STOP_ITERATION)
+# Language-model tasks add perplexities at the early stop (aggregated when every result has them)
+EARLY_STOP_VAL_PERPLEXITY = "early_stop_val_perplexity"
+EARLY_STOP_PERPLEXITY = "early_stop_test_perplexity"
+TASK_SUMMARY_KEYS = (EARLY_STOP_VAL_PERPLEXITY, EARLY_STOP_PERPLEXITY)
 
 
 def branch_metric(branch: str, key: str) -> str:

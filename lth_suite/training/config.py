@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..spec.sections import Training
 from .acceleration import Acceleration
 from .recipes import Decay, OptimizerBuilder
+from .tasks import CLASSIFICATION, Task
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,16 @@ class TrainConfig:
     clip_grad_norm: float | None = None  # max global gradient norm; None: no clipping
     build_optimizer: OptimizerBuilder | None = None  # None: the fused built-in ``optimizer``
     decay: Decay | None = None  # after the warmup, in place of the milestones
+    task: Task = CLASSIFICATION  # how a batch reaches the model, its loss and metrics
 
     @classmethod
     def resolve(cls, training: Training, n_train: int, auto_threads: int | None = None, *,
                 build_optimizer: OptimizerBuilder | None = None,
-                decay: Decay | None = None) -> TrainConfig:
+                decay: Decay | None = None, task: Task = CLASSIFICATION) -> TrainConfig:
         """Turn epochs into iterations for ``n_train`` training examples; ``threads: auto``
         becomes ``auto_threads`` (None: torch's own thread count is left alone).
-        ``build_optimizer`` and ``decay`` are the spec's optimizer and schedule decay, as
-        their plugins built them."""
+        ``build_optimizer``, ``decay`` and ``task`` are the spec's optimizer, schedule decay
+        and task, as their plugins built them."""
         per_epoch = max(1, n_train // training.batch_size)
         schedule = training.schedule
         return cls(
@@ -55,7 +57,7 @@ class TrainConfig:
                                       threads=auto_threads if training.threads == "auto"
                                       else training.threads),
             label_smoothing=training.label_smoothing, clip_grad_norm=training.clip_grad_norm,
-            build_optimizer=build_optimizer, decay=decay,
+            build_optimizer=build_optimizer, decay=decay, task=task,
         )
 
     def lr_at(self, iteration: int) -> float:

@@ -18,8 +18,12 @@ class DataInfo:
 
     name: str
     input_shape: tuple[int, ...]  # per example, e.g. (1, 28, 28)
-    num_classes: int
+    num_classes: int  # for next-token prediction: the vocabulary's size
     synthetic: bool = False
+    # Token data: the padding token's id, and where its tokenizer comes from (a folder, a
+    # hub id, or "bytes"), so that an exported ticket can carry it.
+    pad_token_id: int | None = None
+    tokenizer: str | None = None
 
 
 # Maps a batch of training examples (on its device) and a generator on that device to

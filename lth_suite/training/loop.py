@@ -54,8 +54,8 @@ class Stepper(Protocol):
         """
         ...
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
-        """Per member: mean cross-entropy loss and accuracy over a whole split."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[dict[str, float]]:
+        """Per member: the task's mean ``loss`` and its metrics over a whole split."""
         ...
 
     def state(self, member: int) -> State:
@@ -226,8 +226,8 @@ def run_loop(stepper: Stepper, data: AnySplits, config: TrainConfig, *,
             row = {ITERATION: float(iteration)}
             if train_loss is not None:
                 row["train_loss"] = train_loss[member]
-            row["val_loss"], row["val_accuracy"] = val[member]
-            row["test_loss"], row["test_accuracy"] = test[member]
+            for split, found in (("val", val[member]), ("test", test[member])):
+                row.update({f"{split}_{metric}": value for metric, value in found.items()})
             history.append(row)
         reported = time.perf_counter()
         evaluation += reported - begun

@@ -128,10 +128,11 @@ class Population:
         grads = torch.autograd.grad(loss, [self.params[name] for name in names])
         return [grad[member] for grad in grads]
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[dict[str, float]]:
         """Per member: loss and accuracy over a whole split, the split read once."""
         with self.autocast:
-            return _evaluate(self.shared_input, self.params, self.buffers, x, y)
+            found = _evaluate(self.shared_input, self.params, self.buffers, x, y)
+        return [{"loss": loss, "accuracy": accuracy} for loss, accuracy in found]
 
     def state(self, member: int) -> State:
         """A CPU copy of one member's parameters and buffers."""

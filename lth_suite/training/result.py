@@ -10,7 +10,9 @@ from torch import nn
 from ..tracking.names import (
     EARLY_STOP_ACCURACY,
     EARLY_STOP_ITERATION,
+    EARLY_STOP_PERPLEXITY,
     EARLY_STOP_VAL_LOSS,
+    EARLY_STOP_VAL_PERPLEXITY,
     FINAL_ACCURACY,
     FINAL_LOSS,
     ITERATION,
@@ -41,15 +43,20 @@ class TrainResult:
         return min(self.history, key=lambda row: (row["val_loss"], row[ITERATION]))
 
     def summary(self) -> dict[str, float]:
-        """Early-stop iteration and test accuracy there and at the end."""
+        """Early-stop iteration and test accuracy there and at the end (and the
+        perplexities at the early stop, for a language-model task)."""
         best, last = self.early_stop, self.history[-1]
-        return {
+        found = {
             EARLY_STOP_ITERATION: best[ITERATION],
             EARLY_STOP_VAL_LOSS: best["val_loss"],
             EARLY_STOP_ACCURACY: best["test_accuracy"],
             FINAL_ACCURACY: last["test_accuracy"],
             FINAL_LOSS: last["test_loss"],
         }
+        if "val_perplexity" in best and "test_perplexity" in best:
+            found[EARLY_STOP_VAL_PERPLEXITY] = best["val_perplexity"]
+            found[EARLY_STOP_PERPLEXITY] = best["test_perplexity"]
+        return found
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

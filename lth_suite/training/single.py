@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..pruning.masks import Mask
@@ -18,6 +17,7 @@ from .optimizers import FusedOptimizer
 from .recipes import Optimizer
 from .result import TrainResult, snapshot
 from .streaming import AnySplits
+from .tasks import CLASSIFICATION, Task, accumulate, read
 
 FP32 = Acceleration()  # the default: float32, eager, torch's own threads
 
@@ -36,26 +36,29 @@ def make_optimizer_for(params: list[torch.Tensor], config: TrainConfig) -> Optim
                           nesterov=config.nesterov, weight_decay=config.weight_decay)
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              acceleration: Acceleration = FP32) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy over a whole split, in the training's precision."""
+    found = evaluate_task(model, x, y, CLASSIFICATION, acceleration)
+    return found["loss"], found["accuracy"]
+
+
+@torch.inference_mode()
+def evaluate_task(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
+                  acceleration: Acceleration = FP32, batch: int = EVAL_BATCH) -> dict[str, float]:
+    """The task's mean loss and metrics over a whole split, in the training's precision."""
     was_training = model.training
     model.eval()
     memory_format = acceleration.memory_format(model)
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    totals = None
     with acceleration.autocast(x.device):
-        for start in range(0, len(y), EVAL_BATCH):
-            inputs = x[start: start + EVAL_BATCH]
+        for start in range(0, len(y), batch):
+            inputs = x[start: start + batch]
             if memory_format is not None and inputs.dim() == 4:
                 inputs = inputs.contiguous(memory_format=memory_format)
-            logits = model(inputs)
-            target = y[start: start + EVAL_BATCH]
-            loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
-            correct += (logits.argmax(dim=1) == target).sum()
+            totals = accumulate(totals, task.sums(model(inputs), y[start: start + batch]))
     model.train(was_training)
-    return loss_sum.item() / len(y), correct.item() / len(y)
+    return task.finish(read(totals or {}))
 
 
 # torch.nn modules that draw random numbers in training mode (dropout inside recurrent
@@ -105,6 +108,8 @@ class SingleNetwork:
         self.masked_params, self.keeps = [p for _, p, _ in masked], [k for _, _, k in masked]
         self.optimizer = make_optimizer(model, config)
         self.label_smoothing, self.clip_grad_norm = config.label_smoothing, config.clip_grad_norm
+        self.task = config.task
+        self.eval_batch = config.task.eval_batch or EVAL_BATCH
         # Seeding the generators costs a hash per step: only models that draw random
         # numbers (dropout) need it, and for them every step's randomness is reproducible.
         self.generators = _generators(device) if draws_random_numbers(model) else []
@@ -124,8 +129,8 @@ class SingleNetwork:
             for generator in self.generators:
                 generator.manual_seed(step_seed)
         with self.autocast:
-            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets,
-                                   label_smoothing=self.label_smoothing)
+            loss = self.task.loss(self.forward(self.convert(inputs)), targets,
+                                  label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad()
         loss.backward()
         with torch.no_grad():
@@ -161,12 +166,12 @@ class SingleNetwork:
         """Loss gradients of the ``sparse_layers`` weights on one batch, pruned entries
         included (the ``.grad`` the optimizer uses is left alone)."""
         with self.autocast:
-            loss = F.cross_entropy(self.forward(self.convert(inputs)), targets)
+            loss = self.task.loss(self.forward(self.convert(inputs)), targets)
         return list(torch.autograd.grad(loss.float(), self.masked_params))
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
-        """Loss and accuracy over a whole split, as a one-member list."""
-        return [evaluate(self.model, x, y, self.acceleration)]
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[dict[str, float]]:
+        """The task's loss and metrics over a whole split, as a one-member list."""
+        return [evaluate_task(self.model, x, y, self.task, self.acceleration, self.eval_batch)]
 
     def state(self, member: int = 0) -> State:
         """A CPU copy of the network's state dict."""

@@ -184,21 +184,22 @@ class StreamedSplits:
 AnySplits = Splits | StreamedSplits
 
 
-def evaluate_split(stepper: Any, data: AnySplits, split: str) -> list[tuple[float, float]]:
-    """Per member: mean loss and accuracy over a split, in memory or streamed batch by batch."""
+def evaluate_split(stepper: Any, data: AnySplits, split: str) -> list[dict[str, float]]:
+    """Per member: the task's mean loss and metrics over a split, in memory or streamed
+    batch by batch (each batch's means weighed by its examples)."""
     if isinstance(data, Splits):
         x, y = (data.x_val, data.y_val) if split == "validation" else (data.x_test, data.y_test)
         return stepper.evaluate(x, y)
-    totals: list[list[float]] = []
+    totals: list[dict[str, float]] = []
     count = 0
     for x, y in data.evaluation(split):
         per_member = stepper.evaluate(x, y)  # means over this batch: weigh them by its size
-        totals = totals or [[0.0, 0.0] for _ in per_member]
-        for total, (loss, accuracy) in zip(totals, per_member):
-            total[0] += loss * len(y)
-            total[1] += accuracy * len(y)
+        totals = totals or [dict.fromkeys(found, 0.0) for found in per_member]
+        for total, found in zip(totals, per_member):
+            for key, value in found.items():
+                total[key] += value * len(y)
         count += len(y)
-    return [(loss / count, accuracy / count) for loss, accuracy in totals]
+    return [{key: value / count for key, value in total.items()} for total in totals]
 
 
 def example_inputs(data: AnySplits, count: int = 2) -> torch.Tensor:

@@ -22,6 +22,7 @@ PACKAGES = {  # distribution -> what it provides
     "lth-suite-example": {"architecture": ["tiny_mlp"], "analyzer": ["weight_norm"],
                           "control": ["shuffled_weights"]},
     "lth-suite-timm": {"architecture": ["timm"]},
+    "lth-suite-hf": {"architecture": ["hf"], "dataset": ["text"]},
 }
 
 
