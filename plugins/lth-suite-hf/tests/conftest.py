@@ -11,8 +11,6 @@ from lth_suite.testing import hermetic, tracking_uri  # noqa: F401  (autouse: he
 TEXT = ("The lottery ticket hypothesis: a randomly initialised dense network contains a "
         "subnetwork that, trained in isolation, matches the accuracy of the original.\n") * 40
 
-GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 32,
-        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import GPT2
 
 from lth_suite.api import DataError, DataInfo, SpecError
 from lth_suite.launch.execute import run_experiment
 from lth_suite.lottery.experiment import prepare
 from lth_suite.pruning.masks import Mask
 from lth_suite.spec.loading import build_spec
+from lth_suite_hf.testing import TINY_GPT2 as GPT2
 
 
 def lm_spec(corpus, tmp_path, **changes):
