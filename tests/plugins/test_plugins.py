@@ -88,7 +88,7 @@ def test_every_component_has_a_strict_params_model_and_description(registry):
 def test_unknown_component_lists_known_names(registry):
     with pytest.raises(UnknownComponentError) as info:
         registry.get("criterion", "magnitud")
-    assert str(info.value) == "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random)"
+    assert str(info.value) == "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random, wanda)"
     assert info.value.exit_code == 2
 
 
@@ -426,7 +426,7 @@ def test_without_the_plugin_the_spec_is_an_error(install, tiny, write_spec):
     result = invoke("validate", write_spec(tiny))
     assert result.exit_code == 2
     assert ("unknown criterion 'smallest_first' (known: channel_refill, lamp, magnitude, "
-            "random)") in result.stderr
+            "random, wanda)") in result.stderr
 
 
 def test_installed_plugin_with_misspelled_hook(install, monkeypatch):
