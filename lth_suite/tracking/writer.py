@@ -216,7 +216,15 @@ class Tracker:
         ``pickle`` saves the module with ``torch.save``; ``pt2`` traces it with
         ``torch.export`` (seconds for the first model of a process, a tenth of a second
         for each later one) so that it loads without the code that defined it.
+
+        A model whose ``transformers_components()`` returns its Hugging Face parts (a
+        model, a tokenizer, a pipeline task) is logged in MLflow's transformers flavour
+        instead, which ``mlflow.transformers.load_model`` reads.
         """
+        components = getattr(model, "transformers_components", None)
+        parts = components() if callable(components) else None
+        if parts is not None:
+            return self._log_transformers(run_id, dict(parts), name)
         cpu_model = copy.deepcopy(model).cpu().eval()
         # Created here so the model lands in this experiment, not the fluent default one.
         logged = mlflow.initialize_logged_model(name=name, source_run_id=run_id,
@@ -228,6 +236,18 @@ class Tracker:
                 input_example=example.detach().cpu().numpy(), serialization_format=model_format,
             )
         return info.model_uri
+
+    def _log_transformers(self, run_id: str, parts: dict, name: str) -> str:
+        """Hugging Face parts saved in MLflow's transformers flavour, logged under ``name``
+        as an artifact folder of the run; its ``runs:/`` URI."""
+        import mlflow.transformers
+
+        task = parts.pop("task", None)
+        with tempfile.TemporaryDirectory() as folder, quiet_model_logging():
+            path = Path(folder, name)
+            mlflow.transformers.save_model(transformers_model=parts, path=str(path), task=task)
+            self.client.log_artifacts(run_id, str(path), name)
+        return f"runs:/{run_id}/{name}"
 
     def log_files(self, run_id: str, files: Iterable[Path], artifact_path: str) -> None:
         """Local files as artifacts of a run (a finished run too) under one folder."""

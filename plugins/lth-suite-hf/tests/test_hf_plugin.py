@@ -177,3 +177,31 @@ def test_unknown_auto_class_is_a_spec_error(plugins, corpus, tmp_path):
                                                     "config": GPT2}), plugins.registry)
     info = DataInfo("x", (8,), 10)
     assert info.tokenizer is None
+
+
+def test_the_logged_model_is_in_mlflows_transformers_flavour(plugins, corpus, tokenizer_folder,
+                                                              tracking_uri, tmp_path):
+    import mlflow.transformers
+    from mlflow.tracking import MlflowClient
+
+    data = lm_spec(corpus, tmp_path, controls={"reinit": False, "random_prune": False})
+    data["dataset"]["tokenizer"] = str(tokenizer_folder)
+    data["tracking"] = {"log_models": "final"}
+    finished = run_experiment(build_spec(data, plugins.registry), plugins, tracking_uri)
+    ticket = finished.levels[1].of("ticket")[0]
+    client = MlflowClient(tracking_uri)
+    folder = "ticket-r0-level1"  # the logged model's name
+    assert folder in [a.path for a in client.list_artifacts(ticket.run_id)]
+    mlmodel = client.download_artifacts(ticket.run_id, f"{folder}/MLmodel", str(tmp_path))
+    assert "transformers:" in open(mlmodel).read()
+    parts = mlflow.transformers.load_model(f"runs:/{ticket.run_id}/{folder}",
+                                           return_type="components")
+    reloaded = parts["model"].eval()
+    experiment = build(plugins, data)
+    network = experiment.build_model(0)
+    state = client.download_artifacts(ticket.run_id, "state_dict.pt", str(tmp_path))
+    network.load_state_dict(torch.load(state, weights_only=True))
+    ids = torch.randint(0, reloaded.config.vocab_size, (2, 16))
+    with torch.no_grad():
+        assert torch.allclose(reloaded(input_ids=ids).logits, network.eval()(ids), atol=1e-5)
+    assert parts["tokenizer"] is not None

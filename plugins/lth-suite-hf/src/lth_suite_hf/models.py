@@ -22,6 +22,9 @@ from lth_suite.api import DataInfo, SpecError
 from . import AUTO_CLASSES, HFParams
 
 PREFIX = "Lth"  # the subclass of transformers' ``X`` is ``LthX``, defined in this module
+# The text pipeline of a Hugging Face model class, by the end of its name.
+PIPELINE_TASKS = {"LMHeadModel": "text-generation", "ForCausalLM": "text-generation",
+                  "ForSequenceClassification": "text-classification"}
 _CLASSES: dict[str, type] = {}
 
 
@@ -45,6 +48,24 @@ class TokenForward:
         else:
             output = super().forward(input_ids=inputs)
         return output.logits
+
+    def transformers_components(self) -> dict[str, Any] | None:
+        """The network as MLflow's transformers flavour logs it: the Hugging Face model (of
+        its own class, with these weights), the data's tokenizer, and the pipeline task.
+        None where the flavour does not apply: byte tokens (no Hugging Face tokenizer) or
+        a model class without a text pipeline."""
+        base = type(self).__mro__[2]
+        task = next((t for suffix, t in PIPELINE_TASKS.items()
+                     if base.__name__.endswith(suffix)), None)
+        if task is None or self.lth_tokenizer in (None, "bytes"):
+            return None
+        from transformers import AutoTokenizer
+
+        self.config.architectures = [base.__name__]
+        plain = base(self.config)
+        plain.load_state_dict(self.state_dict())
+        return {"model": plain.eval(), "tokenizer": AutoTokenizer.from_pretrained(
+            self.lth_tokenizer), "task": task}
 
     def export_folder(self, folder: Path) -> list[Path]:
         """Write the network as ``save_pretrained`` does (safetensors, config), under the
