@@ -40,6 +40,7 @@ from ..tracking.names import (
 from ..tracking.stored_weights import load_mask
 
 TEST_ACCURACY = "test_accuracy"  # the history the accuracy-vs-iteration figure draws
+EARLY_STOP_TEST = "early_stop_test_"  # the prefix of every test metric at early stop
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Cell:
     density: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)  # test accuracy at early stop, 0..1
     iteration: list[float] = field(default_factory=list)  # early-stop iteration
+    # The task's other test metrics at early stop (a language model's perplexity), by name.
+    others: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def percent(self) -> float:
@@ -206,6 +209,9 @@ def collect(reader: StoreReader, parent: RunRecord,
         cell.density.append(density)
         cell.accuracy.append(metrics[EARLY_STOP_ACCURACY])
         cell.iteration.append(metrics.get(EARLY_STOP_ITERATION, float("nan")))
+        for key, value in metrics.items():
+            if key.startswith(EARLY_STOP_TEST) and key != EARLY_STOP_ACCURACY:
+                cell.others.setdefault(key[len(EARLY_STOP_TEST):], []).append(value)
         replicates.add(replicate)
         trainings[(replicate, level, branch)] = child
         if branch == TICKET:

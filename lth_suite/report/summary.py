@@ -8,7 +8,7 @@ from statistics import mean
 
 from ..analysis.similarity import chance_iou, iou
 from ..tracking.names import TICKET
-from .data import ReportData, control_groups
+from .data import Cell, ReportData, control_groups
 from .inference_table import BuysRow, buys_markdown, buys_rows, machine_line
 from .level_statistics import (
     LevelStatistics,
@@ -45,6 +45,31 @@ def results_table(data: ReportData, levels: list[LevelStatistics]) -> list[str]:
             cell = data.cells[b].get(stats.level)
             row.append(text + (f" {END_MARK}" if cell is not None and data.at_end(cell) else ""))
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def other_metrics_tables(data: ReportData) -> list[str]:
+    """A table per further test metric the task logs at early stop (a language model's
+    perplexity): its mean over replicates per level and branch."""
+    branches = data.branches()
+    names = sorted({name for cells in data.cells.values() for cell in cells.values()
+                    for name in cell.others})
+    lines: list[str] = []
+    for name in names:
+        lines += ["", f"## Test {name} at the early-stop iteration", "",
+                  f"Mean over replicates of the task's test {name} at early stop.", "",
+                  "| level | weights remaining (%) | "
+                  + " | ".join(f"{b} {name}" for b in branches) + " |",
+                  "|---:|---:|" + "---:|" * len(branches)]
+        for level in data.levels:
+            ticket = data.cells[TICKET].get(level)
+            if ticket is None:
+                continue
+            row = [str(level), weights_text(ticket.percent)]
+            for b in branches:
+                values = data.cells[b].get(level, Cell(level)).others.get(name)
+                row.append(f"{mean(values):.4g}" if values else "–")
+            lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
@@ -96,6 +121,7 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
                   f"(iteration {data.last_evaluation}) in some replicate: validation loss was "
                   "still falling, so training may be too short to show its minimum."]
     lines += control_legend(data)
+    lines += other_metrics_tables(data)
     lines += rewind_choice_lines(data)
     compared = comparison_table(levels)
     if compared:

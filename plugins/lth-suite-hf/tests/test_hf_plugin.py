@@ -179,17 +179,35 @@ def test_unknown_auto_class_is_a_spec_error(plugins, corpus, tmp_path):
     assert info.tokenizer is None
 
 
-def test_the_logged_model_is_in_mlflows_transformers_flavour(plugins, corpus, tokenizer_folder,
-                                                              tracking_uri, tmp_path):
+@pytest.fixture(scope="module")
+def finished_lm(plugins, corpus, tokenizer_folder, tmp_path_factory):
+    """A tiny causal_lm ticket experiment with a tokenizer folder, its model logged."""
+    folder = tmp_path_factory.mktemp("finished_lm")
+    data = lm_spec(corpus, folder, controls={"reinit": False, "random_prune": False})
+    data["dataset"]["tokenizer"] = str(tokenizer_folder)
+    data["tracking"] = {"log_models": "final"}
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    return data, uri, run_experiment(build_spec(data, plugins.registry), plugins, uri)
+
+
+def test_the_report_gives_the_tasks_perplexity(finished_lm, tmp_path):
+    from lth_suite.report import report
+
+    _, uri, finished = finished_lm
+    summary = report(finished.parent_run_id, uri, tmp_path / "report", log=False)
+    text = (summary.folder / "summary.md").read_text()
+    assert "## Test perplexity at the early-stop iteration" in text
+    perplexity = finished.levels[1].of("ticket")[0].summary["early_stop_test_perplexity"]
+    assert f"{perplexity:.4g}" in text
+
+
+def test_the_logged_model_is_in_mlflows_transformers_flavour(plugins, finished_lm, tmp_path):
     import mlflow.transformers
     from mlflow.tracking import MlflowClient
 
-    data = lm_spec(corpus, tmp_path, controls={"reinit": False, "random_prune": False})
-    data["dataset"]["tokenizer"] = str(tokenizer_folder)
-    data["tracking"] = {"log_models": "final"}
-    finished = run_experiment(build_spec(data, plugins.registry), plugins, tracking_uri)
+    data, uri, finished = finished_lm
     ticket = finished.levels[1].of("ticket")[0]
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(uri)
     folder = "ticket-r0-level1"  # the logged model's name
     assert folder in [a.path for a in client.list_artifacts(ticket.run_id)]
     mlmodel = client.download_artifacts(ticket.run_id, f"{folder}/MLmodel", str(tmp_path))
