@@ -6,8 +6,9 @@ orders end in one linearly connected basin. After a replicate's dense training, 
 module measures that at the rewind's candidate points, in order, and stops at the
 first stable one (error barrier under the threshold): a search, not a sweep, so the
 candidates after it cost nothing. When none is stable the last candidate is taken, and
-the output says so. The replicates still searching train their copies together, as one
-population where the trainer allows it.
+the output says so. The replicates still searching train their copies together: as one
+population where the trainer allows it, else side by side on the local launcher's
+workers when it has them, else one after the other.
 
 The choice is part of the experiment's state: it is written to the parent run (a tag
 per replicate, the curve as JSON and metrics) before any pruned level trains, and a
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
+from ..pruning.masks import Mask
 from ..seeding import derive_seed
 from ..tracking import Tracker
 from ..tracking.names import (
@@ -35,7 +38,10 @@ from ..training.connectivity import barriers, copy_config, linear_path, train_co
 from .experiment import Experiment
 from .planner import Planner
 from .progress import Progress
-from .rewinding import SearchedRewind, searched
+from .rewinding import SearchedRewind, State, searched
+
+if TYPE_CHECKING:
+    from .trainer import TrainingPool
 
 Paths = dict[int, list[dict[str, float]]]  # replicate -> rows (alpha, error, loss) of its path
 
@@ -73,14 +79,46 @@ class Choice:
         return f"r{self.replicate}: instability {measured or '(not logged)'} -> {verdict}; {cost}"
 
 
+@dataclass(frozen=True)
+class CopyTraining:
+    """One copy of a replicate's dense network trained from a candidate point with its own
+    data order: what a worker of the pool trains for the search (plain data: it pickles)."""
+
+    name: str
+    start: State
+    mask: Mask
+    seed: int
+    candidate: int
+    iterations: int | None  # the rewind's budget past the candidate, None: to the end
+
+    def run(self, experiment: Experiment, model: torch.nn.Module) -> State:
+        """Train the copy in ``model``; its final weights."""
+        config = copy_config(experiment.config, self.candidate, self.iterations)
+        return train_copies(model, [self.start], [self.mask], [self.seed], experiment.data,
+                            config, start_iteration=self.candidate)[0]
+
+
+def on_workers(pool: TrainingPool, experiment: Experiment,
+               copies: Sequence[CopyTraining]) -> list[State]:
+    """The copies trained side by side on the pool's workers; their weights, in order."""
+    ends: list[State] = []
+    for _, outcome in pool.train(experiment, copies, lambda *told: None):  # type: ignore[arg-type]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        ends.append(outcome)
+    return ends
+
+
 class RewindSearch:
     """Chooses each replicate's rewind point for a searched rewind, once."""
 
     def __init__(self, experiment: Experiment, model: torch.nn.Module, tracker: Tracker,
-                 progress: Progress, population: Callable[[], bool]):
+                 progress: Progress, population: Callable[[], bool],
+                 pool: TrainingPool | None = None):
         self.experiment, self.model, self.tracker = experiment, model, tracker
         self.progress = progress
         self.population = population  # asked only when copies must train
+        self.pool = pool  # the launcher's workers, which train the copies side by side
         self.rewind: SearchedRewind | None = searched(experiment.rewind)
 
     def choose(self, planner: Planner, replicates: list[int], parent: str) -> list[Choice]:
@@ -137,20 +175,28 @@ class RewindSearch:
 
     def paths(self, planner: Planner, replicates: list[int], candidate: int) -> Paths:
         """Two copies of each replicate's dense network train from ``candidate`` with
-        different data orders (all together as one population when the trainer allows);
-        the test error along each pair's linear path."""
+        different data orders (as one population when the trainer allows, else on the
+        pool's workers when there are some); the test error along each pair's linear path."""
         rewind, experiment = self.rewind, self.experiment
         assert rewind is not None
-        config = copy_config(experiment.config, candidate, rewind.budget(experiment.config))
+        budget = rewind.budget(experiment.config)
+        config = copy_config(experiment.config, candidate, budget)
         seed = experiment.spec.experiment.seed
-        starts, masks, seeds = [], [], []
+        starts, masks, seeds, names = [], [], [], []
         for r in replicates:
             state = planner.states[r]
             starts += [state.control_captured[candidate]] * 2
             masks += [state.dense.mask] * 2
             seeds += [derive_seed(seed, "rewind_search", r, candidate, copy) for copy in (0, 1)]
-        ends = train_copies(self.model, starts, masks, seeds, experiment.data, config,
-                            start_iteration=candidate, population=self.population())
+            names += [f"r{r}-rewind-search-{candidate}it-copy{copy}" for copy in (0, 1)]
+        population = self.population()
+        if self.pool is not None and not population:
+            ends = on_workers(self.pool, experiment, [
+                CopyTraining(*job, candidate, budget)
+                for job in zip(names, starts, masks, seeds, strict=True)])
+        else:
+            ends = train_copies(self.model, starts, masks, seeds, experiment.data, config,
+                                start_iteration=candidate, population=population)
         return {r: linear_path(self.model, ends[2 * i], ends[2 * i + 1], rewind.points,
                                experiment.data, experiment.config)
                 for i, r in enumerate(replicates)}

@@ -47,7 +47,7 @@ class LotteryRunner:
         self.planner = Planner(experiment, self.model, self.guard, Checkpoints(),
                                self.recorder.restore)
         self.rewind_search = RewindSearch(experiment, self.model, tracker, self.progress,
-                                          lambda: self.trainer.population)
+                                          lambda: self.trainer.population, pool)
         self.levels: list[LevelFinished] = []
 
     @property

@@ -18,6 +18,8 @@ from typing import Any
 from ..lottery.experiment import Experiment
 from ..lottery.planner import Planned
 from ..lottery.progress import SilentProgress, Tick
+from ..lottery.rewind_search import CopyTraining
+from ..lottery.rewinding import State
 from ..lottery.trainer import ROW, TICK, PooledResult, Trainer
 
 TICK_SECONDS = 0.25  # a worker's progress ticks are at most this frequent
@@ -45,14 +47,17 @@ class WorkerProgress(SilentProgress):
 
 
 def worker_trainer(experiment: Experiment, send: Callable[[str, Any], None],
-                   ) -> Callable[[Planned], PooledResult]:
+                   ) -> Callable[[Planned | CopyTraining], PooledResult | State]:
     """In a worker process: what trains one item of ``experiment`` exactly as the driver
-    would (``Trainer.train_alone``), telling ``send`` its rows and progress."""
-    trainer = Trainer(experiment, experiment.build_model(experiment.spec.experiment.seed),
-                      WorkerProgress(send), lambda item, row: send(ROW, row))
+    would (``Trainer.train_alone``), telling ``send`` its rows and progress; or a copy of
+    a rewind search (its final weights)."""
+    model = experiment.build_model(experiment.spec.experiment.seed)
+    trainer = Trainer(experiment, model, WorkerProgress(send), lambda item, row: send(ROW, row))
     moving = experiment.dynamic is not None  # a level-0 ticket's mask moves as it trains
 
-    def train(item: Planned) -> PooledResult:
+    def train(item: Planned | CopyTraining) -> PooledResult | State:
+        if isinstance(item, CopyTraining):  # a copy of ``rewind: auto``'s search
+            return item.run(experiment, model)
         result = trainer.train_alone(item)
         return PooledResult(result, item.mask if moving and item.level == 0 else None)
 

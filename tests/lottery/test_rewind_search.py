@@ -167,3 +167,27 @@ def test_bad_input_is_one_line_naming_the_field_before_any_run(rewind, field, wr
     assert len(lines) == 1 and "rewind" in lines[0] and field in lines[0], result.output
     assert not (tmp_path / "mlflow.db").exists() or not MlflowClient(tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()])
+
+
+def test_local_workers_train_the_copies_as_the_driver_does(plugins, tmp_path, monkeypatch):
+    from lth_suite.launch.execute import run_experiment
+    from lth_suite.lottery import rewind_search
+
+    sent: list[int] = []
+    on_workers = rewind_search.on_workers
+    monkeypatch.setattr(rewind_search, "on_workers", lambda pool, experiment, copies: (
+        sent.append(len(copies)), on_workers(pool, experiment, copies))[1])
+    data = auto_spec(threshold=0.5)
+    data["pruning"]["levels"] = 1
+    curves = []
+    for launcher in ({"name": "local"}, {"name": "local", "workers": 2}):
+        uri = f"sqlite:///{tmp_path / f'{len(curves)}.db'}"
+        finished = run_experiment(build_spec({**data, "launcher": launcher}, plugins.registry),
+                                  plugins, uri)
+        client = MlflowClient(uri)
+        curves.append([json.loads(open(client.download_artifacts(
+            finished.parent_run_id, rewind_search_artifact(r))).read()) for r in (0, 1)])
+    assert sent and sent[0] == 4  # two copies of each replicate, on the workers
+    for alone, pooled in zip(*curves, strict=True):
+        assert [row["errors"] for row in pooled["curve"]] == [row["errors"] for row in alone["curve"]]
+        assert pooled["chosen"] == alone["chosen"]
