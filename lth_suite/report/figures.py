@@ -99,7 +99,7 @@ def _per_weights(data: ReportData, stem: Path, values, ylabel: str, title: str,
                        label="last evaluation (circled: early stop there, training may be "
                              "too short)")
         weights_axis(ax, data)
-        if not mark_end:  # an accuracy axis
+        if bounds is not None:  # an accuracy axis
             cap_at_100(ax)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{data.title}: {title}")
@@ -112,6 +112,20 @@ def accuracy_vs_weights(data: ReportData, stem: Path) -> list[Path]:
     return _per_weights(data, stem, lambda cell: [100 * a for a in cell.accuracy],
                         "test accuracy at early stop (%)", "accuracy as weights are pruned",
                         bounds=ACCURACY_BOUNDS)
+
+
+def others_vs_weights(data: ReportData, folder: Path) -> list[Path]:
+    """``<metric>_vs_weights``: each further test metric the task logs at early stop (a
+    language model's perplexity) against percent of weights remaining."""
+    names = sorted({name for cells in data.cells.values() for cell in cells.values()
+                    for name in cell.others})
+    written: list[Path] = []
+    for name in names:
+        written += _per_weights(
+            data, folder / f"{name}_vs_weights",
+            lambda cell, name=name: cell.others.get(name, [float("nan")]),
+            f"test {name} at early stop", f"{name} as weights are pruned")
+    return written
 
 
 def early_stop_vs_weights(data: ReportData, stem: Path) -> list[Path]:

@@ -141,9 +141,16 @@ def summary_markdown(data: ReportData, levels: list[LevelStatistics],
         formats = ", ".join(data.settings.formats)
         lines += ["", "## Figures", "", f"Each figure is written as {formats}.", ""]
         notes = {**FIGURE_NOTES, "accuracy_vs_iteration": _curves_note(data)}
-        lines += [f"- `{stem}`: {notes.get(stem, 'what the analyzer logged, by level')}"
-                  for stem in stems]
+        lines += [f"- `{stem}`: {notes.get(stem) or _other_note(stem)}" for stem in stems]
     return "\n".join(lines) + "\n"
+
+
+def _other_note(stem: str) -> str:
+    """What a figure without a fixed note shows: a task's metric, or an analyzer's."""
+    if stem.endswith("_vs_weights"):
+        return (f"the task's test {stem[:-len('_vs_weights')]} at the early-stop iteration "
+                "against the percent of weights remaining, per branch")
+    return "what the analyzer logged, by level"
 
 
 def rewind_choice_lines(data: ReportData) -> list[str]:

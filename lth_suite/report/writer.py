@@ -48,6 +48,7 @@ def write_report(reader: StoreReader, parent: RunRecord, out: Path | None = None
     for stem, draw in zip(FIGURES, (figures.accuracy_vs_weights, figures.early_stop_vs_weights,
                                     figures.accuracy_vs_iteration, figures.mask_similarity)):
         files += draw(data, folder / stem)
+    files += figures.others_vs_weights(data, folder)
     files += figures.rewind_instability(data, folder / "rewind_instability")
     files += analyzer_figures(data, folder)
     summary = folder / SUMMARY

@@ -197,6 +197,7 @@ def test_the_report_gives_the_tasks_perplexity(finished_lm, tmp_path):
     summary = report(finished.parent_run_id, uri, tmp_path / "report", log=False)
     text = (summary.folder / "summary.md").read_text()
     assert "## Test perplexity at the early-stop iteration" in text
+    assert "perplexity_vs_weights.png" in {path.name for path in summary.files}
     perplexity = finished.levels[1].of("ticket")[0].summary["early_stop_test_perplexity"]
     assert f"{perplexity:.4g}" in text
 
