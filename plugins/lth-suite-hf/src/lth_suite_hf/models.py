@@ -54,7 +54,11 @@ class TokenForward:
         path = Path(source).expanduser()
         if path.is_file():
             return None
+        from transformers.utils import logging as hf_logging
+
         base = type(self).__mro__[2]
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its load report: the run names what it lacks
         try:
             loaded, info = base.from_pretrained(
                 str(path) if path.is_dir() else source, config=self.config,
@@ -63,6 +67,8 @@ class TokenForward:
         except (OSError, ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SpecError([("model.pretrained", f"{source}: {first}")]) from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
         mismatched = sorted(info.get("mismatched_keys") or (), key=str)
         if mismatched:
             shown = "; ".join(f"{name} {tuple(a)} != {tuple(b)}" for name, a, b in mismatched[:3])
