@@ -140,7 +140,7 @@ def test_unknown_plugin_lists_known_names(tiny, registry):
     tiny["pruning"]["criterion"] = "magnitud"
     assert problems(tiny, registry) == {
         "pruning.criterion.name":
-            "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random)"}
+            "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random, wanda)"}
 
 
 def test_bad_plugin_param(tiny, registry):
