@@ -74,7 +74,8 @@ def test_spec_error_exits_2_naming_the_field(tiny, write_spec, command, section,
 def test_unknown_plugin_message(tiny, write_spec, command):
     tiny["pruning"]["criterion"] = "magnitud"
     lines = assert_spec_error(invoke(command, write_spec(tiny)), "pruning.criterion.name")
-    assert lines[0].endswith("unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random)")
+    assert lines[0].endswith("unknown criterion 'magnitud' "
+                             "(known: channel_refill, lamp, magnitude, random, wanda)")
 
 
 def test_unknown_field_message(tiny, write_spec):
@@ -300,7 +301,7 @@ def test_python_m_spec_error(tmp_path, tiny, write_spec):
         f"error: {tmp_path / 'spec.yaml'}: training.lr: "
         "Input should be a valid number, unable to parse string as a number",
         f"error: {tmp_path / 'spec.yaml'}: pruning.criterion.name: "
-        "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random)",
+        "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random, wanda)",
     ]
 
 

@@ -88,7 +88,8 @@ def test_every_component_has_a_strict_params_model_and_description(registry):
 def test_unknown_component_lists_known_names(registry):
     with pytest.raises(UnknownComponentError) as info:
         registry.get("criterion", "magnitud")
-    assert str(info.value) == "unknown criterion 'magnitud' (known: channel_refill, lamp, magnitude, random)"
+    assert str(info.value) == ("unknown criterion 'magnitud' "
+                               "(known: channel_refill, lamp, magnitude, random, wanda)")
     assert info.value.exit_code == 2
 
 
