@@ -230,9 +230,11 @@ REPOSITORY_PAGES = {
     "plugins/lth-suite-pai/README.md": "plugin-packages/lth-suite-pai.md",
     "plugins/lth-suite-example/README.md": "plugin-packages/lth-suite-example.md",
     "plugins/lth-suite-timm/README.md": "plugin-packages/lth-suite-timm.md",
+    "plugins/lth-suite-hf/README.md": "plugin-packages/lth-suite-hf.md",
 }
 REPOSITORY_LINKS = {"](../../README.md)": "](../index.md)", "](../../docs/plugins.md)": "](../plugins.md)",
-                    "](../../docs/how-to/timm.md)": "](../how-to/timm.md)"}
+                    "](../../docs/how-to/timm.md)": "](../how-to/timm.md)",
+                    "](../../docs/how-to/transformers.md)": "](../how-to/transformers.md)"}
 
 
 def repository_page(path: Path) -> str:

@@ -261,8 +261,15 @@ def _print_summary(rows: list[dict[str, float]], seconds: float, replicates: int
     branches = sorted({key.split("/")[0] for row in rows for key in row if "/" in key},
                       key=lambda branch: branch_order(branch, controls))
 
-    title = (f"test accuracy at the early-stop iteration, % ({seconds:.1f} s)" if replicates == 1
-             else f"test accuracy at the early-stop iteration, %, mean of {replicates} "
+    # A language model's rows carry its perplexity: the table quotes it, as its task does.
+    perplexity = bool(rows) and all(f"{b}/early_stop_test_perplexity" in row
+                                    for row in rows for b in branches
+                                    if f"{b}/early_stop_test_accuracy" in row)
+    metric, key = (("test perplexity", "early_stop_test_perplexity") if perplexity
+                   else ("test accuracy", "early_stop_test_accuracy"))
+    unit = "" if perplexity else ", %"
+    title = (f"{metric} at the early-stop iteration{unit} ({seconds:.1f} s)" if replicates == 1
+             else f"{metric} at the early-stop iteration{unit}, mean of {replicates} "
                   f"replicates ({seconds:.1f} s)")
     table = Table(title=title, caption_justify="left", caption=ONE_REPLICATE if replicates == 1
                   else None)
@@ -271,7 +278,7 @@ def _print_summary(rows: list[dict[str, float]], seconds: float, replicates: int
     for branch in branches:
         table.add_column(branch, justify="right")
     for row in rows:
-        cells = [accuracy_text(100 * row[f"{b}/early_stop_test_accuracy"])
-                 if f"{b}/early_stop_test_accuracy" in row else "–" for b in branches]
+        cells = [("–" if f"{b}/{key}" not in row else f"{row[f'{b}/{key}']:.2f}" if perplexity
+                  else accuracy_text(100 * row[f"{b}/{key}"])) for b in branches]
         table.add_row(str(int(row["level"])), weights_text(100 * row["density"]), *cells)
     out.print(table)

@@ -23,7 +23,7 @@ from ..training.dynamic import DynamicSparsity
 from ..training.streaming import AnySplits, StreamedData, split_streamed
 from ..training.threads import auto_threads, step_macs
 from .controls import Control, capture_iteration, refusal
-from .pretrained import load_pretrained, read_state_dict
+from .pretrained import load_pretrained, read_pretrained
 from .rewinding import Rewind, searched
 
 
@@ -59,6 +59,7 @@ class Experiment:
     # The candidate points of a searched rewind (``auto``), in iterations, in order.
     rewind_candidates: tuple[int, ...] = ()
     pretrained: dict[str, torch.Tensor] | None = None  # model.pretrained's tensors, read once
+    pretrained_own: tuple[str, ...] = ()  # tensors model.pretrained lacks: seeded initialisation
     notes: list[str] = field(default_factory=list)  # lines worth printing before it runs
 
     @property
@@ -77,7 +78,8 @@ class Experiment:
         model = self.plugins.registry.build("architecture", self.spec.model.name,
                                             self.spec.model.params, self.data.info)
         if pretrained and self.pretrained is not None:
-            load_pretrained(model, self.pretrained, str(self.spec.model.pretrained))
+            load_pretrained(model, self.pretrained, str(self.spec.model.pretrained),
+                            self.pretrained_own)
         return model.to(self.device)
 
     def branches(self) -> list[str]:
@@ -182,13 +184,20 @@ def prepare(spec: ExperimentSpec, plugins: Plugins) -> Experiment:
     if sparsity is not None and sparsity.dynamic is not None:
         experiment.dynamic = registry.build("dynamic", sparsity.dynamic.name,
                                             sparsity.dynamic.params)
-    if spec.model.pretrained is not None:
-        experiment.pretrained = read_state_dict(spec.model.pretrained)
     try:
-        probe = experiment.build_model(spec.experiment.seed)
+        probe = experiment.build_model(spec.experiment.seed, pretrained=False)
     except (ValueError, RuntimeError) as exc:
         raise SpecError([("model", f"cannot build '{spec.model.name}' for "
                           f"{data.info.name} {data.info.input_shape}: {exc}")]) from None
+    if spec.model.pretrained is not None:  # read once; checked against the model here
+        source = spec.model.pretrained
+        experiment.pretrained, experiment.pretrained_own = read_pretrained(probe, source)
+        load_pretrained(probe, experiment.pretrained, source, experiment.pretrained_own)
+        own = experiment.pretrained_own
+        if own:
+            more = f" and {len(own) - 3} more" if len(own) > 3 else ""
+            experiment.notes.append(f"model.pretrained: {source} has no {', '.join(own[:3])}"
+                                    f"{more}: they keep the architecture's seeded initialisation")
     named = [key for key in spec.pruning.fraction.patterns
              if key in dict(probe.named_parameters())]
     experiment.layers = prunable_layers(probe, plugins.prunable_modules(), named)

@@ -86,10 +86,28 @@ def mismatches(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     return found
 
 
-def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model`` in place; every tensor must match by name and shape."""
-    problems = mismatches(model, state)
+def read_pretrained(model: nn.Module, source: str) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """The tensors of ``model.pretrained`` and the model's tensors it lacks on purpose.
+
+    A model with a ``read_pretrained(source)`` method reads its own library's checkpoints
+    (a Hugging Face ``save_pretrained`` folder, with a head the checkpoint lacks): the
+    method returns ``(state, own)``, ``own`` naming the tensors that keep the model's seeded
+    initialisation, or None to leave ``source`` to :func:`read_state_dict`.
+    """
+    reader = getattr(model, "read_pretrained", None)
+    found = reader(source) if callable(reader) else None
+    if found is None:
+        return read_state_dict(source), ()
+    state, own = found
+    return state, tuple(own)
+
+
+def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                    own: tuple[str, ...] = ()) -> None:
+    """Copy ``state`` into ``model`` in place; every tensor must match by name and shape,
+    except those named in ``own``, which keep the model's own initialisation."""
+    problems = [p for p in mismatches(model, state) if p.removesuffix(" missing") not in own]
     if problems:
         more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
         raise _problem(f"{source} does not fit the model: {'; '.join(problems[:SHOWN])}{more}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=not own)

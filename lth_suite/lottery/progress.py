@@ -135,13 +135,16 @@ class ConsoleProgress(SilentProgress):
         """Replace the bar with one line of results."""
         self.stop()
         self.done += 1
-        self.console.print(
-            f"[{self.done}/{self.total_trainings}] {label}: density {summary['density']:.3f}, "
-            f"test acc {summary['early_stop_test_accuracy']:.4f} at early stop "
-            f"(it {int(summary['early_stop_iteration'])}), final {summary['final_test_accuracy']:.4f}"
-            + (f", val perplexity {summary['early_stop_val_perplexity']:.3f} at early stop"
-               if "early_stop_val_perplexity" in summary else ""),
-            highlight=False, markup=False, soft_wrap=True)
+        head = f"[{self.done}/{self.total_trainings}] {label}: density {summary['density']:.3f}, "
+        at = f"at early stop (it {int(summary['early_stop_iteration'])})"
+        if "early_stop_test_perplexity" in summary:  # a language model: its perplexities first
+            text = (f"val perplexity {summary['early_stop_val_perplexity']:.3f}, test perplexity "
+                    f"{summary['early_stop_test_perplexity']:.3f} {at}, token accuracy "
+                    f"{summary['early_stop_test_accuracy']:.4f}")
+        else:
+            text = (f"test acc {summary['early_stop_test_accuracy']:.4f} {at}, "
+                    f"final {summary['final_test_accuracy']:.4f}")
+        self.console.print(head + text, highlight=False, markup=False, soft_wrap=True)
 
     def note(self, text: str) -> None:
         """A warning line."""

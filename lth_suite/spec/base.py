@@ -43,7 +43,8 @@ class ComponentSpec(Strict):
 class ModelSpec(ComponentSpec):
     """The architecture component, and where its starting weights come from.
 
-    ``pretrained`` (a safetensors file, a torch state dict, or a hub id) replaces the
+    ``pretrained`` (a safetensors file, a torch state dict, a hub id, or what the
+    architecture reads itself, such as a Hugging Face folder for ``hf``) replaces the
     architecture's initialisation as the level-0 starting point; ``null``: none.
     """
 

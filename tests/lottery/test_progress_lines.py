@@ -28,6 +28,19 @@ def test_a_log_gets_a_line_per_period_with_iteration_rate_and_eta():
     assert lines[2].startswith("[1/4] r0-level0-ticket: density 1.000")
 
 
+def test_a_language_model_line_quotes_its_perplexities_first():
+    out = io.StringIO()
+    progress = ConsoleProgress(1, Console(file=out, force_terminal=False, width=300))
+    progress.begin("r0-level1-ticket", 0, 10)
+    progress.end("r0-level1-ticket", {
+        "density": 0.447, "early_stop_test_accuracy": 0.46, "early_stop_iteration": 10,
+        "final_test_accuracy": 0.45, "early_stop_val_perplexity": 5.4861,
+        "early_stop_test_perplexity": 7.2104})
+    assert out.getvalue().splitlines()[-1] == (
+        "[1/1] r0-level1-ticket: density 0.447, val perplexity 5.486, test perplexity 7.210 "
+        "at early stop (it 10), token accuracy 0.4600")
+
+
 def test_a_log_is_quiet_between_periods():
     out = io.StringIO()
     progress = ConsoleProgress(1, Console(file=out, force_terminal=False), line_every=3600)

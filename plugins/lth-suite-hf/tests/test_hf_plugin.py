@@ -224,3 +224,49 @@ def test_the_logged_model_is_in_mlflows_transformers_flavour(plugins, finished_l
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=ids).logits, network.eval()(ids), atol=1e-5)
     assert parts["tokenizer"] is not None
+
+
+def save_gpt2(folder, **changes):
+    """A tiny GPT-2 language model (bytes vocabulary) saved as a save_pretrained folder."""
+    from transformers import AutoConfig, GPT2LMHeadModel
+
+    torch.manual_seed(7)
+    settings = {**GPT2, "vocab_size": 258, **changes}
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+    model = GPT2LMHeadModel(config)
+    model.save_pretrained(folder)
+    return model
+
+
+def test_a_pretrained_folder_of_another_head_is_the_start_and_the_new_head_is_seeded(
+        plugins, labelled, tmp_path):
+    """The BERT-ticket setting: a language model's body under a new classification head."""
+    saved = save_gpt2(tmp_path / "gpt2")
+    data = {"name": "text", "train": str(labelled), "text_column": "sentence",
+            "label_column": "label", "block_size": 16, "cache": str(tmp_path / "cache")}
+    model = {"name": "hf", "auto": "sequence_classification", "config": str(tmp_path / "gpt2"),
+             "pretrained": str(tmp_path / "gpt2")}
+    experiment = build(plugins, lm_spec(labelled, tmp_path, dataset=data, model=model,
+                                        task="sequence_classification"))
+    assert any("score.weight" in note and "seeded" in note for note in experiment.notes)
+    start, other = experiment.build_model(0), experiment.build_model(1)
+    body = saved.transformer.state_dict()
+    for name, tensor in start.transformer.state_dict().items():
+        assert torch.equal(tensor, body[name]), name
+    scratch = experiment.build_model(0, pretrained=False)
+    assert torch.equal(start.score.weight, scratch.score.weight)  # the seeded head
+    assert not torch.equal(start.score.weight, other.score.weight)  # per replicate
+    assert not torch.equal(scratch.transformer.h[0].mlp.c_fc.weight,
+                           start.transformer.h[0].mlp.c_fc.weight)
+
+
+def test_a_pretrained_folder_that_does_not_fit_is_one_line(plugins, corpus, tmp_path):
+    save_gpt2(tmp_path / "wide", n_embd=48)
+    model = {"name": "hf", "auto": "causal_lm", "config": {**GPT2, "vocab_size": 258},
+             "pretrained": str(tmp_path / "wide")}
+    with pytest.raises(SpecError, match=r"model.pretrained: .*wide does not fit the model: "
+                                        r"transformer\.h\.0\.attn\.c_attn\.bias \(144,\) != \(96,\)"):
+        build(plugins, lm_spec(corpus, tmp_path, model=model))
+    with pytest.raises(SpecError, match="model.pretrained: .*nowhere"):
+        build(plugins, lm_spec(corpus, tmp_path, model={**model, "pretrained": str(
+            tmp_path / "nowhere")}))

@@ -67,6 +67,37 @@ class TokenForward:
         return {"model": plain.eval(), "tokenizer": AutoTokenizer.from_pretrained(
             self.lth_tokenizer), "task": task}
 
+    def read_pretrained(self, source: str) -> tuple[dict[str, torch.Tensor], list[str]] | None:
+        """``model.pretrained`` as ``from_pretrained`` reads it, when it names a folder or a
+        hub id (a file is left to lth-suite): the checkpoint's tensors, renamed and with its
+        base-model prefix as transformers does, and the names of the tensors it lacks (a
+        new head), which keep this model's seeded initialisation."""
+        path = Path(source).expanduser()
+        if path.is_file():
+            return None
+        from transformers.utils import logging as hf_logging
+
+        base = type(self).__mro__[2]
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its load report: the run names what it lacks
+        try:
+            loaded, info = base.from_pretrained(
+                str(path) if path.is_dir() else source, config=self.config,
+                output_loading_info=True, ignore_mismatched_sizes=True,
+                attn_implementation=self.config._attn_implementation)
+        except (OSError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SpecError([("model.pretrained", f"{source}: {first}")]) from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        mismatched = sorted(info.get("mismatched_keys") or (), key=str)
+        if mismatched:
+            shown = "; ".join(f"{name} {tuple(a)} != {tuple(b)}" for name, a, b in mismatched[:3])
+            raise SpecError([("model.pretrained", f"{source} does not fit the model: {shown}")])
+        missing = set(info.get("missing_keys") or [])
+        state = {k: v for k, v in loaded.state_dict().items() if k not in missing}
+        return state, sorted(missing)
+
     def export_folder(self, folder: Path) -> list[Path]:
         """Write the network as ``save_pretrained`` does (safetensors, config), under the
         Hugging Face class's own name, with the tokenizer when the data has one."""

@@ -1,0 +1,75 @@
+"""An hf experiment interrupted mid-level resumes to the tickets of an uninterrupted one."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from mlflow.tracking import MlflowClient
+from test_hf_plugin import lm_spec
+
+import lth_suite_hf
+from lth_suite.api import ControlStart, PluginFailure, hookimpl
+from lth_suite.launch.execute import run_experiment
+from lth_suite.plugins.manager import load_plugins
+from lth_suite.spec.loading import build_spec
+
+FLAKY = "lth_suite_hf_test_flaky_control"
+
+
+class Flaky:
+    """The ticket's own start, failing while ``broken`` is set."""
+
+    broken = True
+
+    def __call__(self, context):
+        if Flaky.broken:
+            raise RuntimeError("interrupted")
+        return ControlStart(context.mask, context.point)
+
+
+@hookimpl
+def lth_register_controls(register):
+    register("flaky", lambda params: Flaky(), description="the ticket again, failing once")
+
+
+def branches(finished) -> dict:
+    """(replicate, level, branch) -> (mask, metric history) of a finished experiment."""
+    return {(b.replicate, b.level, b.branch): (b.mask, b.result.history)
+            for event in finished.levels for b in event.branches}
+
+
+def test_a_failed_gpt2_experiment_resumes_to_the_same_tickets(plugins, corpus, tmp_path,
+                                                              monkeypatch):
+    data = {**lm_spec(corpus, tmp_path, controls={"reinit": False, "random_prune": False}),
+            "report": {"enabled": False}}
+    alone = branches(run_experiment(build_spec(data, plugins.registry), plugins,
+                                    f"sqlite:///{tmp_path / 'alone.db'}"))
+    module = types.ModuleType(FLAKY)
+    module.lth_register_controls = lth_register_controls
+    monkeypatch.setitem(sys.modules, FLAKY, module)
+    monkeypatch.setattr(Flaky, "broken", True)
+    flaky_plugins = load_plugins(extra=[lth_suite_hf, module], installed=False)
+    spec = build_spec({**data, "controls": {"reinit": False, "random_prune": False,
+                                            "flaky": True}},
+                      flaky_plugins.registry)
+    uri = f"sqlite:///{tmp_path / 'flaky.db'}"
+    with pytest.raises(PluginFailure, match="control 'flaky'"):
+        run_experiment(spec, flaky_plugins, uri)
+    Flaky.broken = False
+    client = MlflowClient(uri)
+    parent = next(r.info.run_id for r in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()])
+        if "mlflow.parentRunId" not in r.data.tags)
+    resumed = run_experiment(spec, flaky_plugins, uri, resume=parent)
+    found = branches(resumed)
+    assert found[(0, 1, "flaky")][0].equals(found[(0, 1, "ticket")][0])
+    found = {key: value for key, value in found.items() if key[2] != "flaky"}
+    assert sorted(found) == sorted(alone)
+    for key, (mask, history) in alone.items():
+        assert found[key][0].equals(mask), key
+        assert found[key][1] == history, key  # perplexities too, bit for bit
+        assert any("val_perplexity" in row for row in history)
+    restored = {(b.level, b.branch) for e in resumed.levels for b in e.branches if b.restored}
+    assert (0, "ticket") in restored and (1, "flaky") not in restored
