@@ -159,7 +159,9 @@ def test_mlflow_run_continues_its_run_as_the_parent(tmp_path):
 
 def test_mlflow_run_vgg19_preset_on_fake_data(tmp_path):
     started = time.perf_counter()
-    client, runs = mlflow_run(tmp_path, "model=vgg19", "dataset=fake", "iterations=2", "levels=1")
+    client, runs = mlflow_run(tmp_path, "model=vgg19", "dataset=fake", "iterations=2", "levels=1",
+                              # fewer fake test images: VGG-19's evaluations on the CPU
+                              "overrides=dataset.test_size=16;dataset.validation=16")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 4  # level 0, level 1 ticket and both controls
