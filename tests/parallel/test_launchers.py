@@ -22,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pytest
@@ -129,6 +130,27 @@ def invoke_interrupted(marker: Path, delay: float, *args: object):
     finally:
         finished.set()
         watcher.join()
+
+
+def run_interrupted(marker: Path, delay: float, *args: object, env: dict[str, str]):
+    """The CLI in a process of its own, sent Ctrl-C ``delay`` s after ``marker`` appears (a
+    fault plugin writes it where it stalls): the signal reaches that process only, so
+    whatever it does there cannot stop the test session."""
+    process = subprocess.Popen([sys.executable, "-m", "lth_suite", *map(str, args)],
+                               env={**os.environ, **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if process.poll() is None and marker.exists():
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+    try:
+        output = process.communicate(timeout=300)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return SimpleNamespace(exit_code=process.returncode, output=output)
 
 
 def tiny_spec(tiny: dict, replicates: int = 1, launcher: object = "ray", **criterion) -> dict:
@@ -510,7 +532,7 @@ def server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory) -> Iterator[None]:
+def ray_cluster(tmp_path_factory) -> Iterator[dict[str, str]]:
     """One local Ray instance with 2 CPUs for the module; workers can import the fault
     plugin, installed as a dist-info folder on their PYTHONPATH (and on ours)."""
     if not HAS_RAY:
@@ -520,7 +542,8 @@ def ray_cluster(tmp_path_factory) -> Iterator[None]:
     site = tmp_path_factory.mktemp("fault-plugin")
     write_fault_plugin(site)
     previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), previous]))
+    python_path = os.pathsep.join(filter(None, [str(site), previous]))
+    os.environ["PYTHONPATH"] = python_path
     sys.path.insert(0, str(site))
     try:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
@@ -529,7 +552,8 @@ def ray_cluster(tmp_path_factory) -> Iterator[None]:
             os.environ.pop("PYTHONPATH")
         else:
             os.environ["PYTHONPATH"] = previous
-    yield
+    # What a CLI process of its own needs to join this Ray instance and load the plugin.
+    yield {"RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": python_path}
     ray.shutdown()
     sys.path.remove(str(site))
 
@@ -635,12 +659,13 @@ def test_a_unit_that_fails_for_good_fails_the_parent_naming_it(tiny, write_spec,
 
 @needs_ray
 def test_ctrl_c_cancels_the_units_then_resume_finishes_with_ray(tiny, write_spec, server,
-                                                                faults, tmp_path):
+                                                                faults, ray_cluster, tmp_path):
     tiny["experiment"]["name"] = "interrupted"
     marker = tmp_path / "sleeping.marker"
     data = tiny_spec(tiny, marker=str(marker), level=1, mode="sleep")
 
-    result = invoke_interrupted(marker, 0.5, "run", write_spec(data), "--tracking-uri", server)
+    result = run_interrupted(marker, 0.5, "run", write_spec(data), "--tracking-uri", server,
+                             env=ray_cluster)
     assert result.exit_code == 130, result.output
     parent = parent_of(server, "interrupted")
     assert f"resume with: lth-suite resume {parent}" in result.output

@@ -52,13 +52,16 @@ def started_training(database: Path) -> bool:
         return False
 
 
-def test_a_killed_rank_ends_with_a_line_naming_the_resume_command(tmp_path):
-    spec = tmp_path / "spec.yaml"
+def kill_rank_1_mid_training(folder: Path) -> tuple[int, str]:
+    """Run the digits spec under torchrun in ``folder``, SIGKILL rank 1 once training has
+    started; torchrun's exit code and everything printed."""
+    folder.mkdir()
+    spec = folder / "spec.yaml"
     spec.write_text(DIGITS)
-    run = torchrun("run", str(spec), cwd=tmp_path)
+    run = torchrun("run", str(spec), cwd=folder)
     try:
         deadline = time.time() + 240
-        while not started_training(tmp_path / "mlflow.db"):
+        while not started_training(folder / "mlflow.db"):
             assert time.time() < deadline and run.poll() is None, "the run never started"
             time.sleep(0.5)
         time.sleep(2)
@@ -72,7 +75,19 @@ def test_a_killed_rank_ends_with_a_line_naming_the_resume_command(tmp_path):
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
-    assert run.returncode != 0
-    ours = lth_lines(output)
+    return run.returncode, output
+
+
+def test_a_killed_rank_ends_with_a_line_naming_the_resume_command(tmp_path):
+    # Known race, on a loaded machine only: rank 0 can wait on the SQLite store past
+    # torchrun's 30 s grace and be killed before it prints. One more try tells that race
+    # from a missing line, which fails both.
+    for attempt in range(2):
+        returncode, output = kill_rank_1_mid_training(tmp_path / f"try{attempt}")
+        ours = lth_lines(output)
+        if any("lth-suite resume" in line for line in ours) or "Signal 9" not in output.split(
+                "Root Cause")[0]:
+            break
+    assert returncode != 0
     assert any("lth-suite resume" in line for line in ours), output
     assert not any(line.startswith("error:") for line in ours), ours
