@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,37 @@ if pytest is not None:
     def tiny_spec_data() -> dict[str, Any]:
         """A fresh copy of ``TINY``, to change and pass to ``build_spec``."""
         return copy.deepcopy(TINY)
+
+
+class FailingControl:
+    """A control for resume tests: the ticket's own start (its mask and rewind point),
+    raising ``RuntimeError("interrupted")`` while ``broken`` is set (at ``level`` only,
+    when one is given). ``plugin()`` is a plugin module registering it as ``flaky``:
+    an experiment with ``controls: {flaky: true}`` fails there; set ``broken = False``
+    and resume it."""
+
+    def __init__(self, level: int | None = None):
+        self.broken, self.level = True, level
+
+    def __call__(self, context: Any) -> Any:
+        """The ticket's start, or the failure."""
+        from .lottery.controls import ControlStart
+
+        if self.broken and self.level in (None, context.level):
+            raise RuntimeError("interrupted")
+        return ControlStart(context.mask, context.point)
+
+    def plugin(self, name: str = "lth_suite_testing_failing_control") -> types.ModuleType:
+        """A plugin module (for ``load_plugins(extra=[...])``) registering this control."""
+        from .plugins.hookspecs import hookimpl
+
+        def lth_register_controls(register: Any) -> None:
+            register("flaky", lambda params: self,
+                     description="the ticket again, failing until told not to")
+
+        module = types.ModuleType(name)
+        module.lth_register_controls = hookimpl(lth_register_controls)  # type: ignore[attr-defined]
+        return module
 
 
 def __getattr__(name: str) -> Any:

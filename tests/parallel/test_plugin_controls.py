@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import copy
 import sys
-import types
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lth_suite.api import ControlStart, PluginFailure, hookimpl
+from lth_suite.api import PluginFailure
 from lth_suite.launch.execute import ExperimentPlan, execute, run_experiment
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
-from lth_suite.testing import TINY
+from lth_suite.testing import TINY, FailingControl
 from lth_suite.tracking import open_tracker
 from tests.parallel.test_launchers import UnitsInOrder, tiny_spec
 
@@ -60,41 +59,23 @@ def test_units_from_the_store_train_the_controls_as_in_process(in_process, plugi
     assert_same(expected, branches(result.finished))
 
 
-FLAKY = "lth_suite_test_flaky_control"
-
-
-class Flaky:
-    """The ticket's own start, failing at level 2 while ``broken`` is set."""
-
-    broken = True
-
-    def __call__(self, context):
-        if context.level == 2 and Flaky.broken:
-            raise RuntimeError("interrupted")
-        return ControlStart(context.mask, context.point)
-
-
 @pytest.fixture
-def flaky_plugins(monkeypatch):
-    module = types.ModuleType(FLAKY)
-
-    @hookimpl
-    def lth_register_controls(register):
-        register("flaky", lambda params: Flaky(), description="the ticket again, failing once")
-
-    module.lth_register_controls = lth_register_controls
-    monkeypatch.setitem(sys.modules, FLAKY, module)
-    monkeypatch.setattr(Flaky, "broken", True)
-    return load_plugins(extra=[module], installed=False)
+def failing(monkeypatch):
+    """A control failing at level 2 until told not to, and the plugins with it."""
+    control = FailingControl(level=2)
+    module = control.plugin()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return control, load_plugins(extra=[module], installed=False)
 
 
-def test_a_failed_control_is_resumed_and_the_others_restored(in_process, flaky_plugins, tmp_path):
+def test_a_failed_control_is_resumed_and_the_others_restored(in_process, failing, tmp_path):
+    control, flaky_plugins = failing
     data, expected = in_process
     spec = build_spec({**data, "controls": {**CONTROLS, "flaky": True}}, flaky_plugins.registry)
     uri = f"sqlite:///{tmp_path / 'flaky.db'}"
     with pytest.raises(PluginFailure, match="control 'flaky' from plugin .* raised RuntimeError"):
         run_experiment(spec, flaky_plugins, uri)
-    Flaky.broken = False
+    control.broken = False
     resumed = run_experiment(spec, flaky_plugins, uri, resume=spec_key(uri))
     found = branches(resumed)
     assert all(found[(0, level, "flaky")][0].equals(found[(0, level, "ticket")][0])

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import pytest
 from mlflow.tracking import MlflowClient
 from test_hf_plugin import lm_spec
 
 import lth_suite_hf
-from lth_suite.api import ControlStart, PluginFailure, hookimpl
+from lth_suite.api import PluginFailure
 from lth_suite.launch.execute import run_experiment
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
-
-FLAKY = "lth_suite_hf_test_flaky_control"
-
-
-class Flaky:
-    """The ticket's own start, failing while ``broken`` is set."""
-
-    broken = True
-
-    def __call__(self, context):
-        if Flaky.broken:
-            raise RuntimeError("interrupted")
-        return ControlStart(context.mask, context.point)
-
-
-@hookimpl
-def lth_register_controls(register):
-    register("flaky", lambda params: Flaky(), description="the ticket again, failing once")
+from lth_suite.testing import FailingControl
 
 
 def branches(finished) -> dict:
@@ -46,10 +28,9 @@ def test_a_failed_gpt2_experiment_resumes_to_the_same_tickets(plugins, corpus, t
             "report": {"enabled": False}}
     alone = branches(run_experiment(build_spec(data, plugins.registry), plugins,
                                     f"sqlite:///{tmp_path / 'alone.db'}"))
-    module = types.ModuleType(FLAKY)
-    module.lth_register_controls = lth_register_controls
-    monkeypatch.setitem(sys.modules, FLAKY, module)
-    monkeypatch.setattr(Flaky, "broken", True)
+    control = FailingControl()
+    module = control.plugin()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     flaky_plugins = load_plugins(extra=[lth_suite_hf, module], installed=False)
     spec = build_spec({**data, "controls": {"reinit": False, "random_prune": False,
                                             "flaky": True}},
@@ -57,7 +38,7 @@ def test_a_failed_gpt2_experiment_resumes_to_the_same_tickets(plugins, corpus, t
     uri = f"sqlite:///{tmp_path / 'flaky.db'}"
     with pytest.raises(PluginFailure, match="control 'flaky'"):
         run_experiment(spec, flaky_plugins, uri)
-    Flaky.broken = False
+    control.broken = False
     client = MlflowClient(uri)
     parent = next(r.info.run_id for r in client.search_runs(
         [e.experiment_id for e in client.search_experiments()])

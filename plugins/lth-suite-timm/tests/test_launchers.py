@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import lth_suite_timm
@@ -15,33 +14,15 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from lth_suite.api import ControlStart, PluginFailure, hookimpl
+from lth_suite.api import PluginFailure
 from lth_suite.launch.execute import run_experiment
 from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
+from lth_suite.testing import FailingControl
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 VIT = {"name": "timm", "arch": "vit_tiny_patch16_224",
        "kwargs": {"img_size": 8, "patch_size": 4, "depth": 1, "embed_dim": 24, "num_heads": 2}}
-FLAKY = "lth_suite_timm_test_flaky_control"
-
-
-class Flaky:
-    """The ticket's own start, failing while ``broken`` is set."""
-
-    broken = True
-
-    def __call__(self, context):
-        if Flaky.broken:
-            raise RuntimeError("interrupted")
-        return ControlStart(context.mask, context.point)
-
-
-@hookimpl
-def lth_register_controls(register):
-    register("flaky", lambda params: Flaky(), description="the ticket again, failing once")
-
-
 @pytest.fixture(scope="module")
 def spec_data(tmp_path_factory) -> dict:
     """A one-block ViT on a tiny 1-channel npz, AdamW, late rewinding, a reinit control."""
@@ -93,17 +74,16 @@ def test_local_workers_train_a_vit_as_one_process_does(spec_data, in_process, pl
 
 def test_a_failed_vit_experiment_resumes_to_the_same_tickets(spec_data, in_process, tmp_path,
                                                              monkeypatch):
-    module = types.ModuleType(FLAKY)
-    module.lth_register_controls = lth_register_controls
-    monkeypatch.setitem(sys.modules, FLAKY, module)
-    monkeypatch.setattr(Flaky, "broken", True)
+    control = FailingControl()
+    module = control.plugin()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     plugins = load_plugins(extra=[lth_suite_timm, module], installed=False)
     spec = build_spec({**spec_data, "controls": {"reinit": True, "random_prune": False,
                                                  "flaky": True}}, plugins.registry)
     uri = f"sqlite:///{tmp_path / 'flaky.db'}"
     with pytest.raises(PluginFailure, match="control 'flaky'"):
         run_experiment(spec, plugins, uri)
-    Flaky.broken = False
+    control.broken = False
     client = MlflowClient(uri)
     parent = next(r.info.run_id for r in client.search_runs(
         [e.experiment_id for e in client.search_experiments()])
