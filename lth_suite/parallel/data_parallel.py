@@ -61,7 +61,7 @@ def leading() -> Iterator[None]:
 
 
 def train_as_follower_rank(experiment: Experiment) -> bool:
-    """Whether this process is a rank other than 0; it then train_as_follower_rank rank 0 to the end."""
+    """Whether this process is a rank other than 0; it then follows rank 0 to the end."""
     ranks = group()
     if ranks is None or ranks.leader:
         return False
