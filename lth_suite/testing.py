@@ -115,6 +115,39 @@ class FailingControl:
         return module
 
 
+def fail_then_resume(data: dict[str, Any], extra: list[Any], uri: str,
+                     controls: dict[str, Any] | None = None) -> Any:
+    """Run the spec ``data`` (with ``controls`` and a ``FailingControl`` as ``flaky``), with
+    the plugin modules ``extra`` loaded in process, expect it to fail in that control,
+    then mend the control and resume the experiment; the resumed ``ExperimentFinished``."""
+    from .errors import PluginFailure
+    from .launch.execute import run_experiment
+    from .lottery.checkpoints import find_resumable
+    from .plugins.manager import load_plugins
+    from .spec.loading import build_spec
+    from .tracking import open_tracker
+
+    control = FailingControl()
+    module = control.plugin()
+    sys.modules[module.__name__] = module
+    try:
+        plugins = load_plugins(extra=[*extra, module], installed=False)
+        spec = build_spec({**data, "controls": {**(controls or {}), "flaky": True}},
+                          plugins.registry)
+        try:
+            run_experiment(spec, plugins, uri)
+        except PluginFailure as failure:
+            assert "control 'flaky'" in str(failure), failure
+        else:
+            raise AssertionError("the failing control did not stop the experiment")
+        control.broken = False
+        parent = find_resumable(open_tracker(uri).reader, spec, plugins.registry)
+        assert parent is not None, "the failed experiment left nothing to resume"
+        return run_experiment(spec, plugins, uri, resume=parent)
+    finally:
+        sys.modules.pop(module.__name__, None)
+
+
 def __getattr__(name: str) -> Any:
     """A fixture asked for without pytest installed: say so instead of a bare AttributeError."""
     if name in FIXTURES:

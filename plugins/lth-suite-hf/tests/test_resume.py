@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
-import pytest
-from mlflow.tracking import MlflowClient
 from test_hf_plugin import lm_spec
 
 import lth_suite_hf
-from lth_suite.api import PluginFailure
 from lth_suite.launch.execute import run_experiment
-from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
-from lth_suite.testing import FailingControl
+from lth_suite.testing import fail_then_resume
 
 
 def branches(finished) -> dict:
@@ -28,22 +22,8 @@ def test_a_failed_gpt2_experiment_resumes_to_the_same_tickets(plugins, corpus, t
             "report": {"enabled": False}}
     alone = branches(run_experiment(build_spec(data, plugins.registry), plugins,
                                     f"sqlite:///{tmp_path / 'alone.db'}"))
-    control = FailingControl()
-    module = control.plugin()
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    flaky_plugins = load_plugins(extra=[lth_suite_hf, module], installed=False)
-    spec = build_spec({**data, "controls": {"reinit": False, "random_prune": False,
-                                            "flaky": True}},
-                      flaky_plugins.registry)
-    uri = f"sqlite:///{tmp_path / 'flaky.db'}"
-    with pytest.raises(PluginFailure, match="control 'flaky'"):
-        run_experiment(spec, flaky_plugins, uri)
-    control.broken = False
-    client = MlflowClient(uri)
-    parent = next(r.info.run_id for r in client.search_runs(
-        [e.experiment_id for e in client.search_experiments()])
-        if "mlflow.parentRunId" not in r.data.tags)
-    resumed = run_experiment(spec, flaky_plugins, uri, resume=parent)
+    resumed = fail_then_resume(data, [lth_suite_hf], f"sqlite:///{tmp_path / 'flaky.db'}",
+                               {"reinit": False, "random_prune": False})
     found = branches(resumed)
     assert found[(0, 1, "flaky")][0].equals(found[(0, 1, "ticket")][0])
     found = {key: value for key, value in found.items() if key[2] != "flaky"}

@@ -14,11 +14,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from lth_suite.api import PluginFailure
 from lth_suite.launch.execute import run_experiment
-from lth_suite.plugins.manager import load_plugins
 from lth_suite.spec.loading import build_spec
-from lth_suite.testing import FailingControl
+from lth_suite.testing import fail_then_resume
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 VIT = {"name": "timm", "arch": "vit_tiny_patch16_224",
@@ -74,21 +72,8 @@ def test_local_workers_train_a_vit_as_one_process_does(spec_data, in_process, pl
 
 def test_a_failed_vit_experiment_resumes_to_the_same_tickets(spec_data, in_process, tmp_path,
                                                              monkeypatch):
-    control = FailingControl()
-    module = control.plugin()
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    plugins = load_plugins(extra=[lth_suite_timm, module], installed=False)
-    spec = build_spec({**spec_data, "controls": {"reinit": True, "random_prune": False,
-                                                 "flaky": True}}, plugins.registry)
-    uri = f"sqlite:///{tmp_path / 'flaky.db'}"
-    with pytest.raises(PluginFailure, match="control 'flaky'"):
-        run_experiment(spec, plugins, uri)
-    control.broken = False
-    client = MlflowClient(uri)
-    parent = next(r.info.run_id for r in client.search_runs(
-        [e.experiment_id for e in client.search_experiments()])
-        if "mlflow.parentRunId" not in r.data.tags)
-    resumed = run_experiment(spec, plugins, uri, resume=parent)
+    resumed = fail_then_resume(spec_data, [lth_suite_timm], f"sqlite:///{tmp_path / 'flaky.db'}",
+                               {"reinit": True, "random_prune": False})
     found = branches(resumed)
     assert found[(0, 1, "flaky")][0].equals(found[(0, 1, "ticket")][0])
     assert_same(in_process, {k: v for k, v in found.items() if k[2] != "flaky"})
